@@ -1,0 +1,255 @@
+"""The federation file: found, parsed, validated; every error names its field path.
+
+Found by `--config`, then `$SKYCTL_CONFIG`, then `skyctl/sky.yaml` in the XDG config dir.
+Credentials never live here: OpenStack sites name a clouds.yaml entry, OpenNebula sites a
+ONE_AUTH file. A key that looks like a secret is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from skyctl.errors import ConfigError
+from skyctl.model import Tier, parse_memory_mib
+
+NAME_RE = r"^[a-z][a-z0-9-]{0,62}$"
+_SECRET_KEY_RE = re.compile(r"(password|secret|token|private_key|credential)", re.IGNORECASE)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SshConfig(_Strict):
+    user: str | None = None          # login user; default from the context (cloud-user...)
+    port: int = Field(22, ge=1, le=65535)
+    jump_host: str | None = None     # bastion, "user@host[:port]"
+    floating_ip: bool = False        # OpenStack: allocate and attach one per node
+
+
+class SiteConfig(BaseModel):
+    """One site. Fields below are common; the rest belong to its driver (options_model)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = ""
+    driver: str
+    tier: Tier = Tier.REMOTE
+    cost: float = Field(0.0, ge=0)
+    max_parallel: int = Field(8, ge=1, le=256, description="concurrent creates/deletes on this site")
+    request_timeout: float = Field(30.0, gt=0, description="seconds per API request")
+    ready_timeout: float = Field(600.0, gt=0, description="seconds a node may take to become ready")
+    ssh: SshConfig = SshConfig()
+    # Filled after validation with the driver's own options model instance.
+    options: Any = None
+
+    @field_validator("driver")
+    @classmethod
+    def _driver_name(cls, v: str) -> str:
+        if not re.match(r"^[a-z][a-z0-9_-]*$", v):
+            raise ValueError("must be a driver name such as openstack or opennebula")
+        return v
+
+    def driver_fields(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SizeConfig(_Strict):
+    cpus: int = Field(ge=1, le=1024)
+    memory: str | int
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | int) -> str | int:
+        parse_memory_mib(v)
+        return v
+
+    @property
+    def memory_mib(self) -> int:
+        return parse_memory_mib(self.memory)
+
+
+class Defaults(_Strict):
+    image: str | None = None
+    size: str | None = None
+    contexts: list[str] = ["base"]
+    owner: str | None = None
+
+
+class _FederationModel(_Strict):
+    sites: dict[str, SiteConfig] = Field(min_length=1)
+    images: dict[str, dict[str, str | int]] = {}
+    sizes: dict[str, SizeConfig] = {}
+    bursting: list[dict[str, Any]] = []
+    defaults: Defaults = Defaults()
+
+    @field_validator("sites", "images", "sizes")
+    @classmethod
+    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if not re.match(NAME_RE, str(key)):
+                raise ValueError(f"{key!r} is not a valid name (lowercase letters, digits, '-')")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_refs(self) -> _FederationModel:
+        for logical, per_site in self.images.items():
+            for site in per_site:
+                if site not in self.sites:
+                    raise _PathError(f"images.{logical}.{site}", f"unknown site {site!r}")
+        return self
+
+
+class _PathError(ValueError):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@dataclass(frozen=True)
+class Federation:
+    """The validated federation. Sites keep file order (it is the user's order)."""
+
+    sites: Mapping[str, SiteConfig]
+    images: Mapping[str, Mapping[str, str]]
+    sizes: Mapping[str, SizeConfig]
+    rules: tuple[Any, ...] = ()
+    defaults: Defaults = field(default_factory=Defaults)
+    source: Path | None = None
+
+    def site(self, name: str) -> SiteConfig:
+        try:
+            return self.sites[name]
+        except KeyError:
+            known = ", ".join(self.sites)
+            raise ConfigError(f"unknown site {name!r} (sites: {known})", path="--site") from None
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc if p not in ("function-after", "function-before"))
+
+
+def _first_error(err: ValidationError) -> tuple[str, str, int]:
+    errors = err.errors(include_url=False)
+    first = errors[0]
+    msg = first["msg"]
+    ctx_err = (first.get("ctx") or {}).get("error")
+    if isinstance(ctx_err, _PathError):
+        return ctx_err.path, str(ctx_err), len(errors) - 1
+    msg = msg.removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif first["type"] == "missing":
+        msg = "required field is missing"
+    return _loc(first["loc"]), msg, len(errors) - 1
+
+
+def _find_secrets(node: Any, path: str) -> None:
+    if isinstance(node, Mapping):
+        for k, v in node.items():
+            p = f"{path}.{k}" if path else str(k)
+            if isinstance(k, str) and _SECRET_KEY_RE.search(k) and not k.endswith("_env") \
+                    and k not in ("one_auth",):
+                raise ConfigError(
+                    "credentials do not belong in the federation file",
+                    path=p,
+                    hint="keep them in clouds.yaml / secure.yaml (OpenStack) or a ONE_AUTH file "
+                    "(OpenNebula); an auth block may name an environment variable with *_env",
+                )
+            _find_secrets(v, p)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _find_secrets(v, f"{path}[{i}]")
+
+
+def parse(data: Any, *, source: Path | None = None, validate_drivers: bool = True) -> Federation:
+    """Validate already-parsed YAML. Raises ConfigError naming the field path."""
+    src = str(source) if source else None
+    if not isinstance(data, Mapping):
+        raise ConfigError("the federation file must be a mapping with a 'sites' key", source=src)
+    _find_secrets(data, "")
+    try:
+        model = _FederationModel.model_validate(data)
+    except ValidationError as e:
+        path, msg, more = _first_error(e)
+        extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise ConfigError(msg + extra, path=path or None, source=src) from None
+
+    sites: dict[str, SiteConfig] = {}
+    for name, site in model.sites.items():
+        site = site.model_copy(update={"name": name})
+        if validate_drivers:
+            site = _validate_driver_options(site, src)
+        sites[name] = site
+
+    rules: tuple[Any, ...] = ()
+    if model.bursting:
+        from skyctl.policy.rules import parse_rules  # pure; raises ConfigError with paths
+
+        rules = tuple(parse_rules(model.bursting, sites=sites, path="bursting", source=src))
+
+    images = {k: {s: str(v) for s, v in per.items()} for k, per in model.images.items()}
+    if model.defaults.size and model.defaults.size not in model.sizes:
+        raise ConfigError(f"unknown size {model.defaults.size!r}", path="defaults.size", source=src)
+    return Federation(sites=sites, images=images, sizes=dict(model.sizes), rules=rules,
+                      defaults=model.defaults, source=source)
+
+
+def _validate_driver_options(site: SiteConfig, src: str | None) -> SiteConfig:
+    from skyctl.drivers import registry
+
+    try:
+        cls = registry.load(site.driver, site=site.name)
+    except ConfigError as e:
+        raise ConfigError(str(e).split(": ", 1)[-1], path=f"sites.{site.name}.driver", source=src) from None
+    fields = site.driver_fields()
+    if cls.options_model is None:
+        if fields:
+            raise ConfigError("unknown field", path=f"sites.{site.name}.{next(iter(fields))}", source=src)
+        return site
+    try:
+        options = cls.options_model.model_validate(fields)
+    except ValidationError as e:
+        path, msg, _ = _first_error(e)
+        raise ConfigError(msg, path=f"sites.{site.name}.{path}".rstrip("."), source=src) from None
+    return site.model_copy(update={"options": options})
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None) -> Path:
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("SKYCTL_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    from skyctl.paths import default_config_file
+
+    return default_config_file()
+
+
+def load(explicit: str | os.PathLike[str] | None = None, *, validate_drivers: bool = True) -> Federation:
+    path = find_config_file(explicit)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no federation file at {path}",
+            hint="pass --config, set SKYCTL_CONFIG, or run 'skyctl sandbox up' for a local one",
+        ) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {e.__class__.__name__}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{problem}", source=f"{path}{where}") from None
+    return parse(data, source=path, validate_drivers=validate_drivers)

@@ -1,0 +1,140 @@
+"""The Driver contract and the driver registry.
+
+A driver adapts one cloud API to skyctl's model. Rules (checked by tests/contract):
+- `__init__` does no network I/O and imports no SDK; the SDK is imported on first use.
+- Provider objects never leave the driver: it returns `skyctl.model` values, leftovers go in
+  `extra`.
+- Every failure is raised as one of the `skyctl.errors.DriverError` subclasses, carrying the
+  site name.
+- `create` makes exactly one node. Concurrency, retries, failover and the intent log live in
+  `skyctl.ops`, once for every driver.
+- `list` filters by skyctl's labels with as few requests as the cloud allows (one per page).
+- `delete` of a node that is already gone is success.
+
+Drivers are found through the entry-point group `skyctl.drivers` and loaded lazily, so
+`skyctl --help` never imports a driver package, let alone its SDK.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from skyctl.errors import ConfigError, Unsupported
+from skyctl.model import Capability, Capacity, Flavor, ImageRef, Labels, Node, NodeSpec, RenderedContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pydantic import BaseModel
+
+    from skyctl.config import SiteConfig
+
+ENTRY_POINT_GROUP = "skyctl.drivers"
+
+
+class Driver(abc.ABC):
+    name: ClassVar[str]
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    # Pydantic model validating the site's driver-specific fields (`cloud:`, `endpoint:`...).
+    # Defined in the driver's light module so config validation never imports the SDK.
+    options_model: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(self, site: SiteConfig) -> None:
+        self.site = site
+
+    @property
+    def site_name(self) -> str:
+        return self.site.name
+
+    # -- what the site offers
+    @abc.abstractmethod
+    def capacity(self) -> Capacity: ...
+
+    @abc.abstractmethod
+    def flavors(self) -> list[Flavor]: ...
+
+    @abc.abstractmethod
+    def images(self) -> list[ImageRef]: ...
+
+    # -- nodes
+    @abc.abstractmethod
+    def create(self, spec: NodeSpec, name: str, context: RenderedContext) -> Node:
+        """Create one node named `name` carrying `spec.labels`. Returns it (usually pending)."""
+
+    @abc.abstractmethod
+    def list(self, selector: Labels | None = None, *, managed_only: bool = True) -> list[Node]:
+        """Nodes whose skyctl labels match every key in `selector`.
+
+        managed_only=False also returns nodes skyctl did not create (`ps --all`); the
+        selector then only filters the managed ones.
+        """
+
+    @abc.abstractmethod
+    def get(self, node_id: str) -> Node:
+        """One node by the cloud's own id; NotFound if it does not exist."""
+
+    @abc.abstractmethod
+    def delete(self, node_ids: Sequence[str]) -> None: ...
+
+    # -- optional, guarded by capabilities
+    def stop(self, node_ids: Sequence[str]) -> None:
+        raise Unsupported(f"{self.name} driver cannot stop nodes", site=self.site_name)
+
+    def start(self, node_ids: Sequence[str]) -> None:
+        raise Unsupported(f"{self.name} driver cannot start nodes", site=self.site_name)
+
+    def console_log(self, node_id: str) -> str:
+        raise Unsupported(f"{self.name} driver has no console log", site=self.site_name)
+
+    def close(self) -> None:
+        """Release connections. Safe to call more than once."""
+
+    def describe(self) -> dict[str, Any]:
+        """Non-secret facts for `skyctl sites` (endpoint, cloud name...)."""
+        return {}
+
+
+class DriverRegistry:
+    """Maps driver names to classes. Entry points are read once and loaded on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded: dict[str, type[Driver]] = {}
+        self._entry_points: dict[str, Any] | None = None
+
+    def _eps(self) -> dict[str, Any]:
+        if self._entry_points is None:
+            self._entry_points = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+        return self._entry_points
+
+    def register(self, name: str, cls: type[Driver]) -> None:
+        """Register a driver class in-process (tests, plugins loaded by hand)."""
+        with self._lock:
+            self._loaded[name] = cls
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._loaded.pop(name, None)
+
+    def names(self) -> list[str]:
+        return sorted(set(self._eps()) | set(self._loaded))
+
+    def load(self, name: str, *, site: str | None = None) -> type[Driver]:
+        with self._lock:
+            if name in self._loaded:
+                return self._loaded[name]
+            ep = self._eps().get(name)
+            if ep is None:
+                known = ", ".join(self.names()) or "none installed"
+                path = f"sites.{site}.driver" if site else "driver"
+                raise ConfigError(f"unknown driver {name!r} (installed: {known})", path=path)
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, Driver)):
+                raise ConfigError(f"entry point {name!r} is not a skyctl Driver", path="driver")
+            self._loaded[name] = cls
+            return cls
+
+
+registry = DriverRegistry()

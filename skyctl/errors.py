@@ -1,0 +1,138 @@
+"""The error tree. Errors carry decision data (site, resource, retryable...), not only text.
+
+The CLI maps each error to one line and one exit code; nothing else prints errors.
+Exit codes (documented in README and `skyctl --help`):
+  0 ok, 1 error, 2 usage/config error, 3 partial success, 4 no capacity anywhere,
+  5 authentication failed, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_NO_CAPACITY = 4
+EXIT_AUTH = 5
+EXIT_INTERRUPTED = 130
+
+
+class SkyError(Exception):
+    """Base of every error skyctl reports on purpose. `str()` is the one-line message."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, *, site: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.site = site
+        self.hint = hint
+
+    def line(self) -> str:
+        where = f"{self.site}: " if self.site and not self.message.startswith(f"{self.site}:") else ""
+        text = f"{where}{self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": type(self).__name__, "message": self.line(), "site": self.site}
+
+
+class UsageError(SkyError):
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(SkyError):
+    """Invalid federation file, rules, context profile... `path` is the field path."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, *, path: str | None = None, source: str | None = None,
+                 hint: str | None = None) -> None:
+        self.path = path
+        self.source = source
+        prefix = f"{path}: " if path else ""
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{prefix}{message}", hint=hint)
+
+
+class ContextError(ConfigError):
+    """A context profile that cannot be rendered (missing variable, bad template...)."""
+
+
+class StateError(SkyError):
+    """The local state database is unusable (newer schema, corrupt file)."""
+
+
+class NoCapacity(SkyError):
+    """No site can host any of the requested nodes."""
+
+    exit_code = EXIT_NO_CAPACITY
+
+
+class Interrupted(SkyError):
+    exit_code = EXIT_INTERRUPTED
+
+
+# ---------------------------------------------------------------- driver errors
+# Every driver converts its SDK's exceptions into exactly one of these, at its edge.
+
+
+class DriverError(SkyError):
+    retryable = False
+    site_full = False  # tells ops to stop placing on this site for the current run
+
+
+class AuthError(DriverError):
+    exit_code = EXIT_AUTH
+
+
+class NotFound(DriverError):
+    pass
+
+
+class QuotaExceeded(DriverError):
+    site_full = True
+
+    def __init__(self, message: str, *, site: str | None = None, resource: str | None = None,
+                 requested: int | None = None, used: int | None = None,
+                 limit: int | None = None) -> None:
+        super().__init__(message, site=site)
+        self.resource = resource
+        self.requested = requested
+        self.used = used
+        self.limit = limit
+
+
+class CapacityUnavailable(DriverError):
+    """The quota allows it but the cloud has no host for it (Nova 'No valid host')."""
+
+    site_full = True
+
+
+class Transient(DriverError):
+    """5xx, resets, timeouts: safe to retry (creates only after a label lookup)."""
+
+    retryable = True
+
+
+class DriverTimeout(DriverError):
+    """A wait ran out (node never became active/ready)."""
+
+
+class InvalidRequest(DriverError):
+    def __init__(self, message: str, *, site: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, site=site)
+        self.field = field
+
+
+class Unsupported(DriverError):
+    pass
+
+
+def with_site(err: DriverError, site: str) -> DriverError:
+    """Attach the site to an error raised without one (drivers usually set it themselves)."""
+    if err.site is None:
+        err.site = site
+    return err

@@ -1,0 +1,248 @@
+"""Plain values that cross every boundary: config -> policy -> drivers -> ops -> cli.
+
+Standard library only. Everything is frozen so a snapshot handed to the pure policy
+layer cannot be changed behind its back.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Label keys skyctl puts on every node it creates (OpenStack tags/metadata, OpenNebula
+# USER_TEMPLATE). The clouds are the source of truth; these make them searchable.
+LABEL_PREFIX = "skyctl"
+L_GROUP = "group"
+L_LAUNCH = "launch"
+L_OWNER = "owner"
+L_INDEX = "index"
+L_NAME = "name"
+LABEL_KEYS = (L_GROUP, L_LAUNCH, L_OWNER, L_INDEX, L_NAME)
+
+Labels = Mapping[str, str]
+
+
+
+class NodeState(str, enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    ERROR = "error"
+    DELETED = "deleted"
+    UNKNOWN = "unknown"
+
+    def __str__(self) -> str:  # pragma: no cover - cosmetic
+        return self.value
+
+
+class Tier(str, enum.Enum):
+    LOCAL = "local"
+    REMOTE = "remote"
+
+
+class Capability(str, enum.Enum):
+    STOP_START = "stop_start"
+    CONSOLE_LOG = "console_log"
+    SERVER_SIDE_LABEL_FILTER = "server_side_label_filter"
+    FLOATING_IP = "floating_ip"
+    READY_REPORT = "ready_report"  # the cloud itself reports guest readiness (OneGate READY=YES)
+    CUSTOM_SIZES = "custom_sizes"  # any cpus/memory is accepted (OpenNebula); no flavor list
+
+
+# ---------------------------------------------------------------- sizes and units
+
+_MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|[KMGT])?\s*$", re.IGNORECASE)
+_MEM_FACTORS_MIB = {
+    None: 1, "": 1, "m": 1, "mb": 1, "mib": 1, "mi": 1,
+    "g": 1024, "gb": 1024, "gib": 1024, "gi": 1024,
+    "t": 1024 * 1024, "tb": 1024 * 1024, "tib": 1024 * 1024, "ti": 1024 * 1024,
+    "k": 1 / 1024, "kb": 1 / 1024, "kib": 1 / 1024, "ki": 1 / 1024,
+}
+
+
+def parse_memory_mib(value: str | int | float) -> int:
+    """'2GiB' -> 2048, '512M' -> 512, 2048 -> 2048 (a bare number is MiB, as in Nova)."""
+    if isinstance(value, bool):
+        raise ValueError("memory must be a size such as 2GiB or 512MiB")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise ValueError("memory must be positive")
+        return int(value)
+    m = _MEM_RE.match(str(value))
+    if not m:
+        raise ValueError(f"not a memory size: {value!r} (use e.g. 2GiB, 512MiB)")
+    number, unit = float(m.group(1)), (m.group(2) or "").lower()
+    mib = int(round(number * _MEM_FACTORS_MIB[unit]))
+    if mib <= 0:
+        raise ValueError(f"memory must be positive: {value!r}")
+    return mib
+
+
+def format_mib(mib: int) -> str:
+    return f"{mib // 1024}GiB" if mib % 1024 == 0 else f"{mib}MiB"
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What one node (or a sum of nodes) needs."""
+
+    cpus: int
+    memory_mib: int
+    instances: int = 1
+
+    def __mul__(self, n: int) -> Resources:
+        return Resources(self.cpus * n, self.memory_mib * n, self.instances * n)
+
+
+@dataclass(frozen=True, slots=True)
+class Flavor:
+    """A site's own size (Nova flavor, OpenNebula template/size mapping)."""
+
+    id: str
+    name: str
+    cpus: int
+    memory_mib: int
+    disk_gib: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def fits(self, cpus: int, memory_mib: int) -> bool:
+        return self.cpus >= cpus and self.memory_mib >= memory_mib
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    id: str
+    name: str
+    checksum: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+
+# ---------------------------------------------------------------- capacity
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One quota line. limit None means unlimited."""
+
+    resource: str
+    used: int
+    limit: int | None
+
+    @property
+    def free(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.used, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """Quota limits/usage plus, where the cloud tells, what its hosts can still take."""
+
+    instances: Limit
+    cores: Limit
+    ram_mib: Limit
+    # Physical room left on the hosts (OpenNebula host pool); None where the cloud hides it.
+    host_free_cpus: int | None = None
+    host_free_memory_mib: int | None = None
+
+    def fits_count(self, need: Resources) -> int | None:
+        """How many nodes of `need` still fit; None means no limit is known."""
+        counts: list[int] = []
+        for lim, per in ((self.instances, need.instances), (self.cores, need.cpus),
+                         (self.ram_mib, need.memory_mib)):
+            if lim.free is not None and per > 0:
+                counts.append(lim.free // per)
+        for free, per in ((self.host_free_cpus, need.cpus),
+                          (self.host_free_memory_mib, need.memory_mib)):
+            if free is not None and per > 0:
+                counts.append(max(free, 0) // per)
+        return min(counts) if counts else None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for lim in (self.instances, self.cores, self.ram_mib):
+            out[lim.resource] = {"used": lim.used, "limit": lim.limit}
+        if self.host_free_cpus is not None or self.host_free_memory_mib is not None:
+            out["hosts_free"] = {"cpus": self.host_free_cpus, "memory_mib": self.host_free_memory_mib}
+        return out
+
+
+def unlimited_capacity() -> Capacity:
+    return Capacity(Limit("instances", 0, None), Limit("cores", 0, None), Limit("ram_mib", 0, None))
+
+
+# ---------------------------------------------------------------- nodes
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """What to create on one site: resolved to that site's own image and flavor."""
+
+    group: str
+    site: str
+    image: ImageRef
+    flavor: Flavor
+    labels: Labels = field(default_factory=dict)
+    image_name: str = ""  # the logical name the user asked for, for display
+    size_name: str = ""
+    key_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedContext:
+    """A context as each cloud receives it. Drivers pick the part for their cloud."""
+
+    user_data: str | None = None          # cloud-config / multipart text for cloud-init
+    one_context: Mapping[str, str] = field(default_factory=dict)  # OpenNebula CONTEXT variables
+    ssh_public_keys: tuple[str, ...] = ()
+    login_user: str | None = None
+
+
+EMPTY_CONTEXT = RenderedContext()
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str
+    group: str | None
+    site: str
+    driver: str
+    id: str
+    state: NodeState
+    addresses: tuple[str, ...] = ()
+    image: str | None = None
+    size: str | None = None
+    created_at: str | None = None  # ISO 8601, UTC
+    labels: Labels = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def launch_id(self) -> str | None:
+        return self.labels.get(L_LAUNCH)
+
+    @property
+    def managed(self) -> bool:
+        """Created by skyctl (carries its labels)."""
+        return bool(self.labels.get(L_GROUP))
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented JSON shape of a node (README 'Output')."""
+        return {
+            "name": self.name,
+            "group": self.group,
+            "site": self.site,
+            "driver": self.driver,
+            "id": self.id,
+            "state": self.state.value,
+            "addresses": list(self.addresses),
+            "image": self.image,
+            "size": self.size,
+            "created_at": self.created_at,
+            "labels": dict(self.labels),
+        }
+
+
+def node_labels(group: str, launch: str, owner: str, index: int, name: str) -> dict[str, str]:
+    return {L_GROUP: group, L_LAUNCH: launch, L_OWNER: owner, L_INDEX: str(index), L_NAME: name}

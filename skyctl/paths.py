@@ -1,0 +1,61 @@
+"""skyctl's own files, in the XDG places (platformdirs), always private.
+
+SKYCTL_HOME, when set, puts config/state/data under one folder (tests, sandboxes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP = "skyctl"
+
+
+def _base(kind: str) -> Path:
+    home = os.environ.get("SKYCTL_HOME")
+    if home:
+        return Path(home) / kind
+    import platformdirs  # light, but only needed here
+
+    fn = {"config": platformdirs.user_config_dir, "state": platformdirs.user_state_dir,
+          "data": platformdirs.user_data_dir}[kind]
+    return Path(fn(APP))
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and parents) and make the leaf 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if (path.stat().st_mode & 0o777) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
+def config_dir() -> Path:
+    return _base("config")
+
+
+def state_dir() -> Path:
+    return private_dir(_base("state"))
+
+
+def data_dir() -> Path:
+    return private_dir(_base("data"))
+
+
+def default_config_file() -> Path:
+    return config_dir() / "sky.yaml"
+
+
+def write_private(path: Path, text: str | bytes) -> Path:
+    """Write a file that is 0600 from its first byte (no window where it is readable)."""
+    private_dir(path.parent)
+    data = text.encode() if isinstance(text, str) else text
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return path

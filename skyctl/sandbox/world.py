@@ -1,0 +1,208 @@
+"""The sandbox's cloud state, shared by its protocol front-ends.
+
+A `SiteWorld` is one cloud: quota, hosts, flavors, images, VMs, fault knobs. The OpenStack
+(HTTP) and OpenNebula (XML-RPC) front-ends translate their protocol to calls on it and its
+`QuotaError`/`NoHostError` into the exact wire errors the real services send. Nothing here
+knows about either protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class QuotaError(Exception):
+    """Quota would be exceeded. Carries what real services put in their message."""
+
+    def __init__(self, resource: str, requested: int, used: int, limit: int) -> None:
+        super().__init__(resource)
+        self.resource = resource      # "instances" | "cores" | "ram"
+        self.requested = requested
+        self.used = used
+        self.limit = limit
+
+
+class NoHostError(Exception):
+    """Quota allows it but no host has room (Nova: ERROR + 'No valid host' fault)."""
+
+
+@dataclass
+class Faults:
+    latency_ms: float = 0.0       # added to every request
+    error_rate: float = 0.0       # share of requests answered with a server error
+    down: bool = False            # refuse connections
+    boot_delay: float = 0.2       # seconds from create to RUNNING/ACTIVE
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"latency_ms": self.latency_ms, "error_rate": self.error_rate, "down": self.down,
+                "boot_delay": self.boot_delay}
+
+
+@dataclass
+class Quota:
+    instances: int = -1   # -1 unlimited
+    cores: int = -1
+    ram_mib: int = -1
+
+
+@dataclass(frozen=True)
+class SFlavor:
+    id: str
+    name: str
+    vcpus: int
+    ram_mib: int
+    disk_gib: int = 10
+
+
+@dataclass(frozen=True)
+class SImage:
+    id: str
+    name: str
+    size: int = 1024
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.md5(self.name.encode(), usedforsecurity=False).hexdigest()
+
+    @property
+    def sha512(self) -> str:
+        return hashlib.sha512(self.name.encode()).hexdigest()
+
+
+@dataclass
+class SVM:
+    id: str                       # uuid (OpenStack) or decimal string (OpenNebula)
+    name: str
+    vcpus: int
+    ram_mib: int
+    image_id: str
+    flavor_id: str | None
+    created: float
+    boot_delay: float
+    metadata: dict[str, str] = field(default_factory=dict)     # Nova metadata / ONE USER_TEMPLATE
+    tags: list[str] = field(default_factory=list)
+    user_data: str | None = None     # decoded text
+    context: dict[str, str] = field(default_factory=dict)      # ONE CONTEXT
+    key_name: str | None = None
+    ssh_keys: list[str] = field(default_factory=list)          # keys the guest will accept
+    address: str | None = None
+    ssh_port: int | None = None
+    host_key_fingerprint: str | None = None
+    stopped: bool = False
+    error: str | None = None      # fault message when the VM went to ERROR
+    deleted: bool = False
+    ready: bool = False           # context applied (READY=YES / cloud-init done)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def booted(self, now: float | None = None) -> bool:
+        return (now or time.time()) >= self.created + self.boot_delay
+
+
+class SiteWorld:
+    """One sandbox cloud. Thread-safe: every front-end request takes `lock`."""
+
+    def __init__(self, name: str, kind: str, *, quota: Quota, flavors: list[SFlavor],
+                 images: list[SImage], host_cpus: int | None = None,
+                 host_ram_mib: int | None = None, seed: int | None = None) -> None:
+        self.name = name
+        self.kind = kind              # "openstack" | "opennebula"
+        self.quota = quota
+        self.flavors = {f.id: f for f in flavors}
+        self.images = {i.id: i for i in images}
+        self.host_cpus = host_cpus
+        self.host_ram_mib = host_ram_mib
+        self.faults = Faults()
+        self.vms: dict[str, SVM] = {}
+        self.lock = threading.RLock()
+        self.keypairs: dict[str, str] = {}        # name -> public key (OpenStack)
+        self.request_count = 0
+        self._next_int_id = 0
+        self._rng = random.Random(seed)
+        # Hooks the sandbox server sets: give a VM its SSH endpoint, take it away.
+        self.on_create: Callable[[SiteWorld, SVM], None] | None = None
+        self.on_delete: Callable[[SiteWorld, SVM], None] | None = None
+
+    # ------------------------------------------------------------ faults
+    def inject(self) -> bool:
+        """Apply latency; return True when this request must fail with a server error."""
+        with self.lock:
+            self.request_count += 1
+            latency, rate = self.faults.latency_ms, self.faults.error_rate
+            fail = rate > 0 and self._rng.random() < rate
+        if latency:
+            time.sleep(latency / 1000.0)
+        return fail
+
+    # ------------------------------------------------------------ usage
+    def live_vms(self) -> list[SVM]:
+        return [v for v in self.vms.values() if not v.deleted]
+
+    def usage(self) -> tuple[int, int, int]:
+        vms = self.live_vms()
+        return len(vms), sum(v.vcpus for v in vms), sum(v.ram_mib for v in vms)
+
+    def next_int_id(self) -> str:
+        with self.lock:
+            i = self._next_int_id
+            self._next_int_id += 1
+            return str(i)
+
+    def check_quota(self, vcpus: int, ram_mib: int) -> None:
+        n, cores, ram = self.usage()
+        q = self.quota
+        if q.instances >= 0 and n + 1 > q.instances:
+            raise QuotaError("instances", 1, n, q.instances)
+        if q.cores >= 0 and cores + vcpus > q.cores:
+            raise QuotaError("cores", vcpus, cores, q.cores)
+        if q.ram_mib >= 0 and ram + ram_mib > q.ram_mib:
+            raise QuotaError("ram", ram_mib, ram, q.ram_mib)
+
+    def hosts_have_room(self, vcpus: int, ram_mib: int) -> bool:
+        _, cores, ram = self.usage()
+        if self.host_cpus is not None and cores + vcpus > self.host_cpus:
+            return False
+        if self.host_ram_mib is not None and ram + ram_mib > self.host_ram_mib:
+            return False
+        return True
+
+    # ------------------------------------------------------------ lifecycle
+    def create_vm(self, *, name: str, vcpus: int, ram_mib: int, image_id: str,
+                  flavor_id: str | None = None, vm_id: str | None = None, **attrs: Any) -> SVM:
+        """Create a VM or raise QuotaError. A VM for which no host has room is created in
+        error (as Nova does); the front-end decides how to show that."""
+        with self.lock:
+            self.check_quota(vcpus, ram_mib)
+            room = self.hosts_have_room(vcpus, ram_mib)
+            vm = SVM(id=vm_id or (str(uuid.uuid4()) if self.kind == "openstack" else self.next_int_id()),
+                     name=name, vcpus=vcpus, ram_mib=ram_mib, image_id=image_id,
+                     flavor_id=flavor_id, created=time.time(), boot_delay=self.faults.boot_delay,
+                     **attrs)
+            if not room:
+                vm.error = "No valid host was found. There are not enough hosts available."
+            self.vms[vm.id] = vm
+        if self.on_create and not vm.error:
+            self.on_create(self, vm)
+        return vm
+
+    def get_vm(self, vm_id: str) -> SVM | None:
+        vm = self.vms.get(vm_id)
+        return None if vm is None or vm.deleted else vm
+
+    def delete_vm(self, vm_id: str) -> bool:
+        with self.lock:
+            vm = self.vms.get(vm_id)
+            if vm is None or vm.deleted:
+                return False
+            vm.deleted = True
+            # Deleted VMs leave the listing at once; keep no tombstones (memory at 3x1000 VMs).
+            del self.vms[vm_id]
+        if self.on_delete:
+            self.on_delete(self, vm)
+        return True
