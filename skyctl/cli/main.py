@@ -1,0 +1,110 @@
+"""Top-level typer app: global options, command registration, error -> exit code mapping.
+
+Command modules import only typer at module level so `skyctl --help` stays fast; each command
+imports what it needs (config, ops, drivers) when it runs.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from skyctl import __version__
+from skyctl.cli import runtime
+from skyctl.cli.terminal import term
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 error, 2 usage or config error, 3 partial success (some sites or nodes "
+    "failed), 4 no capacity anywhere, 5 authentication failed, 130 interrupted."
+)
+
+app = typer.Typer(
+    name="skyctl",
+    help="Launch contextualised VMs across federated OpenStack and OpenNebula clouds, see them as "
+    "one sky, and burst to remote clouds when the local site fills.\n\n" + EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"skyctl {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global(
+    config: Annotated[str | None, typer.Option("--config", "-c", metavar="PATH", envvar="SKYCTL_CONFIG",
+                                               help="Federation file (default: $SKYCTL_CONFIG, then "
+                                               "~/.config/skyctl/sky.yaml).")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr.")] = 0,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and driver requests.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also NO_COLOR=1).")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    runtime.CONFIG_PATH = config
+    t = term()
+    t.verbose = verbose + (2 if debug else 0)
+    t.debug = debug
+    t.no_color = t.no_color or no_color
+    if debug or verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr,
+                            format="%(levelname)s %(name)s: %(message)s")
+        from skyctl.logsafe import install_redaction
+
+        install_redaction()
+
+
+def _register() -> None:
+    from skyctl.cli import commands
+
+    commands.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app and turn every outcome into an exit code."""
+    from skyctl.errors import EXIT_ERROR, EXIT_INTERRUPTED, SkyError
+
+    t = term()
+    try:
+        rc = app(args=argv, standalone_mode=False, prog_name="skyctl")
+    except SkyError as e:
+        if t.debug:
+            import traceback
+
+            traceback.print_exc()
+        t.error(e.line())
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        t.error("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        t.error("aborted")
+        sys.exit(EXIT_INTERRUPTED)
+    except SystemExit:
+        raise
+    except Exception as e:  # click usage errors come here too
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if t.debug:
+            raise
+        t.error(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
+        sys.exit(EXIT_ERROR)
+    sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,0 +1,120 @@
+"""The one object that owns the terminal: stdout for results, stderr for everything else.
+
+Every command prints through `term()`. With `-o json|yaml` stdout carries only the document;
+progress, warnings and errors always go to stderr. Colour follows --no-color / NO_COLOR and
+whether stderr is a terminal.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+
+class OutputFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+class Terminal:
+    def __init__(self) -> None:
+        self.verbose = 0
+        self.debug = False
+        self.no_color = bool(os.environ.get("NO_COLOR"))
+        self._out = None
+        self._err = None
+
+    # rich is imported on first output, not at start-up
+    @property
+    def out(self):  # type: ignore[no-untyped-def]
+        if self._out is None:
+            from rich.console import Console
+
+            self._out = Console(no_color=self.no_color, highlight=False, soft_wrap=False)
+        return self._out
+
+    @property
+    def err(self):  # type: ignore[no-untyped-def]
+        if self._err is None:
+            from rich.console import Console
+
+            self._err = Console(stderr=True, no_color=self.no_color, highlight=False)
+        return self._err
+
+    @property
+    def interactive(self) -> bool:
+        return sys.stderr.isatty() and sys.stdin.isatty()
+
+    # ---------------------------------------------------------------- messages (stderr)
+    def info(self, msg: str) -> None:
+        self.err.print(msg, markup=False)
+
+    def detail(self, msg: str) -> None:
+        """Shown with -v."""
+        if self.verbose:
+            self.err.print(msg, markup=False, style="dim")
+
+    def warn(self, msg: str) -> None:
+        self.err.print(f"warning: {msg}", markup=False, style="yellow")
+
+    def error(self, msg: str) -> None:
+        self.err.print(f"error: {msg}", markup=False, style="bold red")
+
+    # ---------------------------------------------------------------- results (stdout)
+    def emit(self, data: Any, fmt: OutputFormat, *, table: Callable[[Any], Any] | None = None) -> None:
+        """Print a command's result: a document for json/yaml, a rich renderable for table."""
+        if fmt == OutputFormat.json:
+            sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+        elif fmt == OutputFormat.yaml:
+            import yaml
+
+            sys.stdout.write(yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True))
+        else:
+            renderable = table(data) if table else data
+            if isinstance(renderable, str):
+                sys.stdout.write(renderable if renderable.endswith("\n") else renderable + "\n")
+            elif renderable is not None:
+                self.out.print(renderable)
+        sys.stdout.flush()
+
+    def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None):  # type: ignore[no-untyped-def]
+        from rich.table import Table
+
+        t = Table(title=title, box=None, pad_edge=False, header_style="bold")
+        for c in columns:
+            t.add_column(c, overflow="fold")
+        for r in rows:
+            t.add_row(*("" if v is None else str(v) for v in r))
+        return t
+
+    def confirm(self, question: str) -> bool:
+        if not self.interactive:
+            return False
+        from rich.prompt import Confirm
+
+        return Confirm.ask(question, console=self.err, default=False)
+
+
+def _plain(data: Any) -> Any:
+    """YAML-safe copy (enums and other objects become strings)."""
+    if isinstance(data, dict):
+        return {str(k): _plain(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_plain(v) for v in data]
+    if isinstance(data, enum.Enum):
+        return data.value
+    if data is None or isinstance(data, (str, int, float, bool)):
+        return data
+    return str(data)
+
+
+_TERM = Terminal()
+
+
+def term() -> Terminal:
+    return _TERM
