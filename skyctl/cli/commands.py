@@ -6,7 +6,16 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from skyctl.cli import context, sandbox
+    from skyctl.cli import context, groups, launch, nodes, sandbox
 
+    app.command()(nodes.sites)
+    app.command()(launch.launch)
+    app.command()(launch.plan)
+    app.command()(nodes.ps)
+    app.command()(nodes.show)
+    app.command()(nodes.delete)
+    app.command()(groups.scale)
+    app.command()(groups.reconcile)
+    app.add_typer(groups.burst_app, name="burst")
     app.add_typer(context.app, name="context")
     app.add_typer(sandbox.app, name="sandbox")

@@ -98,13 +98,31 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit:
         raise
     except Exception as e:  # click usage errors come here too
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
+        if _is_click_error(e):
+            ctx = getattr(e, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            t.error(f"{e.format_message().replace('Value error, ', '')}{where}")  # type: ignore[attr-defined]
+            sys.exit(getattr(e, "exit_code", 2))
         if t.debug:
             raise
         t.error(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
         sys.exit(EXIT_ERROR)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _is_click_error(e: Exception) -> bool:
+    """Typer vendors click in recent releases (typer._click); older ones use click itself."""
+    classes = []
+    try:
+        from typer._click.exceptions import ClickException as Vendored  # type: ignore[import-not-found]
+
+        classes.append(Vendored)
+    except ImportError:
+        pass
+    try:
+        from click.exceptions import ClickException
+
+        classes.append(ClickException)
+    except ImportError:
+        pass
+    return isinstance(e, tuple(classes))

@@ -1,12 +1,39 @@
-"""Process-wide settings from the global options (set once by the top-level callback)."""
+"""Process-wide settings from the global options, and the way commands open the sky."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from skyctl.config import Federation
+    from skyctl.ops.sky import Sky
 
 CONFIG_PATH: str | None = None
 
 
-def load_federation():  # type: ignore[no-untyped-def]
+def load_federation() -> Federation:
     """The federation file named by --config / SKYCTL_CONFIG / the XDG default."""
     from skyctl import config
 
     return config.load(CONFIG_PATH)
+
+
+def open_sky(reporter: Any = None) -> Sky:
+    from skyctl.cli.progress import TerminalReporter
+    from skyctl.ops.sky import Sky
+
+    return Sky(load_federation(), reporter=reporter or TerminalReporter())
+
+
+def exit_partial(errors: dict[str, Any], what: str = "answered") -> None:
+    """Some sites failed but others answered: warn naming them and exit 3."""
+    if not errors:
+        return
+    import typer
+
+    from skyctl.cli.terminal import term
+    from skyctl.errors import EXIT_PARTIAL
+
+    names = ", ".join(sorted(errors))
+    term().warn(f"partial result: {names} did not {what}")
+    raise typer.Exit(EXIT_PARTIAL)

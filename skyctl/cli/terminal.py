@@ -43,7 +43,7 @@ class Terminal:
         if self._err is None:
             from rich.console import Console
 
-            self._err = Console(stderr=True, no_color=self.no_color, highlight=False)
+            self._err = Console(stderr=True, no_color=self.no_color, highlight=False, soft_wrap=True)
         return self._err
 
     @property

@@ -1,0 +1,165 @@
+"""scale, reconcile and burst: groups over time."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from skyctl.cli.options import OutputOpt, YesOpt
+from skyctl.cli.terminal import OutputFormat, term
+
+burst_app = typer.Typer(help="Bursting rules: see what each rule sees, run one tick, or keep watching.",
+                        no_args_is_help=True)
+
+
+def group_context(spec: dict[str, Any]) -> Any:
+    """The context a group was launched with. Secret values were never stored: they come again
+    from SKYCTL_VAR_<NAME> (a missing one is an error naming it)."""
+    from skyctl.cli.launch import _context_builder
+
+    variables = {k: v for k, v in (spec.get("vars") or {}).items() if v != "****"}
+    context_for, _ = _context_builder(list(spec.get("contexts") or []), variables, [])
+    return context_for
+
+
+def scale(
+    group: Annotated[str, typer.Argument(help="The group to resize.")],
+    count: Annotated[int, typer.Argument(min=0, help="How many nodes the group should have.")],
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Grow or shrink a group to COUNT nodes.
+
+    Growing places the new nodes like a launch (local first, then bursting); shrinking removes
+    burst nodes first (dearest remote site first, newest first).
+    """
+    from skyctl.cli.runtime import open_sky
+    from skyctl.errors import EXIT_PARTIAL
+    from skyctl.ops.groups import scale as do_scale
+
+    t = term()
+    with open_sky() as sky:
+        spec = sky.state.group_spec(group) or {}
+        result = do_scale(sky, group, count, context_for=group_context(spec) if spec else (lambda _n: None))
+    t.emit(result.to_json(), output, table=lambda d: None)
+    launched = result.launched.created if result.launched else []
+    t.info(f"{group}: {result.before} -> {result.before + len(launched) - len(result.deleted)} node(s) "
+           f"(target {count}; +{len(launched)} -{len(result.deleted)})")
+    if (result.launched and result.launched.missing) or result.errors:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def reconcile(
+    delete_orphans: Annotated[bool, typer.Option("--delete-orphans", help="Delete nodes of this skyctl whose group "
+                                                 "is unknown, and duplicates.")] = False,
+    yes: YesOpt = False,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Make local state agree with what the clouds hold (after a crash or kill -9).
+
+    Adopts nodes an interrupted launch created, closes its open intents, forgets records of
+    nodes that are gone, and reports orphans (deleted with --delete-orphans).
+    """
+    from skyctl.cli.runtime import exit_partial, open_sky
+    from skyctl.errors import UsageError
+    from skyctl.ops.groups import reconcile as do_reconcile
+
+    t = term()
+    if delete_orphans and not yes and not t.interactive:
+        raise UsageError("--delete-orphans needs --yes when not on a terminal")
+    if delete_orphans and not yes and not t.confirm("Delete orphan and duplicate nodes?"):
+        raise typer.Exit(1)
+    with open_sky() as sky:
+        result = do_reconcile(sky, delete_orphans=delete_orphans)
+    t.emit(result.to_json(), output, table=lambda d: None)
+    t.info(f"adopted {len(result.adopted)}, forgot {len(result.forgotten)}, closed {result.intents_closed} "
+           f"intent(s), {len(result.orphans)} orphan(s), {len(result.duplicates)} duplicate(s), "
+           f"deleted {len(result.deleted)}")
+    for n in result.orphans:
+        t.warn(f"orphan: {n.name} on {n.site} ({n.id}); group {n.group!r} is unknown here")
+    exit_partial(result.site_errors)
+
+
+def _tick_table(data: dict[str, Any]) -> Any:
+    rows = []
+    for r in data["rules"]:
+        rows.append((r["rule"], r["burst_nodes"], ", ".join(f"{m['node']} {m['from']}->{m['to']}" for m in r["moves"])
+                     or "-", "; ".join(r["reasons"]) or "-"))
+    return term().table(["RULE", "BURST NODES", "MOVES", "WHY NOT MORE"], rows)
+
+
+@burst_app.command("status")
+def burst_status(output: OutputOpt = OutputFormat.table) -> None:
+    """What each bursting rule sees now and what it would move (changes nothing)."""
+    from skyctl.cli.runtime import exit_partial, open_sky
+    from skyctl.ops.burst import TickResult, assess
+
+    with open_sky() as sky:
+        ticks, _, errors = assess(sky)
+    term().emit(TickResult(ticks, [], errors).to_json(), output, table=_tick_table)
+    exit_partial(errors)
+
+
+@burst_app.command("run")
+def burst_run(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide, but move nothing.")] = False,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """One bursting tick (for cron and pipelines): move burst load home where rules allow.
+
+    Moves are make-before-break: the replacement is launched at home and running before the
+    remote node is deleted; a failed move leaves the remote node in place.
+    """
+    from skyctl.errors import EXIT_PARTIAL
+
+    result = _tick(dry_run)
+    term().emit(result.to_json(), output, table=_tick_table)
+    _say_outcomes(result)
+    if any(not o.ok for o in result.outcomes) or result.site_errors:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _tick(dry_run: bool) -> Any:
+    from skyctl.cli.runtime import open_sky
+    from skyctl.ops.burst import run_tick
+
+    with open_sky() as sky:
+        def context_for_group(group: str) -> Any:
+            return group_context(sky.state.group_spec(group) or {})
+
+        return run_tick(sky, context_for_group=context_for_group, dry_run=dry_run)
+
+
+def _say_outcomes(result: Any) -> None:
+    t = term()
+    for o in result.outcomes:
+        if o.ok:
+            t.info(f"moved {o.move.node} from {o.move.from_site} to {o.move.to_site} as {o.new_node}")
+        else:
+            t.warn(f"could not move {o.move.node} to {o.move.to_site}: {o.error}")
+
+
+@burst_app.command("watch")
+def burst_watch(
+    interval: Annotated[float, typer.Option("--interval", min=1.0, help="Seconds between ticks.")] = 60.0,
+    ticks: Annotated[int, typer.Option("--ticks", min=0, help="Stop after this many ticks (0 = until Ctrl-C).")] = 0,
+) -> None:
+    """Run a bursting tick every --interval seconds until Ctrl-C (which stops cleanly between moves)."""
+    import time
+
+    t = term()
+    n = 0
+    try:
+        while True:
+            result = _tick(False)
+            n += 1
+            moved = sum(o.ok for o in result.outcomes)
+            t.info(f"tick {n}: {moved} move(s)" + (f"; sites not answering: {', '.join(result.site_errors)}"
+                                                   if result.site_errors else ""))
+            _say_outcomes(result)
+            if ticks and n >= ticks:
+                return
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        t.info(f"stopped after {n} tick(s)")
+        raise typer.Exit(0) from None

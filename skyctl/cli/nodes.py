@@ -1,0 +1,130 @@
+"""ps, show, delete: the nodes of the whole sky."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from skyctl.cli.options import OutputOpt, YesOpt
+from skyctl.cli.terminal import OutputFormat, term
+
+SiteOpt = Annotated[str | None, typer.Option("--site", "-s", help="Only this site.")]
+
+
+def node_table(nodes: list[dict[str, Any]]) -> Any:
+    return term().table(
+        ["NAME", "GROUP", "SITE", "STATE", "ADDRESSES", "IMAGE", "SIZE", "ID"],
+        [(n["name"], n["group"] or "-", n["site"], n["state"], ",".join(n["addresses"]), n["image"], n["size"],
+          n["id"]) for n in nodes])
+
+
+def ps(
+    group: Annotated[str | None, typer.Argument(help="Only this group.")] = None,
+    site: SiteOpt = None,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Also VMs that skyctl did not create.")] = False,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """List nodes on every site at once (the clouds are the source of truth).
+
+    A site that is down or refuses credentials is named in a warning, the others still answer,
+    and skyctl exits 3.
+    """
+    from skyctl.cli.runtime import exit_partial, open_sky
+    from skyctl.ops.inventory import list_nodes, raise_if_all_failed
+
+    with open_sky() as sky:
+        listing = list_nodes(sky, group=group, site=site, include_foreign=all_)
+        raise_if_all_failed(listing, 1 if site else len(sky.site_names))
+    term().emit([n.to_json() for n in listing.nodes], output, table=node_table)
+    exit_partial(listing.errors)
+
+
+def show(
+    node: Annotated[str, typer.Argument(help="A node name, or the cloud's own id with --site.")],
+    site: SiteOpt = None,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Show one node."""
+    from skyctl.cli.runtime import open_sky
+    from skyctl.ops.inventory import show_node
+
+    with open_sky() as sky:
+        found = show_node(sky, node, site=site)
+    data = found.to_json()
+
+    def table(d: dict[str, Any]) -> Any:
+        rows = [(k, ", ".join(v) if isinstance(v, list) else
+                 ", ".join(f"{a}={b}" for a, b in v.items()) if isinstance(v, dict) else v)
+                for k, v in d.items()]
+        return term().table(["FIELD", "VALUE"], rows)
+
+    term().emit(data, output, table=table)
+
+
+def delete(
+    targets: Annotated[list[str], typer.Argument(help="Groups and/or node names.")],
+    site: SiteOpt = None,
+    yes: YesOpt = False,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Delete groups or nodes on every site they are on.
+
+    Asks for confirmation on a terminal; scripts pass --yes.
+    """
+    from skyctl.cli.runtime import exit_partial, open_sky
+    from skyctl.errors import UsageError
+    from skyctl.ops.inventory import delete_nodes, resolve_targets
+
+    t = term()
+    with open_sky() as sky:
+        nodes, listing = resolve_targets(sky, targets, site=site)
+        if not nodes:
+            t.info("nothing to delete")
+            term().emit([], output, table=lambda _: None)
+            exit_partial(listing.errors)
+            return
+        if not yes:
+            if not t.interactive:
+                raise UsageError(f"refusing to delete {len(nodes)} node(s) without --yes (not a terminal)")
+            if not t.confirm(f"Delete {len(nodes)} node(s): {', '.join(sorted(n.name for n in nodes))}?"):
+                raise typer.Exit(1)
+        errors = delete_nodes(sky, nodes)
+        deleted = [n for n in nodes if n.site not in errors]
+        groups = {n.group for n in deleted if n.group in targets}
+        remaining = {n.group for n in listing.nodes if n not in deleted}
+        for g in groups - remaining:
+            sky.state.delete_group(g)  # the whole group is gone
+    t.info(f"deleted {len(deleted)} node(s)")
+    term().emit([{"name": n.name, "site": n.site, "id": n.id} for n in deleted], output,
+                table=lambda rows: None)
+    exit_partial({**listing.errors, **errors}, "answer")
+
+
+def sites(output: OutputOpt = OutputFormat.table) -> None:
+    """Each site: driver, tier, cost, whether it answers, and its quota use."""
+    from skyctl.cli.runtime import exit_partial, open_sky
+    from skyctl.ops.inventory import sites_info
+
+    with open_sky() as sky:
+        rows, errors = sites_info(sky)
+        if errors and len(errors) == len(rows):
+            from skyctl.errors import AuthError
+
+            errs = list(errors.values())
+            raise next((e for e in errs if isinstance(e, AuthError)), errs[0])
+
+    def fmt(lim: dict[str, Any] | None) -> str:
+        if not lim:
+            return "-"
+        return f"{lim['used']}/{'∞' if lim['limit'] is None else lim['limit']}"
+
+    def table(data: list[dict[str, Any]]) -> Any:
+        return term().table(
+            ["SITE", "DRIVER", "TIER", "COST", "REACHABLE", "INSTANCES", "CORES", "RAM MiB"],
+            [(r["name"], r["driver"], r["tier"], r["cost"], "yes" if r["reachable"] else f"no: {r['error']}",
+              fmt((r["capacity"] or {}).get("instances")), fmt((r["capacity"] or {}).get("cores")),
+              fmt((r["capacity"] or {}).get("ram_mib"))) for r in data])
+
+    term().emit(rows, output, table=table)
+    exit_partial(errors)

@@ -1,0 +1,115 @@
+"""One bursting tick: snapshot -> pure decisions -> make-before-break moves home.
+
+A move launches the replacement on the local site (same group, same context), waits until it
+is running, and only then deletes the remote node. If anything fails before that, the
+replacement (if any) is removed and the remote node stays: capacity never drops.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from skyctl.errors import DriverError, SkyError
+from skyctl.model import Node, Tier
+from skyctl.ops.inventory import list_nodes
+from skyctl.ops.launch import ContextFor, catalog_of, launch, snapshot, wait_running
+from skyctl.ops.sky import Sky
+from skyctl.policy.bursting import Move, RuleTick, burst_nodes, decide_moves
+from skyctl.policy.placement import Request
+
+
+@dataclass
+class MoveOutcome:
+    move: Move
+    ok: bool
+    new_node: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.move.to_json(), "ok": self.ok, "new_node": self.new_node, "error": self.error}
+
+
+@dataclass
+class TickResult:
+    rules: list[RuleTick] = field(default_factory=list)
+    outcomes: list[MoveOutcome] = field(default_factory=list)
+    site_errors: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rules": [r.to_json() for r in self.rules], "actions": [o.to_json() for o in self.outcomes],
+                "site_errors": self.site_errors}
+
+
+def assess(sky: Sky, *, now: float | None = None) -> tuple[list[RuleTick], dict[str, Node], dict[str, str]]:
+    """What every rule would do now (no changes)."""
+    now = time.time() if now is None else now
+    fed = sky.federation
+    errors: dict[str, DriverError] = {}
+    snaps = snapshot(sky, None, errors)
+    listing = list_nodes(sky)
+    specs = {g: sky.state.group_spec(g) or {} for g in {n.group for n in listing.nodes if n.group}}
+    specs = {g: s for g, s in specs.items() if s.get("image") and s.get("cpus")}
+    remote = {name for name, s in fed.sites.items() if s.tier is Tier.REMOTE}
+    burst = burst_nodes(listing.nodes, specs, remote)
+    catalog = catalog_of(sky)
+    ticks = [decide_moves(rule, snaps, burst, last_move_at=sky.state.last_burst(rule.name), now=now, catalog=catalog)
+             for rule in fed.rules]
+    site_errors = {s: e.line() for s, e in {**errors, **listing.errors}.items()}
+    return ticks, {n.name: n for n in listing.nodes}, site_errors
+
+
+def run_tick(sky: Sky, *, context_for_group: Any, dry_run: bool = False) -> TickResult:
+    ticks, nodes, site_errors = assess(sky)
+    result = TickResult(ticks, [], site_errors)
+    if dry_run:
+        return result
+    for tick in ticks:
+        moved = False
+        for move in tick.moves:
+            outcome = move_home(sky, move, nodes[move.node], context_for_group(move.group))
+            result.outcomes.append(outcome)
+            moved = moved or outcome.ok
+        if moved:
+            sky.state.log_burst(tick.rule, "moved home")
+    return result
+
+
+def move_home(sky: Sky, move: Move, old: Node, context_for: ContextFor) -> MoveOutcome:
+    spec = sky.state.group_spec(move.group) or {}
+    req = Request(move.group, 1, int(spec["cpus"]), int(spec["memory_mib"]), spec["image"], spec.get("size"),
+                  move.to_site)
+    sky.reporter.message(f"moving {move.node} from {move.from_site} to {move.to_site}")
+    try:
+        res = launch(sky, req, context_for=context_for, group_spec=spec)
+    except SkyError as e:
+        return MoveOutcome(move, False, error=e.line())
+    if not res.created:
+        why = "; ".join(f"{s}: {w}" for s, w in res.full_sites.items()) or res.unplaced_reason or "not created"
+        return MoveOutcome(move, False, error=why)
+    new = res.created[0]
+    try:
+        new = wait_running(sky, [new], res.launch_id)[0]
+    except (SkyError, KeyboardInterrupt) as e:
+        # The replacement never came up: remove it, keep the remote node (break nothing).
+        _delete_quietly(sky, new)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        return MoveOutcome(move, False, new.name, error=f"{new.name} did not become running: {e.line()}")
+    try:
+        sky.driver(old.site).delete([old.id])
+    except DriverError as e:
+        return MoveOutcome(move, False, new.name, error=f"replacement {new.name} is running but "
+                                                        f"{old.name} could not be deleted: {e.line()}")
+    sky.state.forget_node(old.name)
+    sky.reporter.node_deleted(old)
+    return MoveOutcome(move, True, new.name)
+
+
+def _delete_quietly(sky: Sky, node: Node) -> None:
+    try:
+        sky.driver(node.site).delete([node.id])
+        sky.state.forget_node(node.name)
+    except DriverError as e:
+        sky.reporter.site_error(node.site, e)

@@ -1,0 +1,149 @@
+"""Groups over time: scale a group through the same placement, and reconcile state with the clouds.
+
+The clouds are the source of truth (every node carries skyctl's labels); the state store
+remembers intents and group specs. `reconcile` makes the two agree after a crash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from skyctl.errors import DriverError, NotFound, SkyError, UsageError
+from skyctl.model import Node, Tier
+from skyctl.ops.inventory import delete_nodes, list_nodes
+from skyctl.ops.launch import ContextFor, LaunchResult, launch
+from skyctl.ops.sky import Sky
+from skyctl.policy.placement import Request
+from skyctl.policy.rules import group_bounds
+
+
+def _index(n: Node) -> int:
+    try:
+        return int(n.labels.get("index", n.name.rsplit("-", 1)[-1]))
+    except ValueError:
+        return -1
+
+
+def shrink_order(sky: Sky, nodes: list[Node]) -> list[Node]:
+    """Which nodes go first when a group shrinks: burst nodes (remote, dearest first), newest first."""
+    sites = sky.federation.sites
+
+    def key(n: Node) -> tuple[Any, ...]:
+        cfg = sites.get(n.site)
+        remote = cfg is not None and cfg.tier is Tier.REMOTE
+        return (0 if remote else 1, -(cfg.cost if cfg else 0.0), -_index(n), n.name)
+
+    return sorted(nodes, key=key)
+
+
+@dataclass
+class ScaleResult:
+    group: str
+    before: int
+    target: int
+    launched: LaunchResult | None = None
+    deleted: list[Node] = field(default_factory=list)
+    errors: dict[str, DriverError] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"group": self.group, "before": self.before, "target": self.target,
+                "launched": self.launched.to_json() if self.launched else None,
+                "deleted": [n.to_json() for n in self.deleted],
+                "errors": {s: e.line() for s, e in self.errors.items()}}
+
+
+def scale(sky: Sky, group: str, target: int, *, context_for: ContextFor) -> ScaleResult:
+    spec = sky.state.group_spec(group)
+    if spec is None:
+        raise NotFound(f"group {group!r} is not known here; create it with 'skyctl launch {group} ...'")
+    bounds = group_bounds(sky.federation.rules, group)
+    if bounds is not None and (target < bounds.min or (bounds.max is not None and target > bounds.max)):
+        raise UsageError(f"group {group} must stay between {bounds.min} and {bounds.max or 'any'} nodes "
+                         "(bursting rules, groups.{group})")
+    listing = list_nodes(sky, group=group)
+    if listing.errors:
+        names = ", ".join(sorted(listing.errors))
+        raise SkyError(f"cannot scale {group}: {names} did not answer, so its size is unknown")
+    current = [n for n in listing.nodes if n.state.value not in ("deleted", "error")]
+    result = ScaleResult(group, len(current), target)
+    if target > len(current):
+        req = Request(group, target - len(current), int(spec["cpus"]), int(spec["memory_mib"]), spec["image"],
+                      spec.get("size"), spec.get("site"))
+        result.launched = launch(sky, req, context_for=context_for, group_spec=spec)
+    elif target < len(current):
+        victims = shrink_order(sky, current)[: len(current) - target]
+        result.errors = delete_nodes(sky, victims)
+        result.deleted = [n for n in victims if n.site not in result.errors]
+    return result
+
+
+@dataclass
+class ReconcileResult:
+    adopted: list[str] = field(default_factory=list)      # on a cloud, now in state
+    forgotten: list[str] = field(default_factory=list)    # in state, gone from the clouds
+    orphans: list[Node] = field(default_factory=list)     # ours on a cloud, group unknown here
+    duplicates: list[Node] = field(default_factory=list)  # a second node with the same name
+    deleted: list[str] = field(default_factory=list)
+    intents_closed: int = 0
+    site_errors: dict[str, DriverError] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"adopted": self.adopted, "forgotten": self.forgotten,
+                "orphans": [n.to_json() for n in self.orphans],
+                "duplicates": [n.to_json() for n in self.duplicates], "deleted": self.deleted,
+                "intents_closed": self.intents_closed,
+                "site_errors": {s: e.line() for s, e in self.site_errors.items()}}
+
+
+def reconcile(sky: Sky, *, delete_orphans: bool = False) -> ReconcileResult:
+    state = sky.state
+    owner = sky.federation.defaults.owner or state.install_id
+    listing = list_nodes(sky)
+    out = ReconcileResult(site_errors=dict(listing.errors))
+    answered = set(sky.site_names) - set(listing.errors)
+    ours = [n for n in listing.nodes if n.labels.get("owner") == owner]
+    known_groups = set(state.groups())
+
+    # The oldest node of a name is the real one; a later twin is a duplicate.
+    by_name: dict[str, Node] = {}
+    for n in sorted(ours, key=lambda n: (n.created_at or "", n.id)):
+        if n.name in by_name:
+            out.duplicates.append(n)
+        else:
+            by_name[n.name] = n
+
+    for intent in state.intents("pending"):
+        node = by_name.get(intent.node)
+        if node is not None:
+            state.finish(intent.id, "done", f"adopted {node.id}")
+        elif intent.site in answered:
+            state.finish(intent.id, "failed", "not on the cloud (interrupted before it was created)")
+        else:
+            continue
+        out.intents_closed += 1
+
+    recorded = {r.name: r for r in state.nodes()}
+    for name, node in by_name.items():
+        if node.group not in known_groups:
+            out.orphans.append(node)
+            continue
+        rec = recorded.get(name)
+        if rec is None or rec.cloud_id != node.id or rec.site != node.site:
+            state.record_node(name, node.group or "", node.site, node.id, node.launch_id or "")
+            out.adopted.append(name)
+    for name, rec in recorded.items():
+        if name not in by_name and rec.site in answered:
+            state.forget_node(name)
+            out.forgotten.append(name)
+
+    if delete_orphans and (out.orphans or out.duplicates):
+        doomed = out.orphans + out.duplicates
+        errors = delete_nodes(sky, doomed)
+        out.deleted = [n.name for n in doomed if n.site not in errors]
+        out.site_errors.update(errors)
+        for dup in out.duplicates:  # deleting a twin dropped the record of its name: restore it
+            real = by_name[dup.name]
+            if real.group in known_groups:
+                state.record_node(real.name, real.group or "", real.site, real.id, real.launch_id or "")
+    return out

@@ -1,0 +1,140 @@
+"""One view of the sky: list nodes on every site at once, find nodes by name, site facts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from skyctl.errors import AuthError, DriverError, NotFound, UsageError
+from skyctl.model import Node
+from skyctl.ops.sky import Sky
+
+
+@dataclass
+class Listing:
+    nodes: list[Node]
+    errors: dict[str, DriverError] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.errors)
+
+
+def list_nodes(sky: Sky, *, group: str | None = None, site: str | None = None,
+               include_foreign: bool = False) -> Listing:
+    sites = [sky.federation.site(site).name] if site else sky.site_names
+    selector = {"group": group} if group else None
+    results = sky.fanout(lambda d: d.list(selector, managed_only=not include_foreign), sites)
+    nodes: list[Node] = []
+    errors: dict[str, DriverError] = {}
+    for name, res in results.items():
+        if isinstance(res, DriverError):
+            errors[name] = res
+            sky.reporter.site_error(name, res)
+        else:
+            nodes.extend(res)
+    nodes.sort(key=lambda n: (n.group or "~", _natural(n.name), n.site))
+    return Listing(nodes, errors)
+
+
+def _natural(name: str) -> tuple[Any, ...]:
+    """g1-10 sorts after g1-9."""
+    head, _, tail = name.rpartition("-")
+    return (head, int(tail), "") if tail.isdigit() else (name, -1, name)
+
+
+def raise_if_all_failed(listing: Listing, sites: int) -> None:
+    """When no site answered, the first error is the outcome (auth -> exit 5)."""
+    if listing.errors and len(listing.errors) == sites and not listing.nodes:
+        errs = list(listing.errors.values())
+        raise next((e for e in errs if isinstance(e, AuthError)), errs[0])
+
+
+def resolve_targets(sky: Sky, names: list[str], *, site: str | None = None) -> tuple[list[Node], Listing]:
+    """Each name is a group or a node name (or, with --site, the cloud's own id)."""
+    listing = list_nodes(sky, site=site)
+    by_group: dict[str, list[Node]] = {}
+    by_name: dict[str, Node] = {}
+    by_id: dict[str, Node] = {}
+    for n in listing.nodes:
+        by_group.setdefault(n.group or "", []).append(n)
+        by_name[n.name] = n
+        by_id[n.id] = n
+    found: dict[tuple[str, str], Node] = {}
+    missing: list[str] = []
+    for name in names:
+        if name in by_group:
+            for n in by_group[name]:
+                found[(n.site, n.id)] = n
+        elif name in by_name:
+            n = by_name[name]
+            found[(n.site, n.id)] = n
+        elif site and name in by_id:
+            found[(site, name)] = by_id[name]
+        else:
+            missing.append(name)
+    if missing and not listing.partial:
+        where = f" on site {site}" if site else ""
+        raise NotFound(f"no group or node named {', '.join(map(repr, missing))}{where}"
+                       + ("" if site else " (use --site SITE for a cloud's own id)"))
+    return list(found.values()), listing
+
+
+def show_node(sky: Sky, name: str, *, site: str | None = None) -> Node:
+    if site:
+        sky.federation.site(site)
+        try:
+            return sky.driver(site).get(name)
+        except NotFound:
+            pass  # not an id: try it as a node name on that site
+    nodes, listing = resolve_targets(sky, [name], site=site)
+    if len(nodes) == 1:
+        return nodes[0]
+    if not nodes:
+        raise NotFound(f"node {name!r} not found (sites that did not answer: {', '.join(listing.errors)})")
+    raise UsageError(f"{name!r} is a group of {len(nodes)} nodes; name one node (see 'skyctl ps {name}')")
+
+
+def sites_info(sky: Sky) -> tuple[list[dict[str, Any]], dict[str, DriverError]]:
+    caps = sky.fanout(lambda d: d.capacity())
+    out: list[dict[str, Any]] = []
+    errors: dict[str, DriverError] = {}
+    for name, cfg in sky.federation.sites.items():
+        cap = caps[name]
+        row: dict[str, Any] = {"name": name, "driver": cfg.driver, "tier": cfg.tier.value, "cost": cfg.cost}
+        if isinstance(cap, DriverError):
+            errors[name] = cap
+            sky.reporter.site_error(name, cap)
+            row.update(reachable=False, error=cap.line(), capacity=None)
+        else:
+            row.update(reachable=True, error=None, capacity=cap.as_dict())
+        try:
+            row.update(sky.driver(name).describe())
+        except DriverError:
+            pass
+        out.append(row)
+    return out, errors
+
+
+def delete_nodes(sky: Sky, nodes: list[Node]) -> dict[str, DriverError]:
+    """Delete nodes, grouped per site, sites in parallel. Returns the sites that failed."""
+    per_site: dict[str, list[Node]] = {}
+    for n in nodes:
+        per_site.setdefault(n.site, []).append(n)
+
+    def run(driver: Any) -> int:
+        batch = per_site[driver.site_name]
+        driver.delete([n.id for n in batch])
+        return len(batch)
+
+    results = sky.fanout(run, list(per_site))
+    errors: dict[str, DriverError] = {}
+    for site, res in results.items():
+        if isinstance(res, DriverError):
+            errors[site] = res
+            sky.reporter.site_error(site, res)
+            continue
+        for n in per_site[site]:
+            sky.state.forget_node(n.name)
+            sky.reporter.node_deleted(n)
+    return errors

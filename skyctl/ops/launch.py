@@ -1,0 +1,293 @@
+"""Launch across the sky: snapshot -> plan -> parallel creates -> failover -> (wait).
+
+The decisions are the pure `skyctl.policy.placement.place`; this module does the I/O around
+it. A site that answers QuotaExceeded / CapacityUnavailable (or any other failure) during the
+launch is marked unusable for the rest of it and the nodes it could not take are placed again
+on the others, with the reason recorded. Every create is written to the intent log first, so
+`reconcile` can account for a launch that was interrupted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient
+from skyctl.model import Capability, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
+from skyctl.ops.sky import Sky
+from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, place
+
+ContextFor = Callable[[str], RenderedContext]   # node name -> what that node receives
+
+_CREATE_ATTEMPTS = 4
+
+
+@dataclass
+class Failure:
+    site: str
+    name: str
+    error: DriverError
+
+    def to_json(self) -> dict[str, Any]:
+        return {"site": self.site, "name": self.name, "error": type(self.error).__name__,
+                "message": self.error.line()}
+
+
+@dataclass
+class LaunchResult:
+    group: str
+    launch_id: str
+    requested: int
+    plans: list[Plan] = field(default_factory=list)
+    created: list[Node] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    full_sites: dict[str, str] = field(default_factory=dict)   # site -> why it stopped taking nodes
+    site_errors: dict[str, DriverError] = field(default_factory=dict)  # sites that did not answer
+    unplaced_reason: str | None = None
+
+    @property
+    def missing(self) -> int:
+        return self.requested - len(self.created)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "launch_id": self.launch_id,
+            "requested": self.requested,
+            "created": len(self.created),
+            "missing": self.missing,
+            "missing_reason": self.unplaced_reason,
+            "nodes": [n.to_json() for n in self.created],
+            "failures": [f.to_json() for f in self.failures],
+            "full_sites": dict(self.full_sites),
+            "plan": [p.to_json() for p in self.plans],
+        }
+
+
+def catalog_of(sky: Sky) -> Catalog:
+    fed = sky.federation
+    return Catalog(images=fed.images,
+                   sizes={k: Resources(v.cpus, v.memory_mib) for k, v in fed.sizes.items()})
+
+
+def snapshot(sky: Sky, sites: list[str] | None = None,
+             errors: dict[str, DriverError] | None = None) -> list[SiteSnapshot]:
+    """What every site offers and has free, asked of all sites at once. Sites that fail are
+    kept (with their error) so the plan can say why they were passed over."""
+
+    def look(driver: Any) -> SiteSnapshot:
+        cfg = driver.site
+        custom = Capability.CUSTOM_SIZES in driver.capabilities
+        return SiteSnapshot(name=cfg.name, driver=cfg.driver, tier=cfg.tier, cost=cfg.cost,
+                            capacity=driver.capacity(),
+                            flavors=() if custom else tuple(driver.flavors()),
+                            images=tuple(driver.images()), custom_sizes=custom)
+
+    results = sky.fanout(look, sites)
+    out: list[SiteSnapshot] = []
+    for name, res in results.items():
+        if isinstance(res, DriverError):
+            sky.reporter.site_error(name, res)
+            if errors is not None:
+                errors[name] = res
+            cfg = sky.federation.sites[name]
+            out.append(SiteSnapshot(name=name, driver=cfg.driver, tier=cfg.tier, cost=cfg.cost,
+                                    error=res.line()))
+        else:
+            out.append(res)
+    return out
+
+
+def plan_launch(sky: Sky, request: Request, snaps: list[SiteSnapshot] | None = None) -> Plan:
+    if snaps is None:
+        snaps = snapshot(sky, [request.site] if request.site else None)
+    return place(request, snaps, sky.federation.rules, catalog_of(sky))
+
+
+def _create_one(driver: Any, spec: NodeSpec, name: str, ctx: RenderedContext) -> Node:
+    """Create with retries on Transient; before each retry look the node up by its labels,
+    so a create that did land but whose answer was lost is never repeated."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+    first = True
+    for attempt in Retrying(stop=stop_after_attempt(_CREATE_ATTEMPTS), reraise=True,
+                            retry=retry_if_exception_type(Transient),
+                            wait=wait_random_exponential(multiplier=0.2, max=3.0)):
+        with attempt:
+            if not first:
+                found = [n for n in driver.list({"group": spec.group, "launch": spec.labels["launch"]})
+                         if n.name == name]
+                if found:
+                    return found[0]
+            first = False
+            return driver.create(spec, name, ctx)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: dict[str, Any],
+           wait_ready: bool = False, launch_id: str | None = None) -> LaunchResult:
+    state = sky.state
+    launch_id = launch_id or uuid.uuid4().hex[:12]
+    owner = sky.federation.defaults.owner or state.install_id
+    state.ensure_group(request.group, group_spec)
+    pending = [f"{request.group}-{i}" for i in state.reserve_indices(request.group, request.count)]
+    result = LaunchResult(request.group, launch_id, request.count)
+    snaps = snapshot(sky, [request.site] if request.site else None, result.site_errors)
+    rep = sky.reporter
+    rep.create_started(request.count)
+    try:
+        while pending:
+            snaps = [s if s.name not in result.full_sites else _mark_full(s, result.full_sites[s.name])
+                     for s in snaps]
+            plan = place(_with_count(request, len(pending)), snaps, sky.federation.rules, catalog_of(sky))
+            result.plans.append(plan)
+            rep.plan_ready(plan)
+            if plan.placed == 0:
+                result.unplaced_reason = plan.unplaced_reason
+                break
+            pending = _run_round(sky, plan, pending, result, context_for, owner, launch_id)
+            if pending and plan.unplaced and not _any_new_full(result, plan):
+                result.unplaced_reason = plan.unplaced_reason
+                break
+    finally:
+        rep.finished()
+    if wait_ready and result.created:
+        result.created = wait_running(sky, result.created, launch_id)
+    return result
+
+
+def _with_count(req: Request, n: int) -> Request:
+    from dataclasses import replace
+
+    return replace(req, count=n)
+
+
+def _mark_full(s: SiteSnapshot, why: str) -> SiteSnapshot:
+    from dataclasses import replace
+
+    return replace(s, full=why)
+
+
+def _any_new_full(result: LaunchResult, plan: Plan) -> bool:
+    return any(d.site in result.full_sites for d in plan.placements)
+
+
+def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, context_for: ContextFor,
+               owner: str, launch_id: str) -> list[str]:
+    """Create the plan's nodes in parallel (bounded per site). Returns the names not created
+    because their site turned out full or broken (to be placed again)."""
+    state, rep = sky.state, sky.reporter
+    queue = list(names)
+    jobs: list[tuple[SiteDecision, str]] = []
+    for dec in plan.placements:
+        for _ in range(dec.count):
+            jobs.append((dec, queue.pop(0)))
+    unplaced = queue  # what the plan could not place at all
+    back: list[str] = []
+    lock = threading.Lock()
+    gates = {d.site: threading.Semaphore(sky.federation.sites[d.site].max_parallel) for d in plan.placements}
+
+    def one(dec: SiteDecision, name: str) -> None:
+        site = dec.site
+        with gates[site]:
+            with lock:
+                if site in result.full_sites:
+                    back.append(name)
+                    return
+            assert dec.image is not None and dec.flavor is not None
+            index = int(name.rsplit("-", 1)[1])
+            spec = NodeSpec(group=plan.request.group, site=site, image=dec.image, flavor=dec.flavor,
+                            labels=node_labels(plan.request.group, launch_id, owner, index, name),
+                            image_name=plan.request.image, size_name=plan.request.size or dec.flavor.name)
+            intent = state.begin(launch_id, "create", plan.request.group, name, site)
+            try:
+                node = _create_one(sky.driver(site), spec, name, context_for(name))
+            except DriverError as e:
+                e.site = e.site or site
+                state.finish(intent, "failed", e.line())
+                with lock:
+                    if site not in result.full_sites:
+                        result.full_sites[site] = e.line()
+                        if e.site_full:
+                            rep.site_full(site, e.line())
+                        else:
+                            rep.site_error(site, e)
+                    if e.site_full:
+                        back.append(name)
+                    else:
+                        # Not a capacity problem: record it, and still try the node elsewhere.
+                        result.failures.append(Failure(site, name, e))
+                        back.append(name)
+                rep.node_failed(site, name, e)
+                return
+            state.finish(intent, "done", node.id)
+            state.record_node(name, plan.request.group, site, node.id, launch_id)
+            with lock:
+                result.created.append(node)
+            rep.node_created(node)
+
+    workers = sum(min(d.count, sky.federation.sites[d.site].max_parallel) for d in plan.placements)
+    pool = ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="create")
+    futures: set[Future[None]] = {pool.submit(one, dec, name) for dec, name in jobs}
+    try:
+        while futures:
+            done, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for f in done:
+                f.result()
+    except KeyboardInterrupt:
+        # Stop submitting; let the creates already on the wire finish so nothing is lost.
+        for f in futures:
+            f.cancel()
+        pool.shutdown(wait=True)
+        raise Interrupted(f"interrupted: {len(result.created)} node(s) of group {plan.request.group!r} were "
+                          f"created and are kept (see 'skyctl ps {plan.request.group}', "
+                          f"'skyctl delete {plan.request.group}')") from None
+    pool.shutdown(wait=True)
+    result.created.sort(key=lambda n: int(n.name.rsplit("-", 1)[1]))
+    # Nodes not created go back in their original order.
+    order = {n: i for i, n in enumerate(names)}
+    return sorted(back + unplaced, key=order.__getitem__)
+
+
+def wait_running(sky: Sky, nodes: list[Node], launch_id: str, *, poll: float = 0.5) -> list[Node]:
+    """Poll each site's list by the launch's labels (one request per site per round) until every
+    node is running. A node in error, or the site's ready_timeout running out, raises."""
+    by_site: dict[str, dict[str, Node]] = {}
+    for n in nodes:
+        by_site.setdefault(n.site, {})[n.id] = n
+    deadline = {s: time.monotonic() + sky.federation.sites[s].ready_timeout for s in by_site}
+    current: dict[str, Node] = {n.id: n for n in nodes}
+    while True:
+        waiting = {s: ids for s, ids in by_site.items()
+                   if any(current[i].state is not NodeState.RUNNING for i in ids)}
+        if not waiting:
+            return [current[n.id] for n in nodes]
+        group = nodes[0].group
+        listed = sky.fanout(lambda d: d.list({"group": group, "launch": launch_id}), list(waiting))
+        for site, res in listed.items():
+            if isinstance(res, DriverError):
+                if not res.retryable:
+                    raise res
+                continue
+            seen = {n.id: n for n in res}
+            for node_id in waiting[site]:
+                if node_id not in seen:
+                    raise NotFound(f"node {current[node_id].name} disappeared while starting", site=site)
+                current[node_id] = seen[node_id]
+                if seen[node_id].state is NodeState.ERROR:
+                    raise DriverError(f"node {seen[node_id].name} went to error", site=site)
+            for node_id in waiting[site]:
+                sky.reporter.node_stage(current[node_id], current[node_id].state.value)
+        now = time.monotonic()
+        for site in waiting:
+            if now > deadline[site]:
+                stuck = [current[i].name for i in waiting[site] if current[i].state is not NodeState.RUNNING]
+                raise DriverTimeout(f"{', '.join(stuck)} not running after "
+                                    f"{sky.federation.sites[site].ready_timeout:g}s "
+                                    f"(sites.{site}.ready_timeout)", site=site)
+        time.sleep(poll)

@@ -1,0 +1,93 @@
+"""The federation at run time: one driver per site, created lazily, and parallel fan-out.
+
+Every operation goes through a `Sky`: it owns the drivers (one connection pool per site),
+the state store, and the reporter that progress events go out through.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from skyctl.config import Federation
+from skyctl.drivers import Driver, registry
+from skyctl.errors import DriverError, SkyError, Transient
+from skyctl.ops.reporter import Reporter
+from skyctl.state import State
+
+T = TypeVar("T")
+
+
+class Sky:
+    def __init__(self, federation: Federation, *, state: State | None = None,
+                 reporter: Reporter | None = None) -> None:
+        self.federation = federation
+        self._state = state
+        self.reporter = reporter or Reporter()
+        self._drivers: dict[str, Driver] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> State:
+        if self._state is None:
+            self._state = State()
+        return self._state
+
+    @property
+    def site_names(self) -> list[str]:
+        return list(self.federation.sites)
+
+    def driver(self, site: str) -> Driver:
+        with self._lock:
+            drv = self._drivers.get(site)
+            if drv is None:
+                cfg = self.federation.site(site)
+                drv = registry.load(cfg.driver, site=site)(cfg)
+                self._drivers[site] = drv
+            return drv
+
+    def fanout(self, fn: Callable[[Driver], T], sites: Iterable[str] | None = None) -> dict[str, T | DriverError]:
+        """Call `fn(driver)` on every site at once; a site's failure is returned, not raised."""
+        names = list(sites) if sites is not None else self.site_names
+        results: dict[str, T | DriverError] = {}
+
+        def one(site: str) -> tuple[str, T | DriverError]:
+            try:
+                return site, fn(self.driver(site))
+            except DriverError as e:
+                if e.site is None:
+                    e.site = site
+                return site, e
+            except SkyError:
+                raise
+            except OSError as e:  # a driver that let a socket error escape
+                return site, Transient(f"{type(e).__name__}: {e}", site=site)
+
+        if len(names) <= 1:
+            for s in names:
+                k, v = one(s)
+                results[k] = v
+            return results
+        with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="fanout") as pool:
+            for k, v in pool.map(one, names):
+                results[k] = v
+        return {s: results[s] for s in names}
+
+    def close(self) -> None:
+        with self._lock:
+            drivers, self._drivers = list(self._drivers.values()), {}
+        for d in drivers:
+            try:
+                d.close()
+            except Exception:  # noqa: BLE001 - closing must not mask the real outcome
+                pass
+        if self._state is not None:
+            self._state.close()
+
+    def __enter__(self) -> Sky:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,241 @@
+"""Pure placement: where the nodes of one request go, and why.
+
+`place(request, sites, rules)` looks only at a snapshot (what each site offers and has free)
+and returns a `Plan` that places every node it can and records, for every site, why it was
+chosen or passed over. No I/O: the ops layer takes the snapshot and carries the plan out.
+
+Ranking (deterministic): local tier first; then, among remote sites, the governing rule's
+order (`listed`: the rule's `to` list; `cost`: cheapest); then most free room; then name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from skyctl.model import Capacity, Flavor, ImageRef, Resources, Tier
+from skyctl.policy.rules import Rule, RuleOrder, rule_for
+
+
+@dataclass(frozen=True, slots=True)
+class SiteSnapshot:
+    """What one site offers right now. `error` set means it did not answer."""
+
+    name: str
+    driver: str
+    tier: Tier
+    cost: float = 0.0
+    capacity: Capacity | None = None
+    flavors: tuple[Flavor, ...] = ()
+    images: tuple[ImageRef, ...] = ()
+    custom_sizes: bool = False        # any cpus/memory is accepted (OpenNebula)
+    error: str | None = None
+    full: str | None = None           # marked full during this launch, with the reason
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    group: str
+    count: int
+    cpus: int
+    memory_mib: int
+    image: str                        # a logical image, or a site's own name/id when pinned
+    size: str | None = None           # a logical size or, when pinned, a site's own flavor
+    site: str | None = None           # --site: only this site
+
+
+@dataclass(frozen=True, slots=True)
+class SiteDecision:
+    site: str
+    count: int                        # nodes placed here (0 = passed over)
+    reasons: tuple[str, ...]
+    image: ImageRef | None = None
+    flavor: Flavor | None = None
+    room: int | None = None           # how many would fit (None = no limit known)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"site": self.site, "count": self.count, "reasons": list(self.reasons),
+                "image": self.image.name if self.image else None,
+                "image_id": self.image.id if self.image else None,
+                "flavor": self.flavor.name if self.flavor else None,
+                "room": self.room}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    request: Request
+    decisions: tuple[SiteDecision, ...]     # every site considered, in rank order
+    rule: str | None = None
+    unplaced_reason: str | None = None
+
+    @property
+    def placements(self) -> list[SiteDecision]:
+        return [d for d in self.decisions if d.count > 0]
+
+    @property
+    def placed(self) -> int:
+        return sum(d.count for d in self.decisions)
+
+    @property
+    def unplaced(self) -> int:
+        return self.request.count - self.placed
+
+    def to_json(self) -> dict[str, Any]:
+        r = self.request
+        return {"group": r.group, "requested": r.count, "placed": self.placed, "unplaced": self.unplaced,
+                "unplaced_reason": self.unplaced_reason, "rule": self.rule,
+                "cpus": r.cpus, "memory_mib": r.memory_mib, "image": r.image, "size": r.size,
+                "sites": [d.to_json() for d in self.decisions]}
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """The federation file's logical names: image -> {site: native name or id}."""
+
+    images: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    sizes: Mapping[str, Resources] = field(default_factory=dict)
+
+
+def pick_image(req: Request, site: SiteSnapshot, catalog: Catalog) -> tuple[ImageRef | None, str]:
+    per_site = catalog.images.get(req.image)
+    if per_site is not None:
+        wanted = per_site.get(site.name)
+        if wanted is None:
+            return None, f"image {req.image!r} is not mapped to this site"
+    elif req.site == site.name:
+        wanted = req.image  # a site's own image name or id, allowed when the site is pinned
+    else:
+        return None, f"image {req.image!r} is not a logical image"
+    for img in site.images:
+        if img.id == wanted:
+            return img, ""
+    matches = [img for img in site.images if img.name == wanted]
+    if len(matches) > 1:
+        return None, f"image name {wanted!r} is ambiguous here ({len(matches)} images); map it by id"
+    if matches:
+        return matches[0], ""
+    return None, f"site has no image {wanted!r}"
+
+
+def pick_flavor(req: Request, site: SiteSnapshot, catalog: Catalog) -> tuple[Flavor | None, str]:
+    if req.size and req.size not in catalog.sizes and req.site == site.name:
+        # A site's own flavor name or id, allowed when the site is pinned.
+        for f in site.flavors:
+            if req.size in (f.id, f.name):
+                return f, ""
+        return None, f"site has no flavor {req.size!r}"
+    if site.custom_sizes:
+        return Flavor("custom", f"{req.cpus}cpu-{req.memory_mib}mib", req.cpus, req.memory_mib), ""
+    fits = [f for f in site.flavors if f.fits(req.cpus, req.memory_mib)]
+    if not fits:
+        return None, f"no flavor fits {req.cpus} cpu / {req.memory_mib} MiB"
+    # The smallest that fits: fewest cpus, then least memory, then name.
+    return min(fits, key=lambda f: (f.cpus, f.memory_mib, f.disk_gib, f.name)), ""
+
+
+def room_on(site: SiteSnapshot, flavor: Flavor, rule: Rule | None) -> tuple[int | None, str]:
+    """How many nodes of `flavor` fit, honouring the rule's overflow line on a local site."""
+    cap = site.capacity
+    if cap is None:
+        return None, ""
+    room = cap.fits_count(Resources(flavor.cpus, flavor.memory_mib))
+    why = ""
+    if rule is not None and site.tier is Tier.LOCAL and site.name in rule.from_sites:
+        line = rule.overflow
+        cores = cap.cores
+        allowed: int | None = None
+        if line.keep_free_cores is not None and cores.limit is not None:
+            allowed = (cores.limit - line.keep_free_cores - cores.used) // max(flavor.cpus, 1)
+        elif line.max_utilisation is not None and cores.limit is not None:
+            allowed = int(cores.limit * line.max_utilisation - cores.used) // max(flavor.cpus, 1)
+        if allowed is not None:
+            allowed = max(allowed, 0)
+            if room is None or allowed < room:
+                room, why = allowed, f"rule {rule.name}: {line.describe()}"
+    return room, why
+
+
+def _rank_key(site: SiteSnapshot, room: int | None, rule: Rule | None) -> tuple[Any, ...]:
+    tier = 0 if site.tier is Tier.LOCAL else 1
+    order: tuple[Any, ...]
+    if rule is not None and rule.order is RuleOrder.LISTED and site.name in rule.to_sites:
+        order = (rule.to_sites.index(site.name), 0.0)
+    else:
+        order = (0, site.cost)
+    free = -(room if room is not None else 1 << 30)
+    return (tier, *order, free, site.name)
+
+
+def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (),
+          catalog: Catalog = Catalog()) -> Plan:
+    rule = rule_for(rules, req.group) if rules else None
+    candidates: list[tuple[SiteSnapshot, SiteDecision, int | None]] = []
+    passed: list[SiteDecision] = []
+
+    for site in sites:
+        def skip(reason: str, s: SiteSnapshot = site) -> None:
+            passed.append(SiteDecision(s.name, 0, (reason,)))
+
+        if req.site is not None and site.name != req.site:
+            continue  # pinned elsewhere: not considered at all
+        if site.error:
+            skip(f"did not answer: {site.error}")
+            continue
+        if site.full:
+            skip(f"full: {site.full}")
+            continue
+        if rule is not None and req.site is None and site.name not in rule.sites():
+            skip(f"not in rule {rule.name}")
+            continue
+        image, why = pick_image(req, site, catalog)
+        if image is None:
+            skip(why)
+            continue
+        flavor, why = pick_flavor(req, site, catalog)
+        if flavor is None:
+            skip(why)
+            continue
+        room, limit_why = room_on(site, flavor, rule)
+        if room == 0:
+            passed.append(SiteDecision(site.name, 0, (limit_why or _quota_reason(site, flavor),),
+                                       image, flavor, 0))
+            continue
+        reasons = (limit_why,) if limit_why else ()
+        candidates.append((site, SiteDecision(site.name, 0, reasons, image, flavor, room), room))
+
+    candidates.sort(key=lambda c: _rank_key(c[0], c[2], rule))
+    remaining = req.count
+    chosen: list[SiteDecision] = []
+    for rank, (site, dec, room) in enumerate(candidates):
+        take = remaining if room is None else min(room, remaining)
+        why = _rank_reason(site, rank, rule)
+        if take > 0:
+            fits = "no known limit" if room is None else f"room for {room}"
+            chosen.append(replace(dec, count=take, reasons=(*dec.reasons, f"{why}; {fits}")))
+            remaining -= take
+        else:
+            chosen.append(replace(dec, reasons=(*dec.reasons, f"{why}; not needed")))
+
+    unplaced_reason = None
+    if remaining > 0:
+        unplaced_reason = "no site has room for the rest" if candidates else "no site can host this request"
+    return Plan(req, tuple(chosen + passed), rule.name if rule else None, unplaced_reason)
+
+
+def _quota_reason(site: SiteSnapshot, flavor: Flavor) -> str:
+    cap = site.capacity
+    if cap is None:
+        return "no room"
+    for lim, per in ((cap.instances, 1), (cap.cores, flavor.cpus), (cap.ram_mib, flavor.memory_mib)):
+        if lim.free is not None and lim.free < per:
+            return f"quota: {lim.resource} {lim.used}/{lim.limit} used"
+    return "hosts have no room"
+
+
+def _rank_reason(site: SiteSnapshot, rank: int, rule: Rule | None) -> str:
+    if site.tier is Tier.LOCAL:
+        return f"rank {rank + 1}: local site"
+    if rule is not None and rule.order is RuleOrder.LISTED:
+        return f"rank {rank + 1}: listed by rule {rule.name}"
+    return f"rank {rank + 1}: remote, cost {site.cost:g}"

@@ -1,0 +1,154 @@
+"""The driver contract: every driver (in-memory, sandbox OpenStack/OpenNebula, real Nova)
+must pass these same checks. A test module subclasses `DriverContract` and provides a
+`target` fixture (a `ContractTarget`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+
+from skyctl.drivers import Driver
+from skyctl.errors import DriverError, NotFound, QuotaExceeded
+from skyctl.model import (Capability, Capacity, Flavor, ImageRef, Node, NodeSpec, NodeState, RenderedContext,
+                          node_labels)
+
+NODE_JSON_KEYS = {"name", "group", "site", "driver", "id", "state", "addresses", "image", "size",
+                  "created_at", "labels"}
+
+
+@dataclass
+class ContractTarget:
+    name: str
+    make_driver: Callable[[], Driver]
+    image_name: str                     # a site-native image name that exists
+    cpus: int = 1
+    memory_mib: int = 512
+    # Set the instance quota of the project/user (None = back to the default), or None when
+    # the target cannot (then the quota check is skipped with a reason).
+    set_instance_quota: Callable[[int | None], None] | None = None
+    settle: float = 60.0                # seconds a node may take to leave `pending`
+
+
+def _flavor_for(driver: Driver, cpus: int, memory_mib: int) -> Flavor:
+    if Capability.CUSTOM_SIZES in driver.capabilities:
+        return Flavor("custom", f"{cpus}cpu-{memory_mib}mib", cpus, memory_mib)
+    fits = [f for f in driver.flavors() if f.fits(cpus, memory_mib)]
+    assert fits, f"no flavor on {driver.site_name} fits {cpus} cpu / {memory_mib} MiB"
+    return min(fits, key=lambda f: (f.cpus, f.memory_mib, f.name))
+
+
+def _image(driver: Driver, name: str) -> ImageRef:
+    found = [i for i in driver.images() if i.name == name or i.id == name]
+    assert found, f"image {name!r} not offered by {driver.site_name}"
+    return found[0]
+
+
+def make_spec(driver: Driver, target: ContractTarget, group: str, name: str, index: int = 0,
+              launch: str = "l-contract") -> NodeSpec:
+    return NodeSpec(group=group, site=driver.site_name, image=_image(driver, target.image_name),
+                    flavor=_flavor_for(driver, target.cpus, target.memory_mib),
+                    labels=node_labels(group, launch, "contract", index, name), image_name=target.image_name)
+
+
+def wait_state(driver: Driver, node_id: str, want: set[NodeState], timeout: float) -> Node:
+    deadline = time.monotonic() + timeout
+    while True:
+        node = driver.get(node_id)
+        if node.state in want or time.monotonic() > deadline:
+            return node
+        time.sleep(0.1)
+
+
+class DriverContract:
+    """Subclass and provide a `target` fixture."""
+
+    @pytest.fixture
+    def driver(self, target: ContractTarget):
+        d = target.make_driver()
+        yield d
+        d.close()
+
+    @pytest.fixture
+    def group(self, driver: Driver):
+        name = f"ct-{uuid.uuid4().hex[:8]}"
+        yield name
+        leftovers = driver.list({"group": name})
+        if leftovers:
+            driver.delete([n.id for n in leftovers])
+
+    def test_declares_name_and_capabilities(self, driver: Driver) -> None:
+        assert isinstance(driver.name, str) and driver.name
+        assert all(isinstance(c, Capability) for c in driver.capabilities)
+
+    def test_capacity_reports_quota_lines(self, driver: Driver) -> None:
+        cap = driver.capacity()
+        assert isinstance(cap, Capacity)
+        for lim in (cap.instances, cap.cores, cap.ram_mib):
+            assert lim.used >= 0
+            assert lim.limit is None or lim.limit >= 0
+
+    def test_offers_images_and_sizes(self, driver: Driver, target: ContractTarget) -> None:
+        images = driver.images()
+        assert images and all(isinstance(i, ImageRef) and i.id and i.name for i in images)
+        assert _image(driver, target.image_name)
+        flavor = _flavor_for(driver, target.cpus, target.memory_mib)
+        assert flavor.cpus >= target.cpus and flavor.memory_mib >= target.memory_mib
+
+    def test_create_list_get_delete(self, driver: Driver, target: ContractTarget, group: str) -> None:
+        name = f"{group}-0"
+        node = driver.create(make_spec(driver, target, group, name), name,
+                             RenderedContext(user_data="#cloud-config\n{}\n"))
+        assert isinstance(node, Node)
+        assert node.name == name and node.site == driver.site_name and node.driver == driver.name
+        assert node.labels.get("group") == group and node.labels.get("name") == name
+        assert node.state in {NodeState.PENDING, NodeState.RUNNING}
+        assert set(node.to_json()) == NODE_JSON_KEYS
+
+        listed = driver.list({"group": group})
+        assert [n.id for n in listed] == [node.id]
+        assert listed[0].labels.get("launch") == "l-contract"
+        assert driver.list({"group": group + "-other"}) == []
+
+        running = wait_state(driver, node.id, {NodeState.RUNNING}, target.settle)
+        assert running.state == NodeState.RUNNING
+        assert running.group == group
+
+        driver.delete([node.id])
+        deadline = time.monotonic() + target.settle
+        while driver.list({"group": group}) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert driver.list({"group": group}) == []
+        driver.delete([node.id])  # deleting what is gone is success
+
+    def test_missing_node_is_not_found_with_site(self, driver: Driver) -> None:
+        with pytest.raises(NotFound) as info:
+            driver.get("00000000-0000-0000-0000-00000000dead" if driver.name != "opennebula" else "999999")
+        assert info.value.site == driver.site_name
+
+    def test_list_managed_only_hides_foreign_nodes(self, driver: Driver, group: str) -> None:
+        managed = driver.list({"group": group})
+        assert all(n.managed for n in managed)
+
+    def test_quota_exhaustion_raises_quota_exceeded(self, driver: Driver, target: ContractTarget,
+                                                     group: str) -> None:
+        if target.set_instance_quota is None:
+            pytest.skip(f"{target.name}: quota cannot be set from the test")
+        used = driver.capacity().instances.used
+        target.set_instance_quota(used + 1)
+        try:
+            first = driver.create(make_spec(driver, target, group, f"{group}-0"), f"{group}-0", RenderedContext())
+            with pytest.raises(QuotaExceeded) as info:
+                driver.create(make_spec(driver, target, group, f"{group}-1", 1), f"{group}-1", RenderedContext())
+            err = info.value
+            assert err.site == driver.site_name
+            assert err.resource == "instances"
+            assert err.limit == used + 1
+            assert isinstance(err, DriverError) and err.site_full
+            assert [n.id for n in driver.list({"group": group})] == [first.id]
+        finally:
+            target.set_instance_quota(None)

@@ -1,0 +1,160 @@
+"""An in-memory cloud and its driver, for tests of the core (ops, CLI) without any server.
+
+It keeps the same rules as a real cloud where skyctl's logic depends on them: quotas are
+enforced at create, listing filters by labels, deleting a missing node is fine, unknown ids
+raise NotFound. It passes the shared driver contract suite (tests/contract).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from skyctl.drivers import Driver
+from skyctl.errors import AuthError, NotFound, QuotaExceeded, Transient
+from skyctl.model import (Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec, NodeState,
+                          RenderedContext)
+
+
+class MemoryOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    instances: int = 8
+    cores: int = 16
+    ram_mib: int = 32768
+    images: list[str] = ["alma9", "ubuntu-24.04"]
+    auth_ok: bool = True
+    down: bool = False
+
+
+FLAVORS = [Flavor("f1", "m1.small", 1, 2048), Flavor("f2", "m1.medium", 2, 4096), Flavor("f4", "m1.large", 4, 8192)]
+
+
+@dataclass
+class Cloud:
+    nodes: dict[str, tuple[Node, RenderedContext]] = field(default_factory=dict)
+    quota_instances: int | None = None  # overrides options when set (tests)
+    # A limit that create enforces but capacity() does not show: room taken by someone else
+    # between skyctl's snapshot and its creates (the mid-launch quota race).
+    hidden_instance_limit: int | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+CLOUDS: dict[str, Cloud] = {}
+_ids = itertools.count(1)
+
+
+def cloud(site: str) -> Cloud:
+    return CLOUDS.setdefault(site, Cloud())
+
+
+def reset() -> None:
+    CLOUDS.clear()
+
+
+class MemoryDriver(Driver):
+    name = "memory"
+    capabilities = frozenset({Capability.STOP_START, Capability.SERVER_SIDE_LABEL_FILTER})
+    options_model = MemoryOptions
+
+    @property
+    def opts(self) -> MemoryOptions:
+        return self.site.options or MemoryOptions()
+
+    @property
+    def cloud(self) -> Cloud:
+        return cloud(self.site_name)
+
+    def _check(self) -> None:
+        if self.opts.down:
+            raise Transient("connection refused", site=self.site_name)
+        if not self.opts.auth_ok:
+            raise AuthError("the cloud refused the credentials", site=self.site_name)
+
+    def _usage(self) -> tuple[int, int, int]:
+        live = [n for n, _ in self.cloud.nodes.values()]
+        return len(live), sum(int(n.extra["cpus"]) for n in live), sum(int(n.extra["ram"]) for n in live)
+
+    def _instance_limit(self) -> int:
+        q = self.cloud.quota_instances
+        return self.opts.instances if q is None else q
+
+    def capacity(self) -> Capacity:
+        self._check()
+        n, c, r = self._usage()
+        return Capacity(Limit("instances", n, self._instance_limit()), Limit("cores", c, self.opts.cores),
+                        Limit("ram_mib", r, self.opts.ram_mib))
+
+    def flavors(self) -> list[Flavor]:
+        self._check()
+        return list(FLAVORS)
+
+    def images(self) -> list[ImageRef]:
+        self._check()
+        return [ImageRef(f"img-{name}", name, checksum=f"md5-{name}") for name in self.opts.images]
+
+    def create(self, spec: NodeSpec, name: str, context: RenderedContext) -> Node:
+        self._check()
+        with self.cloud.lock:
+            n, c, r = self._usage()
+            hidden = self.cloud.hidden_instance_limit
+            if hidden is not None and n + 1 > hidden:
+                raise QuotaExceeded(
+                    f"Quota exceeded for instances: Requested 1, but already used {n} of {hidden} instances",
+                    site=self.site_name, resource="instances", requested=1, used=n, limit=hidden)
+            for res, used, need, limit in (("instances", n, 1, self._instance_limit()),
+                                           ("cores", c, spec.flavor.cpus, self.opts.cores),
+                                           ("ram", r, spec.flavor.memory_mib, self.opts.ram_mib)):
+                if used + need > limit:
+                    raise QuotaExceeded(
+                        f"Quota exceeded for {res}: Requested {need}, but already used {used} of {limit} {res}",
+                        site=self.site_name, resource=res, requested=need, used=used, limit=limit)
+            node = Node(name=name, group=spec.labels.get("group"), site=self.site_name, driver=self.name,
+                        id=f"mem-{next(_ids)}", state=NodeState.RUNNING, addresses=("127.0.0.1",),
+                        image=spec.image_name or spec.image.name, size=spec.size_name or spec.flavor.name,
+                        created_at=datetime.now(UTC).isoformat(timespec="seconds"), labels=dict(spec.labels),
+                        extra={"cpus": spec.flavor.cpus, "ram": spec.flavor.memory_mib})
+            self.cloud.nodes[node.id] = (node, context)
+        return node
+
+    def list(self, selector: Labels | None = None, *, managed_only: bool = True) -> list[Node]:
+        self._check()
+        sel = dict(selector or {})
+        out = []
+        for node, _ in list(self.cloud.nodes.values()):
+            if all(node.labels.get(k) == v for k, v in sel.items()):
+                out.append(node)
+        return out
+
+    def get(self, node_id: str) -> Node:
+        self._check()
+        try:
+            return self.cloud.nodes[node_id][0]
+        except KeyError:
+            raise NotFound(f"node {node_id} not found", site=self.site_name) from None
+
+    def delete(self, node_ids: Sequence[str]) -> None:
+        self._check()
+        with self.cloud.lock:
+            for i in node_ids:
+                self.cloud.nodes.pop(i, None)
+
+    def _set_state(self, node_ids: Sequence[str], state: NodeState) -> None:
+        from dataclasses import replace
+
+        with self.cloud.lock:
+            for i in node_ids:
+                if i not in self.cloud.nodes:
+                    raise NotFound(f"node {i} not found", site=self.site_name)
+                node, ctx = self.cloud.nodes[i]
+                self.cloud.nodes[i] = (replace(node, state=state), ctx)
+
+    def stop(self, node_ids: Sequence[str]) -> None:
+        self._set_state(node_ids, NodeState.STOPPED)
+
+    def start(self, node_ids: Sequence[str]) -> None:
+        self._set_state(node_ids, NodeState.RUNNING)
