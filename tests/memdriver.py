@@ -45,6 +45,7 @@ class Cloud:
 
 
 CLOUDS: dict[str, Cloud] = {}
+EVENTS: list[tuple[str, str, str]] = []  # (op, site, node name), in the order the clouds saw them
 _ids = itertools.count(1)
 
 
@@ -54,6 +55,7 @@ def cloud(site: str) -> Cloud:
 
 def reset() -> None:
     CLOUDS.clear()
+    EVENTS.clear()
 
 
 class MemoryDriver(Driver):
@@ -119,6 +121,7 @@ class MemoryDriver(Driver):
                         created_at=datetime.now(UTC).isoformat(timespec="seconds"), labels=dict(spec.labels),
                         extra={"cpus": spec.flavor.cpus, "ram": spec.flavor.memory_mib})
             self.cloud.nodes[node.id] = (node, context)
+            EVENTS.append(("create", self.site_name, name))
         return node
 
     def list(self, selector: Labels | None = None, *, managed_only: bool = True) -> list[Node]:
@@ -141,7 +144,9 @@ class MemoryDriver(Driver):
         self._check()
         with self.cloud.lock:
             for i in node_ids:
-                self.cloud.nodes.pop(i, None)
+                gone = self.cloud.nodes.pop(i, None)
+                if gone is not None:
+                    EVENTS.append(("delete", self.site_name, gone[0].name))
 
     def _set_state(self, node_ids: Sequence[str], state: NodeState) -> None:
         from dataclasses import replace
