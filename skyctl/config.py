@@ -1,6 +1,7 @@
 """The federation file: found, parsed, validated; every error names its field path.
 
-Found by `--config`, then `$SKYCTL_CONFIG`, then `skyctl/sky.yaml` in the XDG config dir.
+Found by `--config`, then `$SKYCTL_CONFIG`, then `skyctl/sky.yaml` in the XDG config dir,
+and, when that does not exist, the running sandbox's federation file.
 Credentials never live here: OpenStack sites name a clouds.yaml entry, OpenNebula sites a
 ONE_AUTH file. A key that looks like a secret is refused.
 """
@@ -229,9 +230,15 @@ def find_config_file(explicit: str | os.PathLike[str] | None) -> Path:
     env = os.environ.get("SKYCTL_CONFIG")
     if env:
         return Path(env).expanduser()
-    from skyctl.paths import default_config_file
+    from skyctl.paths import base, default_config_file
 
-    return default_config_file()
+    default = default_config_file()
+    if not default.exists():
+        # No federation of the user's own yet: a running sandbox is the natural target.
+        sandbox = base("state") / "sandbox"
+        if (sandbox / "runtime.json").exists() and (sandbox / "sky.yaml").exists():
+            return sandbox / "sky.yaml"
+    return default
 
 
 def load(explicit: str | os.PathLike[str] | None = None, *, validate_drivers: bool = True) -> Federation:

@@ -11,6 +11,11 @@ from pathlib import Path
 APP = "skyctl"
 
 
+def base(kind: str) -> Path:
+    """The folder for `kind` (config, state, data), not created."""
+    return _base(kind)
+
+
 def _base(kind: str) -> Path:
     home = os.environ.get("SKYCTL_HOME")
     if home:

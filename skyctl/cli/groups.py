@@ -19,7 +19,7 @@ def group_context(spec: dict[str, Any]) -> Any:
     from skyctl.cli.launch import _context_builder
 
     variables = {k: v for k, v in (spec.get("vars") or {}).items() if v != "****"}
-    context_for, _ = _context_builder(list(spec.get("contexts") or []), variables, [])
+    context_for, _ = _context_builder(list(spec.get("contexts") or ["base"]), variables, [])
     return context_for
 
 

@@ -133,7 +133,8 @@ def launch(
         req = _request(group, count, image, size, cpus, memory, site, fed)
         profiles = list(context) if context is not None else list(fed.defaults.contexts)
         variables = _parse_vars(var)
-        context_for, masked_vars = _context_builder(profiles, variables, var_file or [])
+        drivers = {fed.site(req.site).driver} if req.site else {s.driver for s in fed.sites.values()}
+        context_for, masked_vars = _context_builder(profiles, variables, var_file or [], drivers)
         if dry_run:
             from skyctl.ops.launch import plan_launch
 
@@ -175,17 +176,24 @@ def plan(
     _exit_for_plan(p)
 
 
-def _context_builder(profiles: list[str], variables: dict[str, str], var_files: list[str]) -> tuple[Any, dict[str, str]]:
-    """Validate the context once, up front (a missing variable fails before anything launches),
-    then render per node (the hostname differs)."""
-    from skyctl.context import build_context
+def _context_builder(profiles: list[str], variables: dict[str, str], var_files: list[str],
+                     drivers: set[str] | None = None) -> tuple[Any, dict[str, str]]:
+    """Validate the context once, up front (a missing variable or an oversized user-data fails
+    before anything launches); render per node only when the profiles use the node's name."""
+    from skyctl.context import build_context, check_for_cloud
     from skyctl.logsafe import register_secret
 
     first = build_context(profiles, variables=variables, var_files=var_files)
     for s in first.secrets:
         register_secret(s)
+    for w in first.warnings:
+        term().warn(w)
+    for driver in sorted(drivers or ()):
+        check_for_cloud(first.rendered, driver, profiles=first.profiles)
     secret_values = set(first.secrets)
     masked = {k: ("****" if v in secret_values else v) for k, v in variables.items()}
+    if not first.per_node:
+        return (lambda _name: first.rendered), masked
 
     def context_for(name: str) -> Any:
         return build_context(profiles, variables=variables, var_files=var_files, hostname=name).rendered

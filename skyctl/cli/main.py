@@ -42,7 +42,7 @@ def _version(value: bool) -> None:
 def _global(
     config: Annotated[str | None, typer.Option("--config", "-c", metavar="PATH", envvar="SKYCTL_CONFIG",
                                                help="Federation file (default: $SKYCTL_CONFIG, then "
-                                               "~/.config/skyctl/sky.yaml).")] = None,
+                                               "~/.config/skyctl/sky.yaml, then the running sandbox's).")] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr.")] = 0,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and driver requests.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also NO_COLOR=1).")] = False,
