@@ -22,6 +22,8 @@ from skyctl.errors import ConfigError
 from skyctl.model import Tier, parse_memory_mib
 
 NAME_RE = r"^[a-z][a-z0-9-]{0,62}$"
+# Images and sizes are often named after releases (ubuntu-24.04, m1.large).
+CATALOG_NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 _SECRET_KEY_RE = re.compile(r"(password|secret|token|private_key|credential)", re.IGNORECASE)
 
 
@@ -92,12 +94,20 @@ class _FederationModel(_Strict):
     bursting: list[dict[str, Any]] = []
     defaults: Defaults = Defaults()
 
-    @field_validator("sites", "images", "sizes")
+    @field_validator("sites")
     @classmethod
-    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+    def _site_names(cls, v: dict[str, Any]) -> dict[str, Any]:
         for key in v:
             if not re.match(NAME_RE, str(key)):
-                raise ValueError(f"{key!r} is not a valid name (lowercase letters, digits, '-')")
+                raise ValueError(f"{key!r} is not a valid site name (lowercase letters, digits, '-')")
+        return v
+
+    @field_validator("images", "sizes")
+    @classmethod
+    def _catalog_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            if not re.match(CATALOG_NAME_RE, str(key)):
+                raise ValueError(f"{key!r} is not a valid name (lowercase letters, digits, '.', '_', '-')")
         return v
 
     @model_validator(mode="after")

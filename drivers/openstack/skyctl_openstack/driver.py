@@ -1,2 +1,317 @@
-"""OpenStack driver (placeholder until issue 4 lands its body)."""
+"""OpenStack driver: Nova servers, Glance images, Keystone auth from clouds.yaml.
+
+LIGHT module: it imports skyctl and pydantic only. openstacksdk is imported by `_sdk` on the
+driver's first network call, so `skyctl --help` and config validation never pay for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from skyctl.drivers import Driver
+from skyctl.errors import DriverError, InvalidRequest, Transient
+from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageRef, Labels, Node, NodeSpec,
+                          RenderedContext)
+from skyctl_openstack import _convert as cv
+
+if TYPE_CHECKING:  # pragma: no cover
+    from skyctl.config import SiteConfig
+    from skyctl_openstack._sdk import Client
+
+MAX_USER_DATA = 65535   # Nova's limit on the base64 text
+PAGE_SIZE = 1000        # Nova's default max_limit: one request per 1000 servers
+# Tags at create (2.52), tag filters (2.26), flavor embedded in the server (2.47).
+_COMPUTE_MV = "2.52"
+
+
+class OpenStackOptions(BaseModel):
+    """A site's OpenStack fields in the federation file. Credentials stay in clouds.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cloud: str = Field(min_length=1, description="the clouds.yaml entry")
+    clouds_yaml: str | None = Field(None, description="explicit clouds.yaml path (default: openstacksdk's search)")
+    region: str | None = None
+    network: str = Field("auto", description="network name or id, 'auto' or 'none'")
+    security_groups: list[str] = []
+    key_name: str | None = None
+
+    @field_validator("network")
+    @classmethod
+    def _network(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must be a network name or id, 'auto' or 'none'")
+        return v.strip()
+
+
+class OpenStackDriver(Driver):
+    name = "openstack"
+    capabilities = frozenset({Capability.STOP_START, Capability.CONSOLE_LOG,
+                              Capability.SERVER_SIDE_LABEL_FILTER})
+    options_model = OpenStackOptions
+
+    def __init__(self, site: SiteConfig) -> None:
+        super().__init__(site)
+        opts = site.options
+        if opts is None:
+            opts = OpenStackOptions.model_validate(site.driver_fields())
+        self.opts: OpenStackOptions = opts
+        self._client: Client | None = None
+        self._lock = threading.Lock()
+        self._keypairs: set[str] = set()
+        self._network_id: str | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def _api(self) -> Client:
+        with self._lock:
+            if self._client is None:
+                from skyctl_openstack._sdk import Client
+
+                try:
+                    client = Client(site=self.site_name, cloud=self.opts.cloud, clouds_yaml=self.opts.clouds_yaml,
+                                    region=self.opts.region, pool_size=self.site.max_parallel,
+                                    timeout=self.site.request_timeout)
+                except DriverError as e:
+                    e.site = e.site or self.site_name
+                    raise
+                try:
+                    client.authorize()
+                except BaseException:
+                    client.close()
+                    raise
+                self._client = client
+            return self._client
+
+    def _compute(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        api = self._api()
+        mv = api.compute_microversion()
+        kwargs.setdefault("microversion", _COMPUTE_MV if mv >= (2, 52) else "%d.%d" % min(mv, (2, 51)))
+        return api.request("compute", method, path, **kwargs)
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def describe(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"cloud": self.opts.cloud, "region": self.opts.region,
+                                 "network": self.opts.network}
+        if self.opts.clouds_yaml:
+            facts["clouds_yaml"] = self.opts.clouds_yaml
+        try:
+            from skyctl_openstack._sdk import load_region
+
+            region = load_region(self.opts.cloud, self.opts.clouds_yaml, self.opts.region, None)
+            auth_url = (region.config.get("auth") or {}).get("auth_url")
+            if auth_url:
+                parts = urlsplit(auth_url)
+                # Only scheme, host and path: user info or a query could carry a secret.
+                facts["auth_url"] = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+            facts["region"] = facts["region"] or region.region_name or None
+        except DriverError as e:
+            facts["problem"] = e.message
+        return facts
+
+    # ------------------------------------------------------------------ what the site offers
+    def capacity(self) -> Capacity:
+        _, body = self._compute("GET", "/limits", what="limits")
+        return cv.capacity_from_limits(((body or {}).get("limits") or {}).get("absolute") or {})
+
+    def flavors(self) -> list[Flavor]:
+        out: list[Flavor] = []
+        params: dict[str, Any] = {}
+        while True:
+            _, body = self._compute("GET", "/flavors/detail", params=params or None, what="flavors")
+            page = (body or {}).get("flavors") or []
+            out.extend(cv.flavor_from(f) for f in page if not f.get("OS-FLV-DISABLED:disabled"))
+            if not page or not (body or {}).get("flavors_links"):
+                return out
+            params = {"marker": page[-1]["id"]}
+
+    def images(self) -> list[ImageRef]:
+        out: list[ImageRef] = []
+        params: dict[str, Any] = {"limit": 100}
+        api = self._api()
+        while True:
+            _, body = api.request("image", "GET", "/images", params=params, what="images")
+            page = (body or {}).get("images") or []
+            out.extend(cv.image_from(i) for i in page if i.get("status", "active") == "active")
+            if not page or not (body or {}).get("next"):
+                return out
+            params = {"limit": 100, "marker": page[-1]["id"]}
+
+    # ------------------------------------------------------------------ nodes
+    def create(self, spec: NodeSpec, name: str, context: RenderedContext) -> Node:
+        server: dict[str, Any] = {
+            "name": name,
+            "imageRef": spec.image.id,
+            "flavorRef": spec.flavor.id,
+            "metadata": cv.labels_to_metadata(spec.labels, image=spec.image_name or spec.image.name,
+                                              size=spec.size_name or spec.flavor.name),
+            "networks": self._networks(),
+        }
+        if context.user_data:
+            encoded = base64.b64encode(context.user_data.encode()).decode()
+            if len(encoded) > MAX_USER_DATA:
+                raise InvalidRequest(f"user data is {len(encoded)} bytes base64-encoded; Nova takes at most "
+                                     f"{MAX_USER_DATA}", site=self.site_name, field="user_data")
+            server["user_data"] = encoded
+        key_name = spec.key_name or self.opts.key_name
+        if key_name is None and context.ssh_public_keys:
+            key_name = self._ensure_keypair(context.ssh_public_keys[0])
+        if key_name:
+            server["key_name"] = key_name
+        if self.opts.security_groups:
+            server["security_groups"] = [{"name": g} for g in self.opts.security_groups]
+        tags = cv.labels_to_tags(spec.labels)
+        mv = self._api().compute_microversion()
+        if mv >= (2, 52):
+            server["tags"] = tags
+        try:
+            _, body = self._compute("POST", "/servers", json={"server": server}, what=f"create {name}")
+        except Transient:
+            # The answer was lost, not necessarily the server: look it up by its labels so a
+            # retry cannot make a second one.
+            made = self._find_created(spec.labels, name)
+            if made is None:
+                raise
+            return made
+        server_id = str(((body or {}).get("server") or {}).get("id"))
+        if mv < (2, 52) and mv >= (2, 26):
+            self._compute("PUT", f"/servers/{server_id}/tags", json={"tags": tags}, what=f"tag {name}")
+        try:
+            _, shown = self._compute("GET", f"/servers/{server_id}", what=f"show {name}")
+            detail = (shown or {}).get("server") or {}
+        except DriverError:
+            detail = {}
+        reason = cv.no_valid_host(detail)
+        if reason:
+            # Nova keeps the failed server (and counts it against quota): remove it, then let
+            # the ops layer fail over to another site.
+            self._delete_one(server_id)
+            raise cv.capacity_unavailable(f"no host for {name}: {reason}", self.site_name)
+        if detail:
+            return cv.server_to_node(detail, self.site_name)
+        return cv.server_to_node({"id": server_id, "name": name, "status": "BUILD", "metadata": server["metadata"],
+                                  "tags": tags, "flavor": {"id": spec.flavor.id}, "image": {"id": spec.image.id}},
+                                 self.site_name)
+
+    def _find_created(self, labels: Labels, name: str) -> Node | None:
+        launch = labels.get(L_LAUNCH)
+        if not launch:
+            return None
+        try:
+            found = self.list({L_LAUNCH: launch, L_NAME: labels.get(L_NAME, name)})
+        except DriverError:
+            return None
+        found = [n for n in found if n.name == name]
+        return found[0] if len(found) == 1 else None
+
+    def _networks(self) -> Any:
+        net = self.opts.network
+        if net in ("auto", "none"):
+            return net
+        if self._network_id is None:
+            api = self._api()
+            _, body = api.request("network", "GET", "/networks", params={"id": net}, what="networks")
+            found = (body or {}).get("networks") or []
+            if not found:
+                _, body = api.request("network", "GET", "/networks", params={"name": net}, what="networks")
+                found = (body or {}).get("networks") or []
+            if len(found) != 1:
+                problem = "not found" if not found else f"ambiguous ({len(found)} networks have that name)"
+                raise InvalidRequest(f"network {net!r} {problem}", site=self.site_name, field="network")
+            self._network_id = str(found[0]["id"])
+        return [{"uuid": self._network_id}]
+
+    def _ensure_keypair(self, public_key: str) -> str:
+        name = cv.keypair_name(public_key)
+        if name in self._keypairs:
+            return name
+        status, _ = self._compute("GET", f"/os-keypairs/{name}", ok=(404,), what="keypair")
+        if status == 404:
+            status, _ = self._compute("POST", "/os-keypairs", ok=(409,), what="keypair",
+                                      json={"keypair": {"name": name, "public_key": public_key.strip()}})
+        self._keypairs.add(name)
+        return name
+
+    def list(self, selector: Labels | None = None, *, managed_only: bool = True) -> list[Node]:
+        tags, client_side = cv.selector_query(selector, managed_only)
+        if self._api().compute_microversion() < (2, 26):
+            # No tag filter on this Nova: the labels (metadata) are checked on this side.
+            tags, client_side = [], dict(selector or {})
+        params: dict[str, Any] = {"limit": PAGE_SIZE}
+        if tags:
+            params["tags"] = ",".join(tags)
+        out: list[Node] = []
+        while True:
+            _, body = self._compute("GET", "/servers/detail", params=params, what="list servers")
+            page = (body or {}).get("servers") or []
+            for s in page:
+                node = cv.server_to_node(s, self.site_name)
+                if cv.matches(node, client_side, managed_only):
+                    out.append(node)
+            links = (body or {}).get("servers_links") or []
+            if not page or not any(link.get("rel") == "next" for link in links):
+                return out
+            params = {**params, "marker": page[-1]["id"]}
+
+    def get(self, node_id: str) -> Node:
+        _, body = self._compute("GET", f"/servers/{node_id}", what=f"server {node_id}")
+        return cv.server_to_node((body or {}).get("server") or {}, self.site_name)
+
+    def _delete_one(self, node_id: str) -> None:
+        self._compute("DELETE", f"/servers/{node_id}", ok=(404,), what=f"delete {node_id}")
+
+    def _each(self, node_ids: Sequence[str], action: Any) -> None:
+        """Run `action` per id, in parallel up to the site's bound; raise the first failure
+        after every id has had its turn."""
+        ids = list(dict.fromkeys(node_ids))
+        if not ids:
+            return
+        if len(ids) == 1:
+            action(ids[0])
+            return
+        errors: list[DriverError] = []
+        with ThreadPoolExecutor(max_workers=min(self.site.max_parallel, len(ids))) as pool:
+            for fut in [pool.submit(action, i) for i in ids]:
+                try:
+                    fut.result()
+                except DriverError as e:
+                    errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def delete(self, node_ids: Sequence[str]) -> None:
+        self._each(node_ids, self._delete_one)
+
+    def _power(self, node_id: str, action: str, already: str) -> None:
+        status, body = self._compute("POST", f"/servers/{node_id}/action", json={action: None}, ok=(409,),
+                                     what=f"{action} {node_id}")
+        if status == 409:
+            message = cv.error_message(body)
+            if f"vm_state {already}" in message:
+                return   # already where we want it
+            raise cv.error_for_status(409, message, self.site_name, what=f"{action} {node_id}")
+
+    def stop(self, node_ids: Sequence[str]) -> None:
+        self._each(node_ids, lambda i: self._power(i, "os-stop", "stopped"))
+
+    def start(self, node_ids: Sequence[str]) -> None:
+        self._each(node_ids, lambda i: self._power(i, "os-start", "active"))
+
+    def console_log(self, node_id: str) -> str:
+        _, body = self._compute("POST", f"/servers/{node_id}/action", json={"os-getConsoleOutput": {}},
+                                what=f"console {node_id}")
+        return str((body or {}).get("output") or "")
+
+
+__all__ = ["OpenStackDriver", "OpenStackOptions"]

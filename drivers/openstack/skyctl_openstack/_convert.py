@@ -1,0 +1,281 @@
+"""Pure translation between Nova/Glance JSON and skyctl's model. No I/O, no SDK.
+
+Everything here is a function of its arguments, so the state map, the label encoding and the
+error texts are unit-tested without a server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from skyctl.errors import (AuthError, CapacityUnavailable, DriverError, InvalidRequest, NotFound, QuotaExceeded,
+                           Transient)
+from skyctl.model import (L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity, Flavor, ImageRef, Labels, Limit, Node,
+                          NodeState)
+
+DRIVER_NAME = "openstack"
+META_PREFIX = f"{LABEL_PREFIX}:"          # metadata keys: skyctl:group, skyctl:launch, ...
+MANAGED_TAG = LABEL_PREFIX                 # every server skyctl creates carries this bare tag
+TAGGED_LABELS = (L_GROUP, L_LAUNCH)        # labels also written as server tags, filtered server-side
+DISPLAY_KEYS = ("image", "size")           # metadata for display only, not labels
+_TAG_MAX = 60
+_META_MAX = 255
+
+# One explicit map from Nova's server status to NodeState; anything else is UNKNOWN.
+NOVA_STATES: Mapping[str, NodeState] = {
+    "ACTIVE": NodeState.RUNNING,
+    "BUILD": NodeState.PENDING,
+    "REBUILD": NodeState.PENDING,
+    "REBOOT": NodeState.PENDING,
+    "HARD_REBOOT": NodeState.PENDING,
+    "PASSWORD": NodeState.PENDING,
+    "RESIZE": NodeState.PENDING,
+    "VERIFY_RESIZE": NodeState.PENDING,
+    "REVERT_RESIZE": NodeState.PENDING,
+    "MIGRATING": NodeState.PENDING,
+    "SHUTOFF": NodeState.STOPPED,
+    "SUSPENDED": NodeState.STOPPED,
+    "PAUSED": NodeState.STOPPED,
+    "SHELVED": NodeState.STOPPED,
+    "SHELVED_OFFLOADED": NodeState.STOPPED,
+    "ERROR": NodeState.ERROR,
+    "DELETED": NodeState.DELETED,
+    "SOFT_DELETED": NodeState.DELETED,
+}
+
+QUOTA_RE = re.compile(r"Quota exceeded for (\w+): Requested (\d+), but already used (\d+) of (\d+) (\w+)")
+NO_VALID_HOST = "No valid host"
+
+
+def node_state(status: str | None, task_state: str | None = None) -> NodeState:
+    if task_state == "deleting":
+        return NodeState.DELETED
+    return NOVA_STATES.get((status or "").upper(), NodeState.UNKNOWN)
+
+
+# ---------------------------------------------------------------- labels
+
+
+def tag_for(key: str, value: str) -> str | None:
+    """The server tag for a label, or None when Nova could not store it (length, ',' or '/')."""
+    tag = f"{LABEL_PREFIX}-{key}={value}"
+    if len(tag) > _TAG_MAX or "," in tag or "/" in tag:
+        return None
+    return tag
+
+
+def labels_to_tags(labels: Labels) -> list[str]:
+    tags = [MANAGED_TAG]
+    for key in TAGGED_LABELS:
+        if key in labels:
+            tag = tag_for(key, str(labels[key]))
+            if tag:
+                tags.append(tag)
+    return tags
+
+
+def labels_to_metadata(labels: Labels, *, image: str = "", size: str = "") -> dict[str, str]:
+    md = {f"{META_PREFIX}{k}": str(v)[:_META_MAX] for k, v in labels.items()}
+    if image:
+        md[f"{META_PREFIX}image"] = image[:_META_MAX]
+    if size:
+        md[f"{META_PREFIX}size"] = size[:_META_MAX]
+    return md
+
+
+def metadata_to_labels(metadata: Mapping[str, Any]) -> dict[str, str]:
+    out = {}
+    for k, v in metadata.items():
+        if k.startswith(META_PREFIX):
+            key = k[len(META_PREFIX):]
+            if key not in DISPLAY_KEYS:
+                out[key] = str(v)
+    return out
+
+
+def selector_query(selector: Labels | None, managed_only: bool) -> tuple[list[str], dict[str, str]]:
+    """Split a selector into server-side tags and the labels left to check on the client."""
+    sel = dict(selector or {})
+    if not managed_only:
+        return [], sel
+    tags = [MANAGED_TAG]
+    rest: dict[str, str] = {}
+    for k, v in sel.items():
+        tag = tag_for(k, str(v)) if k in TAGGED_LABELS else None
+        if tag:
+            tags.append(tag)
+        else:
+            rest[k] = str(v)
+    return tags, rest
+
+
+def matches(node: Node, selector: Mapping[str, str], managed_only: bool) -> bool:
+    if not node.managed:
+        return not managed_only
+    return all(node.labels.get(k) == str(v) for k, v in selector.items())
+
+
+def keypair_name(public_key: str) -> str:
+    """A stable key pair name for a public key: skyctl-<md5 of the key blob, 12 hex>."""
+    parts = public_key.split()
+    blob = parts[1] if len(parts) > 1 else public_key
+    return f"{LABEL_PREFIX}-{hashlib.md5(blob.encode(), usedforsecurity=False).hexdigest()[:12]}"
+
+
+# ---------------------------------------------------------------- resources
+
+
+def _iso(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def server_addresses(addresses: Mapping[str, Any] | None) -> tuple[str, ...]:
+    fixed: list[str] = []
+    floating: list[str] = []
+    for entries in (addresses or {}).values():
+        for a in entries or []:
+            addr = a.get("addr")
+            if not addr:
+                continue
+            (floating if a.get("OS-EXT-IPS:type") == "floating" else fixed).append(addr)
+    return tuple(dict.fromkeys(fixed + floating))
+
+
+def server_to_node(server: Mapping[str, Any], site: str) -> Node:
+    metadata = server.get("metadata") or {}
+    labels = metadata_to_labels(metadata)
+    flavor = server.get("flavor") or {}
+    image = server.get("image") or {}
+    status = server.get("status")
+    fault = server.get("fault") or {}
+    extra: dict[str, Any] = {
+        "status": status,
+        "task_state": server.get("OS-EXT-STS:task_state"),
+        "tags": list(server.get("tags") or []),
+        "key_name": server.get("key_name"),
+        "flavor": flavor.get("original_name") or flavor.get("id"),
+        "image_id": image.get("id") if isinstance(image, Mapping) else None,
+        "metadata": {k: v for k, v in metadata.items() if not k.startswith(META_PREFIX)},
+    }
+    if fault:
+        extra["fault"] = fault.get("message")
+    return Node(
+        name=server.get("name") or "",
+        group=labels.get(L_GROUP),
+        site=site,
+        driver=DRIVER_NAME,
+        id=str(server.get("id")),
+        state=node_state(status, server.get("OS-EXT-STS:task_state")),
+        addresses=server_addresses(server.get("addresses")),
+        image=metadata.get(f"{META_PREFIX}image") or (image.get("id") if isinstance(image, Mapping) else None),
+        size=metadata.get(f"{META_PREFIX}size") or flavor.get("original_name") or flavor.get("id"),
+        created_at=_iso(server.get("created")),
+        labels=labels,
+        extra=extra,
+    )
+
+
+def no_valid_host(server: Mapping[str, Any]) -> str | None:
+    """The fault message when Nova could not schedule the server, else None."""
+    if (server.get("status") or "").upper() != "ERROR":
+        return None
+    message = (server.get("fault") or {}).get("message") or ""
+    return message if NO_VALID_HOST.lower() in message.lower() else None
+
+
+def flavor_from(f: Mapping[str, Any]) -> Flavor:
+    return Flavor(id=str(f["id"]), name=str(f.get("name") or f["id"]), cpus=int(f.get("vcpus") or 0),
+                  memory_mib=int(f.get("ram") or 0), disk_gib=int(f.get("disk") or 0),
+                  extra={"public": f.get("os-flavor-access:is_public", True),
+                         "disabled": f.get("OS-FLV-DISABLED:disabled", False)})
+
+
+def image_from(i: Mapping[str, Any]) -> ImageRef:
+    return ImageRef(id=str(i["id"]), name=str(i.get("name") or i["id"]), checksum=i.get("checksum"),
+                    extra={"os_hash_algo": i.get("os_hash_algo"), "os_hash_value": i.get("os_hash_value"),
+                           "status": i.get("status"), "visibility": i.get("visibility"), "size": i.get("size")})
+
+
+def capacity_from_limits(absolute: Mapping[str, Any]) -> Capacity:
+    def line(resource: str, max_key: str, used_key: str) -> Limit:
+        limit = absolute.get(max_key)
+        used = int(absolute.get(used_key) or 0)
+        return Limit(resource, used, None if limit is None or int(limit) < 0 else int(limit))
+
+    return Capacity(line("instances", "maxTotalInstances", "totalInstancesUsed"),
+                    line("cores", "maxTotalCores", "totalCoresUsed"),
+                    line("ram_mib", "maxTotalRAMSize", "totalRAMUsed"))
+
+
+# ---------------------------------------------------------------- errors
+
+
+def error_message(body: Any, text: str = "") -> str:
+    """The one message in an OpenStack error body (Nova, Keystone, Neutron, Glance HTML)."""
+    if isinstance(body, Mapping):
+        for value in body.values():
+            if isinstance(value, Mapping) and value.get("message"):
+                return str(value["message"]).strip()
+        if body.get("message"):
+            return str(body["message"]).strip()
+    if text:
+        plain = re.sub(r"<[^>]+>", " ", text)
+        plain = " ".join(plain.split())
+        return plain[:300]
+    return ""
+
+
+_FIELD_PATTERNS = (
+    (re.compile(r"Invalid input for field/attribute (\w+)"), None),
+    (re.compile(r"^Flavor .* could not be found"), "flavor"),
+    (re.compile(r"^Image .* could not be found"), "image"),
+    (re.compile(r"key_name"), "key_name"),
+    (re.compile(r"^Network .* could not be found"), "network"),
+    (re.compile(r"^Security group"), "security_groups"),
+)
+
+
+def bad_request_field(message: str) -> str | None:
+    for pattern, field in _FIELD_PATTERNS:
+        m = pattern.search(message)
+        if m:
+            return field or m.group(1)
+    return None
+
+
+def error_for_status(status: int, message: str, site: str, *, what: str = "") -> DriverError:
+    """Map an HTTP error answer to skyctl's error tree."""
+    where = f"{what}: " if what else ""
+    m = QUOTA_RE.search(message)
+    if m and status in (403, 413):
+        resource, requested, used, limit = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
+        return QuotaExceeded(m.group(0), site=site, resource=resource, requested=requested, used=used,
+                             limit=limit)
+    text = message or f"HTTP {status}"
+    if status == 401:
+        return AuthError(f"{where}the cloud refused the credentials ({text})", site=site)
+    if status == 403:
+        return AuthError(f"{where}not allowed: {text}", site=site)
+    if status == 404:
+        return NotFound(f"{where}{text}", site=site)
+    if status in (400, 409, 422):
+        return InvalidRequest(f"{where}{text}", site=site, field=bad_request_field(text))
+    if status in (408, 413, 429) or status >= 500:
+        return Transient(f"{where}HTTP {status}: {text}", site=site)
+    return InvalidRequest(f"{where}HTTP {status}: {text}", site=site)
+
+
+def capacity_unavailable(message: str, site: str) -> CapacityUnavailable:
+    return CapacityUnavailable(message, site=site)
