@@ -15,7 +15,7 @@ from skyctl.errors import DriverError, SkyError
 from skyctl.model import Node, Tier
 from skyctl.ops.inventory import list_nodes
 from skyctl.ops.launch import ContextFor, catalog_of, launch, snapshot, wait_running
-from skyctl.ops.sky import Sky
+from skyctl.ops.sky import Sky, retrying
 from skyctl.policy.bursting import Move, RuleTick, burst_nodes, decide_moves
 from skyctl.policy.placement import Request
 
@@ -98,7 +98,7 @@ def move_home(sky: Sky, move: Move, old: Node, context_for: ContextFor) -> MoveO
             raise
         return MoveOutcome(move, False, new.name, error=f"{new.name} did not become running: {e.line()}")
     try:
-        sky.driver(old.site).delete([old.id])
+        retrying(lambda: sky.driver(old.site).delete([old.id]))
     except DriverError as e:
         return MoveOutcome(move, False, new.name, error=f"replacement {new.name} is running but "
                                                         f"{old.name} could not be deleted: {e.line()}")
@@ -109,7 +109,7 @@ def move_home(sky: Sky, move: Move, old: Node, context_for: ContextFor) -> MoveO
 
 def _delete_quietly(sky: Sky, node: Node) -> None:
     try:
-        sky.driver(node.site).delete([node.id])
+        retrying(lambda: sky.driver(node.site).delete([node.id]))
         sky.state.forget_node(node.name)
     except DriverError as e:
         sky.reporter.site_error(node.site, e)

@@ -7,7 +7,7 @@ from typing import Any
 
 from skyctl.errors import AuthError, DriverError, NotFound, UsageError
 from skyctl.model import Node
-from skyctl.ops.sky import Sky
+from skyctl.ops.sky import Sky, retrying
 
 
 @dataclass
@@ -84,7 +84,7 @@ def show_node(sky: Sky, name: str, *, site: str | None = None) -> Node:
     if site:
         sky.federation.site(site)
         try:
-            return sky.driver(site).get(name)
+            return retrying(lambda: sky.driver(site).get(name))
         except NotFound:
             pass  # not an id: try it as a node name on that site
     nodes, listing = resolve_targets(sky, [name], site=site)

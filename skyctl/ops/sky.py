@@ -20,6 +20,21 @@ from skyctl.state import State
 T = TypeVar("T")
 
 
+READ_ATTEMPTS = 4
+
+
+def retrying(call: Callable[[], T]) -> T:
+    """Repeat an idempotent call on Transient errors (5xx, resets, timeouts) with jittered backoff."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+    for attempt in Retrying(stop=stop_after_attempt(READ_ATTEMPTS), reraise=True,
+                            retry=retry_if_exception_type(Transient),
+                            wait=wait_random_exponential(multiplier=0.1, max=2.0)):
+        with attempt:
+            return call()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 class Sky:
     def __init__(self, federation: Federation, *, state: State | None = None,
                  reporter: Reporter | None = None) -> None:
@@ -49,13 +64,16 @@ class Sky:
             return drv
 
     def fanout(self, fn: Callable[[Driver], T], sites: Iterable[str] | None = None) -> dict[str, T | DriverError]:
-        """Call `fn(driver)` on every site at once; a site's failure is returned, not raised."""
+        """Call `fn(driver)` on every site at once; a site's failure is returned, not raised.
+
+        `fn` must be safe to repeat (reads, deletes): a Transient failure is retried with
+        backoff before the site counts as failed. Creates never come through here."""
         names = list(sites) if sites is not None else self.site_names
         results: dict[str, T | DriverError] = {}
 
         def one(site: str) -> tuple[str, T | DriverError]:
             try:
-                return site, fn(self.driver(site))
+                return site, retrying(lambda: fn(self.driver(site)))
             except DriverError as e:
                 if e.site is None:
                     e.site = site
