@@ -1,0 +1,41 @@
+"""oned's error replies -> skyctl's error tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient
+from skyctl_opennebula.errors import map_error
+
+
+@pytest.mark.parametrize(("message", "resource", "limit"), [
+    ("[one.template.instantiate] User [5] : user [5] limit of 2 reached for VMS quota in VM.", "instances", 2),
+    ("[one.vm.allocate] User [5] : group [1] limit of 32 reached for CPU quota in VM.", "cores", 32),
+    ("[one.template.instantiate] User [0] : user [0] limit of 4096 reached for MEMORY quota in VM with ID: 100",
+     "ram_mib", 4096),
+    ("[one.vm.action] User [3] : user [3] limit of 1 reached for RUNNING_VMS quota in VM.", "instances", 1),
+    ("[one.template.instantiate] User [3] : user [3] limit of 0.5 reached for CPU quota in VM.", "cores", 0),
+])
+def test_quota_messages(message: str, resource: str, limit: int) -> None:
+    err = map_error(0x200, message, site="cc")
+    assert isinstance(err, QuotaExceeded) and err.site_full
+    assert (err.resource, err.limit, err.site) == (resource, limit, "cc")
+    assert err.message == message
+
+
+def test_other_codes() -> None:
+    assert type(map_error(0x200, "[one.vm.info] User [4] : Not authorized to perform MANAGE VM [5].",
+                          site="cc")) is AuthError
+    bad_login = "[one.vm.info] User couldn't be authenticated, aborting call."
+    assert type(map_error(0x100, bad_login, site="cc")) is AuthError
+    assert type(map_error(0x400, "[one.vm.info] Error getting virtual machine [99].", site="cc")) is NotFound
+    wrong_state = map_error(0x800, '[one.vm.action] Error performing action "poweroff": This action is not '
+                                   "available for state PENDING", site="cc")
+    assert type(wrong_state) is InvalidRequest and "PENDING" in wrong_state.message
+    for code in (0x2000, 0x8000):
+        err = map_error(code, "x", site="cc")
+        assert type(err) is Transient and err.retryable
+    for code in (0x1000, 0x4000, 0x7777):
+        assert type(map_error(code, "x", site="cc")) is InvalidRequest
+    assert map_error(0x400, "", site="cc").message == "OpenNebula error 0x0400"
+    assert all(map_error(c, "m", site="cc").site == "cc" for c in (0x100, 0x200, 0x400, 0x800, 0x2000))

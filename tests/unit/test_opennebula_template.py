@@ -1,0 +1,50 @@
+"""What the driver sends in the extra template: sizes, NIC, CONTEXT, labels in USER_TEMPLATE."""
+
+from __future__ import annotations
+
+import base64
+import xml.etree.ElementTree as ET
+
+from skyctl.model import Flavor, ImageRef, NodeSpec, RenderedContext, node_labels
+from skyctl_opennebula.template import one_context, vm_template
+
+
+def spec() -> NodeSpec:
+    return NodeSpec(group="g", site="cc", image=ImageRef("0", "AlmaLinux 9"), flavor=Flavor("custom", "c", 2, 4096),
+                    labels=node_labels("g", "l-1", "me", 3, "g-3"))
+
+
+def parsed(xml: str) -> dict:
+    root = ET.fromstring(xml)
+    assert root.tag == "TEMPLATE"
+    return {c.tag: ({g.tag: g.text or "" for g in c} if len(c) else c.text or "") for c in root}
+
+
+def test_instantiate_extra_template() -> None:
+    ctx = RenderedContext(user_data="#cloud-config\n", ssh_public_keys=("ssh-ed25519 A k1", "ssh-rsa B k2"))
+    t = parsed(vm_template(spec(), ctx, network="7"))
+    assert (t["CPU"], t["VCPU"], t["MEMORY"]) == ("2", "2", "4096")
+    assert t["NIC"] == {"NETWORK_ID": "7"}
+    assert t["CONTEXT"]["NETWORK"] == "YES"
+    assert t["CONTEXT"]["SSH_PUBLIC_KEY"] == "ssh-ed25519 A k1\nssh-rsa B k2"
+    assert base64.b64decode(t["CONTEXT"]["USER_DATA"]).decode() == "#cloud-config\n"
+    assert t["CONTEXT"]["USERDATA_ENCODING"] == "base64"
+    assert {k: v for k, v in t.items() if k.startswith("SKYCTL_")} == {
+        "SKYCTL_GROUP": "g", "SKYCTL_LAUNCH": "l-1", "SKYCTL_OWNER": "me", "SKYCTL_INDEX": "3", "SKYCTL_NAME": "g-3"}
+    assert "NAME" not in t and "DISK" not in t
+
+
+def test_allocate_full_template_and_named_network() -> None:
+    t = parsed(vm_template(spec(), RenderedContext(), network="private", name="g-3", image_id="12"))
+    assert t["NAME"] == "g-3" and t["DISK"] == {"IMAGE_ID": "12"} and t["NIC"] == {"NETWORK": "private"}
+    assert "CONTEXT" not in t
+
+
+def test_rendered_context_wins_and_is_escaped() -> None:
+    ctx = RenderedContext(one_context={"set_hostname": "a&b", "START_SCRIPT": "echo '<x>' \"y\" ]]>"},
+                          user_data="not used")
+    assert one_context(ctx) == {"SET_HOSTNAME": "a&b", "START_SCRIPT": "echo '<x>' \"y\" ]]>"}
+    t = parsed(vm_template(spec(), ctx, network=None))
+    assert t["CONTEXT"] == {"SET_HOSTNAME": "a&b", "START_SCRIPT": "echo '<x>' \"y\" ]]>"}
+    assert "NIC" not in t
+
