@@ -163,7 +163,7 @@ def _first_error(err: ValidationError) -> tuple[str, str, int]:
     return _loc(first["loc"]), msg, len(errors) - 1
 
 
-def _find_secrets(node: Any, path: str) -> None:
+def _find_secrets(node: Any, path: str, source: str | None = None) -> None:
     if isinstance(node, Mapping):
         for k, v in node.items():
             p = f"{path}.{k}" if path else str(k)
@@ -171,14 +171,14 @@ def _find_secrets(node: Any, path: str) -> None:
                     and k not in ("one_auth",):
                 raise ConfigError(
                     "credentials do not belong in the federation file",
-                    path=p,
+                    path=p, source=source,
                     hint="keep them in clouds.yaml / secure.yaml (OpenStack) or a ONE_AUTH file "
                     "(OpenNebula); an auth block may name an environment variable with *_env",
                 )
-            _find_secrets(v, p)
+            _find_secrets(v, p, source)
     elif isinstance(node, list):
         for i, v in enumerate(node):
-            _find_secrets(v, f"{path}[{i}]")
+            _find_secrets(v, f"{path}[{i}]", source)
 
 
 def parse(data: Any, *, source: Path | None = None, validate_drivers: bool = True) -> Federation:
@@ -186,7 +186,7 @@ def parse(data: Any, *, source: Path | None = None, validate_drivers: bool = Tru
     src = str(source) if source else None
     if not isinstance(data, Mapping):
         raise ConfigError("the federation file must be a mapping with a 'sites' key", source=src)
-    _find_secrets(data, "")
+    _find_secrets(data, "", src)
     try:
         model = _FederationModel.model_validate(data)
     except ValidationError as e:
