@@ -35,7 +35,9 @@ class Terminal:
         if self._out is None:
             from rich.console import Console
 
-            self._out = Console(no_color=self.no_color, highlight=False, soft_wrap=False)
+            # Piped output is for grep and friends: never fold a row at 80 columns.
+            width = None if sys.stdout.isatty() else 10_000
+            self._out = Console(no_color=self.no_color, highlight=False, soft_wrap=False, width=width)
         return self._out
 
     @property

@@ -112,6 +112,8 @@ class DriverContract:
         listed = driver.list({"group": group})
         assert [n.id for n in listed] == [node.id]
         assert listed[0].labels.get("launch") == "l-contract"
+        # The words the user asked for, the same on every cloud (not the site's own names).
+        assert listed[0].image == target.image_name
         assert driver.list({"group": group + "-other"}) == []
 
         running = wait_state(driver, node.id, {NodeState.RUNNING}, target.settle)

@@ -161,8 +161,8 @@ class OpenNebulaDriver(Driver):
                 return existing
             raise
         return _Node(name=name, group=spec.group, site=self.site_name, driver=self.name, id=str(vm_id),
-                     state=NodeState.PENDING, image=spec.image.name,
-                     size=_size_label(spec.flavor.cpus, spec.flavor.memory_mib),
+                     state=NodeState.PENDING, image=spec.image_name or spec.image.name,
+                     size=spec.size_name or _size_label(spec.flavor.cpus, spec.flavor.memory_mib),
                      created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), labels=dict(spec.labels),
                      extra={"one_state": "PENDING", "one_lcm_state": "LCM_INIT", "ready": False})
 

@@ -20,6 +20,8 @@ from skyctl.model import (LABEL_PREFIX, Capacity, ImageRef, Limit, Node, format_
 from skyctl_opennebula.states import node_state, state_names
 
 LABEL_ATTR_PREFIX = LABEL_PREFIX.upper() + "_"     # USER_TEMPLATE/SKYCTL_GROUP ...
+# What the user asked for (logical image and size), kept for display; not labels.
+DISPLAY_ATTRS = (LABEL_ATTR_PREFIX + "IMAGE", LABEL_ATTR_PREFIX + "SIZE")
 
 
 class BadReply(ValueError):
@@ -102,7 +104,8 @@ class VmRecord:
     @property
     def labels(self) -> dict[str, str]:
         n = len(LABEL_ATTR_PREFIX)
-        return {k[n:].lower(): v for k, v in self.user_template.items() if k.startswith(LABEL_ATTR_PREFIX)}
+        return {k[n:].lower(): v for k, v in self.user_template.items()
+                if k.startswith(LABEL_ATTR_PREFIX) and k not in DISPLAY_ATTRS}
 
 
 def vm_from_element(vm: ET.Element) -> VmRecord:
@@ -202,8 +205,8 @@ def to_node(rec: VmRecord, *, site: str, driver: str = "opennebula") -> Node:
         id=rec.id,
         state=node_state(rec.state, rec.lcm_state),
         addresses=rec.ips,
-        image=rec.image,
-        size=size_label(rec.vcpu or rec.cpu, rec.memory_mib),
+        image=rec.user_template.get(DISPLAY_ATTRS[0]) or rec.image,
+        size=rec.user_template.get(DISPLAY_ATTRS[1]) or size_label(rec.vcpu or rec.cpu, rec.memory_mib),
         created_at=iso_utc(rec.stime),
         labels=labels,
         extra=extra,

@@ -9,7 +9,7 @@ from xml.sax.saxutils import escape
 
 from skyctl.model import NodeSpec, RenderedContext
 
-from skyctl_opennebula.parse import LABEL_ATTR_PREFIX
+from skyctl_opennebula.parse import DISPLAY_ATTRS, LABEL_ATTR_PREFIX
 
 
 def one_context(ctx: RenderedContext) -> dict[str, str]:
@@ -62,4 +62,6 @@ def vm_template(spec: NodeSpec, context: RenderedContext, *, network: str | None
     if ctx:
         attrs.append(("CONTEXT", ctx))
     attrs += list(label_attrs(spec.labels).items())
+    # The logical names the user asked for, so `ps` shows the same words on every cloud.
+    attrs += [(k, v) for k, v in ((DISPLAY_ATTRS[0], spec.image_name), (DISPLAY_ATTRS[1], spec.size_name)) if v]
     return "<TEMPLATE>" + "".join(_el(k, v) for k, v in attrs) + "</TEMPLATE>"
