@@ -40,7 +40,7 @@ def scale(
     t = term()
     with open_sky() as sky:
         spec = sky.state.group_spec(group) or {}
-        result = do_scale(sky, group, count, context_for=group_context(spec) if spec else (lambda _n: None))
+        result = do_scale(sky, group, count, context_factory=lambda: group_context(spec))
     t.emit(result.to_json(), output, table=lambda d: None)
     launched = result.launched.created if result.launched else []
     t.info(f"{group}: {result.before} -> {result.before + len(launched) - len(result.deleted)} node(s) "

@@ -6,6 +6,7 @@ remembers intents and group specs. `reconcile` makes the two agree after a crash
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +54,8 @@ class ScaleResult:
                 "errors": {s: e.line() for s, e in self.errors.items()}}
 
 
-def scale(sky: Sky, group: str, target: int, *, context_for: ContextFor) -> ScaleResult:
+def scale(sky: Sky, group: str, target: int, *, context_factory: Callable[[], ContextFor]) -> ScaleResult:
+    """`context_factory` is called only when the group grows (shrinking needs no context)."""
     spec = sky.state.group_spec(group)
     if spec is None:
         raise NotFound(f"group {group!r} is not known here; create it with 'skyctl launch {group} ...'")
@@ -70,7 +72,7 @@ def scale(sky: Sky, group: str, target: int, *, context_for: ContextFor) -> Scal
     if target > len(current):
         req = Request(group, target - len(current), int(spec["cpus"]), int(spec["memory_mib"]), spec["image"],
                       spec.get("size"), spec.get("site"))
-        result.launched = launch(sky, req, context_for=context_for, group_spec=spec)
+        result.launched = launch(sky, req, context_for=context_factory(), group_spec=spec)
     elif target < len(current):
         victims = shrink_order(sky, current)[: len(current) - target]
         result.errors = delete_nodes(sky, victims)

@@ -1,0 +1,175 @@
+"""Fault drills on the sandbox: errors and latency everywhere, kill -9 mid-launch, a site down,
+secrets that must never show, files that must stay private. Nothing may be lost or doubled."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.drill
+SKYCTL = str(Path(sys.executable).with_name("skyctl"))
+
+
+class Sky:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("SKYCTL_", "OS_", "ONE_"))}
+        self.env.update(SKYCTL_HOME=str(home), NO_COLOR="1", HOME=str(home / "user"))
+        (home / "user").mkdir(exist_ok=True)
+
+    def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([SKYCTL, *args], env=self.env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode in ok, f"skyctl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}"
+        assert "Traceback" not in proc.stderr or "--debug" in args, proc.stderr
+        return proc
+
+    def json(self, *args: str, ok: tuple[int, ...] = (0,)) -> Any:
+        return json.loads(self.run(*args, "-o", "json", ok=ok).stdout)
+
+    def clear_faults(self) -> None:
+        for site in ("home", "cc", "sara"):
+            self.run("sandbox", "fault", site, "--latency", "0", "--error-rate", "0", "--up")
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.json("ps")
+
+    def wipe(self) -> None:
+        groups = sorted({n["group"] for n in self.nodes() if n["group"]})
+        if groups:
+            self.run("delete", *groups, "--yes")
+        assert self.nodes() == []
+
+
+@pytest.fixture(scope="module")
+def sky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sky]:
+    s = Sky(tmp_path_factory.mktemp("drill-home"))
+    s.run("sandbox", "up", "--boot-delay", "0.3")
+    try:
+        yield s
+    finally:
+        s.run("sandbox", "down", ok=(0, 1))
+
+
+@pytest.fixture
+def clean(sky: Sky) -> Iterator[Sky]:
+    sky.clear_faults()
+    sky.wipe()
+    yield sky
+    sky.clear_faults()
+
+
+def test_errors_and_latency_everywhere_launch_exactly_40(clean: Sky) -> None:
+    for site in ("home", "cc", "sara"):
+        clean.run("sandbox", "fault", site, "--error-rate", "0.2", "--latency", "50")
+    res = clean.json("launch", "flaky", "--count", "40", "--image", "alma9", "--size", "small", ok=(0, 3))
+    assert res["created"] == 40, res["failures"]
+    clean.clear_faults()
+    nodes = [n for n in clean.nodes() if n["group"] == "flaky"]
+    names = Counter(n["name"] for n in nodes)
+    assert len(nodes) == 40, names
+    assert all(c == 1 for c in names.values()), [n for n, c in names.items() if c > 1]
+
+
+def _state_nodes(home: Path) -> dict[str, str]:
+    db = sqlite3.connect(home / "state" / "state.db")
+    try:
+        return {name: cloud_id for name, cloud_id in db.execute("SELECT name, cloud_id FROM nodes")}
+    finally:
+        db.close()
+
+
+def test_kill_9_mid_launch_then_reconcile_accounts_for_every_vm(clean: Sky) -> None:
+    rng = random.Random(20261127)
+    for i in range(20):
+        group = f"k{i}"
+        proc = subprocess.Popen([SKYCTL, "launch", group, "--count", "6", "--image", "alma9", "--size", "small"],
+                                env=clean.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 1.2))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        clean.json("reconcile", ok=(0,))
+        cloud = clean.nodes()
+        names = Counter(n["name"] for n in cloud)
+        assert all(c == 1 for c in names.values()), f"round {i}: duplicates {names}"
+        recorded = _state_nodes(clean.home)
+        assert {n["name"]: n["id"] for n in cloud} == recorded, f"round {i}"
+        if len(cloud) > 30:  # keep within the federation's quota
+            clean.wipe()
+    again = clean.json("reconcile")
+    assert again["adopted"] == [] and again["forgotten"] == [] and again["orphans"] == []
+
+
+def test_one_site_down_ps_names_it_and_launch_fails_over(clean: Sky) -> None:
+    clean.run("launch", "up1", "--count", "2", "--site", "cc")
+    clean.run("sandbox", "fault", "cc", "--down")
+    ps = clean.run("ps", "-o", "json", ok=(3,))
+    assert "cc" in ps.stderr
+    assert json.loads(ps.stdout) == []  # cc holds the only nodes, and it did not answer
+    res = clean.json("launch", "fo", "--count", "12", "--image", "alma9", "--size", "small")
+    sites = Counter(n["site"] for n in res["nodes"])
+    assert sites == {"home": 8, "sara": 4}
+    plan_sites = {d["site"]: " ".join(d["reasons"]) for d in res["plan"][0]["sites"]}
+    assert "did not answer" in plan_sites["cc"]
+    clean.run("sandbox", "fault", "cc", "--up")
+    assert len(clean.nodes()) == 14
+
+
+def test_secrets_never_show_and_files_stay_private(clean: Sky) -> None:
+    status = clean.json("sandbox", "status")
+    site = {s["name"]: s for s in status["sites"]}
+    import yaml
+
+    clouds = yaml.safe_load(Path(site["home"]["clouds_yaml"]).read_text())
+    canaries = [clouds["clouds"]["home"]["auth"]["password"], clouds["clouds"]["sara"]["auth"]["password"],
+                Path(site["cc"]["one_auth"]).read_text().strip().split(":", 1)[1], "CANARY-jupyter-token-4711"]
+    outputs: list[str] = []
+
+    def run(*args: str, ok: tuple[int, ...] = (0,)) -> None:
+        proc = clean.run(*args, ok=ok)
+        outputs.extend([proc.stdout, proc.stderr])
+
+    secret = ("--context", "base", "--context", "jupyter", "--var", f"token={canaries[-1]}")
+    run("-v", "sites", "-o", "json")
+    run("--debug", "launch", "sec", "--count", "3", *secret, "-o", "json")
+    run("--debug", "launch", "sec2", "--count", "1", "--site", "cc", *secret)
+    run("-v", "launch", "dry", "--count", "2", "--dry-run", *secret, "-o", "json")
+    run("--debug", "ps", "-o", "yaml")
+    run("--debug", "show", "sec-0", "-o", "json")
+    run("context", "render", "base", "jupyter", "--for", "openstack", "--var", f"token={canaries[-1]}")
+    run("context", "render", "base", "jupyter", "--for", "opennebula", "--var", f"token={canaries[-1]}", "-o", "json")
+    run("--debug", "scale", "sec", "2")
+    run("--debug", "delete", "sec", "sec2", "--yes")
+    text = "\n".join(outputs)
+    for c in canaries:
+        assert c not in text
+    assert "****" in text  # masked, not just absent
+
+    state_bytes = (clean.home / "state" / "state.db").read_bytes()
+    sandbox_dir = clean.home / "state" / "sandbox"
+    for c in canaries:
+        assert c.encode() not in state_bytes
+        assert c not in (sandbox_dir / "sandbox.log").read_text(errors="replace")
+
+    for path in clean.home.rglob("*"):
+        if path.is_relative_to(clean.home / "user"):
+            continue  # the test's own HOME
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+        else:
+            assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
