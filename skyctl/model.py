@@ -24,6 +24,10 @@ LABEL_KEYS = (L_GROUP, L_LAUNCH, L_OWNER, L_INDEX, L_NAME)
 
 Labels = Mapping[str, str]
 
+# Node.extra key a driver sets (True) when the cloud accepted a node but has no host for it
+# (Nova ERROR "No valid host", OpenNebula PENDING "Cannot dispatch"): ops fails it over.
+CAPACITY_FAULT = "capacity_fault"
+
 
 
 class NodeState(str, enum.Enum):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from skyctl.drivers import Driver
 from skyctl.errors import AuthError, NotFound, QuotaExceeded, Transient
-from skyctl.model import (Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec, NodeState,
+from skyctl.model import (CAPACITY_FAULT, Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec, NodeState,
                           RenderedContext)
 
 
@@ -41,6 +41,9 @@ class Cloud:
     # A limit that create enforces but capacity() does not show: room taken by someone else
     # between skyctl's snapshot and its creates (the mid-launch quota race).
     hidden_instance_limit: int | None = None
+    # Hosts for this many nodes: a create beyond it is accepted, and the node then sits in
+    # ERROR for lack of hosts (what Nova does asynchronously with "No valid host").
+    host_slots: int | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -115,11 +118,14 @@ class MemoryDriver(Driver):
                     raise QuotaExceeded(
                         f"Quota exceeded for {res}: Requested {need}, but already used {used} of {limit} {res}",
                         site=self.site_name, resource=res, requested=need, used=used, limit=limit)
+            no_host = self.cloud.host_slots is not None and n + 1 > self.cloud.host_slots
+            extra_fault = {CAPACITY_FAULT: True, "fault": "No valid host was found."} if no_host else {}
             node = Node(name=name, group=spec.labels.get("group"), site=self.site_name, driver=self.name,
-                        id=f"mem-{next(_ids)}", state=NodeState.RUNNING, addresses=("127.0.0.1",),
+                        id=f"mem-{next(_ids)}", state=NodeState.ERROR if no_host else NodeState.RUNNING,
+                        addresses=("127.0.0.1",),
                         image=spec.image_name or spec.image.name, size=spec.size_name or spec.flavor.name,
                         created_at=datetime.now(UTC).isoformat(timespec="seconds"), labels=dict(spec.labels),
-                        extra={"cpus": spec.flavor.cpus, "ram": spec.flavor.memory_mib})
+                        extra={"cpus": spec.flavor.cpus, "ram": spec.flavor.memory_mib, **extra_fault})
             self.cloud.nodes[node.id] = (node, context)
             EVENTS.append(("create", self.site_name, name))
         return node

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient
-from skyctl.model import Capability, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
+from skyctl.model import CAPACITY_FAULT, Capability, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
 from skyctl.ops.sky import Sky
 from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, place
 
@@ -142,23 +142,63 @@ def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: d
     rep.create_started(request.count)
     try:
         while pending:
-            snaps = [s if s.name not in result.full_sites else _mark_full(s, result.full_sites[s.name])
-                     for s in snaps]
-            plan = place(_with_count(request, len(pending)), snaps, sky.federation.rules, catalog_of(sky))
-            result.plans.append(plan)
-            rep.plan_ready(plan)
-            if plan.placed == 0:
-                result.unplaced_reason = plan.unplaced_reason
+            before = {n.id for n in result.created}
+            pending = _place_and_create(sky, request, pending, snaps, result, context_for, owner, launch_id)
+            if not wait_ready:
                 break
-            pending = _run_round(sky, plan, pending, result, context_for, owner, launch_id)
-            if pending and plan.unplaced and not _any_new_full(result, plan):
-                result.unplaced_reason = plan.unplaced_reason
+            fresh = [n for n in result.created if n.id not in before]
+            faulted = _wait_and_drop_faulted(sky, fresh, launch_id, result) if fresh else []
+            if not faulted:
                 break
+            # Nodes the cloud accepted but could not host: their sites are full for this
+            # launch, and the same names are placed again elsewhere.
+            pending = sorted(pending + faulted, key=lambda n: int(n.rsplit("-", 1)[1]))
     finally:
         rep.finished()
-    if wait_ready and result.created:
-        result.created = wait_running(sky, result.created, launch_id)
     return result
+
+
+def _place_and_create(sky: Sky, request: Request, pending: list[str], snaps: list[SiteSnapshot],
+                      result: LaunchResult, context_for: ContextFor, owner: str, launch_id: str) -> list[str]:
+    """Rounds of plan -> parallel creates until every name is created or nothing more fits.
+    Returns the names left over."""
+    while pending:
+        snaps = [s if s.name not in result.full_sites else _mark_full(s, result.full_sites[s.name])
+                 for s in snaps]
+        plan = place(_with_count(request, len(pending)), snaps, sky.federation.rules, catalog_of(sky))
+        result.plans.append(plan)
+        sky.reporter.plan_ready(plan)
+        if plan.placed == 0:
+            result.unplaced_reason = plan.unplaced_reason
+            break
+        pending = _run_round(sky, plan, pending, result, context_for, owner, launch_id)
+        if pending and plan.unplaced and not _any_new_full(result, plan):
+            result.unplaced_reason = plan.unplaced_reason
+            break
+    return pending
+
+
+def _wait_and_drop_faulted(sky: Sky, fresh: list[Node], launch_id: str, result: LaunchResult) -> list[str]:
+    """Wait for `fresh` to run. Nodes that went to error for lack of hosts are deleted and
+    their names returned; their sites are marked full."""
+    running, faulted = wait_nodes(sky, fresh, launch_id)
+    by_id = {n.id: n for n in running}
+    result.created = [by_id.get(n.id, n) for n in result.created if n.id not in {f.id for f in faulted}]
+    if not faulted:
+        return []
+    for n in faulted:
+        why = str(n.extra.get("fault") or "no host could take the node")
+        if n.site not in result.full_sites:
+            result.full_sites[n.site] = why
+            sky.reporter.site_full(n.site, why)
+        sky.state.forget_node(n.name)
+    per_site: dict[str, list[str]] = {}
+    for n in faulted:
+        per_site.setdefault(n.site, []).append(n.id)
+    for site, err in sky.fanout(lambda d: d.delete(per_site[d.site_name]), list(per_site)).items():
+        if isinstance(err, DriverError):
+            sky.reporter.site_error(site, err)
+    return [n.name for n in faulted]
 
 
 def _with_count(req: Request, n: int) -> Request:
@@ -255,19 +295,33 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
 
 
 def wait_running(sky: Sky, nodes: list[Node], launch_id: str, *, poll: float = 0.5) -> list[Node]:
+    """Wait until every node runs; a node in error (for whatever reason) raises."""
+    running, faulted = wait_nodes(sky, nodes, launch_id, poll=poll)
+    if faulted:
+        n = faulted[0]
+        raise DriverError(f"node {n.name} went to error: {n.extra.get('fault') or 'no reason given'}", site=n.site)
+    return running
+
+
+def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *,
+               poll: float = 0.5) -> tuple[list[Node], list[Node]]:
     """Poll each site's list by the launch's labels (one request per site per round) until every
-    node is running. A node in error, or the site's ready_timeout running out, raises."""
-    by_site: dict[str, dict[str, Node]] = {}
+    node runs. Returns (running, faulted): faulted are nodes the cloud could not host
+    (`extra["capacity_fault"]`). Any other error state, or a site's ready_timeout running out,
+    raises naming the nodes."""
+    by_site: dict[str, set[str]] = {}
     for n in nodes:
-        by_site.setdefault(n.site, {})[n.id] = n
+        by_site.setdefault(n.site, set()).add(n.id)
     deadline = {s: time.monotonic() + sky.federation.sites[s].ready_timeout for s in by_site}
     current: dict[str, Node] = {n.id: n for n in nodes}
+    faulted: dict[str, Node] = {}
+    group = nodes[0].group if nodes else None
     while True:
-        waiting = {s: ids for s, ids in by_site.items()
-                   if any(current[i].state is not NodeState.RUNNING for i in ids)}
+        waiting = {s: {i for i in ids if i not in faulted and current[i].state is not NodeState.RUNNING}
+                   for s, ids in by_site.items()}
+        waiting = {s: ids for s, ids in waiting.items() if ids}
         if not waiting:
-            return [current[n.id] for n in nodes]
-        group = nodes[0].group
+            return [current[n.id] for n in nodes if n.id not in faulted], list(faulted.values())
         listed = sky.fanout(lambda d: d.list({"group": group, "launch": launch_id}), list(waiting))
         for site, res in listed.items():
             if isinstance(res, DriverError):
@@ -278,16 +332,19 @@ def wait_running(sky: Sky, nodes: list[Node], launch_id: str, *, poll: float = 0
             for node_id in waiting[site]:
                 if node_id not in seen:
                     raise NotFound(f"node {current[node_id].name} disappeared while starting", site=site)
-                current[node_id] = seen[node_id]
-                if seen[node_id].state is NodeState.ERROR:
-                    raise DriverError(f"node {seen[node_id].name} went to error", site=site)
-            for node_id in waiting[site]:
-                sky.reporter.node_stage(current[node_id], current[node_id].state.value)
+                node = current[node_id] = seen[node_id]
+                if node.extra.get(CAPACITY_FAULT):
+                    faulted[node_id] = node
+                elif node.state is NodeState.ERROR:
+                    raise DriverError(f"node {node.name} went to error: {node.extra.get('fault') or 'no reason given'}",
+                                      site=site)
+                sky.reporter.node_stage(node, node.state.value)
         now = time.monotonic()
-        for site in waiting:
+        for site, ids in waiting.items():
             if now > deadline[site]:
-                stuck = [current[i].name for i in waiting[site] if current[i].state is not NodeState.RUNNING]
-                raise DriverTimeout(f"{', '.join(stuck)} not running after "
-                                    f"{sky.federation.sites[site].ready_timeout:g}s "
-                                    f"(sites.{site}.ready_timeout)", site=site)
+                stuck = sorted(current[i].name for i in ids if i not in faulted)
+                if stuck:
+                    raise DriverTimeout(f"{', '.join(stuck)} not running after "
+                                        f"{sky.federation.sites[site].ready_timeout:g}s "
+                                        f"(sites.{site}.ready_timeout)", site=site)
         time.sleep(poll)

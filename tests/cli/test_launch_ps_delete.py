@@ -146,3 +146,25 @@ def test_sites_reports_capacity(run: Runner, two_sites) -> None:  # type: ignore
     assert rows["home"]["capacity"]["instances"] == {"used": 2, "limit": 2}
     assert rows["cc"]["capacity"]["instances"] == {"used": 1, "limit": 8}
     assert rows["home"]["tier"] == "local" and rows["cc"]["reachable"] is True
+
+
+def test_nodes_in_error_for_lack_of_hosts_fail_over_while_waiting(run: Runner, two_sites) -> None:  # type: ignore[no-untyped-def]
+    # home's quota says 2, but its hosts take only 1: the second node lands in ERROR.
+    memdriver.cloud("home").host_slots = 1
+    res = run("launch", "hw", "--count", "3", "--wait", "-o", "json")
+    assert res.code == 0, res.err
+    data = res.json()
+    assert sorted(n["site"] for n in data["nodes"]) == ["cc", "cc", "home"]
+    assert {n["state"] for n in data["nodes"]} == {"running"}
+    assert "No valid host" in data["full_sites"]["home"]
+    # The faulted node was removed from home; nothing is left in error anywhere.
+    assert all(n.state.value == "running" for c in memdriver.CLOUDS.values() for n, _ in c.nodes.values())
+    assert len(run("ps", "hw", "-o", "json").json()) == 3
+
+
+def test_no_host_anywhere_exits_4_naming_the_fault(run: Runner, sky_file) -> None:  # type: ignore[no-untyped-def]
+    sky_file(federation(home={"driver": "memory", "tier": "local"}))
+    memdriver.cloud("home").host_slots = 0
+    res = run("launch", "e", "--count", "1", "--wait")
+    assert res.code == 4  # the only site had no host: nothing could be placed
+    assert "No valid host" in res.err

@@ -9,16 +9,18 @@ ElementTree in one pass per VM: a 1000-VM pool through pyone's generated classes
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from skyctl.model import (LABEL_PREFIX, Capacity, ImageRef, Limit, Node, format_mib)
+from skyctl.model import (CAPACITY_FAULT, LABEL_PREFIX, Capacity, ImageRef, Limit, Node, format_mib)
 
 from skyctl_opennebula.states import node_state, state_names
 
+_NO_HOST = re.compile(r"cannot dispatch|enough capacity|no host", re.IGNORECASE)
 LABEL_ATTR_PREFIX = LABEL_PREFIX.upper() + "_"     # USER_TEMPLATE/SKYCTL_GROUP ...
 # What the user asked for (logical image and size), kept for display; not labels.
 DISPLAY_ATTRS = (LABEL_ATTR_PREFIX + "IMAGE", LABEL_ATTR_PREFIX + "SIZE")
@@ -197,6 +199,10 @@ def to_node(rec: VmRecord, *, site: str, driver: str = "opennebula") -> Node:
                              "host": rec.hostname, "template_id": rec.template_id}
     if rec.user_template.get("SCHED_MESSAGE"):
         extra["sched_message"] = rec.user_template["SCHED_MESSAGE"]
+        if state == "PENDING" and _NO_HOST.search(extra["sched_message"]):
+            # oned's scheduler found no host with room: the VM would wait forever.
+            extra[CAPACITY_FAULT] = True
+            extra["fault"] = extra["sched_message"]
     return Node(
         name=rec.name,
         group=labels.get("group"),

@@ -14,7 +14,7 @@ from typing import Any
 
 from skyctl.errors import (AuthError, CapacityUnavailable, DriverError, InvalidRequest, NotFound, QuotaExceeded,
                            Transient)
-from skyctl.model import (L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity, Flavor, ImageRef, Labels, Limit, Node,
+from skyctl.model import (CAPACITY_FAULT, L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity, Flavor, ImageRef, Labels, Limit, Node,
                           NodeState)
 
 DRIVER_NAME = "openstack"
@@ -171,6 +171,8 @@ def server_to_node(server: Mapping[str, Any], site: str) -> Node:
     }
     if fault:
         extra["fault"] = fault.get("message")
+    if no_valid_host(server):
+        extra[CAPACITY_FAULT] = True
     return Node(
         name=server.get("name") or "",
         group=labels.get(L_GROUP),

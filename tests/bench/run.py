@@ -1,0 +1,250 @@
+"""skyctl's benchmarks: every figure measured side by side with its baseline, in one run.
+
+    python tests/bench/run.py [--json] [--quick]
+
+Each figure is a median of several runs. The sandbox (started here with `skyctl sandbox up`
+under a temporary SKYCTL_HOME) is the target of the cloud benchmarks; baselines are a bare
+typer app with as many commands, the OpenStack client, and the slowest single site.
+Goals (ratios unless named): help_vs_typer <= 1.2, help_vs_openstack <= 0.25,
+list1000_vs_osc <= 0.1, launch100_vs_ideal <= 1.2, ps3_vs_slowest <= 1.2,
+plan_10k_50_s <= 0.2, ps_rss_mib <= 60.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SKYCTL = str(BIN / "skyctl")
+GOALS = {"help_vs_typer": 1.2, "help_vs_openstack": 0.25, "list1000_vs_osc": 0.1, "launch100_vs_ideal": 1.2,
+         "ps3_vs_slowest": 1.2, "plan_10k_50_s": 0.2, "ps_rss_mib": 60}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode not in (0, 3):
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    return elapsed
+
+
+def median_pair(a: Callable[[], float], b: Callable[[], float], runs: int) -> tuple[float, float]:
+    """Interleave the two so machine noise hits both alike."""
+    xs, ys = [], []
+    for _ in range(runs):
+        xs.append(a())
+        ys.append(b())
+    return statistics.median(xs), statistics.median(ys)
+
+
+# ---------------------------------------------------------------- CLI start-up
+
+def _command_count() -> int:
+    out = subprocess.run([SKYCTL, "--help"], capture_output=True, text=True, check=True).stdout
+    block = out.split("Commands:", 1)[1]
+    return sum(1 for line in block.splitlines() if line.startswith("  ") and line.strip()[:1].isalpha()
+               and not line.startswith("    "))
+
+
+BARE_TYPER = """
+import typer
+app = typer.Typer(add_completion=True, rich_markup_mode=None)
+def make(n):
+    def cmd(name: str = "a", output: str = "table"):
+        \"\"\"A command.\"\"\"
+    cmd.__name__ = n
+    return cmd
+for i in range({n}):
+    app.command(f"cmd{{i}}")(make(f"cmd{{i}}"))
+app()
+"""
+
+
+def bench_help(results: dict[str, Any], runs: int, tmp: Path) -> None:
+    n = _command_count()
+    bare = tmp / "bare_typer.py"
+    bare.write_text(BARE_TYPER.format(n=n))
+    env = {**os.environ, "SKYCTL_HOME": str(tmp / "help-home")}
+    sky, typer_t = median_pair(lambda: timed([SKYCTL, "--help"], env), lambda: timed([sys.executable, str(bare), "--help"], env),
+                               runs)
+    results.update(help_s=round(sky, 4), help_typer_s=round(typer_t, 4), help_vs_typer=round(sky / typer_t, 3))
+    osc = BIN / "openstack"
+    if osc.exists():
+        sky2, os_t = median_pair(lambda: timed([SKYCTL, "--help"], env), lambda: timed([str(osc), "--help"], env),
+                                 max(3, runs // 3))
+        results.update(help_openstack_s=round(os_t, 4), help_vs_openstack=round(sky2 / os_t, 3))
+    else:
+        log("openstack client not installed: help_vs_openstack skipped (pip install python-openstackclient)")
+
+
+# ---------------------------------------------------------------- planning
+
+def bench_plan(results: dict[str, Any], runs: int) -> None:
+    from skyctl.model import Capacity, Flavor, ImageRef, Limit, Tier
+    from skyctl.policy.placement import Catalog, Request, SiteSnapshot, place
+
+    flavors = tuple(Flavor(f"f{c}", f"m{c}", c, 2048 * c) for c in (1, 2, 4, 8))
+    sites = [SiteSnapshot(f"s{i:02d}", "openstack", Tier.LOCAL if i < 2 else Tier.REMOTE, float(i % 7),
+                          Capacity(Limit("instances", 0, 250), Limit("cores", 0, 1000), Limit("ram_mib", 0, None)),
+                          flavors, (ImageRef("img", "alma9"),)) for i in range(50)]
+    catalog = Catalog(images={"alma9": {s.name: "alma9" for s in sites}})
+    req = Request("big", 10_000, 1, 2048, "alma9")
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        plan = place(req, sites, (), catalog)
+        times.append(time.perf_counter() - t0)
+        assert plan.placed == 10_000
+    results["plan_10k_50_s"] = round(statistics.median(times), 5)
+
+
+# ---------------------------------------------------------------- the sandbox
+
+class Sandbox:
+    """`skyctl sandbox up` under a private SKYCTL_HOME; `down` at the end."""
+
+    def __init__(self, tmp: Path, spec: dict[str, Any]) -> None:
+        self.home = tmp / "sandbox-home"
+        self.env = {**os.environ, "SKYCTL_HOME": str(self.home), "NO_COLOR": "1"}
+        self.env.pop("SKYCTL_CONFIG", None)
+        spec_file = tmp / "bench-spec.json"
+        spec_file.write_text(json.dumps(spec))
+        subprocess.run([SKYCTL, "sandbox", "up", "--spec", str(spec_file)], env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)
+        status = json.loads(subprocess.run([SKYCTL, "sandbox", "status", "-o", "json"], env=self.env, check=True,
+                                           capture_output=True, text=True).stdout)
+        self.status = status
+        self.env["SKYCTL_CONFIG"] = status["config"]
+        self.sites = {s["name"]: s for s in status["sites"]}
+
+    def fault(self, site: str, *args: str) -> None:
+        subprocess.run([SKYCTL, "sandbox", "fault", site, *args], env=self.env, check=True, stdout=subprocess.DEVNULL)
+
+    def down(self) -> None:
+        subprocess.run([SKYCTL, "sandbox", "down"], env=self.env, stdout=subprocess.DEVNULL)
+
+    def osc_env(self, site: str) -> dict[str, str]:
+        s = self.sites[site]
+        return {**self.env, "OS_CLIENT_CONFIG_FILE": s["clouds_yaml"], "OS_CLOUD": s["cloud"]}
+
+    def request_count(self, site: str) -> int:
+        st = json.loads(subprocess.run([SKYCTL, "sandbox", "status", "-o", "json"], env=self.env, check=True,
+                                       capture_output=True, text=True).stdout)
+        return int(next(s for s in st["sites"] if s["name"] == site).get("requests", 0))
+
+
+def _fill_openstack(sb: Sandbox, site: str, count: int) -> None:
+    """Create `count` servers with openstacksdk (as another user of the cloud would)."""
+    import openstack
+
+    s = sb.sites[site]
+    os.environ["OS_CLIENT_CONFIG_FILE"] = s["clouds_yaml"]
+    conn = openstack.connect(cloud=s["cloud"])
+    image = next(iter(conn.image.images())).id
+    flavor = next(f for f in conn.compute.flavors() if f.vcpus == 1).id
+
+    def one(i: int) -> None:
+        conn.compute.post("/servers", json={"server": {"name": f"bulk-{i}", "imageRef": image, "flavorRef": flavor,
+                                                       "networks": "none"}},
+                          microversion="2.52")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(count)))
+    conn.close()
+
+
+def bench_sandbox(results: dict[str, Any], runs: int, tmp: Path, quick: bool) -> None:
+    n = 200 if quick else 1000
+    big = {"boot_delay": 0.0, "sites": {
+        "home": {"quota": {"instances": -1, "cores": -1, "ram_mib": -1}},
+        "cc": {"quota": {"instances": -1, "cores": -1, "ram_mib": -1}},
+        "sara": {"quota": {"instances": -1, "cores": -1, "ram_mib": -1}}}}
+    sb = Sandbox(tmp, big)
+    try:
+        log(f"filling sara with {n} servers")
+        _fill_openstack(sb, "sara", n)
+        ps = [SKYCTL, "ps", "--all", "--site", "sara", "-o", "json"]
+        osc = [str(BIN / "openstack"), "server", "list", "-f", "json"]
+        sky_t, osc_t = median_pair(lambda: timed(ps, sb.env), lambda: timed(osc, sb.osc_env("sara")), max(3, runs // 2))
+        results.update(list1000_s=round(sky_t, 4), list1000_osc_s=round(osc_t, 4),
+                       list1000_vs_osc=round(sky_t / osc_t, 3), list_nodes=n)
+        probe = [sys.executable, "-c", "import resource,subprocess,sys;subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL);"
+                 "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)", *ps]
+        rss = [int(subprocess.run(probe, env=sb.env, capture_output=True, text=True, check=True).stdout) for _ in range(3)]
+        results["ps_rss_mib"] = round(statistics.median(rss) / 1024, 1)
+
+        # ps over three sites with different latencies vs the slowest alone.
+        for site, ms in (("home", "10"), ("cc", "20"), ("sara", "40")):
+            sb.fault(site, "--latency", ms)
+        all_t, slow_t = median_pair(lambda: timed([SKYCTL, "ps", "-o", "json"], sb.env),
+                                    lambda: timed([SKYCTL, "ps", "--site", "sara", "-o", "json"], sb.env),
+                                    max(3, runs // 2))
+        results.update(ps3_s=round(all_t, 4), ps_slowest_s=round(slow_t, 4), ps3_vs_slowest=round(all_t / slow_t, 3))
+        for site in ("home", "cc", "sara"):
+            sb.fault(site, "--latency", "0")
+
+        # 100 nodes with 50 ms per request on one site.
+        count = 30 if quick else 100
+        latency = 0.05
+        sb.fault("home", "--latency", "50")
+        before = sb.request_count("home")
+        t0 = time.perf_counter()
+        timed([SKYCTL, "launch", "lat", "--count", str(count), "--site", "home", "-o", "json"], sb.env)
+        elapsed = time.perf_counter() - t0
+        requests = sb.request_count("home") - before
+        concurrency = 8  # sites.*.max_parallel default
+        ideal = requests * latency / concurrency
+        results.update(launch100_s=round(elapsed, 3), launch100_requests=requests,
+                       launch100_requests_per_node=round(requests / count, 2),
+                       launch100_ideal_s=round(ideal, 3), launch100_vs_ideal=round(elapsed / ideal, 3))
+    finally:
+        sb.down()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--quick", action="store_true", help="fewer runs and nodes (a smoke test of the harness)")
+    args = ap.parse_args()
+    runs = 3 if args.quick else 9
+    results: dict[str, Any] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="skyctl-bench-"))
+    try:
+        log("CLI start-up")
+        bench_help(results, runs, tmp)
+        log("planning")
+        bench_plan(results, runs)
+        log("sandbox")
+        bench_sandbox(results, runs, tmp, args.quick)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        for key, value in results.items():
+            goal = GOALS.get(key)
+            mark = "" if goal is None else (" ok" if value <= goal else " MISSES") + f" (goal <= {goal})"
+            print(f"{key:32} {value}{mark}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
