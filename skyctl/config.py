@@ -36,6 +36,9 @@ class SshConfig(_Strict):
     port: int = Field(22, ge=1, le=65535)
     jump_host: str | None = None     # bastion, "user@host[:port]"
     floating_ip: bool = False        # OpenStack: allocate and attach one per node
+    # `launch --wait` also waits for SSH login and the context (cloud-init status); turn it
+    # off for nodes this machine cannot reach.
+    check_ready: bool = True
 
 
 class SiteConfig(BaseModel):

@@ -20,7 +20,8 @@ L_LAUNCH = "launch"
 L_OWNER = "owner"
 L_INDEX = "index"
 L_NAME = "name"
-LABEL_KEYS = (L_GROUP, L_LAUNCH, L_OWNER, L_INDEX, L_NAME)
+L_USER = "user"  # the login user the node's context created (skyctl ssh logs in as it)
+LABEL_KEYS = (L_GROUP, L_LAUNCH, L_OWNER, L_INDEX, L_NAME, L_USER)
 
 Labels = Mapping[str, str]
 
@@ -248,5 +249,9 @@ class Node:
         }
 
 
-def node_labels(group: str, launch: str, owner: str, index: int, name: str) -> dict[str, str]:
-    return {L_GROUP: group, L_LAUNCH: launch, L_OWNER: owner, L_INDEX: str(index), L_NAME: name}
+def node_labels(group: str, launch: str, owner: str, index: int, name: str,
+                user: str | None = None) -> dict[str, str]:
+    labels = {L_GROUP: group, L_LAUNCH: launch, L_OWNER: owner, L_INDEX: str(index), L_NAME: name}
+    if user:
+        labels[L_USER] = user
+    return labels

@@ -6,7 +6,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from skyctl.cli import context, groups, launch, nodes, sandbox
+    from skyctl.cli import context, groups, launch, nodes, sandbox, ssh
 
     app.command()(nodes.sites)
     app.command()(launch.launch)
@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     app.command()(nodes.ps)
     app.command()(nodes.show)
     app.command()(nodes.delete)
+    ssh.register(app)  # ssh, exec, cp, wait (they keep the words after -- for the node)
     app.command()(groups.scale)
     app.command()(groups.reconcile)
     app.add_typer(groups.burst_app, name="burst")

@@ -19,7 +19,7 @@ from typing import Any
 
 from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient
 from skyctl.model import CAPACITY_FAULT, Capability, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
-from skyctl.ops.sky import Sky
+from skyctl.ops.sky import Sky, retrying
 from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, place
 
 ContextFor = Callable[[str], RenderedContext]   # node name -> what that node receives
@@ -149,6 +149,7 @@ def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: d
             fresh = [n for n in result.created if n.id not in before]
             faulted = _wait_and_drop_faulted(sky, fresh, launch_id, result) if fresh else []
             if not faulted:
+                result.created = _wait_for_ssh(sky, result.created)
                 break
             # Nodes the cloud accepted but could not host: their sites are full for this
             # launch, and the same names are placed again elsewhere.
@@ -176,6 +177,23 @@ def _place_and_create(sky: Sky, request: Request, pending: list[str], snaps: lis
             result.unplaced_reason = plan.unplaced_reason
             break
     return pending
+
+
+def _wait_for_ssh(sky: Sky, nodes: list[Node]) -> list[Node]:
+    """Running is not ready: wait until SSH login works with the delivered key and the
+    context has finished (sites with ssh.check_ready: false are taken as they are)."""
+    sites = sky.federation.sites
+    check = [n for n in nodes if sites[n.site].ssh.check_ready]
+    if not check:
+        return nodes
+    from skyctl.context import default_ssh_key
+    from skyctl.ssh import SshOptions, console_reader, wait_ready
+
+    ready = wait_ready(check, sites, SshOptions(key=default_ssh_key(), console=console_reader(sky)),
+                       reporter=sky.reporter,
+                       refresh=lambda ns: [retrying(lambda n=n: sky.driver(n.site).get(n.id)) for n in ns])
+    by_id = {n.id: n for n in ready}
+    return [by_id.get(n.id, n) for n in nodes]
 
 
 def _wait_and_drop_faulted(sky: Sky, fresh: list[Node], launch_id: str, result: LaunchResult) -> list[str]:
@@ -241,12 +259,14 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
                     return
             assert dec.image is not None and dec.flavor is not None
             index = int(name.rsplit("-", 1)[1])
+            ctx = context_for(name)
             spec = NodeSpec(group=plan.request.group, site=site, image=dec.image, flavor=dec.flavor,
-                            labels=node_labels(plan.request.group, launch_id, owner, index, name),
+                            labels=node_labels(plan.request.group, launch_id, owner, index, name,
+                                               ctx.login_user),
                             image_name=plan.request.image, size_name=plan.request.size or dec.flavor.name)
             intent = state.begin(launch_id, "create", plan.request.group, name, site)
             try:
-                node = _create_one(sky.driver(site), spec, name, context_for(name))
+                node = _create_one(sky.driver(site), spec, name, ctx)
             except DriverError as e:
                 e.site = e.site or site
                 state.finish(intent, "failed", e.line())

@@ -41,6 +41,8 @@ def run(capsys: pytest.CaptureFixture[str], memory_driver: None) -> Runner:
 
 
 def federation(**sites: dict[str, Any]) -> dict[str, Any]:
+    for site in sites.values():  # memory nodes have no SSH: --wait means running
+        site.setdefault("ssh", {"check_ready": False})
     return {
         "sites": sites,
         "images": {"alma9": {name: "alma9" for name in sites}},

@@ -1,0 +1,412 @@
+"""ssh, exec, cp, wait: into the nodes.
+
+Register with `ssh.register(app)`: `ssh` and `exec` use RemoteCommand so that the words after
+the first `--` reach the node untouched, even when they look like skyctl options.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+from skyctl.cli.options import OutputOpt
+from skyctl.cli.terminal import OutputFormat, term
+
+if TYPE_CHECKING:  # pragma: no cover
+    import click
+
+_REMOTE = "skyctl.remote_command"
+
+SiteOpt = Annotated[str | None, typer.Option("--site", "-s", help="Only nodes on this site.")]
+AcceptOpt = Annotated[bool, typer.Option(
+    "--accept-new-host-key", help="Replace a recorded host key that changed (after a node was rebuilt).")]
+IdentityOpt = Annotated[str | None, typer.Option(
+    "--identity", "-i", metavar="KEY", help="Private key to log in with (default: the key contexts deliver).")]
+UserOpt = Annotated[str | None, typer.Option("--user", "-l", help="Login user (default: the site's ssh.user).")]
+
+
+class RemoteCommand(TyperCommand):
+    """Keeps the words after the first `--` apart: they are the command to run on the nodes."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta[_REMOTE] = args[cut + 1:]
+            args = args[:cut]
+        else:
+            ctx.meta[_REMOTE] = []
+        return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- COMMAND...]"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ssh", cls=RemoteCommand)(ssh)
+    app.command("exec", cls=RemoteCommand)(exec_)
+    app.command("cp")(cp)
+    app.command("wait")(wait)
+
+
+# ---------------------------------------------------------------- shared
+
+
+def _remote_words(ctx: typer.Context) -> list[str]:
+    if _REMOTE not in ctx.meta:  # registered without RemoteCommand: the words after -- are lost
+        raise RuntimeError("skyctl.cli.ssh commands must be registered with skyctl.cli.ssh.register(app)")
+    return list(ctx.meta[_REMOTE])
+
+
+def _options(sky: Any, *, identity: str | None, user: str | None, accept_new: bool) -> Any:
+    from pathlib import Path
+
+    from skyctl.ssh import SshOptions, console_reader
+
+    if identity:
+        key: Any = Path(identity).expanduser()
+    else:
+        try:
+            from skyctl.context import default_ssh_key  # type: ignore[attr-defined]
+        except ImportError:
+            from skyctl.context.sshkey import default_ssh_key
+        key = default_ssh_key()
+    return SshOptions(key=key, console=console_reader(sky), accept_new_host_key=accept_new, user=user)
+
+
+def _usable(nodes: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    """Nodes worth connecting to, and why the others are skipped (stopped, in error...)."""
+    from skyctl.model import NodeState
+    from skyctl.ssh import Unreachable
+
+    ok, skipped = [], {}
+    for n in nodes:
+        if n.state in (NodeState.RUNNING, NodeState.UNKNOWN):
+            ok.append(n)
+        else:
+            skipped[n.name] = Unreachable(f"{n.name} is {n.state.value}", site=n.site)
+    return ok, skipped
+
+
+def _resolve(sky: Any, targets: list[str], site: str | None) -> tuple[list[Any], dict[str, Any]]:
+    from skyctl.errors import NotFound
+    from skyctl.ops.inventory import resolve_targets
+
+    nodes, listing = resolve_targets(sky, targets, site=site)
+    if not nodes:
+        if listing.errors:
+            from skyctl.ops.inventory import raise_if_all_failed
+
+            raise_if_all_failed(listing, len(listing.errors))
+        raise NotFound(f"no nodes in {', '.join(targets)}")
+    return nodes, dict(listing.errors)
+
+
+def _exit_for(failed: int, unreachable: dict[str, Any], total: int, site_errors: dict[str, Any]) -> None:
+    """0 all good; 1 a command failed; 3 some nodes (or sites) could not be reached at all."""
+    from skyctl.errors import EXIT_ERROR, EXIT_PARTIAL
+
+    t = term()
+    for name, err in unreachable.items():
+        t.error(err.line())
+    if unreachable and len(unreachable) == total:
+        errs = list(unreachable.values())
+        from skyctl.errors import AuthError
+
+        raise typer.Exit(next((e for e in errs if isinstance(e, AuthError)), errs[0]).exit_code)
+    if unreachable or site_errors:
+        for site in site_errors:
+            t.warn(f"site {site} did not answer; its nodes were not included")
+        raise typer.Exit(EXIT_PARTIAL)
+    if failed:
+        raise typer.Exit(EXIT_ERROR)
+
+
+# ---------------------------------------------------------------- ssh
+
+
+def ssh(
+    ctx: typer.Context,
+    node: Annotated[str, typer.Argument(metavar="NODE", help="A node name (see 'skyctl ps').")],
+    site: SiteOpt = None,
+    user: UserOpt = None,
+    identity: IdentityOpt = None,
+    accept_new_host_key: AcceptOpt = False,
+) -> None:
+    """Log in to a node, or run one command on it and exit with its exit code.
+
+    Without a command the system ssh takes over, with the right user, key, port, jump host
+    and skyctl's own known-hosts file.
+
+    \b
+    Examples:
+      skyctl ssh web-0
+      skyctl ssh web-0 -- sudo journalctl -u htcondor
+    """
+    import os
+    import shutil
+    import sys
+
+    from skyctl.cli.runtime import open_sky
+    from skyctl.errors import Unsupported
+    from skyctl.ops.inventory import show_node
+    from skyctl.ssh import _split_key, remote_command, ssh_command, target_for
+
+    words = _remote_words(ctx)
+    with open_sky() as sky:
+        found = show_node(sky, node, site=site)
+        opts = _options(sky, identity=identity, user=user, accept_new=accept_new_host_key)
+        cfg = sky.federation.sites[found.site]
+        if words:
+            lock = threading.Lock()
+
+            def raw(_node: Any, stream: str, line: str) -> None:
+                with lock:
+                    (sys.stdout if stream == "stdout" else sys.stderr).write(line + "\n")
+                    (sys.stdout if stream == "stdout" else sys.stderr).flush()
+
+            from skyctl.ssh import run
+
+            result = run(found, cfg, remote_command(words), opts, on_output=raw)
+            code = result.exit_code if result.exit_code is not None and 0 <= result.exit_code < 256 else 255
+            raise typer.Exit(code)
+        target = target_for(found, cfg, user=user)
+        # Meet the node once ourselves: its host key is checked (console log, TOFU) and recorded
+        # where the system ssh will look, and a refused key fails here with a clear message.
+        opts.open(found, cfg).close()
+    if shutil.which("ssh") is None:
+        raise Unsupported("no ssh client on PATH; run commands with 'skyctl ssh NODE -- COMMAND'")
+    key_path, _ = _split_key(opts.key)
+    argv = ssh_command(target, key_path, opts.known_hosts.path)
+    term().detail(" ".join(argv))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp("ssh", argv)
+
+
+# ---------------------------------------------------------------- exec
+
+
+def exec_(
+    ctx: typer.Context,
+    targets: Annotated[list[str], typer.Argument(metavar="GROUP|NODE", help="Groups and/or node names.")],
+    site: SiteOpt = None,
+    parallel: Annotated[int, typer.Option("--parallel", "-p", min=1, max=256,
+                                          help="Nodes at a time.")] = 16,
+    user: UserOpt = None,
+    identity: IdentityOpt = None,
+    accept_new_host_key: AcceptOpt = False,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Run a command on every node of groups or nodes, in parallel.
+
+    On a terminal each output line is prefixed with its node's name; -o json gives a list of
+    {node, exit_code, stdout, stderr, error}. Exits 0 only if the command succeeded on every
+    node, 1 if it failed on some, 3 if some nodes could not be reached.
+
+    \b
+    Examples:
+      skyctl exec web -- uptime
+      skyctl exec web db-0 -o json -- 'df -h /'
+    """
+    from skyctl.cli.runtime import open_sky
+    from skyctl.errors import UsageError
+    from skyctl.ssh import ExecResult, remote_command, run_many
+
+    words = _remote_words(ctx)
+    if not words:
+        raise UsageError("give the command after --, e.g. skyctl exec web -- uptime")
+    t = term()
+    stream = output is OutputFormat.table
+    with open_sky() as sky:
+        nodes, site_errors = _resolve(sky, targets, site)
+        live, skipped = _usable(nodes)
+        opts = _options(sky, identity=identity, user=user, accept_new=accept_new_host_key)
+        width = max(len(n.name) for n in nodes)
+        lock = threading.Lock()
+
+        def prefixed(node: Any, which: str, line: str) -> None:
+            text = f"{node.name:<{width}} | {line}"
+            with lock:
+                if which == "stdout":
+                    t.emit(text, OutputFormat.table)
+                else:
+                    t.info(text)
+
+        results = run_many(live, sky.federation.sites, remote_command(words), opts, parallel=parallel,
+                           on_output=prefixed if stream else None)
+    by_name = {r.node.name: r for r in results}
+    ordered = [by_name.get(n.name) or ExecResult(n, None, error=skipped[n.name]) for n in nodes]
+    failed = [r for r in ordered if r.exit_code not in (0, None)]
+    unreachable = {r.node.name: r.error for r in ordered if r.error is not None}
+    if stream:
+        for r in failed:
+            t.warn(f"{r.node.name}: exit {r.exit_code}")
+    else:
+        t.emit([r.to_json() for r in ordered], output)
+    _exit_for(len(failed), unreachable, len(ordered), site_errors)
+
+
+# ---------------------------------------------------------------- cp
+
+
+def cp(
+    src: Annotated[str, typer.Argument(metavar="SRC", help="LOCAL, or NODE:PATH to copy from a node.")],
+    dst: Annotated[str, typer.Argument(metavar="DST", help="NODE:PATH or GROUP:PATH (every node), or LOCAL.")],
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Copy directories.")] = False,
+    site: SiteOpt = None,
+    parallel: Annotated[int, typer.Option("--parallel", "-p", min=1, max=256, help="Nodes at a time.")] = 16,
+    user: UserOpt = None,
+    identity: IdentityOpt = None,
+    accept_new_host_key: AcceptOpt = False,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Copy files to or from nodes over SFTP (relative paths are in the login user's home).
+
+    \b
+    Examples:
+      skyctl cp input.dat web-0:data/
+      skyctl cp -r config/ web:app/config      # to every node of the group
+      skyctl cp web-0:results.csv .
+    """
+    from pathlib import Path
+
+    from skyctl.cli.runtime import open_sky
+    from skyctl.errors import NotFound, UsageError
+    from skyctl.ops.inventory import show_node
+    from skyctl.ssh import get, put_many, split_location
+
+    (src_name, src_path), (dst_name, dst_path) = split_location(src), split_location(dst)
+    if (src_name is None) == (dst_name is None):
+        raise UsageError("one side of cp must be NODE:PATH (or GROUP:PATH) and the other a local path")
+    t = term()
+    with open_sky() as sky:
+        if dst_name is not None:  # upload, to one node or every node of a group
+            local = Path(src_path).expanduser()
+            if not local.exists():
+                raise NotFound(f"{local}: no such file or directory")
+            if local.is_dir() and not recursive:
+                raise UsageError(f"{local} is a directory (use -r)")
+            nodes, site_errors = _resolve(sky, [dst_name], site)
+            live, skipped = _usable(nodes)
+            opts = _options(sky, identity=identity, user=user, accept_new=accept_new_host_key)
+            copied = put_many(live, sky.federation.sites, local, dst_path, opts, recursive=recursive,
+                              parallel=parallel)
+            outcome: dict[str, Any] = dict(zip((n.name for n in live), copied))
+            outcome.update(skipped)
+        else:
+            assert src_name is not None
+            site_errors = {}
+            found = show_node(sky, src_name, site=site)
+            nodes = [found]
+            opts = _options(sky, identity=identity, user=user, accept_new=accept_new_host_key)
+            files = get(found, sky.federation.sites[found.site], src_path, Path(dst_path).expanduser(), opts,
+                        recursive=recursive)
+            outcome = {found.name: [str(p) for p in files]}
+    from skyctl.errors import SkyError
+
+    rows = [{"node": n.name, "files": [] if isinstance(outcome[n.name], SkyError) else outcome[n.name],
+             "error": outcome[n.name].line() if isinstance(outcome[n.name], SkyError) else None} for n in nodes]
+    errors = {n.name: outcome[n.name] for n in nodes if isinstance(outcome[n.name], SkyError)}
+    if output is OutputFormat.table:
+        done = [r for r in rows if r["error"] is None]
+        count = sum(len(r["files"]) for r in done)
+        if done:
+            where = "from " + done[0]["node"] if src_name else f"to {len(done)} node(s)"
+            t.info(f"copied {count} file(s) {where}")
+    else:
+        t.emit(rows, output)
+    _exit_for(0, errors, len(rows), site_errors)
+
+
+# ---------------------------------------------------------------- wait
+
+
+class _WaitProgress:
+    """Where each node stands: a bar with stage counts on a terminal, lines with -v, quiet when piped."""
+
+    def __init__(self, total: int) -> None:
+        self.t = term()
+        self.total = total
+        self.stages: dict[str, str] = {}
+        self.lock = threading.Lock()
+        self._progress: Any = None
+        self._task: Any = None
+        if self.t.err.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), console=self.t.err, transient=True)
+            self._task = self._progress.add_task("waiting", total=total)
+            self._progress.start()
+
+    def _update(self, node: Any, stage: str) -> None:
+        with self.lock:
+            self.stages[node.name] = stage
+            if self._progress is not None:
+                counts: dict[str, int] = {}
+                for s in self.stages.values():
+                    counts[s] = counts.get(s, 0) + 1
+                waiting = ", ".join(f"{s} {c}" for s, c in counts.items() if s != "ready") or "done"
+                self._progress.update(self._task, completed=counts.get("ready", 0), description=f"waiting: {waiting}")
+        self.t.detail(f"{node.name}: {stage}")
+
+    def node_stage(self, node: Any, stage: str) -> None:
+        self._update(node, stage)
+
+    def node_ready(self, node: Any) -> None:
+        self._update(node, "ready")
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def wait(
+    targets: Annotated[list[str], typer.Argument(metavar="GROUP|NODE", help="Groups and/or node names.")],
+    site: SiteOpt = None,
+    timeout: Annotated[float | None, typer.Option(
+        "--timeout", "-t", min=0.1, help="Seconds to wait (default: each site's ready_timeout).")] = None,
+    user: UserOpt = None,
+    identity: IdentityOpt = None,
+    accept_new_host_key: AcceptOpt = False,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Wait until nodes are ready: an address, SSH login with the key, context applied.
+
+    Never waits forever: each site's ready_timeout (or --timeout) bounds it, and the message
+    names each node still waiting and the stage it is stuck at.
+    """
+    from skyctl.cli.nodes import node_table
+    from skyctl.cli.runtime import open_sky
+    from skyctl.errors import DriverError
+    from skyctl.ssh import wait_ready
+
+    with open_sky() as sky:
+        nodes, site_errors = _resolve(sky, targets, site)
+        opts = _options(sky, identity=identity, user=user, accept_new=accept_new_host_key)
+
+        def refresh(ns: list[Any]) -> list[Any]:
+            out = []
+            for n in ns:
+                try:
+                    out.append(sky.driver(n.site).get(n.id))
+                except DriverError:
+                    out.append(n)
+            return out
+
+        progress = _WaitProgress(len(nodes))
+        try:
+            ready = wait_ready(nodes, sky.federation.sites, opts, reporter=progress, refresh=refresh,
+                               timeout_for=(lambda _s: timeout) if timeout else None)
+        finally:
+            progress.stop()
+    term().emit([n.to_json() for n in ready], output, table=node_table)
+    term().info(f"{len(ready)} node(s) ready")
+    if site_errors:
+        from skyctl.cli.runtime import exit_partial
+
+        exit_partial(site_errors)
