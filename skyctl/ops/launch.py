@@ -83,10 +83,14 @@ def snapshot(sky: Sky, sites: list[str] | None = None,
     def look(driver: Any) -> SiteSnapshot:
         cfg = driver.site
         custom = Capability.CUSTOM_SIZES in driver.capabilities
-        return SiteSnapshot(name=cfg.name, driver=cfg.driver, tier=cfg.tier, cost=cfg.cost,
-                            capacity=driver.capacity(),
-                            flavors=() if custom else tuple(driver.flavors()),
-                            images=tuple(driver.images()), custom_sizes=custom)
+        # capacity() first: it authenticates; then images and flavors side by side.
+        capacity = driver.capacity()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot") as pool:
+            images = pool.submit(driver.images)
+            flavors = () if custom else tuple(driver.flavors())
+            return SiteSnapshot(name=cfg.name, driver=cfg.driver, tier=cfg.tier, cost=cfg.cost,
+                                capacity=capacity, flavors=flavors, images=tuple(images.result()),
+                                custom_sizes=custom)
 
     results = sky.fanout(look, sites)
     out: list[SiteSnapshot] = []

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from skyctl.config import SiteConfig, parse
-from skyctl.errors import AuthError, CapacityUnavailable, InvalidRequest, NotFound, QuotaExceeded, Transient
+from skyctl.model import CAPACITY_FAULT
+from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient
 from skyctl.model import NodeState, RenderedContext
 from skyctl_openstack.driver import OpenStackDriver
 from tests.contract.suite import ContractTarget, make_spec
@@ -110,16 +111,19 @@ def test_quota_on_cores_names_the_resource(driver, site) -> None:
     assert info.value.site == "home"
 
 
-def test_no_valid_host_is_capacity_unavailable_and_leaves_nothing(tmp_path) -> None:
+def test_no_valid_host_is_marked_as_a_capacity_fault(tmp_path) -> None:
     site = start_site(tmp_path, site_overrides={"host_cpus": 1})
     d = _driver(site)
     try:
         _create(d, site)
-        with pytest.raises(CapacityUnavailable) as info:
-            _create(d, site, index=1)
-        assert info.value.site == "home" and info.value.site_full
-        assert "No valid host" in str(info.value)
-        assert len(d.list({"group": "g"})) == 1
+        second = _create(d, site, index=1)  # accepted: Nova schedules after answering
+        listed = {n.id: n for n in d.list({"group": "g"})}
+        assert len(listed) == 2
+        faulted = listed[second.id]
+        assert faulted.state.value == "error"
+        assert faulted.extra.get(CAPACITY_FAULT) is True
+        assert "No valid host" in faulted.extra["fault"]
+        assert not any(n.extra.get(CAPACITY_FAULT) for i, n in listed.items() if i != second.id)
     finally:
         d.close()
         site.stop()

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from skyctl.errors import (AuthError, CapacityUnavailable, DriverError, InvalidRequest, NotFound, QuotaExceeded,
+from skyctl.errors import (AuthError, DriverError, InvalidRequest, NotFound, QuotaExceeded,
                            Transient)
 from skyctl.model import (CAPACITY_FAULT, L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity, Flavor, ImageRef, Labels, Limit, Node,
                           NodeState)
@@ -278,6 +278,3 @@ def error_for_status(status: int, message: str, site: str, *, what: str = "") ->
         return Transient(f"{where}HTTP {status}: {text}", site=site)
     return InvalidRequest(f"{where}HTTP {status}: {text}", site=site)
 
-
-def capacity_unavailable(message: str, site: str) -> CapacityUnavailable:
-    return CapacityUnavailable(message, site=site)

@@ -187,19 +187,9 @@ class OpenStackDriver(Driver):
         server_id = str(((body or {}).get("server") or {}).get("id"))
         if mv < (2, 52) and mv >= (2, 26):
             self._compute("PUT", f"/servers/{server_id}/tags", json={"tags": tags}, what=f"tag {name}")
-        try:
-            _, shown = self._compute("GET", f"/servers/{server_id}", what=f"show {name}")
-            detail = (shown or {}).get("server") or {}
-        except DriverError:
-            detail = {}
-        reason = cv.no_valid_host(detail)
-        if reason:
-            # Nova keeps the failed server (and counts it against quota): remove it, then let
-            # the ops layer fail over to another site.
-            self._delete_one(server_id)
-            raise cv.capacity_unavailable(f"no host for {name}: {reason}", self.site_name)
-        if detail:
-            return cv.server_to_node(detail, self.site_name)
+        # No GET here: Nova schedules asynchronously, so a "No valid host" ERROR shows up
+        # later; the node is then marked capacity_fault in `list` and ops fails it over while
+        # waiting. One request per node keeps big launches fast.
         return cv.server_to_node({"id": server_id, "name": name, "status": "BUILD", "metadata": server["metadata"],
                                   "tags": tags, "flavor": {"id": spec.flavor.id}, "image": {"id": spec.image.id}},
                                  self.site_name)
