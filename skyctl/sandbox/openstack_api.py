@@ -1409,6 +1409,18 @@ def _fingerprint(public: str) -> str:
     return ":".join(digest[i:i + 2] for i in range(0, 32, 2))
 
 
+def _host_key_block(vm: SVM, host: str) -> list[str]:
+    """What cloud-init's keys_to_console module prints, so clients can check the SSH host key."""
+    if not vm.host_key_fingerprint:
+        return []
+    stamp = "<14>Nov 27 00:00:03 cloud-init:"
+    return [f"{stamp} #############################################################",
+            f"{stamp} -----BEGIN SSH HOST KEY FINGERPRINTS-----",
+            f"{stamp} 256 {vm.host_key_fingerprint} root@{host} (ED25519)",
+            f"{stamp} -----END SSH HOST KEY FINGERPRINTS-----",
+            f"{stamp} #############################################################"]
+
+
 def _console_text(vm: SVM) -> str:
     """A boot log shaped like a cloud image's serial console."""
     custom = vm.extra.get("console")
@@ -1423,6 +1435,7 @@ def _console_text(vm: SVM) -> str:
         f"[    2.518804] cloud-init[701]: Cloud-init v. 23.4 running 'init' at {_iso(booted)}.",
         f"[    2.603317] cloud-init[701]: ci-info: | eth0 | True | {vm.address or '127.0.0.1'} | 255.0.0.0 |",
         f"[    3.110212] cloud-init[798]: Cloud-init v. 23.4 running 'modules:config' at {_iso(booted)}.",
+        *_host_key_block(vm, host),
         f"[    3.402019] cloud-init[812]: Cloud-init v. 23.4 finished at {_iso(booted)}. "
         "Datasource DataSourceOpenStackLocal [net,ver=2].  Up 3.40 seconds",
         "",

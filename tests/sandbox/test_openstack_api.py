@@ -427,3 +427,22 @@ def test_sandbox_reports_the_vm_address(cloud: Cloud, sandbox: SandboxSite) -> N
     entries = [a for net in server.addresses.values() for a in net]
     assert entries == [{"addr": "127.10.0.7", "version": 4, "OS-EXT-IPS:type": "fixed",
                         "OS-EXT-IPS-MAC:mac_addr": entries[0]["OS-EXT-IPS-MAC:mac_addr"]}]
+
+
+def test_console_lists_the_host_key_as_cloud_init_prints_it(sandbox: SandboxSite) -> None:
+    """skyctl checks a VM's SSH host key against this block before trusting it."""
+    import openstack
+    from openstack import config as os_config
+
+    from skyctl.ssh import console_fingerprints
+
+    cfg = os_config.OpenStackConfig(config_files=[str(sandbox.clouds_yaml)], vendor_files=[])
+    conn = openstack.connection.Connection(config=cfg.get_one(cloud=sandbox.cloud))
+    try:
+        vm = sandbox.world.create_vm(name="hk", vcpus=1, ram_mib=512, image_id=next(iter(sandbox.world.images)))
+        vm.host_key_fingerprint = "SHA256:" + "A" * 43  # what the SSH runtime sets when it serves the VM
+        conn.compute.wait_for_server(conn.compute.get_server(vm.id), interval=0.05, wait=30)
+        out = conn.compute.get_server_console_output(vm.id)["output"]
+        assert console_fingerprints(out) == {vm.host_key_fingerprint}
+    finally:
+        conn.close()
