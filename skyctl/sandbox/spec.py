@@ -240,7 +240,7 @@ def federation_document(spec: Mapping[str, Any], sites: Mapping[str, Mapping[str
     remote = [n for n, s in spec["sites"].items() if s.get("tier", "remote") != "local"]
     if local and remote:
         doc["bursting"] = [{"name": f"overflow-{local[0]}", "from": local, "to": remote, "order": "cost",
-                            "home": {"cooldown": "30s", "max_moves": 2}}]
+                            "home": {"cooldown": "30s", "max_moves": 4}}]
     return doc
 
 
