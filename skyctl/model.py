@@ -28,6 +28,9 @@ Labels = Mapping[str, str]
 # Node.extra key a driver sets (True) when the cloud accepted a node but has no host for it
 # (Nova ERROR "No valid host", OpenNebula PENDING "Cannot dispatch"): ops fails it over.
 CAPACITY_FAULT = "capacity_fault"
+# Node.extra key a driver sets (True) while the cloud has accepted a node but not yet placed
+# it (Nova task_state "scheduling"): its quota and host checks are still to come.
+SCHEDULING = "scheduling"
 
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient
-from skyctl.model import CAPACITY_FAULT, Capability, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
+from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
 from skyctl.ops.sky import Sky, retrying
 from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, place
 
@@ -148,12 +148,13 @@ def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: d
         while pending:
             before = {n.id for n in result.created}
             pending = _place_and_create(sky, request, pending, snaps, result, context_for, owner, launch_id)
-            if not wait_ready:
-                break
             fresh = [n for n in result.created if n.id not in before]
-            faulted = _wait_and_drop_faulted(sky, fresh, launch_id, result) if fresh else []
+            # Always until the cloud has placed them (Nova checks quota and hosts after its
+            # 202); with --wait until they run.
+            faulted = _wait_and_drop_faulted(sky, fresh, launch_id, result, running=wait_ready) if fresh else []
             if not faulted:
-                result.created = _wait_for_ssh(sky, result.created)
+                if wait_ready:
+                    result.created = _wait_for_ssh(sky, result.created)
                 break
             # Nodes the cloud accepted but could not host: their sites are full for this
             # launch, and the same names are placed again elsewhere.
@@ -200,11 +201,13 @@ def _wait_for_ssh(sky: Sky, nodes: list[Node]) -> list[Node]:
     return [by_id.get(n.id, n) for n in nodes]
 
 
-def _wait_and_drop_faulted(sky: Sky, fresh: list[Node], launch_id: str, result: LaunchResult) -> list[str]:
-    """Wait for `fresh` to run. Nodes that went to error for lack of hosts are deleted and
-    their names returned; their sites are marked full."""
-    running, faulted = wait_nodes(sky, fresh, launch_id)
-    by_id = {n.id: n for n in running}
+def _wait_and_drop_faulted(sky: Sky, fresh: list[Node], launch_id: str, result: LaunchResult, *,
+                           running: bool) -> list[str]:
+    """Wait until `fresh` are placed (or run). Nodes the cloud could not host (no host, quota
+    found used up after the create was accepted) are deleted and their names returned; their
+    sites are marked full with the cloud's reason."""
+    running_nodes, faulted = wait_nodes(sky, fresh, launch_id, until=_running if running else _placed)
+    by_id = {n.id: n for n in running_nodes}
     result.created = [by_id.get(n.id, n) for n in result.created if n.id not in {f.id for f in faulted}]
     if not faulted:
         return []
@@ -318,6 +321,14 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
     return sorted(back + unplaced, key=order.__getitem__)
 
 
+def _running(node: Node) -> bool:
+    return node.state is NodeState.RUNNING
+
+
+def _placed(node: Node) -> bool:
+    return not node.extra.get(SCHEDULING)
+
+
 def wait_running(sky: Sky, nodes: list[Node], launch_id: str, *, poll: float = 0.5) -> list[Node]:
     """Wait until every node runs; a node in error (for whatever reason) raises."""
     running, faulted = wait_nodes(sky, nodes, launch_id, poll=poll)
@@ -327,25 +338,28 @@ def wait_running(sky: Sky, nodes: list[Node], launch_id: str, *, poll: float = 0
     return running
 
 
-def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *,
+# Polls a node may be missing from its site's list before it counts as gone (Nova's paging
+# can skip a server while others are being created).
+_MISSING_POLLS = 3
+
+
+def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *, until: Callable[[Node], bool] = _running,
                poll: float = 0.5) -> tuple[list[Node], list[Node]]:
-    """Poll each site's list by the launch's labels (one request per site per round) until every
-    node runs. Returns (running, faulted): faulted are nodes the cloud could not host
-    (`extra["capacity_fault"]`). Any other error state, or a site's ready_timeout running out,
-    raises naming the nodes."""
-    by_site: dict[str, set[str]] = {}
-    for n in nodes:
-        by_site.setdefault(n.site, set()).add(n.id)
-    deadline = {s: time.monotonic() + sky.federation.sites[s].ready_timeout for s in by_site}
+    """Poll each site's list by the launch's labels (one request per site per round) until
+    `until(node)` holds for every node. Returns (nodes, faulted): faulted are nodes the cloud
+    could not host (`extra["capacity_fault"]`). Any other error state, or a site's
+    ready_timeout running out, raises naming the nodes."""
+    deadline: dict[str, float] = {}
     current: dict[str, Node] = {n.id: n for n in nodes}
     faulted: dict[str, Node] = {}
+    missing: dict[str, int] = {}
     group = nodes[0].group if nodes else None
-    while True:
-        waiting = {s: {i for i in ids if i not in faulted and current[i].state is not NodeState.RUNNING}
-                   for s, ids in by_site.items()}
-        waiting = {s: ids for s, ids in waiting.items() if ids}
-        if not waiting:
-            return [current[n.id] for n in nodes if n.id not in faulted], list(faulted.values())
+    # What create returned is not yet what the cloud says: always look at least once.
+    waiting: dict[str, set[str]] = {}
+    for n in nodes:
+        waiting.setdefault(n.site, set()).add(n.id)
+        deadline[n.site] = time.monotonic() + sky.federation.sites[n.site].ready_timeout
+    while waiting:
         listed = sky.fanout(lambda d: d.list({"group": group, "launch": launch_id}), list(waiting))
         for site, res in listed.items():
             if isinstance(res, DriverError):
@@ -355,7 +369,11 @@ def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *,
             seen = {n.id: n for n in res}
             for node_id in waiting[site]:
                 if node_id not in seen:
-                    raise NotFound(f"node {current[node_id].name} disappeared while starting", site=site)
+                    missing[node_id] = missing.get(node_id, 0) + 1
+                    if missing[node_id] >= _MISSING_POLLS:
+                        raise NotFound(f"node {current[node_id].name} disappeared while starting", site=site)
+                    continue
+                missing.pop(node_id, None)
                 node = current[node_id] = seen[node_id]
                 if node.extra.get(CAPACITY_FAULT):
                     faulted[node_id] = node
@@ -363,12 +381,15 @@ def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *,
                     raise DriverError(f"node {node.name} went to error: {node.extra.get('fault') or 'no reason given'}",
                                       site=site)
                 sky.reporter.node_stage(node, node.state.value)
+        waiting = {s: left for s, ids in waiting.items()
+                   if (left := {i for i in ids if i not in faulted and (i in missing or not until(current[i]))})}
         now = time.monotonic()
         for site, ids in waiting.items():
             if now > deadline[site]:
-                stuck = sorted(current[i].name for i in ids if i not in faulted)
-                if stuck:
-                    raise DriverTimeout(f"{', '.join(stuck)} not running after "
-                                        f"{sky.federation.sites[site].ready_timeout:g}s "
-                                        f"(sites.{site}.ready_timeout)", site=site)
-        time.sleep(poll)
+                stuck = sorted(current[i].name for i in ids)
+                raise DriverTimeout(f"{', '.join(stuck)} not ready after "
+                                    f"{sky.federation.sites[site].ready_timeout:g}s "
+                                    f"(sites.{site}.ready_timeout)", site=site)
+        if waiting:
+            time.sleep(poll)
+    return [current[n.id] for n in nodes if n.id not in faulted], list(faulted.values())

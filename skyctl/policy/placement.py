@@ -219,8 +219,28 @@ def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (
 
     unplaced_reason = None
     if remaining > 0:
-        unplaced_reason = "no site has room for the rest" if candidates else "no site can host this request"
+        if candidates:
+            full = "; ".join(f"{d.site}: {_binding_limit(site, d.flavor)}" for site, d, _ in candidates
+                             if d.flavor is not None)
+            unplaced_reason = f"no site has room for the rest ({full})"
+        else:
+            unplaced_reason = "no site can host this request"
     return Plan(req, tuple(chosen + passed), rule.name if rule else None, unplaced_reason)
+
+
+def _binding_limit(site: SiteSnapshot, flavor: Flavor) -> str:
+    """The quota line (or host room) that stops `site` from taking more nodes of `flavor`."""
+    cap = site.capacity
+    if cap is None:
+        return "no limit known"
+    lines = [(lim.free // per, f"quota {lim.resource} {lim.used}/{lim.limit} used")
+             for lim, per in ((cap.instances, 1), (cap.cores, flavor.cpus), (cap.ram_mib, flavor.memory_mib))
+             if lim.free is not None and per > 0]
+    lines += [(max(free, 0) // per, f"hosts have {free} {what} free")
+              for free, per, what in ((cap.host_free_cpus, flavor.cpus, "cpus"),
+                                      (cap.host_free_memory_mib, flavor.memory_mib, "MiB"))
+              if free is not None and per > 0]
+    return min(lines)[1] if lines else "no limit known"
 
 
 def _quota_reason(site: SiteSnapshot, flavor: Flavor) -> str:

@@ -44,6 +44,8 @@ def test_case(case: Path) -> None:
     reasons = {d.site: " ".join(d.reasons) for d in plan.decisions}
     for site, text in expect.get("reason_contains", {}).items():
         assert text in reasons[site], f"{site}: {reasons[site]}"
+    for text in expect.get("unplaced_contains", []):
+        assert plan.unplaced_reason and text in plan.unplaced_reason, plan.unplaced_reason
     # Every site is accounted for, with at least one reason.
     assert {d.site for d in plan.decisions} == {s.name for s in sites}
     assert all(d.reasons for d in plan.decisions)
