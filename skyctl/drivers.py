@@ -88,6 +88,12 @@ class Driver(abc.ABC):
     def console_log(self, node_id: str) -> str:
         raise Unsupported(f"{self.name} driver has no console log", site=self.site_name)
 
+    def prepare_access(self, nodes: Sequence[Node]) -> list[Node]:
+        """Make running nodes reachable before the SSH readiness check and return them with
+        the address to connect to first (e.g. OpenStack attaches a floating IP when the site
+        asks for one). Idempotent: safe to call again for the same nodes. Default: unchanged."""
+        return list(nodes)
+
     def close(self) -> None:
         """Release connections. Safe to call more than once."""
 

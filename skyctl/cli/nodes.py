@@ -80,6 +80,9 @@ def delete(
     with open_sky() as sky:
         nodes, listing = resolve_targets(sky, targets, site=site)
         if not nodes:
+            if not listing.errors:
+                for g in set(targets) & set(sky.state.groups()):
+                    sky.state.delete_group(g)  # an empty group: forget it
             t.info("nothing to delete")
             term().emit([], output, table=lambda _: None)
             exit_partial(listing.errors)

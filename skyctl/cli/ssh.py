@@ -383,6 +383,7 @@ def wait(
     from skyctl.cli.nodes import node_table
     from skyctl.cli.runtime import open_sky
     from skyctl.errors import DriverError
+    from skyctl.ops.inventory import prepare_access
     from skyctl.ssh import wait_ready
 
     with open_sky() as sky:
@@ -398,6 +399,7 @@ def wait(
                     out.append(n)
             return out
 
+        nodes = prepare_access(sky, nodes)
         progress = _WaitProgress(len(nodes))
         try:
             ready = wait_ready(nodes, sky.federation.sites, opts, reporter=progress, refresh=refresh,

@@ -62,7 +62,10 @@ def resolve_targets(sky: Sky, names: list[str], *, site: str | None = None) -> t
         by_id[n.id] = n
     found: dict[tuple[str, str], Node] = {}
     missing: list[str] = []
+    known_groups = set(sky.state.groups())
     for name in names:
+        if name in known_groups and name not in by_group:
+            continue  # a group of this skyctl whose nodes are all gone (or never came up)
         if name in by_group:
             for n in by_group[name]:
                 found[(n.site, n.id)] = n
@@ -138,3 +141,14 @@ def delete_nodes(sky: Sky, nodes: list[Node]) -> dict[str, DriverError]:
             sky.state.forget_node(n.name)
             sky.reporter.node_deleted(n)
     return errors
+
+
+def prepare_access(sky: Sky, nodes: list[Node]) -> list[Node]:
+    """Give nodes what reaches them from this machine (floating IPs where a site asks for
+    them), one driver call per site; returns the nodes with their new addresses."""
+    by_site: dict[str, list[Node]] = {}
+    for n in nodes:
+        by_site.setdefault(n.site, []).append(n)
+    prepared = {p.id: p for site, group in by_site.items()
+                for p in retrying(lambda site=site, group=group: sky.driver(site).prepare_access(group))}
+    return [prepared.get(n.id, n) for n in nodes]

@@ -19,6 +19,7 @@ from typing import Any
 
 from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient
 from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
+from skyctl.ops.inventory import prepare_access
 from skyctl.ops.sky import Sky, retrying
 from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, place
 
@@ -188,6 +189,7 @@ def _wait_for_ssh(sky: Sky, nodes: list[Node]) -> list[Node]:
     """Running is not ready: wait until SSH login works with the delivered key and the
     context has finished (sites with ssh.check_ready: false are taken as they are)."""
     sites = sky.federation.sites
+    nodes = prepare_access(sky, nodes)
     check = [n for n in nodes if sites[n.site].ssh.check_ready]
     if not check:
         return nodes

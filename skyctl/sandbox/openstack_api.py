@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from skyctl.sandbox.world import NoHostError, QuotaError, SiteWorld, SVM
+from skyctl.sandbox.world import FloatingIPError, NoHostError, QuotaError, SFloatingIP, SiteWorld, SVM
 
 MIN_MICROVERSION = (2, 1)
 MAX_MICROVERSION = (2, 93)        # Nova Zed, the release the reference control plane runs
@@ -37,6 +37,7 @@ MAX_LIMIT = 1000                  # Nova's osapi max_limit default
 TOKEN_TTL = 3600.0
 KEYSTONE_VERSION = "v3.14"
 NETWORK_NAME = "private"
+EXTERNAL_NETWORK_NAME = "public"     # router:external, where floating IPs come from
 DEFAULT_SG = "default"
 _STATUSES = {"ACTIVE", "BUILD", "DELETED", "ERROR", "HARD_REBOOT", "MIGRATING", "PASSWORD", "PAUSED",
              "REBOOT", "REBUILD", "RESCUE", "RESIZE", "REVERT_RESIZE", "SHELVED", "SHELVED_OFFLOADED",
@@ -175,6 +176,9 @@ class OpenStackFront:
         self._other_quotas: dict[str, dict[str, int]] = {}
         self.network_id = _stable_id(world.name, "network", NETWORK_NAME)
         self.subnet_id = _stable_id(world.name, "subnet", NETWORK_NAME)
+        self.external_network_id = _stable_id(world.name, "network", EXTERNAL_NETWORK_NAME)
+        self.external_subnet_id = _stable_id(world.name, "subnet", EXTERNAL_NETWORK_NAME)
+        self.router_id = _stable_id(world.name, "router", "router1")
         self.security_groups = {DEFAULT_SG: _stable_id(world.name, "sg", DEFAULT_SG)}
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -529,8 +533,12 @@ class OpenStackFront:
         network = vm.extra.get("network")
         if network is None or status in ("BUILD", "ERROR"):
             return {}
+        mac = vm.extra.get("mac", "fa:16:3e:00:00:01")
+        # As real Nova shows them: the floating IP under the port's network, after the fixed one.
         return {network: [{"version": 4, "addr": vm.address or "127.0.0.1", "OS-EXT-IPS:type": "fixed",
-                           "OS-EXT-IPS-MAC:mac_addr": vm.extra.get("mac", "fa:16:3e:00:00:01")}]}
+                           "OS-EXT-IPS-MAC:mac_addr": mac}]
+                + [{"version": 4, "addr": a, "OS-EXT-IPS:type": "floating", "OS-EXT-IPS-MAC:mac_addr": mac}
+                   for a in vm.floating_addresses]}
 
     def _server_view(self, req: _Request, vm: SVM, detail: bool, now: float) -> dict[str, Any]:
         link = f"{self.base_url}/compute/v2.1/servers/{vm.id}"
@@ -704,7 +712,7 @@ class OpenStackFront:
         assert req.principal is not None
         status = self._status(vm, now)[0]
         key = (req.microversion, req.principal.is_admin, detail)
-        stamp = (status, vm.name, vm.address, vm.key_name, tuple(vm.tags), tuple(vm.metadata.items()),
+        stamp = (status, vm.name, vm.address, tuple(vm.floating_addresses), vm.key_name, tuple(vm.tags), tuple(vm.metadata.items()),
                  vm.extra.get("updated"), vm.error)
         cache = self._views.get(vm.id)
         if cache is not None:
@@ -1251,15 +1259,209 @@ class OpenStackFront:
         raise HttpError(404, "Not Found", None)
 
     # ------------------------------------------------------------------ Neutron v2.0
-    def _network_view(self) -> dict[str, Any]:
+    def _network_view(self, external: bool = False) -> dict[str, Any]:
         pid = _stable_id(self.world.name, "project", "admin")
-        return {"id": self.network_id, "name": NETWORK_NAME, "status": "ACTIVE", "admin_state_up": True,
-                "shared": True, "subnets": [self.subnet_id], "tenant_id": pid, "project_id": pid,
-                "router:external": False, "mtu": 1450, "availability_zones": ["nova"],
+        return {"id": self.external_network_id if external else self.network_id,
+                "name": EXTERNAL_NETWORK_NAME if external else NETWORK_NAME, "status": "ACTIVE",
+                "admin_state_up": True, "shared": not external,
+                "subnets": [self.external_subnet_id if external else self.subnet_id], "tenant_id": pid,
+                "project_id": pid, "router:external": external, "mtu": 1500 if external else 1450,
+                "availability_zones": ["nova"],
                 "availability_zone_hints": [], "ipv4_address_scope": None, "ipv6_address_scope": None,
-                "port_security_enabled": True, "is_default": False, "description": "", "tags": [],
+                "port_security_enabled": True, "is_default": external, "description": "", "tags": [],
                 "created_at": _iso(0), "updated_at": _iso(0), "revision_number": 1,
-                "provider:network_type": "geneve", "l2_adjacency": True}
+                "provider:network_type": "flat" if external else "geneve", "l2_adjacency": True}
+
+    def _subnet_view(self, external: bool = False) -> dict[str, Any]:
+        pid = _stable_id(self.world.name, "project", "admin")
+        if external:
+            octet = self.world.floating_octet
+            return {"id": self.external_subnet_id, "name": f"{EXTERNAL_NETWORK_NAME}-subnet",
+                    "network_id": self.external_network_id, "ip_version": 4, "cidr": f"127.{octet}.0.0/16",
+                    "gateway_ip": f"127.{octet}.0.1", "enable_dhcp": False, "tenant_id": pid, "project_id": pid,
+                    "allocation_pools": [{"start": f"127.{octet}.0.2", "end": f"127.{octet}.255.254"}],
+                    "dns_nameservers": [], "host_routes": [], "description": "", "tags": []}
+        return {"id": self.subnet_id, "name": f"{NETWORK_NAME}-subnet", "network_id": self.network_id,
+                "ip_version": 4, "cidr": "127.0.0.0/8", "gateway_ip": None, "enable_dhcp": True,
+                "tenant_id": pid, "project_id": pid, "allocation_pools": [
+                    {"start": "127.0.0.2", "end": "127.255.255.254"}], "dns_nameservers": [],
+                "host_routes": [], "description": "", "tags": []}
+
+    def _port_id(self, vm: SVM) -> str:
+        port_id = vm.extra.get("port_id")
+        if port_id is None:
+            port_id = vm.extra["port_id"] = str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                           f"skyctl-sandbox/{self.world.name}/port/{vm.id}"))
+        return str(port_id)
+
+    def _has_port(self, vm: SVM) -> bool:
+        # Nova binds the port while building; a server without a network or in ERROR has none.
+        return not vm.deleted and not vm.error and vm.extra.get("network") is not None
+
+    def _port_view(self, vm: SVM, now: float) -> dict[str, Any]:
+        owner = vm.extra.get("project_id", self.project_id)
+        return {"id": self._port_id(vm), "name": "", "network_id": self.network_id, "tenant_id": owner,
+                "project_id": owner, "mac_address": vm.extra.get("mac", "fa:16:3e:00:00:01"),
+                "admin_state_up": True, "status": "ACTIVE" if vm.booted(now) and not vm.stopped else "DOWN",
+                "device_id": vm.id, "device_owner": "compute:nova",
+                "fixed_ips": [{"subnet_id": self.subnet_id, "ip_address": vm.address or "127.0.0.1"}],
+                "allowed_address_pairs": [], "extra_dhcp_opts": [],
+                "security_groups": [self.security_groups.get(g, g) for g in
+                                    vm.extra.get("security_groups", [DEFAULT_SG])],
+                "description": "", "binding:vnic_type": "normal", "port_security_enabled": True,
+                "dns_name": "", "dns_assignment": [], "tags": [], "created_at": _iso(vm.created),
+                "updated_at": _iso(vm.created), "revision_number": 1}
+
+    def _port_vm(self, req: _Request, port_id: str) -> SVM | None:
+        """The VM owning a port the caller may use, or None."""
+        assert req.principal is not None
+        with self.world.lock:
+            for vm in self.world.vms.values():
+                if self._has_port(vm) and self._port_id(vm) == port_id and self._visible(req, vm):
+                    return vm
+        return None
+
+    def _floating_view(self, fip: SFloatingIP, now: float) -> dict[str, Any]:
+        vm = self.world.get_vm(fip.vm_id) if fip.vm_id else None
+        port = self._port_view(vm, now) if vm is not None else None
+        return {"id": fip.id, "tenant_id": fip.project_id, "project_id": fip.project_id,
+                "floating_ip_address": fip.address, "floating_network_id": self.external_network_id,
+                "router_id": self.router_id if port else None, "port_id": port["id"] if port else None,
+                "fixed_ip_address": port["fixed_ips"][0]["ip_address"] if port else None,
+                "status": "ACTIVE" if port else "DOWN", "description": fip.description, "tags": [],
+                "created_at": _iso(fip.created), "updated_at": _iso(fip.updated),
+                "revision_number": fip.revision, "qos_policy_id": None, "dns_domain": "", "dns_name": "",
+                "port_forwardings": [],
+                "port_details": {k: port[k] for k in ("name", "network_id", "mac_address", "admin_state_up",
+                                                      "status", "device_id", "device_owner")} if port else None}
+
+    def _find_floating(self, req: _Request, fip_id: str) -> SFloatingIP | None:
+        assert req.principal is not None
+        fip = self.world.floating_ips.get(fip_id)
+        if fip is None or (fip.project_id != req.principal.project_id and not req.principal.is_admin):
+            return None
+        return fip
+
+    def _floating_attach(self, req: _Request, fip: SFloatingIP, port_id: Any) -> _Reply | None:
+        """Attach/detach per a request's `port_id`; an error reply, or None when done."""
+        if port_id is None:
+            self.world.attach_floating_ip(fip.id, None)
+            return None
+        if not isinstance(port_id, str):
+            return _neutron_error(400, "HTTPBadRequest", f"Invalid input for port_id. Reason: '{port_id}' is "
+                                                          f"not a valid UUID.")
+        vm = self._port_vm(req, port_id)
+        if vm is None:
+            return _neutron_404("Port", port_id)
+        try:
+            self.world.attach_floating_ip(fip.id, vm.id)
+        except FloatingIPError as e:
+            if e.kind == "already_associated":
+                return _neutron_error(409, "FloatingIPPortAlreadyAssociated",
+                                      f"Cannot associate floating IP {fip.address} ({fip.id}) with port {port_id} "
+                                      f"using fixed IP {vm.address or '127.0.0.1'}, as that fixed IP already has a "
+                                      f"floating IP on external network {self.external_network_id}.")
+            return _neutron_404("Port", port_id)
+        return None
+
+    def _floatingips(self, req: _Request, rest: list[str]) -> _Reply:
+        assert req.principal is not None
+        m, now = req.method, time.time()
+        if len(rest) == 1 and m == "GET":
+            with self.world.lock:
+                fips = [f for f in self.world.floating_ips.values()
+                        if f.project_id == req.principal.project_id or req.principal.is_admin]
+                views = [self._floating_view(f, now) for f in sorted(fips, key=lambda f: f.created)]
+            return _Reply(200, {"floatingips": [v for v in views if _neutron_match(v, req.query)]})
+        if len(rest) == 1 and m == "POST":
+            data = _json_or_none(req.body)
+            body = data.get("floatingip") if isinstance(data, dict) else None
+            if not isinstance(body, dict):
+                return _neutron_error(400, "HTTPBadRequest", "Resource body required")
+            unknown = sorted(set(body) - {"floating_network_id", "port_id", "fixed_ip_address", "description",
+                                          "floating_ip_address", "subnet_id", "project_id", "tenant_id",
+                                          "dns_domain", "dns_name", "qos_policy_id"})
+            if unknown:
+                return _neutron_error(400, "HTTPBadRequest", f"Unrecognized attribute(s) '{', '.join(unknown)}'")
+            net = body.get("floating_network_id")
+            if not net:
+                return _neutron_error(400, "HTTPBadRequest", "Failed to parse request. Required attribute "
+                                                              "'floating_network_id' not specified")
+            if net == self.network_id:
+                return _neutron_error(400, "BadRequest", f"Bad floatingip request: Network {net} is not a valid "
+                                                         f"external network.")
+            if net != self.external_network_id:
+                return _neutron_404("Network", str(net))
+            if body.get("floating_ip_address") is not None and not req.principal.is_admin:
+                return _neutron_error(403, "PolicyNotAuthorized", "(rule:create_floatingip:floating_ip_address) "
+                                                                  "is disallowed by policy")
+            project = req.principal.project_id
+            vm = None
+            if body.get("port_id") is not None:
+                vm = self._port_vm(req, str(body["port_id"]))
+                if vm is None:
+                    return _neutron_404("Port", str(body["port_id"]))
+            try:
+                fip = self.world.allocate_floating_ip(project, description=str(body.get("description") or ""),
+                                                      vm_id=vm.id if vm is not None else None)
+            except QuotaError:
+                return _neutron_error(409, "OverQuota", "Quota exceeded for resources: ['floatingip'].")
+            except FloatingIPError as e:
+                if e.kind == "exhausted":
+                    return _neutron_error(409, "IpAddressGenerationFailure",
+                                          f"No more IP addresses available on network {net}.")
+                assert vm is not None
+                return _neutron_error(409, "FloatingIPPortAlreadyAssociated",
+                                      f"Cannot associate floating IP with port {body['port_id']} using fixed IP "
+                                      f"{vm.address or '127.0.0.1'}, as that fixed IP already has a floating IP on "
+                                      f"external network {net}.")
+            with self.world.lock:
+                return _Reply(201, {"floatingip": self._floating_view(fip, now)})
+        if len(rest) == 2:
+            fip = self._find_floating(req, rest[1])
+            if fip is None:
+                return _neutron_404("Floating IP", rest[1], kind="FloatingIP")
+            if m == "GET":
+                with self.world.lock:
+                    return _Reply(200, {"floatingip": self._floating_view(fip, now)})
+            if m == "PUT":
+                data = _json_or_none(req.body)
+                body = data.get("floatingip") if isinstance(data, dict) else None
+                if not isinstance(body, dict):
+                    return _neutron_error(400, "HTTPBadRequest", "Resource body required")
+                if "description" in body:
+                    with self.world.lock:
+                        fip.description = str(body["description"] or "")
+                if "port_id" in body:
+                    problem = self._floating_attach(req, fip, body["port_id"])
+                    if problem is not None:
+                        return problem
+                with self.world.lock:
+                    return _Reply(200, {"floatingip": self._floating_view(fip, time.time())})
+            if m == "DELETE":
+                try:
+                    self.world.release_floating_ip(fip.id)
+                except FloatingIPError:
+                    return _neutron_404("Floating IP", rest[1], kind="FloatingIP")
+                return _Reply(204)
+        return _neutron_error(405, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
+
+    def _ports(self, req: _Request, rest: list[str]) -> _Reply:
+        assert req.principal is not None
+        now = time.time()
+        if len(rest) == 2:
+            vm = self._port_vm(req, rest[1])
+            if vm is None:
+                return _neutron_404("Port", rest[1])
+            with self.world.lock:
+                return _Reply(200, {"port": self._port_view(vm, now)})
+        # Cheap pre-filter on the usual query (ports of given servers) before building views.
+        devices = set(req.query.get("device_id") or [])
+        with self.world.lock:
+            vms = [self.world.vms[d] for d in devices if d in self.world.vms] if devices \
+                else list(self.world.vms.values())
+            views = [self._port_view(vm, now) for vm in vms if self._has_port(vm) and self._visible(req, vm)]
+        return _Reply(200, {"ports": [v for v in views if _neutron_match(v, req.query)]})
 
     def _network(self, req: _Request, rest: list[str]) -> _Reply:
         if not rest:
@@ -1273,38 +1475,35 @@ class OpenStackFront:
             return _Reply(200, {"resources": [
                 {"name": n, "collection": n + "s", "links": [
                     {"rel": "self", "href": f"{self.base_url}/network/v2.0/{n}s"}]}
-                for n in ("network", "subnet", "port", "security_group")]})
+                for n in ("network", "subnet", "port", "security_group", "floatingip")]})
         coll = rest[0].removesuffix(".json")
+        rest = [coll, *rest[1:]]
         if coll == "networks" and req.method == "GET":
-            net = self._network_view()
+            nets = [self._network_view(), self._network_view(external=True)]
             if len(rest) == 2:
-                if rest[1] != self.network_id:
-                    return _neutron_404("Network", rest[1])
-                return _Reply(200, {"network": net})
-            return _Reply(200, {"networks": [net] if _neutron_match(net, req.query) else []})
+                found = [n for n in nets if n["id"] == rest[1]]
+                return _Reply(200, {"network": found[0]}) if found else _neutron_404("Network", rest[1])
+            return _Reply(200, {"networks": [n for n in nets if _neutron_match(n, req.query)]})
         if coll == "subnets" and req.method == "GET":
-            pid = _stable_id(self.world.name, "project", "admin")
-            sub = {"id": self.subnet_id, "name": f"{NETWORK_NAME}-subnet", "network_id": self.network_id,
-                   "ip_version": 4, "cidr": "127.0.0.0/8", "gateway_ip": None, "enable_dhcp": True,
-                   "tenant_id": pid, "project_id": pid, "allocation_pools": [
-                       {"start": "127.0.0.2", "end": "127.255.255.254"}], "dns_nameservers": [],
-                   "host_routes": [], "description": "", "tags": []}
+            subs = [self._subnet_view(), self._subnet_view(external=True)]
             if len(rest) == 2:
-                return _Reply(200, {"subnet": sub}) if rest[1] == self.subnet_id else _neutron_404("Subnet", rest[1])
-            return _Reply(200, {"subnets": [sub] if _neutron_match(sub, req.query) else []})
+                found = [s for s in subs if s["id"] == rest[1]]
+                return _Reply(200, {"subnet": found[0]}) if found else _neutron_404("Subnet", rest[1])
+            return _Reply(200, {"subnets": [s for s in subs if _neutron_match(s, req.query)]})
         if coll == "security-groups" and req.method == "GET":
             assert req.principal is not None
             groups = [{"id": gid, "name": name, "description": "Default security group", "tenant_id":
                        req.principal.project_id, "project_id": req.principal.project_id, "stateful": True,
                        "security_group_rules": [], "tags": []} for name, gid in self.security_groups.items()]
             return _Reply(200, {"security_groups": [g for g in groups if _neutron_match(g, req.query)]})
-        if coll == "ports" and req.method == "GET":
-            return _Reply(200, {"ports": []})
-        if coll == "floatingips" and req.method == "GET":
-            return _Reply(200, {"floatingips": []})
+        if coll == "ports" and req.method == "GET" and len(rest) <= 2:
+            return self._ports(req, rest)
+        if coll == "floatingips" and len(rest) <= 2:
+            return self._floatingips(req, rest)
         if coll == "quotas" and req.method == "GET" and len(rest) == 2:
+            fips = self.world.quota.floating_ips
             return _Reply(200, {"quota": {"network": 100, "subnet": 100, "port": 500, "router": 10,
-                                          "floatingip": 50, "security_group": 10, "security_group_rule": 100,
+                                          "floatingip": fips, "security_group": 10, "security_group_rule": 100,
                                           "rbac_policy": 10, "subnetpool": -1}})
         if coll == "extensions" and req.method == "GET":
             return _Reply(200, {"extensions": []})
@@ -1320,9 +1519,21 @@ def _glance_match(wanted: str | None, have: str) -> bool:
     return wanted == have
 
 
-def _neutron_404(kind: str, rid: str) -> _Reply:
-    return _Reply(404, {"NeutronError": {"type": f"{kind}NotFound",
-                                         "message": f"{kind} {rid} could not be found.", "detail": ""}})
+def _neutron_error(status: int, kind: str, message: str) -> _Reply:
+    return _Reply(status, {"NeutronError": {"type": kind, "message": message, "detail": ""}})
+
+
+def _neutron_404(what: str, rid: str, *, kind: str | None = None) -> _Reply:
+    # Neutron's texts: "Port X could not be found." but "Floating IP X could not be found" (no dot).
+    dot = "" if what == "Floating IP" else "."
+    return _neutron_error(404, f"{kind or what}NotFound", f"{what} {rid} could not be found{dot}")
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body) if body else None
+    except ValueError:
+        return None
 
 
 def _neutron_match(obj: dict[str, Any], query: dict[str, list[str]]) -> bool:

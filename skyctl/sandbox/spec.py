@@ -53,8 +53,8 @@ DEFAULT_SPEC: dict[str, Any] = {
 
 _TOP_KEYS = {"boot_delay", "login_user", "run_scripts", "images", "sizes", "sites"}
 _SITE_KEYS = {"driver", "tier", "cost", "quota", "latency_ms", "error_rate", "boot_delay",
-              "host_cpus", "host_ram_mib", "flavors"}
-_QUOTA_KEYS = {"instances", "cores", "ram_mib"}
+              "host_cpus", "host_ram_mib", "flavors", "floating_ip"}
+_QUOTA_KEYS = {"instances", "cores", "ram_mib", "floating_ips"}
 
 
 def merge(base: Any, override: Any) -> Any:
@@ -125,6 +125,11 @@ def validate(spec: Mapping[str, Any]) -> None:
         _num(site.get("error_rate", 0), f"{p}.error_rate", hi=1)
         if "boot_delay" in site:
             _num(site["boot_delay"], f"{p}.boot_delay", hi=3600)
+        if "floating_ip" in site:
+            if not isinstance(site["floating_ip"], bool):
+                raise ConfigError("must be true or false", path=f"{p}.floating_ip")
+            if site["floating_ip"] and site.get("driver") != "openstack":
+                raise ConfigError("floating IPs exist on OpenStack sites only", path=f"{p}.floating_ip")
         for k in ("host_cpus", "host_ram_mib"):
             if site.get(k) is not None:
                 _num(site[k], f"{p}.{k}", integer=True)
@@ -185,7 +190,7 @@ def build_world(name: str, site: Mapping[str, Any], spec: Mapping[str, Any], *, 
     driver = site["driver"]
     q = site.get("quota", {})
     quota = Quota(instances=int(q.get("instances", -1)), cores=int(q.get("cores", -1)),
-                  ram_mib=int(q.get("ram_mib", -1)))
+                  ram_mib=int(q.get("ram_mib", -1)), floating_ips=int(q.get("floating_ips", 50)))
     # Stable ids: the same spec gives the same image/flavor ids on every start.
     images = []
     for i, (logical, image_name) in enumerate(image_names(spec, driver).items()):
@@ -224,6 +229,8 @@ def federation_document(spec: Mapping[str, Any], sites: Mapping[str, Mapping[str
         else:
             entry.update(endpoint=run["endpoint"], one_auth=str(run["one_auth"]))
         entry["ssh"] = {"user": spec["login_user"], "port": int(run["ssh_port"])}
+        if site.get("floating_ip"):
+            entry["ssh"]["floating_ip"] = True   # reach the nodes on their floating IPs
         out_sites[name] = entry
     images = {logical: {name: image_names(spec, site["driver"])[logical] for name, site in spec["sites"].items()}
               for logical in spec["images"]}

@@ -264,6 +264,7 @@ class Guest:
     address: str
     host_key: paramiko.PKey
     listener: socket.socket | None = None
+    extra_listeners: dict[str, socket.socket] = field(default_factory=dict)   # floating IPs
     transports: set[paramiko.Transport] = field(default_factory=set)
     procs: set[subprocess.Popen[bytes]] = field(default_factory=set)
     gone: bool = False
@@ -537,6 +538,7 @@ class VmSshFabric:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_w.setblocking(False)  # a full wake-up buffer already means "wake up"
         self._pending: list[tuple[str, Guest]] = []
+        self._pending_socks: list[tuple[str, Guest, socket.socket, threading.Event | None]] = []
         self._stopping = False
         self._port_guard: socket.socket | None = None
         self._loop = threading.Thread(target=self._accept_loop, name="sandbox-ssh-accept", daemon=True)
@@ -577,10 +579,14 @@ class VmSshFabric:
         shutil.rmtree(self.vms_dir, ignore_errors=True)
 
     def attach(self, world: SiteWorld, site_index: int) -> None:
-        """Give this site's VMs SSH endpoints from now on (127.<10+site_index>.x.y)."""
+        """Give this site's VMs SSH endpoints from now on (127.<10+site_index>.x.y), and
+        serve them on their floating IPs (127.<200+site_index>.x.y) while attached."""
         self._pools[world.name] = AddressPool(10 + site_index)
+        world.floating_octet = 200 + site_index
         world.on_create = self.on_create
         world.on_delete = self.on_delete
+        world.on_address_added = self.add_address
+        world.on_address_removed = self.remove_address
 
     def guest(self, site: str, vm_id: str) -> Guest | None:
         with self._lock:
@@ -626,6 +632,64 @@ class VmSshFabric:
         self._wake()
         self._timers.at(vm.created + vm.boot_delay, lambda: self._apply_context(guest))
 
+    def add_address(self, world: SiteWorld, vm: SVM, address: str) -> bool:
+        """Serve this VM's SSH endpoint on one more address (a floating IP). False when the
+        VM has no endpoint or the address cannot be bound."""
+        guest = self.guest(world.name, vm.id)
+        if guest is None or guest.gone:
+            return False
+        with guest.lock:
+            if address in guest.extra_listeners:
+                return True
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((address, self.port))
+                sock.listen(16)
+                sock.setblocking(False)
+            except OSError:
+                sock.close()
+                raise
+        except OSError as e:
+            log.warning("%s/%s: no SSH endpoint on floating %s:%s: %s", world.name, vm.id, address, self.port, e)
+            return False
+        with guest.lock:
+            guest.extra_listeners[address] = sock
+        with self._lock:
+            self._pending_socks.append(("add", guest, sock, None))
+        self._wake()
+        return True
+
+    def remove_address(self, world: SiteWorld, vm: SVM, address: str) -> None:
+        """Stop serving the VM on an extra address (floating IP detached or released)."""
+        guest = self.guest(world.name, vm.id)
+        if guest is None:
+            return
+        with guest.lock:
+            sock = guest.extra_listeners.pop(address, None)
+        if sock is not None:
+            # Wait until it is closed: once the cloud says "detached", the address must not answer.
+            self._drop_sock(guest, sock, wait=True)
+
+    def _drop_sock(self, guest: Guest, sock: socket.socket, *, wait: bool = False) -> None:
+        if self._loop.is_alive() and threading.current_thread() is not self._loop:
+            done = threading.Event() if wait else None
+            with self._lock:
+                self._pending_socks.append(("remove", guest, sock, done))
+            self._wake()
+            if done is not None:
+                done.wait(timeout=5)
+        else:
+            self._close_sock(sock)
+
+    def _close_sock(self, sock: socket.socket) -> None:
+        try:
+            self._sel.unregister(sock)
+        except (KeyError, ValueError):
+            pass
+        sock.close()
+
     def on_delete(self, world: SiteWorld, vm: SVM) -> None:
         with self._lock:
             guest = self._guests.pop((world.name, vm.id), None)
@@ -636,6 +700,9 @@ class VmSshFabric:
         with guest.lock:
             guest.gone = True
             transports, procs = list(guest.transports), list(guest.procs)
+            extra, guest.extra_listeners = list(guest.extra_listeners.values()), {}
+        for sock in extra:
+            self._drop_sock(guest, sock)
         if guest.listener is not None:
             if self._loop.is_alive():
                 with self._lock:
@@ -758,8 +825,12 @@ class VmSshFabric:
                     env: dict[str, str]) -> None:
         """Run one exec/shell request in the VM dir and relay its I/O and exit status."""
         argv = ["/bin/sh", "-c", command] if command is not None else ["/bin/sh"]
+        full_env = self._env(guest, user, env)
+        connection = _ssh_connection(channel)
+        if connection:
+            full_env["SSH_CONNECTION"] = connection   # as sshd sets it: which address was reached
         try:
-            proc = subprocess.Popen(argv, cwd=guest.root, env=self._env(guest, user, env),
+            proc = subprocess.Popen(argv, cwd=guest.root, env=full_env,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     start_new_session=True)
         except OSError as e:
@@ -808,6 +879,14 @@ class VmSshFabric:
                 self._accept(key.fileobj, key.data)  # type: ignore[arg-type]
             with self._lock:
                 pending, self._pending = self._pending, []
+                socks, self._pending_socks = self._pending_socks, []
+            for op, guest, sock, done in socks:
+                if op == "add" and not guest.gone and sock.fileno() >= 0:
+                    self._sel.register(sock, selectors.EVENT_READ, guest)
+                elif op == "remove":
+                    self._close_sock(sock)
+                if done is not None:
+                    done.set()
             for op, guest in pending:
                 if op == "add" and guest.listener is not None and not guest.gone:
                     self._sel.register(guest.listener, selectors.EVENT_READ, guest)
@@ -841,6 +920,16 @@ class VmSshFabric:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _ssh_connection(channel: paramiko.Channel) -> str | None:
+    """sshd's SSH_CONNECTION: "client_ip client_port server_ip server_port"."""
+    try:
+        sock = channel.get_transport().sock
+        client, server = sock.getpeername(), sock.getsockname()
+        return f"{client[0]} {client[1]} {server[0]} {server[1]}"
+    except (AttributeError, OSError, IndexError, TypeError):
+        return None
 
 
 def _quiet_client_hangups(record: logging.LogRecord) -> bool:

@@ -50,6 +50,7 @@ class Quota:
     instances: int = -1   # -1 unlimited
     cores: int = -1
     ram_mib: int = -1
+    floating_ips: int = 50   # Neutron's default floatingip quota
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,34 @@ class SVM:
     error: str | None = None      # fault message when the VM went to ERROR
     deleted: bool = False
     ready: bool = False           # context applied (READY=YES / cloud-init done)
+    floating_addresses: list[str] = field(default_factory=list)   # attached floating IPs
     extra: dict[str, Any] = field(default_factory=dict)
 
     def booted(self, now: float | None = None) -> bool:
         return (now or time.time()) >= self.created + self.boot_delay
+
+
+@dataclass
+class SFloatingIP:
+    """A floating IP from the site's external network; attached to one VM's port or not."""
+
+    id: str
+    address: str
+    project_id: str
+    created: float
+    updated: float
+    description: str = ""
+    vm_id: str | None = None      # the VM whose (only) port it is attached to
+    revision: int = 1
+
+
+class FloatingIPError(Exception):
+    """A floating IP operation the world refuses; `kind` names the reason."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind              # "not_found" | "already_associated" | "exhausted"
+        self.message = message
 
 
 class SiteWorld:
@@ -128,6 +153,13 @@ class SiteWorld:
         # Hooks the sandbox server sets: give a VM its SSH endpoint, take it away.
         self.on_create: Callable[[SiteWorld, SVM], None] | None = None
         self.on_delete: Callable[[SiteWorld, SVM], None] | None = None
+        # Floating IPs: 127.<floating_octet>.x.y, so each can really reach its VM (vmssh binds
+        # the address for the VM while attached, through these hooks).
+        self.floating_ips: dict[str, SFloatingIP] = {}
+        self.floating_octet = 200
+        self._floating_next = 0
+        self.on_address_added: Callable[[SiteWorld, SVM, str], None] | None = None
+        self.on_address_removed: Callable[[SiteWorld, SVM, str], None] | None = None
 
     # ------------------------------------------------------------ faults
     def inject(self) -> bool:
@@ -203,6 +235,86 @@ class SiteWorld:
             vm.deleted = True
             # Deleted VMs leave the listing at once; keep no tombstones (memory at 3x1000 VMs).
             del self.vms[vm_id]
+            # Its port goes with it: Neutron disassociates the floating IPs but keeps them
+            # allocated to the project (they leak unless someone releases them).
+            detached = [f for f in self.floating_ips.values() if f.vm_id == vm_id]
+            for f in detached:
+                f.vm_id = None
+                f.updated = time.time()
+                f.revision += 1
+            vm.floating_addresses = []
+        for f in detached:
+            if self.on_address_removed:
+                self.on_address_removed(self, vm, f.address)
         if self.on_delete:
             self.on_delete(self, vm)
         return True
+
+    # ------------------------------------------------------------ floating IPs
+    def floating_quota_check(self, project_id: str) -> None:
+        used = sum(1 for f in self.floating_ips.values() if f.project_id == project_id)
+        if self.quota.floating_ips >= 0 and used + 1 > self.quota.floating_ips:
+            raise QuotaError("floatingip", 1, used, self.quota.floating_ips)
+
+    def _next_floating_address(self) -> str:
+        taken = {f.address for f in self.floating_ips.values()}
+        for _ in range(256 * 253):
+            n = self._floating_next
+            self._floating_next = (n + 1) % (256 * 253)
+            address = f"127.{self.floating_octet}.{n // 253}.{n % 253 + 2}"
+            if address not in taken:
+                return address
+        raise FloatingIPError("exhausted", "No more IP addresses available on the external network.")
+
+    def allocate_floating_ip(self, project_id: str, *, description: str = "",
+                             vm_id: str | None = None) -> SFloatingIP:
+        """Allocate one (and attach it to `vm_id` when given), or raise QuotaError /
+        FloatingIPError."""
+        with self.lock:
+            self.floating_quota_check(project_id)
+            now = time.time()
+            fip = SFloatingIP(id=str(uuid.uuid4()), address=self._next_floating_address(),
+                              project_id=project_id, created=now, updated=now, description=description)
+            self.floating_ips[fip.id] = fip
+        if vm_id is not None:
+            try:
+                self.attach_floating_ip(fip.id, vm_id)
+            except FloatingIPError:
+                with self.lock:
+                    self.floating_ips.pop(fip.id, None)
+                raise
+        return fip
+
+    def attach_floating_ip(self, fip_id: str, vm_id: str | None) -> SFloatingIP:
+        """Attach to a VM's port (moving it if attached elsewhere), or detach with None."""
+        with self.lock:
+            fip = self.floating_ips.get(fip_id)
+            if fip is None:
+                raise FloatingIPError("not_found", f"Floating IP {fip_id} could not be found")
+            vm = self.get_vm(vm_id) if vm_id is not None else None
+            if vm_id is not None and vm is None:
+                raise FloatingIPError("not_found", f"VM {vm_id} could not be found")
+            if vm is not None and fip.vm_id != vm.id and vm.floating_addresses:
+                raise FloatingIPError("already_associated", vm.floating_addresses[0])
+            old = self.vms.get(fip.vm_id) if fip.vm_id else None
+            if old is vm:
+                return fip
+            if old is not None and fip.address in old.floating_addresses:
+                old.floating_addresses.remove(fip.address)
+            fip.vm_id = vm.id if vm is not None else None
+            if vm is not None:
+                vm.floating_addresses.append(fip.address)
+            fip.updated = time.time()
+            fip.revision += 1
+        # Outside the lock: binding an address may take a moment.
+        if old is not None and self.on_address_removed:
+            self.on_address_removed(self, old, fip.address)
+        if vm is not None and self.on_address_added:
+            self.on_address_added(self, vm, fip.address)
+        return fip
+
+    def release_floating_ip(self, fip_id: str) -> None:
+        """Detach (if attached) and give the address back; FloatingIPError if unknown."""
+        self.attach_floating_ip(fip_id, None)
+        with self.lock:
+            self.floating_ips.pop(fip_id, None)

@@ -168,3 +168,11 @@ def test_no_host_anywhere_exits_4_naming_the_fault(run: Runner, sky_file) -> Non
     res = run("launch", "e", "--count", "1", "--wait")
     assert res.code == 4  # the only site had no host: nothing could be placed
     assert "No valid host" in res.err
+
+
+def test_deleting_a_group_whose_nodes_never_came_up_forgets_it(run: Runner, sky_file) -> None:  # type: ignore[no-untyped-def]
+    sky_file(federation(home={"driver": "memory", "tier": "local", "instances": 0}))
+    assert run("launch", "empty").code == 4
+    res = run("delete", "empty", "--yes")
+    assert res.code == 0 and "nothing to delete" in res.err
+    assert run("delete", "empty", "--yes").code == 1  # now unknown

@@ -179,10 +179,10 @@ def test_federation_file_uses_the_drivers_option_names(sandbox: Sandbox) -> None
                                        "sara": "AlmaLinux-9-GenericCloud"}
     assert data["defaults"] == {"image": "alma9", "size": "small"}
     assert data["bursting"] == [{"name": "overflow-home", "from": ["home"], "to": ["cc", "sara"], "order": "cost",
-                                 "home": {"cooldown": "30s", "max_moves": 2}}]
+                                 "home": {"cooldown": "30s", "max_moves": 4}}]
     assert fed.sizes["medium"].cpus == 2 and fed.sizes["medium"].memory_mib == 4096
     assert fed.rules[0].to_sites == ("cc", "sara") and fed.rules[0].home is not None
-    assert fed.rules[0].home.cooldown_s == 30 and fed.rules[0].home.max_moves == 2
+    assert fed.rules[0].home.cooldown_s == 30 and fed.rules[0].home.max_moves == 4
 
 
 def test_up_again_says_so_and_keeps_the_process(sandbox: Sandbox) -> None:

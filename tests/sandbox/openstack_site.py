@@ -57,5 +57,5 @@ def connect(clouds_yaml: Path, cloud: str) -> Any:
     import openstack
     import openstack.config
 
-    region = openstack.config.OpenStackConfig(config_files=[str(clouds_yaml)]).get_one(cloud=cloud)
+    region = openstack.config.OpenStackConfig(config_files=[str(clouds_yaml)], load_envvars=False).get_one(cloud=cloud)
     return openstack.connection.Connection(config=region)

@@ -436,7 +436,7 @@ def test_console_lists_the_host_key_as_cloud_init_prints_it(sandbox: SandboxSite
 
     from skyctl.ssh import console_fingerprints
 
-    cfg = os_config.OpenStackConfig(config_files=[str(sandbox.clouds_yaml)], vendor_files=[])
+    cfg = os_config.OpenStackConfig(config_files=[str(sandbox.clouds_yaml)], vendor_files=[], load_envvars=False)
     conn = openstack.connection.Connection(config=cfg.get_one(cloud=sandbox.cloud))
     try:
         vm = sandbox.world.create_vm(name="hk", vcpus=1, ram_mib=512, image_id=next(iter(sandbox.world.images)))

@@ -86,7 +86,7 @@ def test_server_to_node() -> None:
     node = cv.server_to_node(server, "home")
     assert node.state is NodeState.RUNNING and node.group == "web" and node.managed
     assert node.labels == {"group": "web", "launch": "l1"}
-    assert node.addresses == ("10.1.0.5", "192.0.2.9")
+    assert node.addresses == ("192.0.2.9", "10.1.0.5")   # floating first: what reaches it
     assert node.image == "alma9" and node.size == "small"
     assert node.created_at == "2026-01-02T03:04:05+00:00"
     assert node.extra["metadata"] == {"team": "x"}

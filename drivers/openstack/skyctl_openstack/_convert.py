@@ -14,7 +14,7 @@ from typing import Any
 
 from skyctl.errors import (AuthError, DriverError, InvalidRequest, NotFound, QuotaExceeded,
                            Transient)
-from skyctl.model import (CAPACITY_FAULT, L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity, Flavor, ImageRef, Labels, Limit, Node,
+from skyctl.model import (CAPACITY_FAULT, SCHEDULING, L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity, Flavor, ImageRef, Labels, Limit, Node,
                           NodeState)
 
 DRIVER_NAME = "openstack"
@@ -48,6 +48,10 @@ NOVA_STATES: Mapping[str, NodeState] = {
 }
 
 QUOTA_RE = re.compile(r"Quota exceeded for (\w+): Requested (\d+), but already used (\d+) of (\d+) (\w+)")
+NEUTRON_QUOTA_RE = re.compile(r"Quota exceeded for resources: \['?(\w+)")
+# The description skyctl gives the floating IPs it allocates: names the server it is for, so
+# it can be found (and released) even after the server and its port are gone.
+FLOATING_DESCRIPTION = f"{LABEL_PREFIX} node "
 NO_VALID_HOST = "No valid host"
 
 
@@ -142,6 +146,8 @@ def _iso(value: str | None) -> str | None:
 
 
 def server_addresses(addresses: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Every address of a server, floating ones first: those are what reaches it from outside
+    (skyctl ssh/exec connect to the first)."""
     fixed: list[str] = []
     floating: list[str] = []
     for entries in (addresses or {}).values():
@@ -150,7 +156,35 @@ def server_addresses(addresses: Mapping[str, Any] | None) -> tuple[str, ...]:
             if not addr:
                 continue
             (floating if a.get("OS-EXT-IPS:type") == "floating" else fixed).append(addr)
-    return tuple(dict.fromkeys(fixed + floating))
+    return tuple(dict.fromkeys(floating + fixed))
+
+
+def floating_description(server_id: str) -> str:
+    return f"{FLOATING_DESCRIPTION}{server_id}"
+
+
+def floating_owner(fip: Mapping[str, Any]) -> str | None:
+    """The server id a floating IP was allocated for by skyctl, or None (not skyctl's)."""
+    description = str(fip.get("description") or "")
+    if description.startswith(FLOATING_DESCRIPTION):
+        return description[len(FLOATING_DESCRIPTION):].strip() or None
+    return None
+
+
+def with_first_address(node: Node, address: str) -> Node:
+    """The node with `address` first in its addresses (kept once)."""
+    from dataclasses import replace
+
+    return replace(node, addresses=(address, *(a for a in node.addresses if a != address)))
+
+
+def port_for_server(ports: list[Mapping[str, Any]], server_id: str) -> Mapping[str, Any] | None:
+    """The server's port a floating IP goes to: its first port with a fixed IPv4 address."""
+    for port in ports:
+        if port.get("device_id") == server_id and any(
+                "." in str(ip.get("ip_address") or "") for ip in port.get("fixed_ips") or []):
+            return port
+    return None
 
 
 def server_to_node(server: Mapping[str, Any], site: str) -> Node:
@@ -171,8 +205,10 @@ def server_to_node(server: Mapping[str, Any], site: str) -> Node:
     }
     if fault:
         extra["fault"] = fault.get("message")
-    if no_valid_host(server):
+    if no_valid_host(server) or over_quota(server):
         extra[CAPACITY_FAULT] = True
+    if (status or "").upper() == "BUILD" and server.get("OS-EXT-STS:task_state") == "scheduling":
+        extra[SCHEDULING] = True
     return Node(
         name=server.get("name") or "",
         group=labels.get(L_GROUP),
@@ -187,6 +223,15 @@ def server_to_node(server: Mapping[str, Any], site: str) -> Node:
         labels=labels,
         extra=extra,
     )
+
+
+def over_quota(server: Mapping[str, Any]) -> str | None:
+    """Nova accepted the create (202) and only the conductor found the quota used up: the
+    server sits in ERROR with fault 413 "Quota exceeded for instances: ..."."""
+    if (server.get("status") or "").upper() != "ERROR":
+        return None
+    message = (server.get("fault") or {}).get("message") or ""
+    return message if message.startswith("Quota exceeded") else None
 
 
 def no_valid_host(server: Mapping[str, Any]) -> str | None:
@@ -265,6 +310,9 @@ def error_for_status(status: int, message: str, site: str, *, what: str = "") ->
         resource, requested, used, limit = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
         return QuotaExceeded(m.group(0), site=site, resource=resource, requested=requested, used=used,
                              limit=limit)
+    m = NEUTRON_QUOTA_RE.search(message)
+    if m and status == 409:
+        return QuotaExceeded(f"{where}{message}", site=site, resource=m.group(1), requested=1)
     text = message or f"HTTP {status}"
     if status == 401:
         return AuthError(f"{where}the cloud refused the credentials ({text})", site=site)

@@ -36,7 +36,9 @@ def load_region(cloud: str, clouds_yaml: str | None, region: str | None, timeout
         kwargs["secure_files"] = ([str(sibling)] if sibling.is_file() else []) + \
             list(openstack.config.loader.SECURE_FILES)
     try:
-        config = openstack.config.OpenStackConfig(**kwargs)
+        # An explicit clouds_yaml must win over OS_CLIENT_CONFIG_FILE (openstacksdk reads the
+        # environment's file first otherwise, and the site's cloud is then "not found").
+        config = openstack.config.OpenStackConfig(load_envvars=clouds_yaml is None, **kwargs)
         extra: dict[str, Any] = {}
         if timeout:
             extra["api_timeout"] = timeout

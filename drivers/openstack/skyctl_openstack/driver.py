@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from skyctl.drivers import Driver
 from skyctl.errors import DriverError, InvalidRequest, Transient
 from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageRef, Labels, Node, NodeSpec,
-                          RenderedContext)
+                          NodeState, RenderedContext)
 from skyctl_openstack import _convert as cv
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MAX_USER_DATA = 65535   # Nova's limit on the base64 text
 PAGE_SIZE = 1000        # Nova's default max_limit: one request per 1000 servers
+PORT_QUERY_IDS = 100    # server ids per Neutron port query (keeps the URL short)
 # Tags at create (2.52), tag filters (2.26), flavor embedded in the server (2.47).
 _COMPUTE_MV = "2.52"
 
@@ -42,6 +43,9 @@ class OpenStackOptions(BaseModel):
     network: str = Field("auto", description="network name or id, 'auto' or 'none'")
     security_groups: list[str] = []
     key_name: str | None = None
+    floating_network: str | None = Field(
+        None, description="external network (name or id) for floating IPs (ssh.floating_ip); default: the only "
+                          "network with router:external")
 
     @field_validator("network")
     @classmethod
@@ -54,7 +58,7 @@ class OpenStackOptions(BaseModel):
 class OpenStackDriver(Driver):
     name = "openstack"
     capabilities = frozenset({Capability.STOP_START, Capability.CONSOLE_LOG,
-                              Capability.SERVER_SIDE_LABEL_FILTER})
+                              Capability.SERVER_SIDE_LABEL_FILTER, Capability.FLOATING_IP})
     options_model = OpenStackOptions
 
     def __init__(self, site: SiteConfig) -> None:
@@ -67,6 +71,7 @@ class OpenStackDriver(Driver):
         self._lock = threading.Lock()
         self._keypairs: set[str] = set()
         self._network_id: str | None = None
+        self._floating_network_id: str | None = None
 
     # ------------------------------------------------------------------ plumbing
     def _api(self) -> Client:
@@ -205,21 +210,25 @@ class OpenStackDriver(Driver):
         found = [n for n in found if n.name == name]
         return found[0] if len(found) == 1 else None
 
+    def _find_network(self, net: str, field: str) -> dict[str, Any]:
+        """One Neutron network by id, else by name."""
+        api = self._api()
+        _, body = api.request("network", "GET", "/networks", params={"id": net}, what="networks")
+        found = (body or {}).get("networks") or []
+        if not found:
+            _, body = api.request("network", "GET", "/networks", params={"name": net}, what="networks")
+            found = (body or {}).get("networks") or []
+        if len(found) != 1:
+            problem = "not found" if not found else f"ambiguous ({len(found)} networks have that name)"
+            raise InvalidRequest(f"network {net!r} {problem}", site=self.site_name, field=field)
+        return dict(found[0])
+
     def _networks(self) -> Any:
         net = self.opts.network
         if net in ("auto", "none"):
             return net
         if self._network_id is None:
-            api = self._api()
-            _, body = api.request("network", "GET", "/networks", params={"id": net}, what="networks")
-            found = (body or {}).get("networks") or []
-            if not found:
-                _, body = api.request("network", "GET", "/networks", params={"name": net}, what="networks")
-                found = (body or {}).get("networks") or []
-            if len(found) != 1:
-                problem = "not found" if not found else f"ambiguous ({len(found)} networks have that name)"
-                raise InvalidRequest(f"network {net!r} {problem}", site=self.site_name, field="network")
-            self._network_id = str(found[0]["id"])
+            self._network_id = str(self._find_network(net, "network")["id"])
         return [{"uuid": self._network_id}]
 
     def _ensure_keypair(self, public_key: str) -> str:
@@ -241,18 +250,29 @@ class OpenStackDriver(Driver):
         params: dict[str, Any] = {"limit": PAGE_SIZE}
         if tags:
             params["tags"] = ",".join(tags)
-        out: list[Node] = []
+        out: dict[str, Node] = {}  # by id: Nova's marker paging can repeat a server while others build
         while True:
             _, body = self._compute("GET", "/servers/detail", params=params, what="list servers")
             page = (body or {}).get("servers") or []
             for s in page:
+                if s.get("status") == "ERROR" and not s.get("fault"):
+                    s = self._with_fault(s)
                 node = cv.server_to_node(s, self.site_name)
                 if cv.matches(node, client_side, managed_only):
-                    out.append(node)
+                    out[node.id] = node
             links = (body or {}).get("servers_links") or []
             if not page or not any(link.get("rel") == "next" for link in links):
-                return out
+                return list(out.values())
             params = {**params, "marker": page[-1]["id"]}
+
+    def _with_fault(self, server: dict[str, Any]) -> dict[str, Any]:
+        """Real Nova leaves `fault` out of /servers/detail; an ERROR server's reason (no host,
+        quota) decides whether ops fails it over, so ask for it (errored servers are rare)."""
+        try:
+            _, body = self._compute("GET", f"/servers/{server['id']}", what=f"server {server.get('name')}")
+        except DriverError:
+            return server
+        return (body or {}).get("server") or server
 
     def get(self, node_id: str) -> Node:
         _, body = self._compute("GET", f"/servers/{node_id}", what=f"server {node_id}")
@@ -281,7 +301,132 @@ class OpenStackDriver(Driver):
             raise errors[0]
 
     def delete(self, node_ids: Sequence[str]) -> None:
-        self._each(node_ids, self._delete_one)
+        ids = list(dict.fromkeys(node_ids))
+        if not ids or not self.site.ssh.floating_ip:
+            self._each(ids, self._delete_one)
+            return
+        # The floating IPs skyctl allocated for these servers, found by their description so
+        # that a server already gone (its port too) does not leak its address.
+        owned: dict[str, list[dict[str, Any]]] = {}
+        orphans: list[dict[str, Any]] = []
+        for fip in self._floating_ips():
+            owner = cv.floating_owner(fip)
+            if owner in ids:
+                owned.setdefault(owner, []).append(fip)
+            elif owner and not fip.get("port_id"):
+                orphans.append(fip)   # skyctl's, detached: its server may be gone (deleted elsewhere)
+
+        def delete_and_release(node_id: str) -> None:
+            self._delete_one(node_id)
+            for fip in owned.get(node_id, ()):
+                self._release(fip)
+
+        self._each(ids, delete_and_release)
+        for fip in orphans:
+            status, _ = self._compute("GET", f"/servers/{cv.floating_owner(fip)}", ok=(404,),
+                                      what="floating IP owner")
+            if status == 404:
+                self._release(fip)
+
+    def _release(self, fip: dict[str, Any]) -> None:
+        self._api().request("network", "DELETE", f"/floatingips/{fip['id']}", ok=(404,),
+                            what=f"release floating IP {fip.get('floating_ip_address')}")
+
+    # ------------------------------------------------------------------ floating IPs
+    def _floating_ips(self) -> list[dict[str, Any]]:
+        """The project's floating IPs: one Neutron request."""
+        _, body = self._api().request("network", "GET", "/floatingips", what="floating IPs")
+        return list((body or {}).get("floatingips") or [])
+
+    def _external_network_id(self) -> str:
+        if self._floating_network_id is None:
+            wanted = self.opts.floating_network
+            if wanted:
+                self._floating_network_id = str(self._find_network(wanted, "floating_network")["id"])
+            else:
+                _, body = self._api().request("network", "GET", "/networks", params={"router:external": "true"},
+                                              what="external networks")
+                found = [n for n in (body or {}).get("networks") or [] if n.get("router:external")]
+                if len(found) != 1:
+                    names = ", ".join(sorted(str(n.get("name") or n.get("id")) for n in found))
+                    problem = f"{len(found)} external networks ({names})" if found else "no external network"
+                    raise InvalidRequest(f"floating IPs: the site has {problem}; set floating_network",
+                                         site=self.site_name, field="floating_network")
+                self._floating_network_id = str(found[0]["id"])
+        return self._floating_network_id
+
+    def _ports_of(self, server_ids: Sequence[str]) -> list[dict[str, Any]]:
+        ports: list[dict[str, Any]] = []
+        for start in range(0, len(server_ids), PORT_QUERY_IDS):
+            chunk = list(server_ids[start:start + PORT_QUERY_IDS])
+            _, body = self._api().request("network", "GET", "/ports", params={"device_id": chunk},
+                                          what="ports")
+            ports.extend((body or {}).get("ports") or [])
+        return ports
+
+    def prepare_access(self, nodes: Sequence[Node]) -> list[Node]:
+        """With `ssh.floating_ip`: give each of this site's nodes a floating IP (allocated once,
+        attached to its port, reused on later calls) and put that address first."""
+        out = list(nodes)
+        if not self.site.ssh.floating_ip:
+            return out
+        todo = [n for n in out if n.site == self.site_name and n.state not in (NodeState.DELETED, NodeState.ERROR)]
+        if not todo:
+            return out
+        fips = self._floating_ips()
+        by_port = {str(f["port_id"]): f for f in fips if f.get("port_id")}
+        by_owner: dict[str, dict[str, Any]] = {}
+        for f in fips:
+            owner = cv.floating_owner(f)
+            if owner and (owner not in by_owner or f.get("port_id")):
+                by_owner[owner] = f
+        address: dict[str, str] = {}
+        need_port: list[Node] = []
+        for n in todo:
+            f = by_owner.get(n.id)
+            if f is not None and f.get("port_id"):
+                address[n.id] = str(f["floating_ip_address"])
+            else:
+                need_port.append(n)
+        if need_port:
+            network_id = self._external_network_id()
+            ports = self._ports_of([n.id for n in need_port])
+
+            def attach(node: Node) -> None:
+                port = cv.port_for_server(ports, node.id)
+                if port is None:
+                    return   # no port yet (still building, or no network): nothing to attach to
+                taken = by_port.get(str(port["id"]))
+                if taken is not None:   # already has one (ours or the user's): use it
+                    address[node.id] = str(taken["floating_ip_address"])
+                    return
+                mine = by_owner.get(node.id)
+                if mine is not None:    # allocated earlier, not attached: attach it
+                    _, body = self._api().request("network", "PUT", f"/floatingips/{mine['id']}",
+                                                  json={"floatingip": {"port_id": port["id"]}},
+                                                  what=f"attach floating IP to {node.name}")
+                else:
+                    what = f"floating IP for {node.name}"
+                    status, body = self._api().request(
+                        "network", "POST", "/floatingips", ok=(409,), what=what,
+                        json={"floatingip": {"floating_network_id": network_id, "port_id": port["id"],
+                                             "description": cv.floating_description(node.id)}})
+                    if status == 409:
+                        # Another caller attached one meanwhile (use it), or the quota is used up.
+                        _, found = self._api().request("network", "GET", "/floatingips",
+                                                       params={"port_id": port["id"]}, what=what)
+                        attached = (found or {}).get("floatingips") or []
+                        if not attached:
+                            raise cv.error_for_status(409, cv.error_message(body), self.site_name, what=what)
+                        body = {"floatingip": attached[0]}
+                address[node.id] = str(((body or {}).get("floatingip") or {})["floating_ip_address"])
+
+            self._each_node(need_port, attach)
+        return [cv.with_first_address(n, address[n.id]) if n.id in address else n for n in out]
+
+    def _each_node(self, nodes: Sequence[Node], action: Any) -> None:
+        by_id = {n.id: n for n in nodes}
+        self._each(list(by_id), lambda i: action(by_id[i]))
 
     def _power(self, node_id: str, action: str, already: str) -> None:
         status, body = self._compute("POST", f"/servers/{node_id}/action", json={action: None}, ok=(409,),

@@ -1,0 +1,1 @@
+"""Integration tier: skyctl against real services (marker `integration`, own CI step)."""

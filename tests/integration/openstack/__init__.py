@@ -1,0 +1,1 @@
+"""skyctl against a real OpenStack control plane started by up.sh in this folder."""

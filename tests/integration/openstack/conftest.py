@@ -1,0 +1,143 @@
+"""The real OpenStack these tests talk to, and member/admin connections to it.
+
+By default it is the stack that `up.sh` (next to this file) starts: clouds.yaml in
+$SKYCTL_OPENSTACK_DIR (default ~/.cache/skyctl-openstack), member cloud `skyctl`, admin cloud
+`skyctl-admin`, image `cirros`, flavor `m1.tiny`, shared network `skyctl-net`. Any other cloud
+works the same way: OS_CLIENT_CONFIG_FILE names the clouds.yaml and the
+SKYCTL_TEST_OPENSTACK_{CLOUD,ADMIN_CLOUD,IMAGE,FLAVOR,NETWORK} variables the rest (the same
+variables point tests/sandbox/test_openstack_api.py at a real cloud).
+
+Nothing here runs at import time, so collecting this folder in the default run (which
+deselects the `integration` marker) costs nothing and needs no cloud.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+# Why a quota test may fail on real Nova until the driver handles it (marks xfail, not strict:
+# the outcome depends on how fast Nova's conductor is on the machine).
+ASYNC_QUOTA_RACE = (
+    "skyctl-openstack vs real Nova timing: Nova counts a server against the quota only once its conductor "
+    "has written it to the cell database, ~0.25-0.3 s after POST /servers answered 202 (measured here). "
+    "The driver's create returns after POST + one GET (~0.1 s), so the next create can pass Nova's API "
+    "quota check; Nova's recheck then puts it in ERROR with fault {code: 413, message: 'Quota exceeded for "
+    "instances: ...'} instead of answering 403, and the driver reports a pending node, not QuotaExceeded. "
+    "Passes when the conductor is fast (cold-started stack here: 5/5), fails when slow (warm restart: 6/6)")
+
+# Read at import: the suite's autouse fixtures point HOME at a temporary folder later on.
+STACK_DIR = Path(os.environ.get("SKYCTL_OPENSTACK_DIR") or Path.home() / ".cache" / "skyctl-openstack")
+
+
+@dataclass
+class RealCloud:
+    clouds_yaml: Path
+    cloud: str
+    admin_cloud: str
+    image: str
+    flavor: str
+    network: str
+    conn: Any          # member connection (the project skyctl launches into)
+    admin: Any         # admin connection (quotas)
+
+    @property
+    def project_id(self) -> str:
+        return str(self.conn.current_project_id)
+
+    @property
+    def user_id(self) -> str:
+        return str(self.conn.current_user_id)
+
+    def instances_used(self) -> int:
+        return int(self.conn.compute.get_limits().absolute.instances_used)
+
+    def set_instance_quota(self, n: int | None) -> None:
+        """The project's instance quota (None: back to the default)."""
+        if n is None:
+            self.admin.delete_compute_quotas(self.project_id)
+        else:
+            self.admin.set_compute_quotas(self.project_id, instances=n)
+
+    def set_user_instance_quota(self, n: int | None) -> None:
+        """The member user's own instance quota inside the project. Nova checks it on create but
+        `GET /limits` reports only the project's, so a launch planned from the limits runs into it
+        mid-launch."""
+        path = f"/os-quota-sets/{self.project_id}?user_id={self.user_id}"
+        if n is None:
+            resp = self.admin.compute.delete(path)
+            assert resp.status_code in (200, 202, 204), resp.text
+        else:
+            resp = self.admin.compute.put(path, json={"quota_set": {"instances": n}})
+            assert resp.status_code == 200, resp.text
+
+    def servers(self, **filters: str) -> list[dict[str, Any]]:
+        """Servers of the member project as Nova itself reports them (raw JSON), filtered on the
+        server side (e.g. tags='skyctl,skyctl-group=g'). One page: these tests make a handful."""
+        resp = self.conn.compute.get("/servers/detail", params=filters or None, microversion="2.52")
+        assert resp.status_code == 200, resp.text
+        return list(resp.json()["servers"])
+
+
+def _connect(clouds_yaml: Path, cloud: str) -> Any:
+    import openstack
+    import openstack.config
+
+    region = openstack.config.OpenStackConfig(config_files=[str(clouds_yaml)]).get_one(cloud=cloud)
+    return openstack.connection.Connection(config=region)
+
+
+# Server names the test suites make: contract (ct-), CLI (it-), SDK-level sandbox tests (t-).
+TEST_PREFIXES = ("ct-", "it-", "t-")
+
+
+def _delete_test_servers(real: RealCloud) -> None:
+    def mine() -> list[dict[str, Any]]:
+        return [s for s in real.servers() if s["name"].startswith(TEST_PREFIXES)]
+
+    for s in mine():
+        real.conn.compute.delete_server(s["id"], ignore_missing=True)
+    deadline = time.monotonic() + 120
+    while mine():
+        assert time.monotonic() < deadline, "servers left by an earlier run are not going away"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def real_cloud() -> Iterator[RealCloud]:
+    clouds_yaml = Path(os.environ.get("OS_CLIENT_CONFIG_FILE") or STACK_DIR / "clouds.yaml")
+    if not clouds_yaml.is_file():
+        pytest.fail(f"no clouds.yaml at {clouds_yaml}: start the stack with tests/integration/openstack/up.sh "
+                    "(or set OS_CLIENT_CONFIG_FILE)", pytrace=False)
+    cloud = os.environ.get("SKYCTL_TEST_OPENSTACK_CLOUD", "skyctl")
+    admin_cloud = os.environ.get("SKYCTL_TEST_OPENSTACK_ADMIN_CLOUD", f"{cloud}-admin")
+    conn = _connect(clouds_yaml, cloud)
+    admin = _connect(clouds_yaml, admin_cloud)
+    problem = None
+    try:
+        conn.authorize()
+        admin.authorize()
+    except Exception as e:  # noqa: BLE001 - any failure here means "the stack is not there"
+        problem = type(e).__name__
+    if problem:
+        pytest.fail(f"cannot reach the OpenStack of {clouds_yaml} ({problem}): is up.sh running?", pytrace=False)
+    real = RealCloud(clouds_yaml, cloud, admin_cloud,
+                     os.environ.get("SKYCTL_TEST_OPENSTACK_IMAGE", "cirros"),
+                     os.environ.get("SKYCTL_TEST_OPENSTACK_FLAVOR", "m1.tiny"),
+                     os.environ.get("SKYCTL_TEST_OPENSTACK_NETWORK", "skyctl-net"), conn, admin)
+    # A run that died half-way may have left servers or a small quota behind: start clean.
+    _delete_test_servers(real)
+    real.set_user_instance_quota(None)
+    real.set_instance_quota(None)
+    yield real
+    real.set_user_instance_quota(None)
+    real.set_instance_quota(None)
+    conn.close()
+    admin.close()
