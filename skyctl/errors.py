@@ -31,8 +31,9 @@ class SkyError(Exception):
         self.hint = hint
 
     def line(self) -> str:
+        """One line, always: clouds put newlines and tracebacks in their messages."""
         where = f"{self.site}: " if self.site and not self.message.startswith(f"{self.site}:") else ""
-        text = f"{where}{self.message}"
+        text = " ".join(f"{where}{self.message}".split())
         return f"{text} ({self.hint})" if self.hint else text
 
     def to_json(self) -> dict[str, Any]:

@@ -84,11 +84,13 @@ def snapshot(sky: Sky, sites: list[str] | None = None,
     def look(driver: Any) -> SiteSnapshot:
         cfg = driver.site
         custom = Capability.CUSTOM_SIZES in driver.capabilities
-        # capacity() first: it authenticates; then images and flavors side by side.
-        capacity = driver.capacity()
+        # capacity() first: it authenticates; then images and flavors side by side. Each
+        # read is retried on its own: retrying the three together multiplies the odds of a
+        # flaky cloud failing one of them.
+        capacity = retrying(driver.capacity)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot") as pool:
-            images = pool.submit(driver.images)
-            flavors = () if custom else tuple(driver.flavors())
+            images = pool.submit(retrying, driver.images)
+            flavors = () if custom else tuple(retrying(driver.flavors))
             return SiteSnapshot(name=cfg.name, driver=cfg.driver, tier=cfg.tier, cost=cfg.cost,
                                 capacity=capacity, flavors=flavors, images=tuple(images.result()),
                                 custom_sizes=custom)
@@ -125,8 +127,8 @@ def _create_one(driver: Any, spec: NodeSpec, name: str, ctx: RenderedContext) ->
                             wait=wait_random_exponential(multiplier=0.2, max=3.0)):
         with attempt:
             if not first:
-                found = [n for n in driver.list({"group": spec.group, "launch": spec.labels["launch"]})
-                         if n.name == name]
+                listed = retrying(lambda: driver.list({"group": spec.group, "launch": spec.labels["launch"]}))
+                found = [n for n in listed if n.name == name]
                 if found:
                     return found[0]
             first = False

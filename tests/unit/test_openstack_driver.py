@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from skyctl.config import SiteConfig, parse
-from skyctl.model import CAPACITY_FAULT
 from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient
-from skyctl.model import NodeState, RenderedContext
+from skyctl.model import CAPACITY_FAULT, NodeState, RenderedContext
 from skyctl_openstack.driver import OpenStackDriver
 from tests.contract.suite import ContractTarget, make_spec
 from tests.sandbox.openstack_site import IMAGE, SandboxSite, start_site
@@ -324,3 +323,16 @@ def test_security_groups_are_sent_and_checked(site) -> None:
         d.create(make_spec(d, _target(site), "sg", "sg-1"), "sg-1", RenderedContext())
     assert info.value.field == "security_groups"
     d.close()
+
+
+def test_a_failed_version_discovery_is_transient_never_a_silent_downgrade(driver, site) -> None:
+    """keystoneauth answers a failed version document without microversions; taking that as
+    Nova 2.1 would create servers without tags, invisible to ps. It must be retried instead."""
+    driver.images()                      # authenticated, compute not yet discovered
+    site.world.faults.error_rate = 1.0   # the version document answers 500
+    with pytest.raises(Transient):
+        driver.list({"group": "g"})
+    site.world.faults.error_rate = 0.0
+    node = _create(driver, site)
+    assert any(t.startswith("skyctl-group=") for t in node.extra.get("tags", []))
+    assert [n.id for n in driver.list({"group": "g"})] == [node.id]

@@ -81,7 +81,13 @@ class Client:
             if self._compute_mv is None:
                 data = self._guard(lambda: self.conn.compute.get_endpoint_data(), "compute version discovery")
                 top = getattr(data, "max_microversion", None) if data is not None else None
-                self._compute_mv = (int(top[0]), int(top[1])) if top else (2, 1)
+                if not top:
+                    # keystoneauth hides a failed version document (a 5xx, a reset) and answers
+                    # without microversions. Never cache that: creating servers as if Nova were
+                    # 2.1 would drop their tags, and ps (which filters on tags) would not see them.
+                    raise Transient("compute version discovery gave no microversion; "
+                                    "will retry", site=self.site)
+                self._compute_mv = (int(top[0]), int(top[1]))
             return self._compute_mv
 
     def request(self, service: str, method: str, path: str, *, json: Any = None, params: Any = None,
