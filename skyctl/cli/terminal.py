@@ -75,7 +75,7 @@ class Terminal:
         elif fmt == OutputFormat.yaml:
             import yaml
 
-            sys.stdout.write(yaml.safe_dump(_plain(data), sort_keys=False, allow_unicode=True))
+            sys.stdout.write(yaml.dump(_plain(data), Dumper=_block_dumper(), sort_keys=False, allow_unicode=True))
         else:
             renderable = table(data) if table else data
             if isinstance(renderable, str):
@@ -100,6 +100,21 @@ class Terminal:
         from rich.prompt import Confirm
 
         return Confirm.ask(question, console=self.err, default=False)
+
+
+def _block_dumper() -> Any:
+    """A safe YAML dumper that writes multi-line text (user-data, scripts) as `|` blocks."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+        style = "|" if "\n" in value and not any(c in value for c in "\t\r") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
+    return Dumper
 
 
 def _plain(data: Any) -> Any:
