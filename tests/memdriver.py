@@ -44,6 +44,8 @@ class Cloud:
     # Hosts for this many nodes: a create beyond it is accepted, and the node then sits in
     # ERROR for lack of hosts (what Nova does asynchronously with "No valid host").
     host_slots: int | None = None
+    # The next this-many creates answer like an overloaded API (before creating anything).
+    fail_next_creates: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -105,6 +107,9 @@ class MemoryDriver(Driver):
     def create(self, spec: NodeSpec, name: str, context: RenderedContext) -> Node:
         self._check()
         with self.cloud.lock:
+            if self.cloud.fail_next_creates > 0:
+                self.cloud.fail_next_creates -= 1
+                raise Transient("HTTP 503: service unavailable", site=self.site_name)
             n, c, r = self._usage()
             hidden = self.cloud.hidden_instance_limit
             if hidden is not None and n + 1 > hidden:

@@ -21,11 +21,14 @@ from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Tra
 from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
 from skyctl.ops.inventory import prepare_access
 from skyctl.ops.sky import Sky, retrying
-from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, place
+from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, consume, place
 
 ContextFor = Callable[[str], RenderedContext]   # node name -> what that node receives
 
 _CREATE_ATTEMPTS = 4
+# Nodes on one site that may fail with Transient errors (after their own retries) before the
+# site stops taking nodes for the rest of the launch.
+_SITE_TRANSIENT_LIMIT = 3
 
 
 @dataclass
@@ -49,6 +52,7 @@ class LaunchResult:
     failures: list[Failure] = field(default_factory=list)
     full_sites: dict[str, str] = field(default_factory=dict)   # site -> why it stopped taking nodes
     site_errors: dict[str, DriverError] = field(default_factory=dict)  # sites that did not answer
+    transient: dict[str, int] = field(default_factory=dict)  # site -> nodes that failed flakily
     unplaced_reason: str | None = None
 
     @property
@@ -172,9 +176,15 @@ def _place_and_create(sky: Sky, request: Request, pending: list[str], snaps: lis
     """Rounds of plan -> parallel creates until every name is created or nothing more fits.
     Returns the names left over."""
     while pending:
-        snaps = [s if s.name not in result.full_sites else _mark_full(s, result.full_sites[s.name])
-                 for s in snaps]
-        plan = place(_with_count(request, len(pending)), snaps, sky.federation.rules, catalog_of(sky))
+        # What this launch already put on each site is no longer free there.
+        landed: dict[str, int] = {}
+        for n in result.created:
+            landed[n.site] = landed.get(n.site, 0) + 1
+        flavor_of = {d.site: d.flavor for p in result.plans for d in p.placements if d.flavor}
+        now = [s if s.name not in result.full_sites else _mark_full(s, result.full_sites[s.name]) for s in snaps]
+        now = [consume(s, landed.get(s.name, 0), flavor_of[s.name].cpus, flavor_of[s.name].memory_mib)
+               if s.name in flavor_of else s for s in now]
+        plan = place(_with_count(request, len(pending)), now, sky.federation.rules, catalog_of(sky))
         result.plans.append(plan)
         sky.reporter.plan_ready(plan)
         if plan.placed == 0:
@@ -282,18 +292,20 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
                 e.site = e.site or site
                 state.finish(intent, "failed", e.line())
                 with lock:
-                    if site not in result.full_sites:
+                    back.append(name)  # the node is placed again, here or elsewhere
+                    if not e.site_full:
+                        result.failures.append(Failure(site, name, e))
+                    flaky = e.retryable and not e.site_full
+                    if flaky:
+                        # A flaky answer that outlasted the retries: give the site a few more
+                        # chances before it is written off for this launch.
+                        result.transient[site] = result.transient.get(site, 0) + 1
+                    if site not in result.full_sites and (not flaky or result.transient[site] >= _SITE_TRANSIENT_LIMIT):
                         result.full_sites[site] = e.line()
                         if e.site_full:
                             rep.site_full(site, e.line())
                         else:
                             rep.site_error(site, e)
-                    if e.site_full:
-                        back.append(name)
-                    else:
-                        # Not a capacity problem: record it, and still try the node elsewhere.
-                        result.failures.append(Failure(site, name, e))
-                        back.append(name)
                 rep.node_failed(site, name, e)
                 return
             state.finish(intent, "done", node.id)

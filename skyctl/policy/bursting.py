@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from skyctl.model import Capacity, Limit, Tier
-from skyctl.policy.placement import Catalog, Request, SiteSnapshot, pick_flavor, pick_image, room_on
+from skyctl.model import Capacity, Tier
+from skyctl.policy.placement import Catalog, Request, SiteSnapshot, consume, pick_flavor, pick_image, room_on
 from skyctl.policy.rules import Rule
 
 
@@ -64,14 +64,6 @@ def _free_cores(cap: Capacity | None) -> int | None:
     return None if cap is None else cap.cores.free
 
 
-def _take(cap: Capacity, cpus: int, memory_mib: int) -> Capacity:
-    def use(lim: Limit, n: int) -> Limit:
-        return replace(lim, used=lim.used + n)
-
-    return replace(cap, instances=use(cap.instances, 1), cores=use(cap.cores, cpus),
-                   ram_mib=use(cap.ram_mib, memory_mib))
-
-
 def decide_moves(rule: Rule, sites: Sequence[SiteSnapshot], burst: Sequence[BurstNode], *,
                  last_move_at: float | None, now: float, catalog: Catalog = Catalog()) -> RuleTick:
     home = rule.home
@@ -100,8 +92,7 @@ def decide_moves(rule: Rule, sites: Sequence[SiteSnapshot], burst: Sequence[Burs
             reasons.append(f"{node.name}: {why}")
             continue
         moves.append(Move(node.name, node.group, node.site, target.name, why))
-        locals_ = [replace(s, capacity=_take(s.capacity, node.cpus, node.memory_mib))
-                   if s.name == target.name and s.capacity is not None else s for s in locals_]
+        locals_ = [consume(s, 1, node.cpus, node.memory_mib) if s.name == target.name else s for s in locals_]
     return RuleTick(rule.name, tuple(moves), len(mine), tuple(dict.fromkeys(reasons)))
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from skyctl.model import Capacity, Flavor, ImageRef, Resources, Tier
+from skyctl.model import Capacity, Flavor, ImageRef, Limit, Resources, Tier
 from skyctl.policy.rules import Rule, RuleOrder, rule_for
 
 
@@ -32,6 +32,20 @@ class SiteSnapshot:
     custom_sizes: bool = False        # any cpus/memory is accepted (OpenNebula)
     error: str | None = None
     full: str | None = None           # marked full during this launch, with the reason
+
+
+def consume(site: SiteSnapshot, count: int, cpus: int, memory_mib: int) -> SiteSnapshot:
+    """The snapshot after `count` more nodes of this size landed on the site."""
+    cap = site.capacity
+    if cap is None or count == 0:
+        return site
+
+    def use(lim: Limit, n: int) -> Limit:
+        return replace(lim, used=lim.used + n)
+
+    return replace(site, capacity=replace(cap, instances=use(cap.instances, count),
+                                          cores=use(cap.cores, count * cpus),
+                                          ram_mib=use(cap.ram_mib, count * memory_mib)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,3 +176,20 @@ def test_deleting_a_group_whose_nodes_never_came_up_forgets_it(run: Runner, sky_
     res = run("delete", "empty", "--yes")
     assert res.code == 0 and "nothing to delete" in res.err
     assert run("delete", "empty", "--yes").code == 1  # now unknown
+
+
+def test_one_node_failing_flakily_does_not_write_the_site_off(run: Runner, two_sites) -> None:  # type: ignore[no-untyped-def]
+    # More failures in a row than one node's retries, fewer than the site's allowance.
+    memdriver.cloud("home").fail_next_creates = 5
+    res = run("launch", "fl", "--count", "2", "-o", "json")
+    assert res.code == 0, res.err
+    assert sorted(n["site"] for n in res.json()["nodes"]) == ["home", "home"]
+    assert "home" not in res.json()["full_sites"]
+
+
+def test_a_site_that_keeps_failing_is_written_off_and_the_rest_fail_over(run: Runner, two_sites) -> None:  # type: ignore[no-untyped-def]
+    memdriver.cloud("home").fail_next_creates = 1000
+    res = run("launch", "fl", "--count", "3", "-o", "json")
+    assert res.code == 0, res.err
+    assert sorted(n["site"] for n in res.json()["nodes"]) == ["cc", "cc", "cc"]
+    assert "503" in res.json()["full_sites"]["home"]
