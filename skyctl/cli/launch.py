@@ -26,7 +26,8 @@ ContextOpt = Annotated[list[str] | None, typer.Option("--context", metavar="PROF
                                                       "repeatable, merged in order. Default: defaults.contexts.")]
 VarFileOpt = Annotated[list[str] | None, typer.Option("--var-file", metavar="FILE",
                                                       help="YAML file of context variables (repeatable).")]
-WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every node is running.")]
+WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every node is ready: running, "
+                                        "SSH login works with the delivered key, context finished.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan with its reasons; create nothing.")]
 
 
@@ -120,9 +121,11 @@ def launch(
     over to the next site. Exits 3 when only part of the group could be created, 4 when no
     site had room.
 
+    \b
     Examples:
-      skyctl launch web --count 3 --image alma9 --size small
-      skyctl launch job --count 40 --cpus 2 --memory 4GiB --context base --context htcondor-worker --var condor_host=cm.example
+      skyctl launch web --count 3 --image alma9 --size small --wait
+      SKYCTL_VAR_pool_token=... skyctl launch job --count 40 --cpus 2 --memory 4GiB \\
+          --context base --context htcondor-worker --var central_manager=cm.example
       skyctl launch one --image cirros --size m1.tiny --site home
     """
     from skyctl.cli.runtime import open_sky
