@@ -33,6 +33,11 @@ class Sky:
     def json(self, *args: str, code: int = 0) -> Any:
         return json.loads(self.run(*args, "-o", "json", code=code).stdout)
 
+    def wipe(self) -> None:
+        groups = sorted({n["group"] for n in self.json("ps") if n["group"]})
+        if groups:
+            self.run("delete", *groups, "--yes")
+
     def sites_of(self, group: str) -> Counter[str]:
         return Counter(n["site"] for n in self.json("ps", group))
 
@@ -87,3 +92,95 @@ def test_overflow_move_home_and_fill_order(sky: Sky) -> None:
     assert more["created"] == 28 and more["missing"] == 2
     assert Counter(n["site"] for n in more["nodes"]) == {"sara": 28}
     sky.run("launch", "one", "--count", "1", code=4)
+
+
+def _interrupt(sky: Sky, args: list[str], when: Any) -> subprocess.CompletedProcess[str]:
+    """Run skyctl and send it SIGINT (what Ctrl-C sends) once `when()` is true."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([SKYCTL, *args], env=sky.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not when() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _vms(sky: Sky, site: str) -> int:
+    status = sky.json("sandbox", "status")
+    return int(next(s for s in status["sites"] if s["name"] == site)["vms"])
+
+
+def test_ctrl_c_mid_launch_keeps_what_was_made_and_loses_nothing(sky: Sky) -> None:
+    sky.wipe()
+    sky.run("sandbox", "fault", "sara", "--latency", "150")
+    try:
+        # Interrupted once the cloud holds its first VMs, with most creates still to go.
+        done = _interrupt(sky, ["launch", "cc1", "--count", "30", "--site", "sara"], lambda: _vms(sky, "sara") >= 2)
+    finally:
+        sky.run("sandbox", "fault", "sara", "--latency", "0")
+    assert done.returncode == 130, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in done.stderr
+    on_cloud = sky.json("ps", "cc1")
+    assert 0 < len(on_cloud) < 30
+    # Nothing is lost: what the cloud holds is exactly what skyctl recorded.
+    rec = sky.json("reconcile")
+    assert rec["adopted"] == [] and rec["orphans"] == [] and rec["duplicates"] == []
+    sky.run("delete", "cc1", "--yes")
+
+
+def test_burst_watch_stops_cleanly_on_ctrl_c(sky: Sky) -> None:
+    import time
+
+    start = time.monotonic()
+    done = _interrupt(sky, ["burst", "watch", "--interval", "1"], lambda: time.monotonic() - start > 3)
+    assert done.returncode == 0, done.stderr
+    assert "tick 1:" in done.stderr and "stopped after" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _on_a_terminal(sky: Sky, args: list[str], answer: str) -> tuple[int, str]:
+    """Run skyctl with a pseudo-terminal as stdin/stdout/stderr, type `answer` at its prompt."""
+    import os
+    import pty
+    import select
+    import time
+
+    main_fd, tty_fd = pty.openpty()
+    proc = subprocess.Popen([SKYCTL, *args], env=sky.env, stdin=tty_fd, stdout=tty_fd, stderr=tty_fd,
+                            start_new_session=True)
+    os.close(tty_fd)
+    seen = b""
+    answered = False
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main_fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(main_fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not answered and b"[y/n]" in seen:
+            os.write(main_fd, answer.encode() + b"\r")
+            answered = True
+        if proc.poll() is not None and not ready:
+            break
+    os.close(main_fd)
+    return proc.wait(timeout=30), seen.decode(errors="replace")
+
+
+def test_delete_asks_on_a_terminal(sky: Sky) -> None:
+    sky.wipe()
+    sky.run("launch", "ask", "--count", "2", "--site", "home")
+    code, screen = _on_a_terminal(sky, ["delete", "ask"], "n")
+    assert "Delete 2 node(s): ask-0, ask-1?" in screen and code == 1
+    assert len(sky.json("ps", "ask")) == 2
+    code, screen = _on_a_terminal(sky, ["delete", "ask"], "y")
+    assert code == 0, screen
+    assert sky.json("ps") == []
