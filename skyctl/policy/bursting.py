@@ -13,7 +13,7 @@ The ops layer carries the moves out make-before-break.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from skyctl.model import Capacity, Tier

@@ -4,7 +4,6 @@ secrets that must never show, files that must stay private. Nothing may be lost 
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -15,52 +14,20 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from tests.skycli import SkyCli as Sky
+from tests.skycli import sandbox
 
 pytestmark = pytest.mark.drill
 SKYCTL = str(Path(sys.executable).with_name("skyctl"))
 
 
-class Sky:
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("SKYCTL_", "OS_", "ONE_"))}
-        self.env.update(SKYCTL_HOME=str(home), NO_COLOR="1", HOME=str(home / "user"))
-        (home / "user").mkdir(exist_ok=True)
-
-    def run(self, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([SKYCTL, *args], env=self.env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode in ok, f"skyctl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}"
-        assert "Traceback" not in proc.stderr or "--debug" in args, proc.stderr
-        return proc
-
-    def json(self, *args: str, ok: tuple[int, ...] = (0,)) -> Any:
-        return json.loads(self.run(*args, "-o", "json", ok=ok).stdout)
-
-    def clear_faults(self) -> None:
-        for site in ("home", "cc", "sara"):
-            self.run("sandbox", "fault", site, "--latency", "0", "--error-rate", "0", "--up")
-
-    def nodes(self) -> list[dict[str, Any]]:
-        return self.json("ps")
-
-    def wipe(self) -> None:
-        groups = sorted({n["group"] for n in self.nodes() if n["group"]})
-        if groups:
-            self.run("delete", *groups, "--yes")
-        assert self.nodes() == []
-
-
 @pytest.fixture(scope="module")
 def sky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sky]:
-    s = Sky(tmp_path_factory.mktemp("drill-home"))
-    s.run("sandbox", "up", "--boot-delay", "0.3")
-    try:
+    with sandbox(tmp_path_factory.mktemp("drill-home"), boot_delay=0.3) as s:
         yield s
-    finally:
-        s.run("sandbox", "down", ok=(0, 1))
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ cost 2, 32), rule overflow-home with a home policy."""
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 import threading
@@ -16,40 +14,16 @@ from typing import Any
 
 import pytest
 
+from tests.skycli import SkyCli as Sky
+from tests.skycli import sandbox
+
 SKYCTL = str(Path(sys.executable).with_name("skyctl"))
-
-
-class Sky:
-    def __init__(self, home: Path) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("SKYCTL_", "OS_", "ONE_"))}
-        self.env.update(SKYCTL_HOME=str(home), NO_COLOR="1", HOME=str(home / "user"))
-        (home / "user").mkdir(exist_ok=True)
-
-    def run(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([SKYCTL, *args], env=self.env, capture_output=True, text=True, timeout=300)
-        assert proc.returncode == code, f"skyctl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}"
-        return proc
-
-    def json(self, *args: str, code: int = 0) -> Any:
-        return json.loads(self.run(*args, "-o", "json", code=code).stdout)
-
-    def wipe(self) -> None:
-        groups = sorted({n["group"] for n in self.json("ps") if n["group"]})
-        if groups:
-            self.run("delete", *groups, "--yes")
-
-    def sites_of(self, group: str) -> Counter[str]:
-        return Counter(n["site"] for n in self.json("ps", group))
 
 
 @pytest.fixture(scope="module")
 def sky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sky]:
-    s = Sky(tmp_path_factory.mktemp("sky-home"))
-    s.run("sandbox", "up", "--boot-delay", "0.2")
-    try:
+    with sandbox(tmp_path_factory.mktemp("sky-home"), boot_delay=0.2) as s:
         yield s
-    finally:
-        s.run("sandbox", "down")
 
 
 def test_overflow_move_home_and_fill_order(sky: Sky) -> None:
@@ -88,10 +62,10 @@ def test_overflow_move_home_and_fill_order(sky: Sky) -> None:
     assert Counter(order) == {"home": 4, "cc": 16, "sara": 4}
     assert order == sorted(order, key=["home", "cc", "sara"].index)  # home, then cc, then sara
 
-    more = sky.json("launch", "more", "--count", "30", code=3)
+    more = sky.json("launch", "more", "--count", "30", ok=(3,))
     assert more["created"] == 28 and more["missing"] == 2
     assert Counter(n["site"] for n in more["nodes"]) == {"sara": 28}
-    sky.run("launch", "one", "--count", "1", code=4)
+    sky.run("launch", "one", "--count", "1", ok=(4,))
 
 
 def _interrupt(sky: Sky, args: list[str], when: Any) -> subprocess.CompletedProcess[str]:
