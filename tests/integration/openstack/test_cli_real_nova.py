@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.openstack.conftest import ASYNC_QUOTA_RACE, RealCloud
+from tests.integration.openstack.conftest import RealCloud
 
 pytestmark = pytest.mark.integration
 
@@ -219,7 +219,6 @@ def test_project_quota_shortfall_is_named(real_cloud: RealCloud, make_sky: Calla
         _delete_group(real_cloud, sky, group)
 
 
-@pytest.mark.xfail(strict=False, reason=ASYNC_QUOTA_RACE)
 def test_quota_runs_out_mid_launch_makes_one_and_exits_3(
         real_cloud: RealCloud, make_sky: Callable[..., Sky], group: str, room_for_one_for_user: None) -> None:
     # One create at a time. When the first is in Nova's cell database before the second is
