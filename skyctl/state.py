@@ -237,9 +237,6 @@ class State:
                                (status,) if status else ()).fetchall()
         return [Intent(*r) for r in rows]
 
-    def known_launches(self) -> set[str]:
-        return {r[0] for r in self.db.execute("SELECT DISTINCT launch_id FROM intents")}
-
     # ---------------------------------------------------------------- bursting
     def log_burst(self, rule: str, action: str) -> None:
         with self.tx() as db:

@@ -13,7 +13,7 @@ from typing import Any
 
 from skyctl.errors import DriverError, SkyError
 from skyctl.model import Node, Tier
-from skyctl.ops.inventory import list_nodes
+from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.launch import ContextFor, catalog_of, launch, snapshot, wait_running
 from skyctl.ops.sky import Sky, retrying
 from skyctl.policy.bursting import Move, RuleTick, burst_nodes, decide_moves
@@ -93,7 +93,7 @@ def move_home(sky: Sky, move: Move, old: Node, context_for: ContextFor) -> MoveO
         new = wait_running(sky, [new], res.launch_id)[0]
     except (SkyError, KeyboardInterrupt) as e:
         # The replacement never came up: remove it, keep the remote node (break nothing).
-        _delete_quietly(sky, new)
+        delete_nodes(sky, [new])  # reports its own failure; the remote node stays either way
         if isinstance(e, KeyboardInterrupt):
             raise
         return MoveOutcome(move, False, new.name, error=f"{new.name} did not become running: {e.line()}")
@@ -107,9 +107,3 @@ def move_home(sky: Sky, move: Move, old: Node, context_for: ContextFor) -> MoveO
     return MoveOutcome(move, True, new.name)
 
 
-def _delete_quietly(sky: Sky, node: Node) -> None:
-    try:
-        retrying(lambda: sky.driver(node.site).delete([node.id]))
-        sky.state.forget_node(node.name)
-    except DriverError as e:
-        sky.reporter.site_error(node.site, e)

@@ -14,12 +14,12 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient
+from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient, with_site
 from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
-from skyctl.ops.inventory import prepare_access
+from skyctl.ops.inventory import delete_nodes, prepare_access
 from skyctl.ops.sky import Sky, retrying
 from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, consume, place
 
@@ -230,25 +230,15 @@ def _wait_and_drop_faulted(sky: Sky, fresh: list[Node], launch_id: str, result: 
         if n.site not in result.full_sites:
             result.full_sites[n.site] = why
             sky.reporter.site_full(n.site, why)
-        sky.state.forget_node(n.name)
-    per_site: dict[str, list[str]] = {}
-    for n in faulted:
-        per_site.setdefault(n.site, []).append(n.id)
-    for site, err in sky.fanout(lambda d: d.delete(per_site[d.site_name]), list(per_site)).items():
-        if isinstance(err, DriverError):
-            sky.reporter.site_error(site, err)
+    delete_nodes(sky, faulted)
     return [n.name for n in faulted]
 
 
 def _with_count(req: Request, n: int) -> Request:
-    from dataclasses import replace
-
     return replace(req, count=n)
 
 
 def _mark_full(s: SiteSnapshot, why: str) -> SiteSnapshot:
-    from dataclasses import replace
-
     return replace(s, full=why)
 
 
@@ -289,7 +279,7 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
             try:
                 node = _create_one(sky.driver(site), spec, name, ctx)
             except DriverError as e:
-                e.site = e.site or site
+                with_site(e, site)
                 state.finish(intent, "failed", e.line())
                 with lock:
                     back.append(name)  # the node is placed again, here or elsewhere

@@ -1,7 +1,7 @@
 """Progress events out of the ops layer. The CLI subclasses this; tests record events.
 
 Ops never prints: it tells the reporter what happened, and the reporter decides how (a
-progress bar on a terminal, nothing when piped, events in a list in tests).
+progress bar on a terminal, nothing when piped).
 """
 
 from __future__ import annotations
@@ -32,21 +32,3 @@ class Reporter:
     def message(self, text: str) -> None: ...
 
     def finished(self) -> None: ...
-
-
-class RecordingReporter(Reporter):
-    """Keeps every event (tests, JSON output of what happened)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-
-    def __getattribute__(self, name: str) -> Any:
-        attr = object.__getattribute__(self, name)
-        if name.startswith("_") or name == "events" or not callable(attr):
-            return attr
-
-        def record(*args: Any, **kwargs: Any) -> Any:
-            object.__getattribute__(self, "events").append((name, args))
-            return attr(*args, **kwargs)
-
-        return record

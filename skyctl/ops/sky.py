@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from skyctl.config import Federation
 from skyctl.drivers import Driver, registry
-from skyctl.errors import DriverError, SkyError, Transient
+from skyctl.errors import DriverError, SkyError, Transient, with_site
 from skyctl.ops.reporter import Reporter
 from skyctl.state import State
 
@@ -75,9 +75,7 @@ class Sky:
             try:
                 return site, retrying(lambda: fn(self.driver(site)))
             except DriverError as e:
-                if e.site is None:
-                    e.site = site
-                return site, e
+                return site, with_site(e, site)
             except SkyError:
                 raise
             except OSError as e:  # a driver that let a socket error escape
