@@ -27,17 +27,19 @@ class Result:
 Runner = Callable[..., Result]
 
 
+def invoke(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
+    """`skyctl ARGS` in this process: its exit code, stdout and stderr."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    cap = capsys.readouterr()
+    code = info.value.code
+    return Result(code if isinstance(code, int) else (0 if code is None else 1), cap.out, cap.err)
+
+
 @pytest.fixture
 def run(capsys: pytest.CaptureFixture[str], memory_driver: None) -> Runner:
-    def _run(*args: str) -> Result:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as info:
-            main(list(args))
-        cap = capsys.readouterr()
-        code = info.value.code
-        return Result(code if isinstance(code, int) else (0 if code is None else 1), cap.out, cap.err)
-
-    return _run
+    return lambda *args: invoke(capsys, *args)
 
 
 def federation(**sites: dict[str, Any]) -> dict[str, Any]:

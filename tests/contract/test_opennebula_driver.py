@@ -14,29 +14,20 @@ import pytest
 from skyctl.config import SiteConfig
 from skyctl.errors import AuthError, InvalidRequest, NotFound, Transient
 from skyctl.model import EMPTY_CONTEXT, Capability, NodeState, RenderedContext
-from skyctl.sandbox import spec as sandbox_spec
 from skyctl.sandbox.opennebula_api import OpenNebulaFront
 from skyctl.sandbox.world import SiteWorld
 from skyctl_opennebula import driver as one_driver
 from skyctl_opennebula.driver import OpenNebulaDriver, OpenNebulaOptions
 from tests.contract.suite import ContractTarget, DriverContract, make_spec, wait_state
+from tests.sandbox.one_site import make_world, serving
 
 PASSWORD = "contract-pw-7f3a91"
 
 
-def make_world(boot_delay: float = 0.05) -> SiteWorld:
-    spec = sandbox_spec.resolve()
-    world = sandbox_spec.build_world("cc", spec["sites"]["cc"], spec, seed=2)
-    world.faults.boot_delay = boot_delay
-    return world
-
-
 @pytest.fixture
 def front() -> Iterator[OpenNebulaFront]:
-    f = OpenNebulaFront(make_world(), password=PASSWORD)
-    f.start()
-    yield f
-    f.stop()
+    with serving(make_world(seed=2), PASSWORD) as f:
+        yield f
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skyctl.cli.main import main
+from tests.cli.conftest import Runner, invoke
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "contexts"
@@ -25,24 +25,9 @@ SKYCTL = str(Path(sys.executable).with_name("skyctl"))
 TOKEN = "pool-T0KEN-never-shown"
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
-def run(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
-    def _run(*args: str) -> Result:
-        capsys.readouterr()
-        with pytest.raises(SystemExit) as info:
-            main(list(args))
-        cap = capsys.readouterr()
-        code = info.value.code
-        return Result(code if isinstance(code, int) else (0 if code is None else 1), cap.out, cap.err)
-
-    return _run
+def run(capsys: pytest.CaptureFixture[str]) -> Runner:
+    return lambda *args: invoke(capsys, *args)
 
 
 def shell(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

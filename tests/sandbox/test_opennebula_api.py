@@ -16,28 +16,19 @@ import pyone
 import pytest
 import requests
 
-from skyctl.sandbox import spec as sandbox_spec
 from skyctl.sandbox.opennebula_api import OpenNebulaFront, parse_template
 from skyctl.sandbox.world import SiteWorld
 from tests.sandbox import one_xsd
+from tests.sandbox.one_site import make_world, serving
 
 PASSWORD = "s3cret-sandbox-pw"
 SESSION = f"oneadmin:{PASSWORD}"
 
 
-def make_world(boot_delay: float = 0.05, **site: object) -> SiteWorld:
-    spec = sandbox_spec.resolve({"sites": {"cc": dict(site)}} if site else None)
-    world = sandbox_spec.build_world("cc", spec["sites"]["cc"], spec, seed=1)
-    world.faults.boot_delay = boot_delay
-    return world
-
-
 @pytest.fixture
 def front() -> Iterator[OpenNebulaFront]:
-    f = OpenNebulaFront(make_world(), password=PASSWORD)
-    f.start()
-    yield f
-    f.stop()
+    with serving(make_world(), PASSWORD) as f:
+        yield f
 
 
 @pytest.fixture
