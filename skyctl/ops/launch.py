@@ -99,7 +99,7 @@ def snapshot(sky: Sky, sites: list[str] | None = None,
                                 capacity=capacity, flavors=flavors, images=tuple(images.result()),
                                 custom_sizes=custom)
 
-    results = sky.fanout(look, sites)
+    results = sky.fanout(look, sites, retry=False)  # `look` retries each read itself
     out: list[SiteSnapshot] = []
     for name, res in results.items():
         if isinstance(res, DriverError):

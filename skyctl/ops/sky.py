@@ -63,17 +63,20 @@ class Sky:
                 self._drivers[site] = drv
             return drv
 
-    def fanout(self, fn: Callable[[Driver], T], sites: Iterable[str] | None = None) -> dict[str, T | DriverError]:
+    def fanout(self, fn: Callable[[Driver], T], sites: Iterable[str] | None = None, *,
+               retry: bool = True) -> dict[str, T | DriverError]:
         """Call `fn(driver)` on every site at once; a site's failure is returned, not raised.
 
         `fn` must be safe to repeat (reads, deletes): a Transient failure is retried with
-        backoff before the site counts as failed. Creates never come through here."""
+        backoff before the site counts as failed. Creates never come through here. A `fn`
+        that retries its own calls passes retry=False (retries must not multiply)."""
         names = list(sites) if sites is not None else self.site_names
         results: dict[str, T | DriverError] = {}
 
         def one(site: str) -> tuple[str, T | DriverError]:
             try:
-                return site, retrying(lambda: fn(self.driver(site)))
+                call = lambda: fn(self.driver(site))  # noqa: E731
+                return site, retrying(call) if retry else call()
             except DriverError as e:
                 return site, with_site(e, site)
             except SkyError:
