@@ -26,6 +26,7 @@ from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSn
 ContextFor = Callable[[str], RenderedContext]   # node name -> what that node receives
 
 _CREATE_ATTEMPTS = 4
+SNAPSHOT_ATTEMPTS = 8
 # Nodes on one site that may fail with Transient errors (after their own retries) before the
 # site stops taking nodes for the rest of the launch.
 _SITE_TRANSIENT_LIMIT = 3
@@ -89,12 +90,14 @@ def snapshot(sky: Sky, sites: list[str] | None = None,
         cfg = driver.site
         custom = Capability.CUSTOM_SIZES in driver.capabilities
         # capacity() first: it authenticates; then images and flavors side by side. Each
-        # read is retried on its own: retrying the three together multiplies the odds of a
-        # flaky cloud failing one of them.
-        capacity = retrying(driver.capacity)
+        # read is retried on its own (retrying the three together multiplies the odds of a
+        # flaky cloud failing one of them), and more patiently than other reads: a site
+        # missing from the snapshot is lost to the whole launch, and the first call carries
+        # authentication and version discovery too.
+        capacity = retrying(driver.capacity, SNAPSHOT_ATTEMPTS)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot") as pool:
-            images = pool.submit(retrying, driver.images)
-            flavors = () if custom else tuple(retrying(driver.flavors))
+            images = pool.submit(retrying, driver.images, SNAPSHOT_ATTEMPTS)
+            flavors = () if custom else tuple(retrying(driver.flavors, SNAPSHOT_ATTEMPTS))
             return SiteSnapshot(name=cfg.name, driver=cfg.driver, tier=cfg.tier, cost=cfg.cost,
                                 capacity=capacity, flavors=flavors, images=tuple(images.result()),
                                 custom_sizes=custom)

@@ -23,11 +23,11 @@ T = TypeVar("T")
 READ_ATTEMPTS = 4
 
 
-def retrying(call: Callable[[], T]) -> T:
+def retrying(call: Callable[[], T], attempts: int = READ_ATTEMPTS) -> T:
     """Repeat an idempotent call on Transient errors (5xx, resets, timeouts) with jittered backoff."""
     from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-    for attempt in Retrying(stop=stop_after_attempt(READ_ATTEMPTS), reraise=True,
+    for attempt in Retrying(stop=stop_after_attempt(attempts), reraise=True,
                             retry=retry_if_exception_type(Transient),
                             wait=wait_random_exponential(multiplier=0.1, max=2.0)):
         with attempt:
