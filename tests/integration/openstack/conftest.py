@@ -23,19 +23,6 @@ from typing import Any
 import pytest
 
 
-# Why the driver-level quota contract may fail on real Nova (xfail, not strict: it depends on
-# how fast Nova's conductor is). Nova counts a server against the quota only once its conductor
-# has written it to the cell database, ~0.25-0.3 s after POST /servers answered 202, so a second
-# create can pass the API's check and fail later in ERROR with fault 413 "Quota exceeded for
-# instances: ...". The driver alone then returns a pending node, not QuotaExceeded; skyctl's
-# launch handles both (it looks once after the creates and fails such nodes over), which the
-# CLI tests check without any xfail.
-ASYNC_QUOTA_RACE = (
-    "real Nova timing: the second create can pass Nova's API quota check (202) and fail ~0.3 s later in "
-    "ERROR with fault {code: 413, message: 'Quota exceeded for instances: ...'}; create() then returns a "
-    "pending node instead of raising QuotaExceeded (launch fails such nodes over). Passes when the "
-    "conductor is fast (cold-started stack here: 5/5), fails when slow (warm restart: 6/6)")
-
 # Read at import: the suite's autouse fixtures point HOME at a temporary folder later on.
 STACK_DIR = Path(os.environ.get("SKYCTL_OPENSTACK_DIR") or Path.home() / ".cache" / "skyctl-openstack")
 
