@@ -26,9 +26,6 @@ import inspect
 import math
 import re
 import socket
-import socketserver
-import sys
-import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
@@ -37,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
+from skyctl.sandbox.serving import KeepAliveServer
 from skyctl.sandbox.world import QuotaError, SiteWorld, SVM
 
 ONE_VERSION = "7.0.0"
@@ -242,15 +240,9 @@ def _mac(vm_id: int) -> str:
 # ---------------------------------------------------------------- the front-end
 
 
-class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
+class _Server(KeepAliveServer, SimpleXMLRPCServer):
     def __init__(self, front: OpenNebulaFront, addr: tuple[str, int]) -> None:
         self.front = front
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
         super().__init__(addr, requestHandler=_Handler, logRequests=False, allow_none=False,
                          encoding="utf-8", bind_and_activate=True)
 
@@ -258,31 +250,9 @@ class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         return self.front.dispatch(method, params)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        with self._conns_lock:
-            self._conns.add(request)
-            self.front.connections_accepted += 1
+        # Called on the one accepting thread, so the count needs no lock.
+        self.front.connections_accepted += 1
         super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._conns_lock:
-            self._conns.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients hanging up (timeouts, dropped pools) are normal; anything else is a bug to show.
-        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
-            return
-        super().handle_error(request, client_address)
-
-    def drop_connections(self) -> None:
-        """Close kept-alive connections too, so a stopped front answers nothing."""
-        with self._conns_lock:
-            conns, self._conns = list(self._conns), set()
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 class _Handler(SimpleXMLRPCRequestHandler):
@@ -330,7 +300,6 @@ class OpenNebulaFront:
         self.gid, self.gname = (0, "oneadmin") if username == "oneadmin" else (1, "users")
         self.connections_accepted = 0   # TCP connections taken; shows whether clients reuse them
         self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._started_at = int(time.time())
         self._methods: dict[str, Callable[..., Any]] = {
             "one.system.version": self._system_version,
@@ -361,20 +330,12 @@ class OpenNebulaFront:
         server = _Server(self, (self.host, self.port))
         self.port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"one-front-{self.world.name}", daemon=True)
-        self._thread.start()
+        server.serve_in_thread(f"one-front-{self.world.name}", poll_interval=0.05)
 
     def stop(self) -> None:
         server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        server.drop_connections()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if server is not None:
+            server.stop_serving()
 
     # ------------------------------------------------------------ dispatch
     def dispatch(self, method: str, params: tuple[Any, ...]) -> list[Any]:

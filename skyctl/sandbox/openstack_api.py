@@ -25,10 +25,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from skyctl.sandbox.serving import KeepAliveServer
 from skyctl.sandbox.world import FloatingIPError, NoHostError, QuotaError, SFloatingIP, SiteWorld, SVM
 
 MIN_MICROVERSION = (2, 1)
@@ -180,10 +181,7 @@ class OpenStackFront:
         self.external_subnet_id = _stable_id(world.name, "subnet", EXTERNAL_NETWORK_NAME)
         self.router_id = _stable_id(world.name, "router", "router1")
         self.security_groups = {DEFAULT_SG: _stable_id(world.name, "sg", DEFAULT_SG)}
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._conns: set[socket.socket] = set()
-        self._conns_lock = threading.Lock()
+        self._httpd: _Server | None = None
         self._mac_counter = itertools.count(1)
         # server id -> {(microversion, admin, detail): (what it showed, JSON bytes)}
         self._views: dict[str, dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes]]] = {}
@@ -204,27 +202,12 @@ class OpenStackFront:
         httpd.front = self
         self.port = httpd.server_address[1]
         self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name=f"openstack-{self.world.name}", daemon=True)
-        self._thread.start()
+        httpd.serve_in_thread(f"openstack-{self.world.name}", poll_interval=0.2)
 
     def stop(self) -> None:
         httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        # Keep-alive connections would otherwise go on being served by their threads.
-        with self._conns_lock:
-            conns, self._conns = list(self._conns), set()
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        if httpd is not None:
+            httpd.stop_serving()
 
     def __enter__(self) -> OpenStackFront:
         self.start()
@@ -232,10 +215,6 @@ class OpenStackFront:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-    def _track(self, conn: socket.socket, add: bool) -> None:
-        with self._conns_lock:
-            (self._conns.add if add else self._conns.discard)(conn)
 
     # ------------------------------------------------------------------ dispatch
     def handle(self, req: _Request) -> _Reply:
@@ -1660,26 +1639,9 @@ def _console_text(vm: SVM) -> str:
 # ---------------------------------------------------------------------- HTTP plumbing
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+class _Server(KeepAliveServer, HTTPServer):
     front: OpenStackFront
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that hung up (timeout, outage drill) is normal here: no traceback on stderr.
-        import sys
-
-        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError, OSError)):
-            super().handle_error(request, client_address)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        self.front._track(request, True)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        self.front._track(request, False)
-        super().shutdown_request(request)
+    quiet_errors = (OSError,)   # any socket error: a client that hung up or an outage drill
 
 
 class _Handler(BaseHTTPRequestHandler):
