@@ -83,20 +83,13 @@ def _parse_vars(pairs: list[str] | None) -> dict[str, str]:
     return out
 
 
-def _plan_table(plans: list[dict[str, Any]]) -> Any:
-    from rich.console import Group
-
-    tables = []
-    for i, p in enumerate(plans):
-        title = f"plan for {p['group']}: {p['placed']} of {p['requested']} placed"
-        if len(plans) > 1:
-            title = f"round {i + 1}: " + title
-        if p["unplaced"]:
-            title += f"; {p['unplaced']} unplaced ({p['unplaced_reason']})"
-        tables.append(term().table(["SITE", "NODES", "IMAGE", "FLAVOR", "WHY"],
-                                   [(d["site"], d["count"], d["image"] or "-", d["flavor"] or "-",
-                                     "; ".join(d["reasons"])) for d in p["sites"]], title=title))
-    return Group(*tables)
+def _plan_table(p: dict[str, Any]) -> Any:
+    title = f"plan for {p['group']}: {p['placed']} of {p['requested']} placed"
+    if p["unplaced"]:
+        title += f"; {p['unplaced']} unplaced ({p['unplaced_reason']})"
+    return term().table(["SITE", "NODES", "IMAGE", "FLAVOR", "WHY"],
+                        [(d["site"], d["count"], d["image"] or "-", d["flavor"] or "-",
+                          "; ".join(d["reasons"])) for d in p["sites"]], title=title)
 
 
 def launch(
@@ -130,7 +123,6 @@ def launch(
     """
     from skyctl.cli.runtime import open_sky
 
-    t = term()
     with open_sky() as sky:
         fed = sky.federation
         req = _request(group, count, image, size, cpus, memory, site, fed)
@@ -141,10 +133,7 @@ def launch(
         if dry_run:
             from skyctl.ops.launch import plan_launch
 
-            plan = plan_launch(sky, req)
-            data = plan.to_json()
-            t.emit(data, output, table=lambda d: _plan_table([d]))
-            _exit_for_plan(plan)
+            _show_plan(plan_launch(sky, req), output)
             return
 
         from skyctl.ops.launch import launch as do_launch
@@ -175,8 +164,7 @@ def plan(
     with open_sky() as sky:
         req = _request(group, count, image, size, cpus, memory, site, sky.federation)
         p = plan_launch(sky, req)
-    term().emit(p.to_json(), output, table=lambda d: _plan_table([d]))
-    _exit_for_plan(p)
+    _show_plan(p, output)
 
 
 def _context_builder(profiles: list[str], variables: dict[str, str], var_files: list[str],
@@ -204,9 +192,11 @@ def _context_builder(profiles: list[str], variables: dict[str, str], var_files: 
     return context_for, masked
 
 
-def _exit_for_plan(plan: Any) -> None:
+def _show_plan(plan: Any, output: OutputFormat) -> None:
+    """Print the plan (launch --dry-run and plan alike); exit 4 if nothing fits, 3 if part does."""
     from skyctl.errors import EXIT_NO_CAPACITY, EXIT_PARTIAL
 
+    term().emit(plan.to_json(), output, table=_plan_table)
     if plan.placed == 0:
         term().warn(f"no site can host {plan.request.group}: {plan.unplaced_reason}")
         raise typer.Exit(EXIT_NO_CAPACITY)
