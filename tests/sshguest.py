@@ -9,11 +9,8 @@ like a bastion does for `ssh -J`.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import os
-import posixpath
 import socket
 import subprocess
 import threading
@@ -21,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
-from paramiko.sftp import SFTP_OK
+
+# The sandbox VMs' own SFTP server, host-key maker and fingerprint: this guest serves the
+# same way, with a cloud-init status the test switches and bastion forwarding on top.
+from skyctl.sandbox.vmssh import RootedSftp, fingerprint
+from skyctl.sandbox.vmssh import new_host_key as new_key
 
 _CLOUD_INIT = """#!/bin/sh
 [ "$1" = status ] || { echo "usage: cloud-init status" >&2; exit 2; }
@@ -32,21 +33,13 @@ exit 0
 """
 
 
-def _ed25519_pem() -> str:
+def new_key_pair(path: Path) -> tuple[Path, str]:
+    """A client key pair as ssh-keygen leaves it: private 0600, public beside it."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    return Ed25519PrivateKey.generate().private_bytes(
+    pem = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()).decode()
-
-
-def new_key() -> paramiko.PKey:
-    return paramiko.Ed25519Key(file_obj=io.StringIO(_ed25519_pem()))
-
-
-def new_key_pair(path: Path) -> tuple[Path, str]:
-    """A client key pair as ssh-keygen leaves it: private 0600, public beside it."""
-    pem = _ed25519_pem()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(pem)
@@ -54,10 +47,6 @@ def new_key_pair(path: Path) -> tuple[Path, str]:
     public = f"{key.get_name()} {key.get_base64()} test@skyctl"
     path.with_name(path.name + ".pub").write_text(public + "\n")
     return path, public
-
-
-def sha256_fingerprint(key: paramiko.PKey) -> str:
-    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
 
 
 class _Server(paramiko.ServerInterface):
@@ -89,63 +78,6 @@ class _Server(paramiko.ServerInterface):
         return True
 
 
-class _Sftp(paramiko.SFTPServerInterface):
-    """SFTP rooted in the guest dir (`/` and `.` are the guest dir)."""
-
-    def __init__(self, server: Any, root: Path, *args: Any, **kwargs: Any) -> None:
-        super().__init__(server, *args, **kwargs)
-        self.root = str(root)
-
-    def _local(self, path: str) -> str:
-        return os.path.join(self.root, posixpath.normpath("/" + path).lstrip("/"))
-
-    def _call(self, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except OSError as e:
-            return paramiko.SFTPServer.convert_errno(e.errno)
-
-    def canonicalize(self, path: str) -> str:
-        return posixpath.normpath("/" + path)
-
-    def list_folder(self, path: str) -> Any:
-        def go() -> list[paramiko.SFTPAttributes]:
-            local = self._local(path)
-            return [paramiko.SFTPAttributes.from_stat(os.lstat(os.path.join(local, n)), n)
-                    for n in os.listdir(local)]
-        return self._call(go)
-
-    def stat(self, path: str) -> Any:
-        return self._call(lambda: paramiko.SFTPAttributes.from_stat(os.stat(self._local(path))))
-
-    lstat = stat
-
-    def open(self, path: str, flags: int, attr: Any) -> Any:
-        def go() -> paramiko.SFTPHandle:
-            local = self._local(path)
-            fd = os.open(local, flags, 0o644)
-            mode = "wb" if flags & os.O_WRONLY else "r+b" if flags & os.O_RDWR else "rb"
-            handle = paramiko.SFTPHandle(flags)
-            handle.filename = local
-            handle.readfile = handle.writefile = os.fdopen(fd, mode)
-            return handle
-        return self._call(go)
-
-    def remove(self, path: str) -> Any:
-        return self._call(lambda: (os.remove(self._local(path)), SFTP_OK)[1])
-
-    def mkdir(self, path: str, attr: Any) -> Any:
-        return self._call(lambda: (os.mkdir(self._local(path)), SFTP_OK)[1])
-
-    def chattr(self, path: str, attr: Any) -> Any:
-        return self._call(lambda: (paramiko.SFTPServer.set_file_attr(self._local(path), attr), SFTP_OK)[1])
-
-    def posix_rename(self, old: str, new: str) -> Any:
-        return self._call(lambda: (os.replace(self._local(old), self._local(new)), SFTP_OK)[1])
-
-    rename = posix_rename
-
-
 class Guest:
     """One SSH-able test VM on host:port (127.0.0.1:<ephemeral> unless told otherwise)."""
 
@@ -167,10 +99,7 @@ class Guest:
         (self._bin / "cloud-init").chmod(0o755)
         self._status_file = root.parent / f".{root.name}-status"
         self.status = status
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self._sock.listen(32)
+        self._sock = socket.create_server((host, port), backlog=32)
         self.host, self.port = self._sock.getsockname()[:2]
         self._transports: list[paramiko.Transport] = []
         self._procs: set[subprocess.Popen[bytes]] = set()
@@ -188,7 +117,7 @@ class Guest:
 
     @property
     def fingerprint(self) -> str:
-        return sha256_fingerprint(self.host_key)
+        return fingerprint(self.host_key)
 
     def authorize(self, public_line: str) -> None:
         self.authorized.add(public_line.split()[1])
@@ -202,7 +131,7 @@ class Guest:
             self.connections += 1
             t = paramiko.Transport(conn)
             t.add_server_key(self.host_key)
-            t.set_subsystem_handler("sftp", paramiko.SFTPServer, _Sftp, self.root)
+            t.set_subsystem_handler("sftp", paramiko.SFTPServer, RootedSftp, self.root)
             self._transports.append(t)
             try:
                 t.start_server(event=threading.Event(), server=_Server(self))

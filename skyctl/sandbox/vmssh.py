@@ -521,6 +521,13 @@ class _Timers:
 # ---------------------------------------------------------------- the fabric
 
 
+def _listen(address: str, port: int) -> socket.socket:
+    """A non-blocking listening socket for one guest address (SO_REUSEADDR, closed on failure)."""
+    sock = socket.create_server((address, port), backlog=16)
+    sock.setblocking(False)
+    return sock
+
+
 class VmSshFabric:
     """SSH endpoints for every VM of every site of one sandbox process."""
 
@@ -608,16 +615,7 @@ class VmSshFabric:
                       host_key=key)
         self._write_received_context(guest)
         try:
-            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                listener.bind((address, self.port))
-                listener.listen(16)
-                listener.setblocking(False)
-            except OSError:
-                listener.close()
-                raise
-            guest.listener = listener
+            guest.listener = _listen(address, self.port)
         except OSError as e:
             # The VM still boots (the cloud API must not fail for it); it just has no sshd.
             log.warning("%s/%s: no SSH endpoint on %s:%s: %s", world.name, vm.id, address, self.port, e)
@@ -642,15 +640,7 @@ class VmSshFabric:
             if address in guest.extra_listeners:
                 return True
         try:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((address, self.port))
-                sock.listen(16)
-                sock.setblocking(False)
-            except OSError:
-                sock.close()
-                raise
+            sock = _listen(address, self.port)
         except OSError as e:
             log.warning("%s/%s: no SSH endpoint on floating %s:%s: %s", world.name, vm.id, address, self.port, e)
             return False
