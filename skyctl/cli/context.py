@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from skyctl.cli.options import OutputOpt, VarOpt
+from skyctl.cli.options import OutputOpt, VarFileOpt, VarOpt, parse_vars
 from skyctl.cli.terminal import OutputFormat, term
 
 app = typer.Typer(help="Context profiles: list, show, render, validate.", no_args_is_help=True)
@@ -16,24 +16,6 @@ app = typer.Typer(help="Context profiles: list, show, render, validate.", no_arg
 class Cloud(str, enum.Enum):
     openstack = "openstack"
     opennebula = "opennebula"
-
-
-VarFileOpt = Annotated[
-    list[str] | None,
-    typer.Option("--var-file", metavar="FILE", help="YAML file of NAME: value context variables (repeatable)."),
-]
-
-
-def _split_vars(pairs: list[str] | None) -> dict[str, str]:
-    from skyctl.errors import UsageError
-
-    out: dict[str, str] = {}
-    for pair in pairs or []:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise UsageError(f"--var {pair.split('=')[0]!r}: expected NAME=VALUE")
-        out[name.strip()] = value
-    return out
 
 
 @app.command("list")
@@ -92,7 +74,7 @@ def render(
     """Print exactly what the cloud will receive: user-data for OpenStack, the CONTEXT for OpenNebula."""
     from skyctl.context import build_context, check_for_cloud, one_template
 
-    built = build_context(list(names), variables=_split_vars(var), var_files=list(var_file or []), hostname=hostname)
+    built = build_context(list(names), variables=parse_vars(var), var_files=list(var_file or []), hostname=hostname)
     for w in built.warnings:
         term().warn(w)
     check_for_cloud(built.rendered, for_.value, profiles=built.profiles)

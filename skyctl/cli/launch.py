@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from skyctl.cli.options import OutputOpt, VarOpt
+from skyctl.cli.options import OutputOpt, VarFileOpt, VarOpt, parse_vars
 from skyctl.cli.terminal import OutputFormat, term
 
 GROUP_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
@@ -24,8 +24,6 @@ MemoryOpt = Annotated[str | None, typer.Option("--memory", help="Memory per node
 SiteOpt = Annotated[str | None, typer.Option("--site", "-s", help="Only this site (no bursting).")]
 ContextOpt = Annotated[list[str] | None, typer.Option("--context", metavar="PROFILE", help="Context profile, "
                                                       "repeatable, merged in order. Default: defaults.contexts.")]
-VarFileOpt = Annotated[list[str] | None, typer.Option("--var-file", metavar="FILE",
-                                                      help="YAML file of context variables (repeatable).")]
 WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every node is ready: running, "
                                         "SSH login works with the delivered key, context finished.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan with its reasons; create nothing.")]
@@ -69,18 +67,6 @@ def _request(group: str, count: int, image: str | None, size: str | None, cpus: 
         known = ", ".join(fed.sizes) or "none"
         raise UsageError(f"unknown size {size!r} (sizes: {known}); a site's own flavor needs --site")
     return Request(group, count, 0, 0, image, size, site)
-
-
-def _parse_vars(pairs: list[str] | None) -> dict[str, str]:
-    from skyctl.errors import UsageError
-
-    out: dict[str, str] = {}
-    for p in pairs or []:
-        key, sep, value = p.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--var {p!r}: expected NAME=VALUE")
-        out[key.strip()] = value
-    return out
 
 
 def _plan_table(p: dict[str, Any]) -> Any:
@@ -127,7 +113,7 @@ def launch(
         fed = sky.federation
         req = _request(group, count, image, size, cpus, memory, site, fed)
         profiles = list(context) if context is not None else list(fed.defaults.contexts)
-        variables = _parse_vars(var)
+        variables = parse_vars(var)
         drivers = {fed.site(req.site).driver} if req.site else {s.driver for s in fed.sites.values()}
         context_for, masked_vars = _context_builder(profiles, variables, var_file or [], drivers)
         if dry_run:

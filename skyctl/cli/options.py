@@ -21,6 +21,24 @@ VarOpt = Annotated[
     typer.Option("--var", metavar="K=V", help="Set a context variable (repeatable)."),
 ]
 
+VarFileOpt = Annotated[
+    list[str] | None,
+    typer.Option("--var-file", metavar="FILE", help="YAML file of NAME: value context variables (repeatable)."),
+]
+
+
+def parse_vars(pairs: list[str] | None) -> dict[str, str]:
+    """--var NAME=VALUE pairs as a dict. The error names only the NAME part: values may be secret."""
+    from skyctl.errors import UsageError
+
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--var {pair.split('=')[0]!r}: expected NAME=VALUE")
+        out[name.strip()] = value
+    return out
+
 
 def global_config_path() -> str | None:
     """The --config given to the top-level command, if any."""
