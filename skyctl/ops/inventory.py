@@ -24,15 +24,8 @@ def list_nodes(sky: Sky, *, group: str | None = None, site: str | None = None,
                include_foreign: bool = False) -> Listing:
     sites = [sky.federation.site(site).name] if site else sky.site_names
     selector = {"group": group} if group else None
-    results = sky.fanout(lambda d: d.list(selector, managed_only=not include_foreign), sites)
-    nodes: list[Node] = []
-    errors: dict[str, DriverError] = {}
-    for name, res in results.items():
-        if isinstance(res, DriverError):
-            errors[name] = res
-            sky.reporter.site_error(name, res)
-        else:
-            nodes.extend(res)
+    answers, errors = sky.gather(lambda d: d.list(selector, managed_only=not include_foreign), sites)
+    nodes = [n for listed in answers.values() for n in listed]
     nodes.sort(key=lambda n: (n.group or "~", _natural(n.name), n.site))
     return Listing(nodes, errors)
 
@@ -99,18 +92,14 @@ def show_node(sky: Sky, name: str, *, site: str | None = None) -> Node:
 
 
 def sites_info(sky: Sky) -> tuple[list[dict[str, Any]], dict[str, DriverError]]:
-    caps = sky.fanout(lambda d: d.capacity())
+    caps, errors = sky.gather(lambda d: d.capacity())
     out: list[dict[str, Any]] = []
-    errors: dict[str, DriverError] = {}
     for name, cfg in sky.federation.sites.items():
-        cap = caps[name]
         row: dict[str, Any] = {"name": name, "driver": cfg.driver, "tier": cfg.tier.value, "cost": cfg.cost}
-        if isinstance(cap, DriverError):
-            errors[name] = cap
-            sky.reporter.site_error(name, cap)
-            row.update(reachable=False, error=cap.line(), capacity=None)
+        if name in errors:
+            row.update(reachable=False, error=errors[name].line(), capacity=None)
         else:
-            row.update(reachable=True, error=None, capacity=cap.as_dict())
+            row.update(reachable=True, error=None, capacity=caps[name].as_dict())
         try:
             row.update(sky.driver(name).describe())
         except DriverError:
@@ -130,13 +119,8 @@ def delete_nodes(sky: Sky, nodes: list[Node]) -> dict[str, DriverError]:
         driver.delete([n.id for n in batch])
         return len(batch)
 
-    results = sky.fanout(run, list(per_site))
-    errors: dict[str, DriverError] = {}
-    for site, res in results.items():
-        if isinstance(res, DriverError):
-            errors[site] = res
-            sky.reporter.site_error(site, res)
-            continue
+    done, errors = sky.gather(run, list(per_site))
+    for site in done:
         for n in per_site[site]:
             sky.state.forget_node(n.name)
             sky.reporter.node_deleted(n)

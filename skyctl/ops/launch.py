@@ -102,18 +102,18 @@ def snapshot(sky: Sky, sites: list[str] | None = None,
                                 capacity=capacity, flavors=flavors, images=tuple(images.result()),
                                 custom_sizes=custom)
 
-    results = sky.fanout(look, sites, retry=False)  # `look` retries each read itself
+    names = list(sites) if sites is not None else sky.site_names
+    found, failed = sky.gather(look, names, retry=False)  # `look` retries each read itself
+    if errors is not None:
+        errors.update(failed)
     out: list[SiteSnapshot] = []
-    for name, res in results.items():
-        if isinstance(res, DriverError):
-            sky.reporter.site_error(name, res)
-            if errors is not None:
-                errors[name] = res
+    for name in names:
+        if name in failed:
             cfg = sky.federation.sites[name]
             out.append(SiteSnapshot(name=name, driver=cfg.driver, tier=cfg.tier, cost=cfg.cost,
-                                    error=res.line()))
+                                    error=failed[name].line()))
         else:
-            out.append(res)
+            out.append(found[name])
     return out
 
 

@@ -94,6 +94,20 @@ class Sky:
                 results[k] = v
         return {s: results[s] for s in names}
 
+    def gather(self, fn: Callable[[Driver], T], sites: Iterable[str] | None = None, *,
+               retry: bool = True) -> tuple[dict[str, T], dict[str, DriverError]]:
+        """`fanout`, split into (answers, errors), both in site order; every failed site is
+        told to the reporter, so the others go on and the user still hears of it."""
+        answers: dict[str, T] = {}
+        errors: dict[str, DriverError] = {}
+        for site, res in self.fanout(fn, sites, retry=retry).items():
+            if isinstance(res, DriverError):
+                self.reporter.site_error(site, res)
+                errors[site] = res
+            else:
+                answers[site] = res
+        return answers, errors
+
     def close(self) -> None:
         with self._lock:
             drivers, self._drivers = list(self._drivers.values()), {}
