@@ -851,11 +851,7 @@ class VmSshFabric:
     def _close_listener(self, guest: Guest) -> None:
         sock, guest.listener = guest.listener, None
         if sock is not None:
-            try:
-                self._sel.unregister(sock)
-            except (KeyError, ValueError):
-                pass
-            sock.close()
+            self._close_sock(sock)
 
     def _accept_loop(self) -> None:
         while not self._stopping:
