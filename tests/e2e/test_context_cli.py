@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.cli.conftest import Runner, invoke
+from tests.polling import until
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "contexts"
@@ -277,16 +278,6 @@ def _exec(client, command: str) -> tuple[int, str]:  # type: ignore[no-untyped-d
     return out.channel.recv_exit_status(), out.read().decode()
 
 
-def _wait(predicate, timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-    return value
-
-
 def test_an_openstack_vm_gets_the_user_data_and_the_default_key_logs_in(sandbox) -> None:  # type: ignore[no-untyped-def]
     import openstack
     from openstack import config as os_config
@@ -329,7 +320,7 @@ def test_an_opennebula_vm_gets_the_context_and_the_default_key_logs_in(sandbox) 
     vm_id = one.template.instantiate(template.ID, "ctx-one-1", False, one_template(built.rendered.one_context))
     try:
         # base asks for readiness: REPORT_READY=YES reaches the VM, which reports READY=YES
-        info = _wait(lambda: (i := one.vm.info(vm_id)).USER_TEMPLATE.get("READY") == "YES" and i)
+        info = until(lambda: (i := one.vm.info(vm_id)).USER_TEMPLATE.get("READY") == "YES" and i, 30)
         nic = info.TEMPLATE["NIC"]
         address = (nic[0] if isinstance(nic, list) else nic)["IP"]
         for user in ("skyctl", "root"):  # USERNAME and root both get SSH_PUBLIC_KEY from one-context

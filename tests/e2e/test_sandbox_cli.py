@@ -15,7 +15,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from typing import Any
 import paramiko
 import pytest
 import yaml
+
+from tests.polling import until
 
 REPO = Path(__file__).resolve().parents[2]
 SKYCTL = str(Path(sys.executable).with_name("skyctl"))
@@ -107,16 +108,6 @@ def execute(client: paramiko.SSHClient, command: str) -> tuple[int, str, str]:
 def status_once_up(home: Path) -> str | None:
     shown = run(home, "sandbox", "status", "-o", "json", check=False)
     return shown.stdout if shown.returncode == 0 else None
-
-
-def wait_for(predicate: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- up / status / files
@@ -363,7 +354,7 @@ def test_deleted_vm_stops_answering_ssh(sandbox: Sandbox) -> None:
             return True
         return False
 
-    wait_for(refused)
+    until(refused)
 
 
 def test_opennebula_vm_accepts_ssh_public_key_and_reports_ready(sandbox: Sandbox) -> None:
@@ -378,7 +369,7 @@ def test_opennebula_vm_accepts_ssh_public_key_and_reports_ready(sandbox: Sandbox
             info = one.vm.info(vm_id)
             return info if info.USER_TEMPLATE.get("READY") == "YES" else None
 
-        info = wait_for(ready)
+        info = until(ready)
         nic = info.TEMPLATE["NIC"]
         address = (nic[0] if isinstance(nic, list) else nic)["IP"]
         client = ssh(address, sandbox.site("cc")["ssh_port"], key, user="root")
@@ -409,7 +400,7 @@ def test_down_stops_the_process_and_is_idempotent(tmp_path: Path) -> None:
     spec.write_text("sites:\n  cc: null\n  sara: null\n")  # one site is enough here
     try:
         run(tmp_path, "sandbox", "up", "--spec", str(spec), "--boot-delay", "0", "--no-wait")
-        status = json.loads(wait_for(lambda: status_once_up(tmp_path)))
+        status = json.loads(until(lambda: status_once_up(tmp_path)))
         assert [s["name"] for s in status["sites"]] == ["home"]
         pid = status["pid"]
         assert not pid_gone(pid)

@@ -4,7 +4,6 @@ delete releases it (also when the server is already gone), nothing is leaked or 
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ from skyctl.errors import InvalidRequest, QuotaExceeded
 from skyctl.model import Node, NodeState, RenderedContext
 from skyctl_openstack.driver import OpenStackDriver
 from tests.contract.suite import ContractTarget, make_spec
+from tests.polling import until
 from tests.sandbox.openstack_site import IMAGE, SandboxSite, connect, start_site
 
 
@@ -46,13 +46,12 @@ def _running(driver: OpenStackDriver, site: SandboxSite, count: int = 1, group: 
     for i in range(count):
         name = f"{group}-{i}"
         made.append(driver.create(make_spec(driver, target, group, name, i), name, RenderedContext()))
-    deadline = time.monotonic() + 20
-    while True:
+    def up() -> list[Node] | None:
         nodes = [n for n in driver.list({"group": group}) if n.id in {m.id for m in made}]
-        if len(nodes) == count and all(n.state is NodeState.RUNNING for n in nodes):
-            return sorted(nodes, key=lambda n: n.name)
-        assert time.monotonic() < deadline, "nodes did not come up"
-        time.sleep(0.02)
+        ok = len(nodes) == count and all(n.state is NodeState.RUNNING for n in nodes)
+        return sorted(nodes, key=lambda n: n.name) if ok else None
+
+    return until(up, 20, what="the nodes come up", interval=0.02)
 
 
 def _fip_addresses(site: SandboxSite) -> set[str]:

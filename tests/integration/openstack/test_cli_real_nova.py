@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from tests.integration.openstack.conftest import RealCloud
+from tests.polling import until
 
 pytestmark = pytest.mark.integration
 
@@ -74,21 +75,11 @@ def group(real_cloud: RealCloud) -> Iterator[str]:
     yield name
     for s in _group_on_nova(real_cloud, name):
         real_cloud.conn.compute.delete_server(s["id"], ignore_missing=True)
-    _until(lambda: not _group_on_nova(real_cloud, name), 120, f"leftovers of {name} are deleted")
+    until(lambda: not _group_on_nova(real_cloud, name), 120, what=f"leftovers of {name} are deleted", interval=0.5)
 
 
 def _group_on_nova(real: RealCloud, group: str) -> list[dict[str, Any]]:
     return real.servers(tags=f"skyctl,skyctl-group={group}")
-
-
-def _until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.5)
 
 
 def _settled(real: RealCloud, group: str, timeout: float = 60) -> list[dict[str, Any]]:
@@ -138,7 +129,7 @@ def test_launch_ps_delete_on_real_nova(real_cloud: RealCloud, make_sky: Callable
         nodes = json.loads(shown.stdout)
         return nodes if len(nodes) == 2 and all(n["state"] == "running" for n in nodes) else None
 
-    nodes = _until(running, 120, "ps shows both nodes running")
+    nodes = until(running, 120, what="ps shows both nodes running", interval=0.5)
     assert {n["id"] for n in nodes} == set(made)
     for n in nodes:
         assert n["site"] == SITE and n["driver"] == "openstack" and n["group"] == group
@@ -150,7 +141,7 @@ def test_launch_ps_delete_on_real_nova(real_cloud: RealCloud, make_sky: Callable
     gone = sky.run("delete", group, "--yes", "-o", "json")
     assert gone.returncode == 0, gone.stderr
     assert {d["id"] for d in json.loads(gone.stdout)} == set(made)
-    _until(lambda: not _group_on_nova(real_cloud, group), 120, "Nova has deleted the group")
+    until(lambda: not _group_on_nova(real_cloud, group), 120, what="Nova has deleted the group", interval=0.5)
     after = sky.run("ps", group, "-o", "json")
     assert after.returncode == 0 and json.loads(after.stdout) == []
 
@@ -168,7 +159,7 @@ def _launch_three(real: RealCloud, sky: Sky, group: str) -> tuple[subprocess.Com
 def _delete_group(real: RealCloud, sky: Sky, group: str) -> None:
     deleted = sky.run("delete", group, "--yes")
     assert deleted.returncode == 0, deleted.stderr
-    _until(lambda: not _group_on_nova(real, group), 120, "Nova has deleted the group")
+    until(lambda: not _group_on_nova(real, group), 120, what="Nova has deleted the group", interval=0.5)
 
 
 def _assert_made_exactly_one(real: RealCloud, launched: subprocess.CompletedProcess[str], result: Any,

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import pytest
 
 from skyctl.config import SiteConfig
-from skyctl.drivers import Driver
 from skyctl_openstack.driver import OpenStackDriver
 from tests.contract.suite import ContractTarget, DriverContract
 from tests.integration.openstack.conftest import RealCloud
