@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import stat
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,10 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.skycli import SkyCli as Sky
-from tests.skycli import sandbox
+from tests.skycli import SKYCTL, sandbox
 
 pytestmark = pytest.mark.drill
-SKYCTL = str(Path(sys.executable).with_name("skyctl"))
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ import yaml
 
 from tests.cli.conftest import Runner, invoke
 from tests.polling import until
+from tests.skycli import SKYCTL
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "contexts"
-SKYCTL = str(Path(sys.executable).with_name("skyctl"))
 TOKEN = "pool-T0KEN-never-shown"
 
 

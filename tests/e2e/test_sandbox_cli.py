@@ -24,9 +24,9 @@ import pytest
 import yaml
 
 from tests.polling import until
+from tests.skycli import SKYCTL
 
 REPO = Path(__file__).resolve().parents[2]
-SKYCTL = str(Path(sys.executable).with_name("skyctl"))
 
 
 def run(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

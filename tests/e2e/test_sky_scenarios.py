@@ -5,19 +5,16 @@ cost 2, 32), rule overflow-home with a home policy."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.skycli import SkyCli as Sky
-from tests.skycli import sandbox
+from tests.skycli import SKYCTL, sandbox
 
-SKYCTL = str(Path(sys.executable).with_name("skyctl"))
 
 
 @pytest.fixture(scope="module")

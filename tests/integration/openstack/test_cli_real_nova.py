@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,10 +22,10 @@ import yaml
 
 from tests.integration.openstack.conftest import RealCloud
 from tests.polling import until
+from tests.skycli import SKYCTL
 
 pytestmark = pytest.mark.integration
 
-SKYCTL = str(Path(sys.executable).with_name("skyctl"))
 SITE = "nova"
 EXIT_PARTIAL = 3
 
