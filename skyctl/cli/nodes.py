@@ -1,6 +1,7 @@
 """ps, show, delete: the nodes of the whole sky."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typer reads every command's annotations at
+# each start, and string annotations cost it an eval each (about 10 ms of `skyctl --help`).
 
 from typing import Annotated, Any
 

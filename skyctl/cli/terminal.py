@@ -8,7 +8,6 @@ whether stderr is a terminal.
 from __future__ import annotations
 
 import enum
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -71,6 +70,8 @@ class Terminal:
     def emit(self, data: Any, fmt: OutputFormat, *, table: Callable[[Any], Any] | None = None) -> None:
         """Print a command's result: a document for json/yaml, a rich renderable for table."""
         if fmt == OutputFormat.json:
+            import json  # here, not at the top: --help and table output never need it
+
             sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
         elif fmt == OutputFormat.yaml:
             import yaml
