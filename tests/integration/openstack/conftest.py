@@ -100,6 +100,21 @@ def _delete_test_servers(real: RealCloud) -> None:
         time.sleep(0.5)
 
 
+# Key pairs: skyctl imports one per public key (skyctl-<hash>) and keeps it, as `openstack
+# keypair create` would. Every CLI test here runs in a fresh home with a fresh key, so each run
+# adds a few; the SDK-level tests make k-/t-gen- ones. Nova caps key pairs per user (100 by
+# default) and up.sh keeps its database between runs, so without this sweep the tier fails once
+# enough runs have gone by. Removing a skyctl-* pair costs a user nothing: skyctl imports it
+# again the next time it needs it.
+TEST_KEYPAIR_PREFIXES = ("skyctl-", "k-", "t-gen-")
+
+
+def _delete_test_keypairs(real: RealCloud) -> None:
+    for kp in list(real.conn.compute.keypairs()):
+        if kp.name.startswith(TEST_KEYPAIR_PREFIXES):
+            real.conn.compute.delete_keypair(kp.name, ignore_missing=True)
+
+
 @pytest.fixture(scope="session")
 def real_cloud() -> Iterator[RealCloud]:
     clouds_yaml = Path(os.environ.get("OS_CLIENT_CONFIG_FILE") or STACK_DIR / "clouds.yaml")
@@ -122,11 +137,13 @@ def real_cloud() -> Iterator[RealCloud]:
                      os.environ.get("SKYCTL_TEST_OPENSTACK_IMAGE", "cirros"),
                      os.environ.get("SKYCTL_TEST_OPENSTACK_FLAVOR", "m1.tiny"),
                      os.environ.get("SKYCTL_TEST_OPENSTACK_NETWORK", "skyctl-net"), conn, admin)
-    # A run that died half-way may have left servers or a small quota behind: start clean.
+    # A run that died half-way may have left servers, key pairs or a small quota behind: start clean.
     _delete_test_servers(real)
+    _delete_test_keypairs(real)
     real.set_user_instance_quota(None)
     real.set_instance_quota(None)
     yield real
+    _delete_test_keypairs(real)
     real.set_user_instance_quota(None)
     real.set_instance_quota(None)
     conn.close()
