@@ -192,9 +192,10 @@ def test_keypair_import_generate_and_refuse_garbage(cloud: Cloud) -> None:
         cloud.conn.compute.delete_keypair(made, ignore_missing=True)
 
 
-def test_create_goes_active_with_everything_asked(cloud: Cloud) -> None:
+def test_create_goes_active_with_everything_asked(cloud: Cloud, request: pytest.FixtureRequest) -> None:
     pub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH4or+mPFCfpQb8fn4sPzAJTxfP6f+VsWBuxUqHaKpsn t@x"
     kp = cloud.conn.compute.create_keypair(name=f"k-{uuid.uuid4().hex[:6]}", public_key=pub)
+    request.addfinalizer(lambda: cloud.conn.compute.delete_keypair(kp, ignore_missing=True))
     ud = "#cloud-config\nruncmd:\n - echo hello\n"
     server = _boot(cloud, "t-active", tags=["skyctl", "skyctl-group=g1"], metadata={"skyctl:group": "g1"},
                    key_name=kp.name, user_data=base64.b64encode(ud.encode()).decode(), networks="auto")
