@@ -1030,6 +1030,9 @@ class OpenStackFront:
                 name = data["name"]
                 if not re.fullmatch(r"[A-Za-z0-9 _.@-]{1,255}", name):
                     raise nova_error(400, "Keypair data is invalid: Keypair name contains unsafe characters")
+                # Nova checks the quota before it finds a duplicate (that one comes from the DB).
+                if -1 < self.world.quota.key_pairs <= len(kp):
+                    raise nova_error(403, "Quota exceeded, too many key pairs.")
                 if name in kp:
                     raise nova_error(409, f"Key pair '{name}' already exists.")
                 public = data.get("public_key")
@@ -1080,7 +1083,7 @@ class OpenStackFront:
     def _quota_values(self, project_id: str) -> dict[str, int]:
         if project_id == self.project_id:
             q = self.world.quota
-            base = {"instances": q.instances, "cores": q.cores, "ram": q.ram_mib}
+            base = {"instances": q.instances, "cores": q.cores, "ram": q.ram_mib, "key_pairs": q.key_pairs}
         else:
             base = dict(self._other_quotas.get(project_id, {}))
             base.setdefault("instances", 10)
@@ -1132,6 +1135,7 @@ class OpenStackFront:
                 if project_id == self.project_id:
                     d = self._default_quota
                     self.world.quota.instances, self.world.quota.cores, self.world.quota.ram_mib = d
+                    self.world.quota.key_pairs = _QUOTA_DEFAULTS["key_pairs"]
                 else:
                     self._other_quotas.pop(project_id, None)
                 return _Reply(202)
@@ -1169,6 +1173,7 @@ class OpenStackFront:
                     q.instances = new.get("instances", q.instances)
                     q.cores = new.get("cores", q.cores)
                     q.ram_mib = new.get("ram", q.ram_mib)
+                    q.key_pairs = new.get("key_pairs", q.key_pairs)
                 else:
                     self._other_quotas.setdefault(project_id, {}).update(new)
                 values = self._quota_values(project_id)

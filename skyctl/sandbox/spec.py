@@ -54,7 +54,7 @@ DEFAULT_SPEC: dict[str, Any] = {
 _TOP_KEYS = {"boot_delay", "login_user", "run_scripts", "images", "sizes", "sites"}
 _SITE_KEYS = {"driver", "tier", "cost", "quota", "latency_ms", "error_rate", "boot_delay",
               "host_cpus", "host_ram_mib", "flavors", "floating_ip"}
-_QUOTA_KEYS = {"instances", "cores", "ram_mib", "floating_ips"}
+_QUOTA_KEYS = {"instances", "cores", "ram_mib", "floating_ips", "key_pairs"}
 
 
 def merge(base: Any, override: Any) -> Any:
@@ -190,7 +190,8 @@ def build_world(name: str, site: Mapping[str, Any], spec: Mapping[str, Any], *, 
     driver = site["driver"]
     q = site.get("quota", {})
     quota = Quota(instances=int(q.get("instances", -1)), cores=int(q.get("cores", -1)),
-                  ram_mib=int(q.get("ram_mib", -1)), floating_ips=int(q.get("floating_ips", 50)))
+                  ram_mib=int(q.get("ram_mib", -1)), floating_ips=int(q.get("floating_ips", 50)),
+                  key_pairs=int(q.get("key_pairs", 100)))
     # Stable ids: the same spec gives the same image/flavor ids on every start.
     images = []
     for i, (logical, image_name) in enumerate(image_names(spec, driver).items()):

@@ -51,6 +51,7 @@ class Quota:
     cores: int = -1
     ram_mib: int = -1
     floating_ips: int = 50   # Neutron's default floatingip quota
+    key_pairs: int = 100     # Nova's default; Nova counts them per user, the sandbox has one user
 
 
 @dataclass(frozen=True)

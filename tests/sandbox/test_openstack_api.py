@@ -369,6 +369,23 @@ def test_cores_quota_exhaustion_is_nova_403(cloud: Cloud) -> None:
         _reset_quota(cloud)
 
 
+def test_key_pair_quota_exhaustion_is_nova_403(cloud: Cloud) -> None:
+    pub = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH4or+mPFCfpQb8fn4sPzAJTxfP6f+VsWBuxUqHaKpsn t@x"
+    have = len(list(cloud.conn.compute.keypairs()))
+    _set_quota(cloud, key_pairs=have + 1)
+    made = []
+    try:
+        made.append(cloud.conn.compute.create_keypair(name=f"k-{uuid.uuid4().hex[:6]}", public_key=pub))
+        resp = cloud.conn.compute.post("/os-keypairs", json={"keypair": {"name": f"k-{uuid.uuid4().hex[:6]}",
+                                                                        "public_key": pub}})
+        assert resp.status_code == 403
+        assert resp.json() == {"forbidden": {"code": 403, "message": "Quota exceeded, too many key pairs."}}
+    finally:
+        for kp in made:
+            cloud.conn.compute.delete_keypair(kp, ignore_missing=True)
+        _reset_quota(cloud)
+
+
 def test_member_cannot_set_quota(cloud: Cloud) -> None:
     resp = cloud.conn.compute.put(f"/os-quota-sets/{cloud.project_id}", json={"quota_set": {"instances": 99}})
     assert resp.status_code == 403

@@ -51,6 +51,15 @@ def test_quota_message_is_parsed() -> None:
     assert (cores.resource, cores.requested, cores.used, cores.limit) == ("cores", 4, 1, 4)
 
 
+def test_key_pair_quota_is_a_quota_not_a_refusal() -> None:
+    # Nova answers 403 for both; only the quota one means "try another site".
+    err = cv.error_for_status(403, "Quota exceeded, too many key pairs.", "home", what="keypair")
+    assert isinstance(err, QuotaExceeded) and err.site_full and err.resource == "key_pairs"
+    assert "too many key pairs" in err.line()
+    assert isinstance(cv.error_for_status(403, "Policy doesn't allow os_compute_api:os-keypairs:create", "s"),
+                      AuthError)
+
+
 @pytest.mark.parametrize("status,cls", [(401, AuthError), (403, AuthError), (404, NotFound), (400, InvalidRequest),
                                         (409, InvalidRequest), (500, Transient), (503, Transient),
                                         (429, Transient)])

@@ -110,6 +110,22 @@ def test_quota_on_cores_names_the_resource(driver, site) -> None:
     assert info.value.site == "home"
 
 
+def test_key_pair_quota_is_a_quota_and_creates_no_server(tmp_path) -> None:
+    # A user who already has all the key pairs Nova allows: the site is full for this key, and
+    # the launch moves on to another site.
+    site = start_site(tmp_path, site_overrides={"quota": {"key_pairs": 0}})
+    d = _driver(site)
+    try:
+        with pytest.raises(QuotaExceeded) as info:
+            _create(d, site, context=RenderedContext(ssh_public_keys=(KEY,)))
+        assert info.value.resource == "key_pairs" and info.value.site_full
+        assert info.value.line() == "home: keypair: Quota exceeded, too many key pairs."
+        assert site.world.vms == {} and site.world.keypairs == {}
+    finally:
+        d.close()
+        site.stop()
+
+
 def test_no_valid_host_is_marked_as_a_capacity_fault(tmp_path) -> None:
     site = start_site(tmp_path, site_overrides={"host_cpus": 1})
     d = _driver(site)

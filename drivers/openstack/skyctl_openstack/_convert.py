@@ -49,6 +49,8 @@ NOVA_STATES: Mapping[str, NodeState] = {
 
 QUOTA_RE = re.compile(r"Quota exceeded for (\w+): Requested (\d+), but already used (\d+) of (\d+) (\w+)")
 NEUTRON_QUOTA_RE = re.compile(r"Quota exceeded for resources: \['?(\w+)")
+# Nova's quotas counted per user say it without figures: "Quota exceeded, too many key pairs."
+NOVA_COUNT_QUOTA_RE = re.compile(r"Quota exceeded, too many ([\w ]+?)\.?$")
 # The description skyctl gives the floating IPs it allocates: names the server it is for, so
 # it can be found (and released) even after the server and its port are gone.
 FLOATING_DESCRIPTION = f"{LABEL_PREFIX} node "
@@ -310,6 +312,9 @@ def error_for_status(status: int, message: str, site: str, *, what: str = "") ->
         resource, requested, used, limit = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
         return QuotaExceeded(m.group(0), site=site, resource=resource, requested=requested, used=used,
                              limit=limit)
+    m = NOVA_COUNT_QUOTA_RE.search(message)
+    if m and status in (403, 413):
+        return QuotaExceeded(f"{where}{message}", site=site, resource=m.group(1).replace(" ", "_"))
     m = NEUTRON_QUOTA_RE.search(message)
     if m and status == 409:
         return QuotaExceeded(f"{where}{message}", site=site, resource=m.group(1), requested=1)
