@@ -32,8 +32,14 @@ class SkyError(Exception):
 
     def line(self) -> str:
         """One line, always: clouds put newlines and tracebacks in their messages."""
-        where = f"{self.site}: " if self.site and not self.message.startswith(f"{self.site}:") else ""
-        text = " ".join(f"{where}{self.message}".split())
+        return f"{self.site}: {self.reason()}" if self.site else self.reason()
+
+    def reason(self) -> str:
+        """`line()` without the site, for where the site is already named ("web-1 on home failed: ...")."""
+        message = self.message
+        if self.site and message.startswith(f"{self.site}:"):
+            message = message[len(self.site) + 1:]
+        text = " ".join(message.split())
         return f"{text} ({self.hint})" if self.hint else text
 
     def to_json(self) -> dict[str, Any]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from skyctl.cli.terminal import term
+from skyctl.errors import SkyError
 from skyctl.ops.reporter import Reporter
+
+
+def _reason(error: Exception) -> str:
+    """What went wrong, for a line that already names the site."""
+    return error.reason() if isinstance(error, SkyError) else str(error)
 
 
 class TerminalReporter(Reporter):
@@ -15,15 +21,13 @@ class TerminalReporter(Reporter):
         self._task: Any = None
 
     def site_error(self, site: str, error: Exception) -> None:
-        line = error.line() if hasattr(error, "line") else str(error)
-        self.t.warn(line if line.startswith(f"{site}:") else f"{site}: {line}")
+        self.t.warn(f"{site}: {_reason(error)}")
 
     def site_full(self, site: str, reason: str) -> None:
-        self.t.info(f"{site} is full: {reason}; placing the rest elsewhere")
+        self.t.info(f"{site} is full, placing the rest elsewhere: {reason}")
 
     def node_failed(self, site: str, name: str, error: Exception) -> None:
-        line = error.line() if hasattr(error, "line") else str(error)
-        self.t.detail(f"{name} on {site} failed: {line}")
+        self.t.detail(f"{name} on {site} failed: {_reason(error)}")
 
     def message(self, text: str) -> None:
         self.t.info(text)

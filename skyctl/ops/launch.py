@@ -294,9 +294,9 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
                         # chances before it is written off for this launch.
                         result.transient[site] = result.transient.get(site, 0) + 1
                     if site not in result.full_sites and (not flaky or result.transient[site] >= _SITE_TRANSIENT_LIMIT):
-                        result.full_sites[site] = e.line()
+                        result.full_sites[site] = e.reason()
                         if e.site_full:
-                            rep.site_full(site, e.line())
+                            rep.site_full(site, e.reason())
                         else:
                             rep.site_error(site, e)
                 rep.node_failed(site, name, e)

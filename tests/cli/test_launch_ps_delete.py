@@ -100,7 +100,9 @@ def test_quota_running_out_mid_launch_fails_over_with_the_reason(run: Runner, tw
     data = res.json()
     sites = sorted(n["site"] for n in data["nodes"])
     assert sites == ["cc", "cc", "cc", "home"]
-    assert "Quota exceeded for instances" in data["full_sites"]["home"]
+    assert data["full_sites"]["home"].startswith("Quota exceeded for instances")
+    # The site is named once, then the cloud's own words.
+    assert "home is full, placing the rest elsewhere: Quota exceeded for instances" in res.err
     assert len(data["plan"]) == 2  # placed again after home filled up
     assert len({n["name"] for n in data["nodes"]}) == 4
 
