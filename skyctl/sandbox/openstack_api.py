@@ -24,13 +24,13 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from skyctl.sandbox.serving import KeepAliveServer
-from skyctl.sandbox.world import FloatingIPError, NoHostError, QuotaError, SFloatingIP, SiteWorld, SVM
+from skyctl.sandbox.world import FloatingIPError, NoHostError, Quota, QuotaError, SFloatingIP, SiteWorld, SVM
 
 MIN_MICROVERSION = (2, 1)
 MAX_MICROVERSION = (2, 93)        # Nova Zed, the release the reference control plane runs
@@ -47,6 +47,8 @@ _BASE_QUOTA_KEYS = ("instances", "cores", "ram", "key_pairs", "metadata_items", 
                     "server_group_members")
 _OLD_QUOTA_KEYS = ("injected_files", "injected_file_content_bytes", "injected_file_path_bytes")  # < 2.57
 _NET_QUOTA_KEYS = ("floating_ips", "fixed_ips", "security_groups", "security_group_rules")      # < 2.36
+# The Nova quotas the member project's world keeps, by their attribute on `world.Quota`.
+_WORLD_QUOTA_FIELDS = {"instances": "instances", "cores": "cores", "ram": "ram_mib", "key_pairs": "key_pairs"}
 _QUOTA_DEFAULTS = {"key_pairs": 100, "metadata_items": 128, "server_groups": 10, "server_group_members": 10,
                    "injected_files": 5, "injected_file_content_bytes": 10240, "injected_file_path_bytes": 255,
                    "floating_ips": -1, "fixed_ips": -1, "security_groups": -1, "security_group_rules": -1}
@@ -172,8 +174,9 @@ class OpenStackFront:
         self.domain = {"id": "default", "name": "Default"}
         self._tokens: dict[str, tuple[_Principal, float, float]] = {}   # token -> (who, issued, expires)
         self._token_lock = threading.Lock()
-        # The world's quota is the member project's; other projects keep their own numbers.
-        self._default_quota = (world.quota.instances, world.quota.cores, world.quota.ram_mib)
+        # The world's quota is the member project's; other projects keep their own numbers. The
+        # spec's numbers are its defaults: what deleting its quota set goes back to.
+        self._default_quota = replace(world.quota)
         self._other_quotas: dict[str, dict[str, int]] = {}
         self.network_id = _stable_id(world.name, "network", NETWORK_NAME)
         self.subnet_id = _stable_id(world.name, "subnet", NETWORK_NAME)
@@ -1082,8 +1085,7 @@ class OpenStackFront:
 
     def _quota_values(self, project_id: str) -> dict[str, int]:
         if project_id == self.project_id:
-            q = self.world.quota
-            base = {"instances": q.instances, "cores": q.cores, "ram": q.ram_mib, "key_pairs": q.key_pairs}
+            base = _world_quota(self.world.quota)
         else:
             base = dict(self._other_quotas.get(project_id, {}))
             base.setdefault("instances", 10)
@@ -1115,8 +1117,7 @@ class OpenStackFront:
                 if rest == ["defaults"]:
                     values = dict(_QUOTA_DEFAULTS, instances=10, cores=20, ram=51200)
                     if project_id == self.project_id:
-                        d = self._default_quota
-                        values.update(instances=d[0], cores=d[1], ram=d[2])
+                        values.update(_world_quota(self._default_quota))
                 elif rest == ["detail"]:
                     n, cores, ram = self.world.usage() if project_id == self.project_id else (0, 0, 0)
                     used = {"instances": n, "cores": cores, "ram": ram}
@@ -1133,9 +1134,7 @@ class OpenStackFront:
                                       "to be performed.")
             if m == "DELETE":
                 if project_id == self.project_id:
-                    d = self._default_quota
-                    self.world.quota.instances, self.world.quota.cores, self.world.quota.ram_mib = d
-                    self.world.quota.key_pairs = _QUOTA_DEFAULTS["key_pairs"]
+                    _set_world_quota(self.world.quota, _world_quota(self._default_quota))
                 else:
                     self._other_quotas.pop(project_id, None)
                 return _Reply(202)
@@ -1169,11 +1168,7 @@ class OpenStackFront:
                             raise nova_error(400, f"Quota limit {new[k]} for {k} must be greater than or "
                                                   f"equal to already used and reserved {used}.")
                 if project_id == self.project_id:
-                    q = self.world.quota
-                    q.instances = new.get("instances", q.instances)
-                    q.cores = new.get("cores", q.cores)
-                    q.ram_mib = new.get("ram", q.ram_mib)
-                    q.key_pairs = new.get("key_pairs", q.key_pairs)
+                    _set_world_quota(self.world.quota, new)
                 else:
                     self._other_quotas.setdefault(project_id, {}).update(new)
                 values = self._quota_values(project_id)
@@ -1580,6 +1575,17 @@ def _valid_public_key(text: str) -> bool:
     except (ValueError, TypeError):
         return False
     return True
+
+
+def _world_quota(q: Quota) -> dict[str, int]:
+    return {key: getattr(q, attr) for key, attr in _WORLD_QUOTA_FIELDS.items()}
+
+
+def _set_world_quota(q: Quota, values: dict[str, int]) -> None:
+    """Set those of `values` that the world keeps (the rest are other projects' or fixed)."""
+    for key, attr in _WORLD_QUOTA_FIELDS.items():
+        if key in values:
+            setattr(q, attr, values[key])
 
 
 def _generate_keypair() -> tuple[str, str]:

@@ -189,9 +189,7 @@ def build_world(name: str, site: Mapping[str, Any], spec: Mapping[str, Any], *, 
 
     driver = site["driver"]
     q = site.get("quota", {})
-    quota = Quota(instances=int(q.get("instances", -1)), cores=int(q.get("cores", -1)),
-                  ram_mib=int(q.get("ram_mib", -1)), floating_ips=int(q.get("floating_ips", 50)),
-                  key_pairs=int(q.get("key_pairs", 100)))
+    quota = Quota(**{k: int(v) for k, v in q.items()})   # _QUOTA_KEYS are its fields; it holds the defaults
     # Stable ids: the same spec gives the same image/flavor ids on every start.
     images = []
     for i, (logical, image_name) in enumerate(image_names(spec, driver).items()):

@@ -386,6 +386,24 @@ def test_key_pair_quota_exhaustion_is_nova_403(cloud: Cloud) -> None:
         _reset_quota(cloud)
 
 
+def test_deleting_a_quota_set_goes_back_to_the_specs_numbers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    if REAL_CLOUD:
+        pytest.skip("needs the sandbox's own knobs")
+    site = start_site(tmp_path, site_overrides={"quota": {"instances": 3, "key_pairs": 2}})
+    admin = connect(site.clouds_yaml, site.admin_cloud)
+    path = f"/os-quota-sets/{site.front.project_id}"
+    try:
+        put = admin.compute.put(path, json={"quota_set": {"instances": 5, "key_pairs": 7}})
+        assert put.status_code == 200
+        assert (put.json()["quota_set"]["instances"], put.json()["quota_set"]["key_pairs"]) == (5, 7)
+        assert admin.compute.delete(path).status_code == 202
+        for shown in (admin.compute.get(path), admin.compute.get(f"{path}/defaults")):
+            assert (shown.json()["quota_set"]["instances"], shown.json()["quota_set"]["key_pairs"]) == (3, 2)
+    finally:
+        admin.close()
+        site.stop()
+
+
 def test_member_cannot_set_quota(cloud: Cloud) -> None:
     resp = cloud.conn.compute.put(f"/os-quota-sets/{cloud.project_id}", json={"quota_set": {"instances": 99}})
     assert resp.status_code == 403
