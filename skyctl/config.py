@@ -16,59 +16,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from skyctl.errors import ConfigError
-from skyctl.model import Tier, parse_memory_mib
+from skyctl.model import parse_memory_mib
+from skyctl.site import NAME_RE, SiteConfig, SshConfig, Strict
 
-NAME_RE = r"^[a-z][a-z0-9-]{0,62}$"
 # Images and sizes are often named after releases (ubuntu-24.04, m1.large).
 CATALOG_NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 _SECRET_KEY_RE = re.compile(r"(password|secret|token|private_key|credential)", re.IGNORECASE)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SshConfig(_Strict):
-    user: str | None = None          # login user; default from the context (cloud-user...)
-    port: int = Field(22, ge=1, le=65535)
-    jump_host: str | None = None     # bastion, "user@host[:port]"
-    floating_ip: bool = False        # OpenStack: allocate and attach one per node
-    # `launch --wait` also waits for SSH login and the context (cloud-init status); turn it
-    # off for nodes this machine cannot reach.
-    check_ready: bool = True
-
-
-class SiteConfig(BaseModel):
-    """One site. Fields below are common; the rest belong to its driver (options_model)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    name: str = ""
-    driver: str
-    tier: Tier = Tier.REMOTE
-    cost: float = Field(0.0, ge=0)
-    max_parallel: int = Field(8, ge=1, le=256, description="concurrent creates/deletes on this site")
-    request_timeout: float = Field(30.0, gt=0, description="seconds per API request")
-    ready_timeout: float = Field(600.0, gt=0, description="seconds a node may take to become ready")
-    ssh: SshConfig = SshConfig()
-    # Filled after validation with the driver's own options model instance.
-    options: Any = None
-
-    @field_validator("driver")
-    @classmethod
-    def _driver_name(cls, v: str) -> str:
-        if not re.match(r"^[a-z][a-z0-9_-]*$", v):
-            raise ValueError("must be a driver name such as openstack or opennebula")
-        return v
-
-    def driver_fields(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
-class SizeConfig(_Strict):
+class SizeConfig(Strict):
     cpus: int = Field(ge=1, le=1024)
     memory: str | int
 
@@ -83,14 +42,14 @@ class SizeConfig(_Strict):
         return parse_memory_mib(self.memory)
 
 
-class Defaults(_Strict):
+class Defaults(Strict):
     image: str | None = None
     size: str | None = None
     contexts: list[str] = ["base"]
     owner: str | None = None
 
 
-class _FederationModel(_Strict):
+class _FederationModel(Strict):
     sites: dict[str, SiteConfig] = Field(min_length=1)
     images: dict[str, dict[str, str | int]] = {}
     sizes: dict[str, SizeConfig] = {}

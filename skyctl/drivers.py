@@ -29,7 +29,7 @@ from skyctl.model import Capability, Capacity, Flavor, ImageRef, Labels, Node, N
 if TYPE_CHECKING:  # pragma: no cover
     from pydantic import BaseModel
 
-    from skyctl.config import SiteConfig
+    from skyctl.site import SiteConfig
 
 ENTRY_POINT_GROUP = "skyctl.drivers"
 

@@ -37,7 +37,7 @@ from skyctl.model import L_USER, Capability, Node, NodeState
 if TYPE_CHECKING:  # pragma: no cover
     import paramiko
 
-    from skyctl.config import SiteConfig
+    from skyctl.site import SiteConfig
 
 DEFAULT_USER = "cloud-user"
 CONNECT_TIMEOUT = 10.0

@@ -97,7 +97,7 @@ def resolve(user: Mapping[str, Any] | None = None, **overrides: Any) -> dict[str
 
 
 def validate(spec: Mapping[str, Any]) -> None:
-    from skyctl.config import NAME_RE
+    from skyctl.site import NAME_RE
     import re
 
     _unknown(spec, _TOP_KEYS, "")

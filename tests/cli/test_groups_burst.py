@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from skyctl.config import SiteConfig
+from skyctl.site import SiteConfig
 from skyctl.model import Flavor, ImageRef, NodeSpec, RenderedContext, node_labels
 from skyctl.state import State
 from tests import memdriver

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from skyctl.config import SiteConfig
+from skyctl.site import SiteConfig
 from tests import memdriver
 from tests.contract.suite import ContractTarget, DriverContract
 

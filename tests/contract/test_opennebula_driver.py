@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from skyctl.config import SiteConfig
+from skyctl.site import SiteConfig
 from skyctl.errors import AuthError, InvalidRequest, NotFound, Transient
 from skyctl.model import EMPTY_CONTEXT, Capability, NodeState, RenderedContext
 from skyctl.sandbox.opennebula_api import OpenNebulaFront

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from skyctl.config import SiteConfig
+from skyctl.site import SiteConfig
 from skyctl_openstack.driver import OpenStackDriver
 from tests.contract.suite import ContractTarget, DriverContract
 from tests.sandbox.openstack_site import IMAGE, connect, start_site

@@ -19,21 +19,23 @@ PKG = ROOT / "skyctl"
 
 # module prefix -> skyctl modules it may import (prefix match). Light helpers (paths, logsafe)
 # sit beside model/errors at the bottom.
-BOTTOM = ("skyctl.model", "skyctl.errors", "skyctl.paths", "skyctl.logsafe", "skyctl")
+BOTTOM = ("skyctl.model", "skyctl.errors", "skyctl.paths", "skyctl.logsafe", "skyctl.polling", "skyctl")
 ALLOWED: dict[str, tuple[str, ...]] = {
     "skyctl": (),  # the package itself (version); new modules land here and must declare a layer
     "skyctl.model": (),
     "skyctl.errors": (),
     "skyctl.paths": (),
     "skyctl.logsafe": (),
+    "skyctl.polling": (),
+    "skyctl.site": ("skyctl.model",),
     "skyctl.policy": (*BOTTOM, "skyctl.policy"),
     "skyctl.context": (*BOTTOM, "skyctl.context"),
-    "skyctl.config": (*BOTTOM, "skyctl.policy", "skyctl.drivers"),
-    "skyctl.drivers": (*BOTTOM, "skyctl.config"),
+    "skyctl.config": (*BOTTOM, "skyctl.site", "skyctl.policy", "skyctl.drivers"),
+    "skyctl.drivers": (*BOTTOM, "skyctl.site"),
     "skyctl.state": BOTTOM,
-    "skyctl.ssh": (*BOTTOM, "skyctl.config"),
-    "skyctl.sandbox": (*BOTTOM, "skyctl.sandbox", "skyctl.config", "skyctl.policy", "skyctl.context"),
-    "skyctl.ops": (*BOTTOM, "skyctl.ops", "skyctl.policy", "skyctl.context", "skyctl.config",
+    "skyctl.ssh": (*BOTTOM, "skyctl.site"),
+    "skyctl.sandbox": (*BOTTOM, "skyctl.sandbox", "skyctl.site", "skyctl.config", "skyctl.policy", "skyctl.context"),
+    "skyctl.ops": (*BOTTOM, "skyctl.ops", "skyctl.policy", "skyctl.context", "skyctl.site", "skyctl.config",
                    "skyctl.drivers", "skyctl.state", "skyctl.ssh"),
     "skyctl.cli": ("skyctl",),
     "skyctl.__main__": ("skyctl.cli",),

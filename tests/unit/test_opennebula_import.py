@@ -9,7 +9,7 @@ import sys
 
 def test_driver_module_does_not_import_pyone() -> None:
     code = ("import sys, skyctl_opennebula.driver as d; "
-            "from skyctl.config import SiteConfig; "
+            "from skyctl.site import SiteConfig; "
             "opts = d.OpenNebulaDriver.options_model.model_validate({'endpoint': 'http://x/RPC2'}); "
             "d.OpenNebulaDriver(SiteConfig(name='s', driver='opennebula', options=opts)); "
             "print(sorted(m for m in ('pyone', 'requests', 'lxml', 'xmltodict') "

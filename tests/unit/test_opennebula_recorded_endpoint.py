@@ -11,7 +11,7 @@ from xmlrpc.server import SimpleXMLRPCServer
 
 import pytest
 
-from skyctl.config import SiteConfig
+from skyctl.site import SiteConfig
 from skyctl.errors import NotFound
 from skyctl.model import NodeState
 from skyctl_opennebula import driver as one_driver

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from skyctl.config import SiteConfig, parse
+from skyctl.config import parse
+from skyctl.site import SiteConfig
 from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient
 from skyctl.model import CAPACITY_FAULT, NodeState, RenderedContext
 from skyctl_openstack.driver import OpenStackDriver

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from skyctl.config import SiteConfig
+from skyctl.site import SiteConfig
 from skyctl.errors import InvalidRequest, QuotaExceeded
 from skyctl.model import Node, NodeState, RenderedContext
 from skyctl_openstack.driver import OpenStackDriver

@@ -15,7 +15,7 @@ import paramiko
 import pytest
 
 from skyctl import ssh
-from skyctl.config import SiteConfig
+from skyctl.site import SiteConfig
 from skyctl.errors import AuthError, DriverTimeout, NotFound, SkyError, UsageError
 from skyctl.model import Node, NodeState
 from tests.sshguest import Guest, new_key, new_key_pair

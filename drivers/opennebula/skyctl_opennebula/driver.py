@@ -19,7 +19,7 @@ from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageR
                           NodeState, RenderedContext)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from skyctl.config import SiteConfig
+    from skyctl.site import SiteConfig
     from skyctl_opennebula._rpc import OneClient
 
 # Pool arguments (OpenNebula XML-RPC reference)

@@ -22,7 +22,7 @@ from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageR
 from skyctl_openstack import _convert as cv
 
 if TYPE_CHECKING:  # pragma: no cover
-    from skyctl.config import SiteConfig
+    from skyctl.site import SiteConfig
     from skyctl_openstack._sdk import Client
 
 MAX_USER_DATA = 65535   # Nova's limit on the base64 text

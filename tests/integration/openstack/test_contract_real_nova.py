@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from skyctl.config import SiteConfig
+from skyctl.site import SiteConfig
 from skyctl_openstack.driver import OpenStackDriver
 from tests.contract.suite import ContractTarget, DriverContract
 from tests.integration.openstack.conftest import RealCloud

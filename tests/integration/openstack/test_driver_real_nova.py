@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from skyctl.config import SiteConfig
+from skyctl.site import SiteConfig
 from skyctl.model import CAPACITY_FAULT, NodeSpec, RenderedContext, node_labels
 from skyctl_openstack.driver import OpenStackDriver
 from tests.integration.openstack.conftest import RealCloud
