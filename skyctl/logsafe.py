@@ -6,11 +6,12 @@ import logging
 import re
 import threading
 
+from skyctl.model import MASK
+
 _SECRETS: set[str] = set()
 _LOCK = threading.Lock()
 _HEADER_RE = re.compile(r"(X-Auth-Token|X-Subject-Token|Authorization|password)(['\"]?\s*[:=]\s*['\"]?)([^'\",}\s]+)",
                         re.IGNORECASE)
-MASK = "****"
 
 
 def register_secret(value: str | None) -> None:

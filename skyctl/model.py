@@ -25,6 +25,9 @@ LABEL_KEYS = (L_GROUP, L_LAUNCH, L_OWNER, L_INDEX, L_NAME, L_USER)
 
 Labels = Mapping[str, str]
 
+# What every secret value is replaced with wherever skyctl shows, logs or stores it.
+MASK = "****"
+
 # Node.extra key a driver sets (True) when the cloud accepted a node but has no host for it
 # (Nova ERROR "No valid host", OpenNebula PENDING "Cannot dispatch"): ops fails it over.
 CAPACITY_FAULT = "capacity_fault"
@@ -56,7 +59,6 @@ class Capability(str, enum.Enum):
     CONSOLE_LOG = "console_log"
     SERVER_SIDE_LABEL_FILTER = "server_side_label_filter"
     FLOATING_IP = "floating_ip"
-    READY_REPORT = "ready_report"  # the cloud itself reports guest readiness (OneGate READY=YES)
     CUSTOM_SIZES = "custom_sizes"  # any cpus/memory is accepted (OpenNebula); no flavor list
 
 
@@ -100,9 +102,6 @@ class Resources:
     cpus: int
     memory_mib: int
     instances: int = 1
-
-    def __mul__(self, n: int) -> Resources:
-        return Resources(self.cpus * n, self.memory_mib * n, self.instances * n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +176,6 @@ class Capacity:
         return out
 
 
-def unlimited_capacity() -> Capacity:
-    return Capacity(Limit("instances", 0, None), Limit("cores", 0, None), Limit("ram_mib", 0, None))
-
-
 # ---------------------------------------------------------------- nodes
 
 
@@ -209,6 +204,41 @@ class RenderedContext:
 
 
 EMPTY_CONTEXT = RenderedContext()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSpec:
+    """What a group was launched with, as the state store keeps it: enough to launch one more
+    node the same way (scale, moves home). Secret variables are kept by name only; their
+    values come again from SKYCTL_VAR_<NAME> when a node is added."""
+
+    image: str                                   # logical image (or a site's own, with `site`)
+    cpus: int
+    memory_mib: int
+    size: str | None = None                      # logical size (or a site's own flavor)
+    contexts: tuple[str, ...] = ("base",)
+    variables: Mapping[str, str] = field(default_factory=dict)   # the non-secret --var values
+    secret_variables: tuple[str, ...] = ()       # names of --var values never stored
+    site: str | None = None                      # --site: the group stays on this site
+
+    def to_json(self) -> dict[str, Any]:
+        return {"image": self.image, "cpus": self.cpus, "memory_mib": self.memory_mib, "size": self.size,
+                "contexts": list(self.contexts), "variables": dict(self.variables),
+                "secret_variables": list(self.secret_variables), "site": self.site}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GroupSpec:
+        variables = dict(data.get("variables") or {})
+        secret = list(data.get("secret_variables") or [])
+        # Schema 1 stored every --var under "vars", with a secret's value replaced by the mask.
+        for name, value in (data.get("vars") or {}).items():
+            if value == MASK:
+                secret.append(name)
+            else:
+                variables[name] = value
+        return cls(image=str(data["image"]), cpus=int(data["cpus"]), memory_mib=int(data["memory_mib"]),
+                   size=data.get("size"), contexts=tuple(data.get("contexts") or ("base",)),
+                   variables=variables, secret_variables=tuple(secret), site=data.get("site"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from skyctl.errors import StateError
+from skyctl.model import GroupSpec
 
 SCHEMA_VERSION = 1
 
@@ -169,16 +170,16 @@ class State:
         return str(row[0])
 
     # ---------------------------------------------------------------- groups
-    def ensure_group(self, name: str, spec: dict[str, Any]) -> None:
+    def ensure_group(self, name: str, spec: GroupSpec) -> None:
         with self.tx() as db:
             db.execute(
                 "INSERT INTO groups (name, spec, created_at) VALUES (?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET spec=excluded.spec",
-                (name, json.dumps(spec, sort_keys=True), time.time()))
+                (name, json.dumps(spec.to_json(), sort_keys=True), time.time()))
 
-    def group_spec(self, name: str) -> dict[str, Any] | None:
+    def group_spec(self, name: str) -> GroupSpec | None:
         row = self.db.execute("SELECT spec FROM groups WHERE name=?", (name,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return GroupSpec.from_json(json.loads(row[0])) if row else None
 
     def groups(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM groups ORDER BY name")]

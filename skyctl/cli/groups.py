@@ -14,16 +14,6 @@ burst_app = typer.Typer(help="Bursting rules: see what each rule sees, run one t
                         no_args_is_help=True)
 
 
-def group_context(spec: dict[str, Any]) -> Any:
-    """The context a group was launched with. Secret values were never stored: they come again
-    from SKYCTL_VAR_<NAME> (a missing one is an error naming it)."""
-    from skyctl.cli.launch import _context_builder
-
-    variables = {k: v for k, v in (spec.get("vars") or {}).items() if v != "****"}
-    context_for, _ = _context_builder(list(spec.get("contexts") or ["base"]), variables, [])
-    return context_for
-
-
 def scale(
     group: Annotated[str, typer.Argument(help="The group to resize.")],
     count: Annotated[int, typer.Argument(min=0, help="How many nodes the group should have.")],
@@ -40,8 +30,7 @@ def scale(
 
     t = term()
     with open_sky() as sky:
-        spec = sky.state.group_spec(group) or {}
-        result = do_scale(sky, group, count, context_factory=lambda: group_context(spec))
+        result = do_scale(sky, group, count)
     t.emit(result.to_json(), output, table=lambda d: None)
     launched = result.launched.created if result.launched else []
     t.info(f"{group}: {result.before} -> {result.before + len(launched) - len(result.deleted)} node(s) "
@@ -125,10 +114,7 @@ def _tick(dry_run: bool) -> Any:
     from skyctl.ops.burst import run_tick
 
     with open_sky() as sky:
-        def context_for_group(group: str) -> Any:
-            return group_context(sky.state.group_spec(group) or {})
-
-        return run_tick(sky, context_for_group=context_for_group, dry_run=dry_run)
+        return run_tick(sky, dry_run=dry_run)
 
 
 def _say_outcomes(result: Any) -> None:

@@ -31,12 +31,12 @@ def ps(
     A site that is down or refuses credentials is named in a warning, the others still answer,
     and skyctl exits 3.
     """
-    from skyctl.cli.runtime import exit_partial, open_sky
-    from skyctl.ops.inventory import list_nodes, raise_if_all_failed
+    from skyctl.cli.runtime import exit_partial, open_sky, raise_if_failed
+    from skyctl.ops.inventory import list_nodes
 
     with open_sky() as sky:
         listing = list_nodes(sky, group=group, site=site, include_foreign=all_)
-        raise_if_all_failed(listing, 1 if site else len(sky.site_names))
+        raise_if_failed(listing.outcome(1 if site else len(sky.site_names)))
     term().emit([n.to_json() for n in listing.nodes], output, table=node_table)
     exit_partial(listing.errors)
 
@@ -107,16 +107,13 @@ def delete(
 
 def sites(output: OutputOpt = OutputFormat.table) -> None:
     """Each site: driver, tier, cost, whether it answers, and its quota use."""
-    from skyctl.cli.runtime import exit_partial, open_sky
+    from skyctl.cli.runtime import exit_partial, open_sky, raise_if_failed
     from skyctl.ops.inventory import sites_info
+    from skyctl.ops.outcome import classify_reads
 
     with open_sky() as sky:
         rows, errors = sites_info(sky)
-        if errors and len(errors) == len(rows):
-            from skyctl.errors import AuthError
-
-            errs = list(errors.values())
-            raise next((e for e in errs if isinstance(e, AuthError)), errs[0])
+        raise_if_failed(classify_reads(errors, len(rows), len(errors) < len(rows)))
 
     def fmt(lim: dict[str, Any] | None) -> str:
         if not lim:

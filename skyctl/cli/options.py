@@ -38,10 +38,3 @@ def parse_vars(pairs: list[str] | None) -> dict[str, str]:
             raise UsageError(f"--var {pair.split('=')[0]!r}: expected NAME=VALUE")
         out[name.strip()] = value
     return out
-
-
-def global_config_path() -> str | None:
-    """The --config given to the top-level command, if any."""
-    from skyctl.cli import runtime
-
-    return runtime.CONFIG_PATH

@@ -32,6 +32,9 @@ class TerminalReporter(Reporter):
     def message(self, text: str) -> None:
         self.t.info(text)
 
+    def warning(self, text: str) -> None:
+        self.t.warn(text)
+
     def node_stage(self, node: Any, stage: str) -> None:
         self.t.detail(f"{getattr(node, 'name', node)}: {stage}")
 

@@ -25,6 +25,12 @@ def open_sky(reporter: Any = None) -> Sky:
     return Sky(load_federation(), reporter=reporter or TerminalReporter())
 
 
+def raise_if_failed(outcome: Any) -> None:
+    """An ops Outcome of AUTH or FAILED: the deciding error is the result (its line, its code)."""
+    if outcome.error is not None:
+        raise outcome.error
+
+
 def exit_partial(errors: dict[str, Any], what: str = "answered") -> None:
     """Some sites failed but others answered: warn naming them and exit 3."""
     if not errors:

@@ -23,7 +23,7 @@ from skyctl.context.cloudinit import (
 from skyctl.context.opennebula import context_sh, one_template
 from skyctl.context.sshkey import default_ssh_key
 from skyctl.errors import ContextError
-from skyctl.model import RenderedContext
+from skyctl.model import MASK, RenderedContext
 
 __all__ = [
     "BuiltContext", "build_context", "check_for_cloud", "cloud_config_parts", "context_sh",
@@ -31,7 +31,6 @@ __all__ = [
     "validate_file", "NOVA_USER_DATA_MAX_B64",
 ]
 
-MASK = "****"
 
 
 @dataclass(frozen=True)

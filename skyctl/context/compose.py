@@ -15,6 +15,7 @@ from typing import Any
 from skyctl.context.profile import LoadedProfile
 from skyctl.context.variables import Declared
 from skyctl.errors import ContextError
+from skyctl.model import MASK
 
 KEYED = {"users": "name", "files": "path"}
 DEDUPED = {"packages", "ssh_authorized_keys", "groups", "servers"}
@@ -107,7 +108,7 @@ def _declare(out: dict[str, Declared], prof: LoadedProfile) -> None:
             raise ContextError(f"variables.{name}: profile '{prev.profiles[0]}' declares it as {prev.type} "
                                f"and profile '{prof.name}' as {var.type}")
         if prev.default is not None and var.default is not None and prev.default != var.default:
-            shown = ("****", "****") if (prev.secret or var.secret) else (_short(prev.default), _short(var.default))
+            shown = (MASK, MASK) if (prev.secret or var.secret) else (_short(prev.default), _short(var.default))
             raise ContextError(f"variables.{name}.default: profile '{prev.profiles[0]}' sets {shown[0]} "
                                f"and profile '{prof.name}' sets {shown[1]}; set it in one profile only")
         out[name] = Declared(name, prev.type, prev.required or var.required, prev.secret or var.secret,

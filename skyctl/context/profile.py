@@ -15,12 +15,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from skyctl.context.template import BUILTIN_NAMES, check_templates
+from skyctl.context.variables import coerce
 from skyctl.errors import ContextError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-# Names the renderer provides itself; a profile cannot declare them.
-BUILTIN_NAMES = frozenset({"node"})
 VAR_TYPES = ("string", "int", "bool", "list")
 
 
@@ -38,8 +38,6 @@ class Variable(_Strict):
     @model_validator(mode="after")
     def _default_has_the_type(self) -> Variable:
         if self.default is not None:
-            from skyctl.context.variables import coerce
-
             try:
                 self.default = coerce(self.type, self.default)
             except ValueError as e:
@@ -197,7 +195,6 @@ def parse_profile(text: str, *, name: str, source: str) -> tuple[Profile, dict[s
         raise ContextError(_errors_line(e), source=f"profile '{name}' ({source})") from None
     data = prof.model_dump(exclude_unset=True)
     data.pop("description", None)
-    from skyctl.context.template import check_templates
 
     check_templates(data, profile=name)
     return prof, data

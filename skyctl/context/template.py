@@ -17,6 +17,9 @@ from typing import Any
 
 from skyctl.errors import ContextError
 
+# Names the renderer provides itself; a profile cannot declare them.
+BUILTIN_NAMES = frozenset({"node"})
+
 UNTEMPLATED = frozenset({"variables", "raw"})
 _MARKERS = ("{{", "{%", "{#")
 _WHOLE_VAR = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
@@ -105,8 +108,6 @@ def check_templates(data: Mapping[str, Any], *, profile: str) -> None:
 
 def undeclared(data: Mapping[str, Any], declared: set[str]) -> list[tuple[str, str]]:
     """(field, name) for each name a template uses that is neither declared nor built in."""
-    from skyctl.context.profile import BUILTIN_NAMES
-
     out = []
     for field, text in walk_strings(dict(data)):
         for name in sorted(names_used(text) - declared - BUILTIN_NAMES):

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from skyctl.errors import ContextError
+from skyctl.model import MASK
 
-MASK = "****"
 ENV_PREFIX = "SKYCTL_VAR_"
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n", ""}

@@ -14,10 +14,10 @@ from typing import Any
 from skyctl.errors import DriverError, SkyError
 from skyctl.model import Node, Tier
 from skyctl.ops.inventory import delete_nodes, list_nodes
-from skyctl.ops.launch import ContextFor, catalog_of, launch, snapshot, wait_running
+from skyctl.ops.launch import catalog_of, launch, snapshot, wait_running
+from skyctl.ops.request import context_of_group, request_for
 from skyctl.ops.sky import Sky, retrying
 from skyctl.policy.bursting import Move, RuleTick, burst_nodes, decide_moves
-from skyctl.policy.placement import Request
 
 
 @dataclass
@@ -49,8 +49,7 @@ def assess(sky: Sky, *, now: float | None = None) -> tuple[list[RuleTick], dict[
     errors: dict[str, DriverError] = {}
     snaps = snapshot(sky, None, errors)
     listing = list_nodes(sky)
-    specs = {g: sky.state.group_spec(g) or {} for g in {n.group for n in listing.nodes if n.group}}
-    specs = {g: s for g, s in specs.items() if s.get("image") and s.get("cpus")}
+    specs = {g: s for g in {n.group for n in listing.nodes if n.group} if (s := sky.state.group_spec(g))}
     remote = {name for name, s in fed.sites.items() if s.tier is Tier.REMOTE}
     burst = burst_nodes(listing.nodes, specs, remote)
     catalog = catalog_of(sky)
@@ -60,7 +59,7 @@ def assess(sky: Sky, *, now: float | None = None) -> tuple[list[RuleTick], dict[
     return ticks, {n.name: n for n in listing.nodes}, site_errors
 
 
-def run_tick(sky: Sky, *, context_for_group: Any, dry_run: bool = False) -> TickResult:
+def run_tick(sky: Sky, *, dry_run: bool = False) -> TickResult:
     ticks, nodes, site_errors = assess(sky)
     result = TickResult(ticks, [], site_errors)
     if dry_run:
@@ -68,7 +67,7 @@ def run_tick(sky: Sky, *, context_for_group: Any, dry_run: bool = False) -> Tick
     for tick in ticks:
         moved = False
         for move in tick.moves:
-            outcome = move_home(sky, move, nodes[move.node], context_for_group(move.group))
+            outcome = move_home(sky, move, nodes[move.node])
             result.outcomes.append(outcome)
             moved = moved or outcome.ok
         if moved:
@@ -76,13 +75,15 @@ def run_tick(sky: Sky, *, context_for_group: Any, dry_run: bool = False) -> Tick
     return result
 
 
-def move_home(sky: Sky, move: Move, old: Node, context_for: ContextFor) -> MoveOutcome:
-    spec = sky.state.group_spec(move.group) or {}
-    req = Request(move.group, 1, int(spec["cpus"]), int(spec["memory_mib"]), spec["image"], spec.get("size"),
-                  move.to_site)
+def move_home(sky: Sky, move: Move, old: Node) -> MoveOutcome:
+    spec = sky.state.group_spec(move.group)
+    if spec is None:
+        return MoveOutcome(move, False, error=f"group {move.group!r} is not known here")
+    context_for = context_of_group(spec, reporter=sky.reporter)  # a missing secret stops the tick
     sky.reporter.message(f"moving {move.node} from {move.from_site} to {move.to_site}")
     try:
-        res = launch(sky, req, context_for=context_for, group_spec=spec)
+        res = launch(sky, request_for(move.group, spec, 1, site=move.to_site), context_for=context_for,
+                     group_spec=spec)
     except SkyError as e:
         return MoveOutcome(move, False, error=e.line())
     if not res.created:

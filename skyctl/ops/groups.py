@@ -6,16 +6,15 @@ remembers intents and group specs. `reconcile` makes the two agree after a crash
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from skyctl.errors import DriverError, NotFound, SkyError, UsageError
 from skyctl.model import Node, Tier
 from skyctl.ops.inventory import delete_nodes, list_nodes
-from skyctl.ops.launch import ContextFor, LaunchResult, launch
+from skyctl.ops.launch import LaunchResult, launch
+from skyctl.ops.request import context_of_group, request_for
 from skyctl.ops.sky import Sky
-from skyctl.policy.placement import Request
 from skyctl.policy.rules import group_bounds
 
 
@@ -54,8 +53,9 @@ class ScaleResult:
                 "errors": {s: e.line() for s, e in self.errors.items()}}
 
 
-def scale(sky: Sky, group: str, target: int, *, context_factory: Callable[[], ContextFor]) -> ScaleResult:
-    """`context_factory` is called only when the group grows (shrinking needs no context)."""
+def scale(sky: Sky, group: str, target: int) -> ScaleResult:
+    """Grow through the same placement as a launch (the context rebuilt from the group's spec),
+    or shrink, burst nodes first."""
     spec = sky.state.group_spec(group)
     if spec is None:
         raise NotFound(f"group {group!r} is not known here; create it with 'skyctl launch {group} ...'")
@@ -70,9 +70,9 @@ def scale(sky: Sky, group: str, target: int, *, context_factory: Callable[[], Co
     current = [n for n in listing.nodes if n.state.value not in ("deleted", "error")]
     result = ScaleResult(group, len(current), target)
     if target > len(current):
-        req = Request(group, target - len(current), int(spec["cpus"]), int(spec["memory_mib"]), spec["image"],
-                      spec.get("size"), spec.get("site"))
-        result.launched = launch(sky, req, context_for=context_factory(), group_spec=spec)
+        req = request_for(group, spec, target - len(current))
+        result.launched = launch(sky, req, context_for=context_of_group(spec, reporter=sky.reporter),
+                                 group_spec=spec)
     elif target < len(current):
         victims = shrink_order(sky, current)[: len(current) - target]
         result.errors = delete_nodes(sky, victims)

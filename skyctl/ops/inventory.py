@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from skyctl.errors import AuthError, DriverError, NotFound, UsageError
+from skyctl.errors import DriverError, NotFound, UsageError
 from skyctl.model import Node
+from skyctl.ops.outcome import Outcome, classify_reads
 from skyctl.ops.sky import Sky, retrying
 
 
@@ -18,6 +19,10 @@ class Listing:
     @property
     def partial(self) -> bool:
         return bool(self.errors)
+
+    def outcome(self, asked: int) -> Outcome:
+        """Failed (auth first) only when none of the `asked` sites answered."""
+        return classify_reads(self.errors, asked, bool(self.nodes))
 
 
 def list_nodes(sky: Sky, *, group: str | None = None, site: str | None = None,
@@ -34,13 +39,6 @@ def _natural(name: str) -> tuple[Any, ...]:
     """g1-10 sorts after g1-9."""
     head, _, tail = name.rpartition("-")
     return (head, int(tail), "") if tail.isdigit() else (name, -1, name)
-
-
-def raise_if_all_failed(listing: Listing, sites: int) -> None:
-    """When no site answered, the first error is the outcome (auth -> exit 5)."""
-    if listing.errors and len(listing.errors) == sites and not listing.nodes:
-        errs = list(listing.errors.values())
-        raise next((e for e in errs if isinstance(e, AuthError)), errs[0])
 
 
 def resolve_targets(sky: Sky, names: list[str], *, site: str | None = None) -> tuple[list[Node], Listing]:

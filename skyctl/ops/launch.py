@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient, with_site
-from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
+from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, GroupSpec, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
 from skyctl.ops.inventory import delete_nodes, prepare_access
+from skyctl.ops.outcome import Outcome, classify_launch
+from skyctl.ops.request import ContextFor
 from skyctl.ops.sky import Sky, retrying
 from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, consume, place
-
-ContextFor = Callable[[str], RenderedContext]   # node name -> what that node receives
 
 _CREATE_ATTEMPTS = 4
 SNAPSHOT_ATTEMPTS = 8
@@ -59,6 +59,11 @@ class LaunchResult:
     @property
     def missing(self) -> int:
         return self.requested - len(self.created)
+
+    def outcome(self) -> Outcome:
+        by_site = {**{f.site: f.error for f in self.failures}, **self.site_errors}
+        considered = len(self.plans[0].decisions) if self.plans else 0
+        return classify_launch(self.requested, len(self.created), by_site, considered)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,7 +148,7 @@ def _create_one(driver: Any, spec: NodeSpec, name: str, ctx: RenderedContext) ->
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: dict[str, Any],
+def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: GroupSpec,
            wait_ready: bool = False, launch_id: str | None = None) -> LaunchResult:
     state = sky.state
     launch_id = launch_id or uuid.uuid4().hex[:12]

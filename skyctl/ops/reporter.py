@@ -31,4 +31,7 @@ class Reporter:
 
     def message(self, text: str) -> None: ...
 
+    def warning(self, text: str) -> None:
+        """Something the user should fix, though the operation goes on."""
+
     def finished(self) -> None: ...

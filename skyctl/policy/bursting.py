@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from skyctl.model import Capacity, Tier
+from skyctl.model import Capacity, GroupSpec, Node, Tier
 from skyctl.policy.placement import Catalog, Request, SiteSnapshot, consume, pick_flavor, pick_image, room_on
 from skyctl.policy.rules import Rule
 
@@ -130,7 +130,7 @@ def _home_for(node: BurstNode, locals_: Sequence[SiteSnapshot], rule: Rule,
     return None, why_not
 
 
-def burst_nodes(nodes: Sequence[Any], specs: Mapping[str, Mapping[str, Any]], remote_sites: set[str]) -> list[BurstNode]:
+def burst_nodes(nodes: Sequence[Node], specs: Mapping[str, GroupSpec], remote_sites: set[str]) -> list[BurstNode]:
     """Running managed nodes on remote sites, with their group's spec (from the state store)."""
     out = []
     for n in nodes:
@@ -141,6 +141,5 @@ def burst_nodes(nodes: Sequence[Any], specs: Mapping[str, Mapping[str, Any]], re
             index = int(n.labels.get("index", n.name.rsplit("-", 1)[-1]))
         except ValueError:
             index = 0
-        out.append(BurstNode(n.name, n.group, n.site, index, spec["image"], int(spec["cpus"]),
-                             int(spec["memory_mib"]), spec.get("size")))
+        out.append(BurstNode(n.name, n.group, n.site, index, spec.image, spec.cpus, spec.memory_mib, spec.size))
     return out

@@ -25,7 +25,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "skyctl.model": (),
     "skyctl.errors": (),
     "skyctl.paths": (),
-    "skyctl.logsafe": (),
+    "skyctl.logsafe": ("skyctl.model",),
     "skyctl.polling": (),
     "skyctl.site": ("skyctl.model",),
     "skyctl.policy": (*BOTTOM, "skyctl.policy"),

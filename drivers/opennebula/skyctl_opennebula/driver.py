@@ -44,7 +44,7 @@ class OpenNebulaOptions(BaseModel):
 class OpenNebulaDriver(Driver):
     name: ClassVar[str] = "opennebula"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
-        Capability.CUSTOM_SIZES, Capability.STOP_START, Capability.READY_REPORT,
+        Capability.CUSTOM_SIZES, Capability.STOP_START,
     })
     options_model: ClassVar[type[BaseModel]] = OpenNebulaOptions
 
