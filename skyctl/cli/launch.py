@@ -33,7 +33,7 @@ def _plan_table(p: dict[str, Any]) -> Any:
         title += f"; {p['unplaced']} unplaced ({p['unplaced_reason']})"
     return term().table(["SITE", "NODES", "IMAGE", "FLAVOR", "WHY"],
                         [(d["site"], d["count"], d["image"] or "-", d["flavor"] or "-",
-                          "; ".join(d["reasons"])) for d in p["sites"]], title=title)
+                          "; ".join(r["text"] for r in d["reasons"])) for d in p["sites"]], title=title)
 
 
 def launch(

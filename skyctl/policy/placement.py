@@ -60,16 +60,35 @@ class Request:
 
 
 @dataclass(frozen=True, slots=True)
+class Reason:
+    """Why a site was chosen or passed over: a stable `code` for scripts, a `text` for people.
+
+    Codes: no_answer, marked_full, not_in_rule, no_image, no_flavor, quota, hosts_full,
+    overflow_line (the rule keeps room free on a local site), and the rank of a candidate:
+    tier_order (local site), rule_order (listed by the rule), cost_order (remote, by cost).
+    """
+
+    code: str
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "text": self.text}
+
+
+@dataclass(frozen=True, slots=True)
 class SiteDecision:
     site: str
     count: int                        # nodes placed here (0 = passed over)
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
     image: ImageRef | None = None
     flavor: Flavor | None = None
     room: int | None = None           # how many would fit (None = no limit known)
 
     def to_json(self) -> dict[str, Any]:
-        return {"site": self.site, "count": self.count, "reasons": list(self.reasons),
+        return {"site": self.site, "count": self.count, "reasons": [r.to_json() for r in self.reasons],
                 "image": self.image.name if self.image else None,
                 "image_id": self.image.id if self.image else None,
                 "flavor": self.flavor.name if self.flavor else None,
@@ -111,50 +130,59 @@ class Catalog:
     sizes: Mapping[str, Resources] = field(default_factory=dict)
 
 
-def pick_image(req: Request, site: SiteSnapshot, catalog: Catalog) -> tuple[ImageRef | None, str]:
+def _no_image(text: str) -> tuple[None, Reason]:
+    return None, Reason("no_image", text)
+
+
+def _no_flavor(text: str) -> tuple[None, Reason]:
+    return None, Reason("no_flavor", text)
+
+
+def pick_image(req: Request, site: SiteSnapshot, catalog: Catalog) -> tuple[ImageRef | None, Reason | None]:
     per_site = catalog.images.get(req.image)
     if per_site is not None:
         wanted = per_site.get(site.name)
         if wanted is None:
-            return None, f"image {req.image!r} is not mapped to this site"
+            return _no_image(f"image {req.image!r} is not mapped to this site")
     elif req.site == site.name:
         wanted = req.image  # a site's own image name or id, allowed when the site is pinned
     else:
-        return None, f"image {req.image!r} is not a logical image"
+        return _no_image(f"image {req.image!r} is not a logical image")
     for img in site.images:
         if img.id == wanted:
-            return img, ""
+            return img, None
     matches = [img for img in site.images if img.name == wanted]
     if len(matches) > 1:
-        return None, f"image name {wanted!r} is ambiguous here ({len(matches)} images); map it by id"
+        return _no_image(f"image name {wanted!r} is ambiguous here ({len(matches)} images); map it by id")
     if matches:
-        return matches[0], ""
-    return None, f"site has no image {wanted!r}"
+        return matches[0], None
+    return _no_image(f"site has no image {wanted!r}")
 
 
-def pick_flavor(req: Request, site: SiteSnapshot, catalog: Catalog) -> tuple[Flavor | None, str]:
+def pick_flavor(req: Request, site: SiteSnapshot, catalog: Catalog) -> tuple[Flavor | None, Reason | None]:
     if req.size and req.size not in catalog.sizes and req.site == site.name:
         # A site's own flavor name or id, allowed when the site is pinned.
         for f in site.flavors:
             if req.size in (f.id, f.name):
-                return f, ""
-        return None, f"site has no flavor {req.size!r}"
+                return f, None
+        return _no_flavor(f"site has no flavor {req.size!r}")
     if site.custom_sizes:
-        return Flavor("custom", f"{req.cpus}cpu-{req.memory_mib}mib", req.cpus, req.memory_mib), ""
+        return Flavor("custom", f"{req.cpus}cpu-{req.memory_mib}mib", req.cpus, req.memory_mib), None
     fits = [f for f in site.flavors if f.fits(req.cpus, req.memory_mib)]
     if not fits:
-        return None, f"no flavor fits {req.cpus} cpu / {req.memory_mib} MiB"
+        return _no_flavor(f"no flavor fits {req.cpus} cpu / {req.memory_mib} MiB")
     # The smallest that fits: fewest cpus, then least memory, then name.
-    return min(fits, key=lambda f: (f.cpus, f.memory_mib, f.disk_gib, f.name)), ""
+    return min(fits, key=lambda f: (f.cpus, f.memory_mib, f.disk_gib, f.name)), None
 
 
-def room_on(site: SiteSnapshot, flavor: Flavor, rule: Rule | None) -> tuple[int | None, str]:
-    """How many nodes of `flavor` fit, honouring the rule's overflow line on a local site."""
+def room_on(site: SiteSnapshot, flavor: Flavor, rule: Rule | None) -> tuple[int | None, Reason | None]:
+    """How many nodes of `flavor` fit, honouring the rule's overflow line on a local site
+    (the reason is set when that line, not the quota, is what limits the room)."""
     cap = site.capacity
     if cap is None:
-        return None, ""
+        return None, None
     room = cap.fits_count(Resources(flavor.cpus, flavor.memory_mib))
-    why = ""
+    why = None
     if rule is not None and site.tier is Tier.LOCAL and site.name in rule.from_sites:
         line = rule.overflow
         cores = cap.cores
@@ -166,7 +194,7 @@ def room_on(site: SiteSnapshot, flavor: Flavor, rule: Rule | None) -> tuple[int 
         if allowed is not None:
             allowed = max(allowed, 0)
             if room is None or allowed < room:
-                room, why = allowed, f"rule {rule.name}: {line.describe()}"
+                room, why = allowed, Reason("overflow_line", f"rule {rule.name}: {line.describe()}")
     return room, why
 
 
@@ -188,27 +216,27 @@ def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (
     passed: list[SiteDecision] = []
 
     for site in sites:
-        def skip(reason: str, s: SiteSnapshot = site) -> None:
+        def skip(reason: Reason, s: SiteSnapshot = site) -> None:
             passed.append(SiteDecision(s.name, 0, (reason,)))
 
         if req.site is not None and site.name != req.site:
             continue  # pinned elsewhere: not considered at all
         if site.error:
-            skip(f"did not answer: {site.error}")
+            skip(Reason("no_answer", f"did not answer: {site.error}"))
             continue
         if site.full:
-            skip(f"full: {site.full}")
+            skip(Reason("marked_full", f"full: {site.full}"))
             continue
         if rule is not None and req.site is None and site.name not in rule.sites():
-            skip(f"not in rule {rule.name}")
+            skip(Reason("not_in_rule", f"not in rule {rule.name}"))
             continue
-        image, why = pick_image(req, site, catalog)
+        image, no_image = pick_image(req, site, catalog)
         if image is None:
-            skip(why)
+            skip(no_image or Reason("no_image", "no image"))
             continue
-        flavor, why = pick_flavor(req, site, catalog)
+        flavor, no_flavor = pick_flavor(req, site, catalog)
         if flavor is None:
-            skip(why)
+            skip(no_flavor or Reason("no_flavor", "no flavor"))
             continue
         room, limit_why = room_on(site, flavor, rule)
         if room == 0:
@@ -223,13 +251,13 @@ def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (
     chosen: list[SiteDecision] = []
     for rank, (site, dec, room) in enumerate(candidates):
         take = remaining if room is None else min(room, remaining)
-        why = _rank_reason(site, rank, rule)
+        code, why = _rank_reason(site, rank, rule)
         if take > 0:
             fits = "no known limit" if room is None else f"room for {room}"
-            chosen.append(replace(dec, count=take, reasons=(*dec.reasons, f"{why}; {fits}")))
+            chosen.append(replace(dec, count=take, reasons=(*dec.reasons, Reason(code, f"{why}; {fits}"))))
             remaining -= take
         else:
-            chosen.append(replace(dec, reasons=(*dec.reasons, f"{why}; not needed")))
+            chosen.append(replace(dec, reasons=(*dec.reasons, Reason(code, f"{why}; not needed"))))
 
     unplaced_reason = None
     if remaining > 0:
@@ -257,19 +285,19 @@ def _binding_limit(site: SiteSnapshot, flavor: Flavor) -> str:
     return min(lines)[1] if lines else "no limit known"
 
 
-def _quota_reason(site: SiteSnapshot, flavor: Flavor) -> str:
+def _quota_reason(site: SiteSnapshot, flavor: Flavor) -> Reason:
     cap = site.capacity
     if cap is None:
-        return "no room"
+        return Reason("quota", "no room")
     for lim, per in ((cap.instances, 1), (cap.cores, flavor.cpus), (cap.ram_mib, flavor.memory_mib)):
         if lim.free is not None and lim.free < per:
-            return f"quota: {lim.resource} {lim.used}/{lim.limit} used"
-    return "hosts have no room"
+            return Reason("quota", f"quota: {lim.resource} {lim.used}/{lim.limit} used")
+    return Reason("hosts_full", "hosts have no room")
 
 
-def _rank_reason(site: SiteSnapshot, rank: int, rule: Rule | None) -> str:
+def _rank_reason(site: SiteSnapshot, rank: int, rule: Rule | None) -> tuple[str, str]:
     if site.tier is Tier.LOCAL:
-        return f"rank {rank + 1}: local site"
+        return "tier_order", f"rank {rank + 1}: local site"
     if rule is not None and rule.order is RuleOrder.LISTED:
-        return f"rank {rank + 1}: listed by rule {rule.name}"
-    return f"rank {rank + 1}: remote, cost {site.cost:g}"
+        return "rule_order", f"rank {rank + 1}: listed by rule {rule.name}"
+    return "cost_order", f"rank {rank + 1}: remote, cost {site.cost:g}"

@@ -34,7 +34,7 @@ def test_launch_fills_local_then_bursts_and_ps_shows_one_sky(run: Runner, two_si
     assert sites.count("home") == 2 and sites.count("cc") == 3
     assert [n["name"] for n in data["nodes"]] == [f"web-{i}" for i in range(5)]
     reasons = {d["site"]: d["reasons"] for d in data["plan"][0]["sites"]}
-    assert any("local" in r for r in reasons["home"])
+    assert any("local" in r["text"] and r["code"] == "tier_order" for r in reasons["home"])
 
     ps = run("ps", "-o", "json")
     assert ps.code == 0

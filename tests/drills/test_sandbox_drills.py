@@ -87,7 +87,7 @@ def test_one_site_down_ps_names_it_and_launch_fails_over(clean: Sky) -> None:
     res = clean.json("launch", "fo", "--count", "12", "--image", "alma9", "--size", "small")
     sites = Counter(n["site"] for n in res["nodes"])
     assert sites == {"home": 8, "sara": 4}
-    plan_sites = {d["site"]: " ".join(d["reasons"]) for d in res["plan"][0]["sites"]}
+    plan_sites = {d["site"]: " ".join(r["text"] for r in d["reasons"]) for d in res["plan"][0]["sites"]}
     assert "did not answer" in plan_sites["cc"]
     clean.run("sandbox", "fault", "cc", "--up")
     assert len(clean.nodes()) == 14

@@ -26,7 +26,9 @@ def sky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sky]:
 def test_overflow_move_home_and_fill_order(sky: Sky) -> None:
     sky.run("launch", "pin", "--count", "8", "--site", "home")
     plan = sky.json("launch", "g1", "--count", "4", "--dry-run")
-    reasons = {d["site"]: " ".join(d["reasons"]) for d in plan["sites"]}
+    reasons = {d["site"]: " ".join(r["text"] for r in d["reasons"]) for d in plan["sites"]}
+    codes = {d["site"]: [r["code"] for r in d["reasons"]] for d in plan["sites"]}
+    assert codes["home"] == ["quota"] and codes["cc"] == ["cost_order"]
     assert {d["site"]: d["count"] for d in plan["sites"] if d["count"]} == {"cc": 4}
     assert "quota: instances 8/8" in reasons["home"] and "cost 1" in reasons["cc"]
 

@@ -41,9 +41,12 @@ def test_case(case: Path) -> None:
     assert {d.site: d.count for d in plan.placements} == expect["placed"]
     if "order" in expect:
         assert [d.site for d in plan.placements] == expect["order"]
-    reasons = {d.site: " ".join(d.reasons) for d in plan.decisions}
+    reasons = {d.site: " ".join(r.text for r in d.reasons) for d in plan.decisions}
     for site, text in expect.get("reason_contains", {}).items():
         assert text in reasons[site], f"{site}: {reasons[site]}"
+    codes = {d.site: [r.code for r in d.reasons] for d in plan.decisions}
+    for site, code in expect.get("reason_code", {}).items():
+        assert code in codes[site], f"{site}: {codes[site]}"
     for text in expect.get("unplaced_contains", []):
         assert plan.unplaced_reason and text in plan.unplaced_reason, plan.unplaced_reason
     # Every site is accounted for, with at least one reason.
