@@ -207,10 +207,10 @@ def up(
     import os
     import subprocess
     import sys
-    import time
 
     from skyctl.errors import SkyError
     from skyctl.paths import write_private
+    from skyctl.polling import Expired, iterate_timeout
     from skyctl.sandbox import spec as specmod
     from skyctl.sandbox.server import LOG_FILE, PID_FILE, SPEC_FILE
 
@@ -244,20 +244,19 @@ def up(
         t.info(f"the sandbox is starting (pid {proc.pid}); 'skyctl sandbox status' shows when it is up")
         return
 
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        rc = proc.poll()
-        if rc is not None:
-            _forget(d)
-            raise SkyError(f"the sandbox process exited ({rc}) while starting: {_log_tail(log_path)}",
-                           hint=f"log: {log_path}")
-        runtime = _read_runtime(d)
-        if runtime is not None and runtime.get("pid") == proc.pid:
-            break
-        if time.monotonic() > deadline:
-            proc.terminate()
-            raise SkyError(f"the sandbox did not come up within {START_TIMEOUT:g} s", hint=f"log: {log_path}")
-        time.sleep(0.05)
+    try:
+        for _ in iterate_timeout(START_TIMEOUT, "the sandbox to start", interval=0.05):
+            rc = proc.poll()
+            if rc is not None:
+                _forget(d)
+                raise SkyError(f"the sandbox process exited ({rc}) while starting: {_log_tail(log_path)}",
+                               hint=f"log: {log_path}")
+            runtime = _read_runtime(d)
+            if runtime is not None and runtime.get("pid") == proc.pid:
+                break
+    except Expired:
+        proc.terminate()
+        raise SkyError(f"the sandbox did not come up within {START_TIMEOUT:g} s", hint=f"log: {log_path}") from None
     t.info(f"the sandbox is up (pid {proc.pid})")
     _emit_status(runtime, output)
 
@@ -274,9 +273,11 @@ def _emit_status(runtime: dict[str, Any], output: OutputFormat) -> None:
 @app.command()
 def down() -> None:
     """Stop the sandbox process and wait until it has exited (its VMs go with it)."""
+    import contextlib
     import os
     import signal
-    import time
+
+    from skyctl.polling import Expired, iterate_timeout
 
     t = term()
     d = _dir()
@@ -289,9 +290,10 @@ def down() -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             break
-        deadline = time.monotonic() + timeout
-        while _is_sandbox_process(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with contextlib.suppress(Expired):
+            for _ in iterate_timeout(timeout, "the sandbox to stop", interval=0.05):
+                if not _is_sandbox_process(pid):
+                    break
         if not _is_sandbox_process(pid):
             break
         t.warn(f"the sandbox (pid {pid}) did not stop within {timeout:g} s; killing it")

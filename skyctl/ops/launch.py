@@ -23,6 +23,7 @@ from skyctl.ops.inventory import delete_nodes, prepare_access
 from skyctl.ops.outcome import Outcome, classify_launch
 from skyctl.ops.request import ContextFor
 from skyctl.ops.sky import Sky, retrying
+from skyctl.polling import iterate_timeout, remaining
 from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, consume, place
 
 _CREATE_ATTEMPTS = 4
@@ -373,7 +374,10 @@ def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *, until: Callable[[
     for n in nodes:
         waiting.setdefault(n.site, set()).add(n.id)
         deadline[n.site] = time.monotonic() + sky.federation.sites[n.site].ready_timeout
-    while waiting:
+    # Each site has its own deadline (sites.X.ready_timeout), checked below.
+    for _ in iterate_timeout(None, "nodes to start", interval=poll):
+        if not waiting:
+            break
         listed = sky.fanout(lambda d: d.list({"group": group, "launch": launch_id}), list(waiting))
         for site, res in listed.items():
             if isinstance(res, DriverError):
@@ -397,13 +401,10 @@ def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *, until: Callable[[
                 sky.reporter.node_stage(node, node.state.value)
         waiting = {s: left for s, ids in waiting.items()
                    if (left := {i for i in ids if i not in faulted and (i in missing or not until(current[i]))})}
-        now = time.monotonic()
         for site, ids in waiting.items():
-            if now > deadline[site]:
+            if remaining(deadline[site]) == 0:
                 stuck = sorted(current[i].name for i in ids)
                 raise DriverTimeout(f"{', '.join(stuck)} not ready after "
                                     f"{sky.federation.sites[site].ready_timeout:g}s "
                                     f"(sites.{site}.ready_timeout)", site=site)
-        if waiting:
-            time.sleep(poll)
     return [current[n.id] for n in nodes if n.id not in faulted], list(faulted.values())
