@@ -132,12 +132,12 @@ def burst_watch(
     ticks: Annotated[int, typer.Option("--ticks", min=0, help="Stop after this many ticks (0 = until Ctrl-C).")] = 0,
 ) -> None:
     """Run a bursting tick every --interval seconds until Ctrl-C (which stops cleanly between moves)."""
-    import time
+    from skyctl.polling import iterate_timeout
 
     t = term()
     n = 0
     try:
-        while True:
+        for _ in iterate_timeout(None, "the next tick", interval=interval):
             result = _tick(False)
             n += 1
             moved = sum(o.ok for o in result.outcomes)
@@ -146,7 +146,6 @@ def burst_watch(
             _say_outcomes(result)
             if ticks and n >= ticks:
                 return
-            time.sleep(interval)
     except KeyboardInterrupt:
         t.info(f"stopped after {n} tick(s)")
         raise typer.Exit(0) from None

@@ -1,4 +1,5 @@
-"""The dependency direction of DESIGN.md, checked on the source (AST), and lazy SDK imports.
+"""The dependency direction of DESIGN.md, checked on the source (AST), no import cycles
+(function-level imports included), and lazy SDK imports.
 
 model, errors  <-  policy, context (pure)  <-  drivers  <-  ops  <-  cli.
 Nothing imports cli; drivers never import ops, state, cli or each other; an SDK is imported
@@ -132,3 +133,78 @@ def test_cheap_paths_import_no_sdk(args: list[str], tmp_path: Path) -> None:
     line = [ln for ln in proc.stderr.splitlines() if ln.startswith("HEAVY=")]
     assert line, proc.stderr
     assert line[0] == "HEAVY=", f"{args} imported {line[0][6:]}"
+
+
+def _resolved_imports(path: Path, module: str, modules: set[str]) -> set[str]:
+    """The skyctl modules `module` imports at run time (anywhere in the file; not the imports
+    under `if TYPE_CHECKING:`, which never run)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
+                   for stmt in block.body for n in ast.walk(stmt)}
+    is_pkg = path.name == "__init__.py"
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name in modules)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = module.split(".") if is_pkg else module.split(".")[:-1]
+                parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                out.add(full if full in modules else base)
+    return (out & modules) - {module}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_module_import_cycle() -> None:
+    """No exceptions list: a cycle hidden in a function-level import fails too."""
+    mods = dict((m, p) for p, m in _core_modules())
+    graph = {m: _resolved_imports(p, m, set(mods)) for m, p in mods.items()}
+    assert _cycles(graph) == []
+
+
+def test_cycle_finder_finds_a_function_level_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_layers_form_no_cycle() -> None:
+    """The allowed layer imports themselves are a one-way order."""
+    layers = {k: {a for a in v if a in ALLOWED and a != k and a != "skyctl"} for k, v in ALLOWED.items()}
+    assert _cycles(layers) == []
