@@ -1,6 +1,6 @@
 """skyctl's benchmarks: every figure measured side by side with its baseline, in one run.
 
-    python tests/bench/run.py [--json] [--quick]
+    python benchmarks/run.py [--json] [--quick]
 
 Each figure is a median of several runs. The sandbox (started here with `skyctl sandbox up`
 under a temporary SKYCTL_HOME) is the target of the cloud benchmarks; baselines are a bare
@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SKYCTL = str(BIN / "skyctl")
 GOALS = {"help_vs_typer": 1.2, "help_vs_openstack": 0.25, "list1000_vs_osc": 0.1, "launch100_vs_ideal": 1.2,
