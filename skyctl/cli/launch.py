@@ -159,9 +159,11 @@ def _context_builder(profiles: list[str], variables: dict[str, str], var_files: 
     """Validate the context once, up front (a missing variable or an oversized user-data fails
     before anything launches); render per node only when the profiles use the node's name."""
     from skyctl.context import build_context, check_for_cloud
+    from skyctl.keys import default_ssh_key
     from skyctl.logsafe import register_secret
 
-    first = build_context(profiles, variables=variables, var_files=var_files)
+    keys = [default_ssh_key().public]  # every node accepts the key skyctl logs in with
+    first = build_context(profiles, variables=variables, var_files=var_files, ssh_public_keys=keys)
     for s in first.secrets:
         register_secret(s)
     for w in first.warnings:
@@ -174,7 +176,8 @@ def _context_builder(profiles: list[str], variables: dict[str, str], var_files: 
         return (lambda _name: first.rendered), masked
 
     def context_for(name: str) -> Any:
-        return build_context(profiles, variables=variables, var_files=var_files, hostname=name).rendered
+        return build_context(profiles, variables=variables, var_files=var_files, ssh_public_keys=keys,
+                             hostname=name).rendered
 
     return context_for, masked
 
