@@ -80,7 +80,6 @@ def cloud_init_state(exit_code: int, stdout: str, stderr: str) -> str:
 class _Progress:
     node: Node
     deadline: float
-    timeout: float
     stage: str = STAGE_ADDRESS
     problem: str | None = None
     session: Session | None = None
@@ -162,7 +161,7 @@ def poll_ready(nodes: Sequence[Node], sites: Mapping[str, SiteConfig], opts: Ssh
     """
     start = time.monotonic()
     timeouts = {s: (timeout_for(s) if timeout_for else sites[s].ready_timeout) for s in {n.site for n in nodes}}
-    progress = [_Progress(n, start + timeouts[n.site], timeouts[n.site]) for n in nodes]
+    progress = [_Progress(n, start + timeouts[n.site]) for n in nodes]
     reported: dict[str, str] = {}
     lock = threading.Lock()
 

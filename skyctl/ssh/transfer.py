@@ -30,8 +30,6 @@ OutputCallback = Callable[[Node, str, str], None]  # (node, "stdout"|"stderr", l
 T = TypeVar("T")
 
 
-
-
 @dataclass
 class ExecResult:
     node: Node
@@ -48,7 +46,7 @@ class ExecResult:
         return {"node": self.node.name, "exit_code": self.exit_code, "stdout": self.stdout,
                 "stderr": self.stderr, "error": self.error.line() if self.error else None}
 
-# ---------------------------------------------------------------- fan-out
+# ---------------------------------------------------------------- fan-out and commands
 
 
 def fan_out(nodes: Sequence[Node], fn: Callable[[Node], T], *, parallel: int = DEFAULT_PARALLEL,

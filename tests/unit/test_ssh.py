@@ -307,6 +307,33 @@ def test_wait_ready_goes_through_every_stage(guest: Guest, opts: SshOptions) -> 
     assert refreshed == ["n-0"]
 
 
+def test_the_sky_wait_retries_a_flaky_cloud_for_addresses(guest: Guest, opts: SshOptions) -> None:
+    """launch --wait and `skyctl wait` share ops.ready.wait_ready: a Transient answer while
+    asking the cloud for a node's address is retried, not taken as the node's state."""
+    from types import SimpleNamespace
+
+    from skyctl.errors import Transient
+    from skyctl.ops.ready import wait_ready
+
+    answers: list[str] = []
+
+    class Flaky:
+        def get(self, node_id: str) -> Node:
+            answers.append(node_id)
+            if len(answers) == 1:
+                raise Transient("HTTP 503: service unavailable", site="s1")
+            return node("n-0")
+
+    guest.status = "done"
+    events = Events()
+    sky = SimpleNamespace(federation=SimpleNamespace(sites={"s1": site_for(guest.port)}), reporter=events,
+                          driver=lambda site: Flaky())
+    ready = wait_ready(sky, [node("n-0", address="")], opts, timeout=30)  # type: ignore[arg-type]
+    assert [n.addresses for n in ready] == [("127.0.0.1",)]
+    assert answers == ["vm-1", "vm-1"]  # the 503, then the retry
+    assert events.seen[0] == ("n-0", "address") and events.seen[-1] == ("n-0", "ready")
+
+
 def test_wait_ready_without_held_connections_reconnects_at_the_context_stage(
         guest: Guest, opts: SshOptions) -> None:
     guest.status = "running"
