@@ -1,5 +1,8 @@
 """The error tree. Errors carry decision data (site, resource, retryable...), not only text.
 
+Two families side by side under SkyError: DriverError (the cloud said no) and GuestError
+(the node itself said no, over SSH).
+
 The CLI maps each error to one line and one exit code; nothing else prints errors.
 Exit codes (documented in README and `skyctl --help`):
   0 ok, 1 error, 2 usage/config error, 3 partial success, 4 no capacity anywhere,
@@ -136,6 +139,63 @@ class InvalidRequest(DriverError):
 
 class Unsupported(DriverError):
     pass
+
+
+# ---------------------------------------------------------------- guest errors
+# What skyctl.ssh and the readiness wait raise: the cloud did its part, the node did not.
+
+
+class GuestError(SkyError):
+    exit_code = EXIT_ERROR
+    retryable = False
+
+
+class SshAuthError(GuestError):
+    """The node (or jump host) refused the key, or the key itself cannot be used."""
+
+    exit_code = EXIT_AUTH
+
+
+class Unreachable(GuestError):
+    """No SSH session could be opened: no address, refused, timed out, handshake failed."""
+
+    exit_code = EXIT_ERROR
+    retryable = True  # sshd not up yet, a network blip: the readiness wait tries again
+
+
+class CommandTimeout(GuestError):
+    """A command on the node was still running when its time ran out."""
+
+    exit_code = EXIT_ERROR
+
+
+class HostKeyError(GuestError):
+    """A node presented a host key that skyctl must not trust."""
+
+    exit_code = EXIT_ERROR
+
+
+class HostKeyChanged(HostKeyError):
+    pass
+
+
+class HostKeyNotInConsole(HostKeyError):
+    pass
+
+
+class ContextFailed(GuestError):
+    """The node's contextualisation finished with errors (cloud-init status: error)."""
+
+    exit_code = EXIT_ERROR
+
+
+class NotReady(GuestError):
+    """A readiness wait ran out. Raised for the whole wait, it carries `.ready` and
+    `.failures`: which nodes made it and which did not."""
+
+    exit_code = EXIT_ERROR
+    ready: list[Any]
+    failures: dict[str, SkyError]
 
 
 def with_site(err: DriverError, site: str) -> DriverError:

@@ -74,8 +74,10 @@ def render(
 ) -> None:
     """Print exactly what the cloud will receive: user-data for OpenStack, the CONTEXT for OpenNebula."""
     from skyctl.context import build_context, check_for_cloud, one_template
+    from skyctl.keys import default_ssh_key
 
-    built = build_context(list(names), variables=parse_vars(var), var_files=list(var_file or []), hostname=hostname)
+    built = build_context(list(names), variables=parse_vars(var), var_files=list(var_file or []),
+                          ssh_public_keys=[default_ssh_key().public], hostname=hostname)
     for w in built.warnings:
         term().warn(w)
     check_for_cloud(built.rendered, for_.value, profiles=built.profiles)

@@ -64,23 +64,18 @@ def _remote_words(ctx: typer.Context) -> list[str]:
 def _options(sky: Any, *, identity: str | None, user: str | None, accept_new: bool) -> Any:
     from pathlib import Path
 
-    from skyctl.ssh import SshOptions, console_reader
+    from skyctl.keys import default_ssh_key
+    from skyctl.ops.ready import console_reader
+    from skyctl.ssh.session import SshOptions
 
-    if identity:
-        key: Any = Path(identity).expanduser()
-    else:
-        try:
-            from skyctl.context import default_ssh_key  # type: ignore[attr-defined]
-        except ImportError:
-            from skyctl.context.sshkey import default_ssh_key
-        key = default_ssh_key()
+    key: Any = Path(identity).expanduser() if identity else default_ssh_key()
     return SshOptions(key=key, console=console_reader(sky), accept_new_host_key=accept_new, user=user)
 
 
 def _usable(nodes: list[Any]) -> tuple[list[Any], dict[str, Any]]:
     """Nodes worth connecting to, and why the others are skipped (stopped, in error...)."""
+    from skyctl.errors import Unreachable
     from skyctl.model import NodeState
-    from skyctl.ssh import Unreachable
 
     ok, skipped = [], {}
     for n in nodes:
@@ -98,9 +93,9 @@ def _resolve(sky: Any, targets: list[str], site: str | None) -> tuple[list[Any],
     nodes, listing = resolve_targets(sky, targets, site=site)
     if not nodes:
         if listing.errors:
-            from skyctl.ops.inventory import raise_if_all_failed
+            from skyctl.cli.runtime import raise_if_failed
 
-            raise_if_all_failed(listing, len(listing.errors))
+            raise_if_failed(listing.outcome(len(listing.errors)))
         raise NotFound(f"no nodes in {', '.join(targets)}")
     return nodes, dict(listing.errors)
 
@@ -113,10 +108,9 @@ def _exit_for(failed: int, unreachable: dict[str, Any], total: int, site_errors:
     for name, err in unreachable.items():
         t.error(err.line())
     if unreachable and len(unreachable) == total:
-        errs = list(unreachable.values())
-        from skyctl.errors import AuthError
+        from skyctl.ops.outcome import first_error
 
-        raise typer.Exit(next((e for e in errs if isinstance(e, AuthError)), errs[0]).exit_code)
+        raise typer.Exit(first_error(unreachable.values()).exit_code)
     if unreachable or site_errors:
         for site in site_errors:
             t.warn(f"site {site} did not answer; its nodes were not included")
@@ -153,7 +147,8 @@ def ssh(
     from skyctl.cli.runtime import open_sky
     from skyctl.errors import Unsupported
     from skyctl.ops.inventory import show_node
-    from skyctl.ssh import _split_key, remote_command, ssh_command, target_for
+    from skyctl.keys import split_key
+    from skyctl.ssh.target import remote_command, ssh_command, target_for
 
     words = _remote_words(ctx)
     with open_sky() as sky:
@@ -168,7 +163,7 @@ def ssh(
                     (sys.stdout if stream == "stdout" else sys.stderr).write(line + "\n")
                     (sys.stdout if stream == "stdout" else sys.stderr).flush()
 
-            from skyctl.ssh import run
+            from skyctl.ssh.transfer import run
 
             result = run(found, cfg, remote_command(words), opts, on_output=raw)
             code = result.exit_code if result.exit_code is not None and 0 <= result.exit_code < 256 else 255
@@ -179,7 +174,7 @@ def ssh(
         opts.open(found, cfg).close()
     if shutil.which("ssh") is None:
         raise Unsupported("no ssh client on PATH; run commands with 'skyctl ssh NODE -- COMMAND'")
-    key_path, _ = _split_key(opts.key)
+    key_path, _ = split_key(opts.key)
     argv = ssh_command(target, key_path, opts.known_hosts.path)
     term().detail(" ".join(argv))
     sys.stdout.flush()
@@ -214,7 +209,8 @@ def exec_(
     """
     from skyctl.cli.runtime import open_sky
     from skyctl.errors import UsageError
-    from skyctl.ssh import ExecResult, remote_command, run_many
+    from skyctl.ssh.target import remote_command
+    from skyctl.ssh.transfer import ExecResult, run_many
 
     words = _remote_words(ctx)
     if not words:
@@ -277,7 +273,8 @@ def cp(
     from skyctl.cli.runtime import open_sky
     from skyctl.errors import NotFound, UsageError
     from skyctl.ops.inventory import show_node
-    from skyctl.ssh import get, put_many, split_location
+    from skyctl.ssh.target import split_location
+    from skyctl.ssh.transfer import get, put_many
 
     (src_name, src_path), (dst_name, dst_path) = split_location(src), split_location(dst)
     if (src_name is None) == (dst_name is None):
@@ -383,28 +380,16 @@ def wait(
     """
     from skyctl.cli.nodes import node_table
     from skyctl.cli.runtime import open_sky
-    from skyctl.errors import DriverError
     from skyctl.ops.inventory import prepare_access
-    from skyctl.ssh import wait_ready
+    from skyctl.ops.ready import wait_ready
 
     with open_sky() as sky:
         nodes, site_errors = _resolve(sky, targets, site)
         opts = _options(sky, identity=identity, user=user, accept_new=accept_new_host_key)
-
-        def refresh(ns: list[Any]) -> list[Any]:
-            out = []
-            for n in ns:
-                try:
-                    out.append(sky.driver(n.site).get(n.id))
-                except DriverError:
-                    out.append(n)
-            return out
-
         nodes = prepare_access(sky, nodes)
         progress = _WaitProgress(len(nodes))
         try:
-            ready = wait_ready(nodes, sky.federation.sites, opts, reporter=progress, refresh=refresh,
-                               timeout_for=(lambda _s: timeout) if timeout else None)
+            ready = wait_ready(sky, nodes, opts, reporter=progress, timeout=timeout)
         finally:
             progress.stop()
     term().emit([n.to_json() for n in ready], output, table=node_table)

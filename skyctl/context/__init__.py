@@ -1,9 +1,9 @@
 """Contextualisation: profiles -> one neutral context -> cloud-init user-data | OpenNebula CONTEXT.
 
-Pure: no network, no SDK. The launch command calls `build_context` (once, or once per node
-when `needs_hostname(profiles)` says the profiles use `{{ node.name }}`); drivers take the part
-of `BuiltContext.rendered` that their cloud reads. Everything shown to people, logged or stored
-comes from `BuiltContext.masked`.
+Pure: no network, no SDK, no key files (callers pass the public keys in). The launch command
+calls `build_context` (once, or once per node when `needs_hostname(profiles)` says the profiles
+use `{{ node.name }}`); drivers take the part of `BuiltContext.rendered` that their cloud reads.
+Everything shown to people, logged or stored comes from `BuiltContext.masked`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,13 +21,12 @@ from skyctl.context.cloudinit import (
     cloud_config_parts,
 )
 from skyctl.context.opennebula import context_sh, one_template
-from skyctl.context.sshkey import default_ssh_key
 from skyctl.errors import ContextError
 from skyctl.model import MASK, RenderedContext
 
 __all__ = [
     "BuiltContext", "build_context", "check_for_cloud", "cloud_config_parts", "context_sh",
-    "default_ssh_key", "describe", "list_profiles", "needs_hostname", "one_template",
+    "describe", "list_profiles", "needs_hostname", "one_template",
     "validate_file", "NOVA_USER_DATA_MAX_B64",
 ]
 
@@ -163,12 +162,12 @@ def _scrub(rc: RenderedContext, secrets: list[str]) -> RenderedContext:
 
 def build_context(profiles: list[str], *, variables: dict[str, str] | None = None,
                   var_files: list[str] | None = None, environ: Mapping[str, str] | None = None,
-                  ssh_public_keys: list[str] | None = None,
-                  hostname: str | None = None) -> BuiltContext:
+                  ssh_public_keys: Sequence[str], hostname: str | None = None) -> BuiltContext:
     """Compose `profiles` (names or paths), resolve variables, render for every cloud.
 
-    ssh_public_keys None delivers the default key (the user's own, else skyctl's); a list
-    (even empty) delivers exactly those. hostname is the node's name when rendering per node.
+    ssh_public_keys are the public key lines every node accepts for login (the caller finds
+    them: skyctl.keys.default_ssh_key); a list, even empty, delivers exactly those. hostname
+    is the node's name when rendering per node.
     """
     from skyctl.context import variables as V
     from skyctl.context.template import uses
@@ -177,7 +176,7 @@ def build_context(profiles: list[str], *, variables: dict[str, str] | None = Non
     values, warnings = V.resolve(c.declared, variables=variables, var_files=var_files,
                                  environ=os.environ if environ is None else environ,
                                  profile_names=list(c.names))
-    delivered = [default_ssh_key()[1]] if ssh_public_keys is None else list(ssh_public_keys)
+    delivered = list(ssh_public_keys)
     rendered, _ = _render_one(c, values, hostname=hostname, delivered=delivered)
     secrets = V.secret_values(c.declared, values)
     if secrets:

@@ -214,12 +214,11 @@ def _wait_for_ssh(sky: Sky, nodes: list[Node]) -> list[Node]:
     check = [n for n in nodes if sites[n.site].ssh.check_ready]
     if not check:
         return nodes
-    from skyctl.context import default_ssh_key
-    from skyctl.ssh import SshOptions, console_reader, wait_ready
+    from skyctl.keys import default_ssh_key
+    from skyctl.ops.ready import console_reader, wait_ready
+    from skyctl.ssh.session import SshOptions
 
-    ready = wait_ready(check, sites, SshOptions(key=default_ssh_key(), console=console_reader(sky)),
-                       reporter=sky.reporter,
-                       refresh=lambda ns: [retrying(lambda n=n: sky.driver(n.site).get(n.id)) for n in ns])
+    ready = wait_ready(sky, check, SshOptions(key=default_ssh_key(), console=console_reader(sky)))
     by_id = {n.id: n for n in ready}
     return [by_id.get(n.id, n) for n in nodes]
 

@@ -11,7 +11,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from skyctl.errors import AuthError, SkyError
+from skyctl.errors import EXIT_AUTH, SkyError
 
 
 class Kind(str, enum.Enum):
@@ -28,15 +28,20 @@ class Outcome:
     error: SkyError | None = None   # the deciding error, for AUTH and FAILED
 
 
+def _is_auth(error: SkyError) -> bool:
+    """A cloud refusing the credentials, or a node refusing the key."""
+    return error.exit_code == EXIT_AUTH
+
+
 def first_error(errors: Iterable[SkyError]) -> SkyError:
     """The error to report when all failed: an authentication error if there is one."""
     errs = list(errors)
-    return next((e for e in errs if isinstance(e, AuthError)), errs[0])
+    return next((e for e in errs if _is_auth(e)), errs[0])
 
 
 def _all_failed(errors: Mapping[str, SkyError]) -> Outcome:
     err = first_error(errors.values())
-    return Outcome(Kind.AUTH if isinstance(err, AuthError) else Kind.FAILED, err)
+    return Outcome(Kind.AUTH if _is_auth(err) else Kind.FAILED, err)
 
 
 def classify_reads(errors: Mapping[str, SkyError], asked: int, answered_anything: bool) -> Outcome:
@@ -50,7 +55,7 @@ def classify_launch(requested: int, created: int, errors: Mapping[str, SkyError]
     """A launch: `errors` are what each site answered (refusals and failures), `considered` how
     many sites the first plan looked at."""
     if created == 0:
-        if len(errors) >= considered > 0 and all(isinstance(e, AuthError) for e in errors.values()):
+        if len(errors) >= considered > 0 and all(_is_auth(e) for e in errors.values()):
             return _all_failed(errors)
         return Outcome(Kind.NO_CAPACITY)
     return Outcome(Kind.PARTIAL if created < requested else Kind.OK)

@@ -81,16 +81,18 @@ class GroupContext:
 
 
 def build_group_context(profiles: Sequence[str], variables: dict[str, str], var_files: Sequence[str] = (), *,
-                        clouds: Sequence[str] = (), reporter: Reporter | None = None,
-                        ssh_public_keys: list[str] | None = None) -> GroupContext:
+                        clouds: Sequence[str] = (), reporter: Reporter | None = None) -> GroupContext:
     """Validate the context up front (a missing variable or an oversized user-data fails
     before anything launches); render per node only when the profiles use the node's name.
-    Every secret is registered for redaction; warnings go to the reporter."""
+    Every node accepts the key skyctl logs in with. Every secret is registered for
+    redaction; warnings go to the reporter."""
     from skyctl.context import build_context, check_for_cloud
+    from skyctl.keys import default_ssh_key
     from skyctl.logsafe import register_secret
 
     profiles, files = list(profiles), list(var_files)
-    first = build_context(profiles, variables=variables, var_files=files, ssh_public_keys=ssh_public_keys)
+    keys = [default_ssh_key().public]
+    first = build_context(profiles, variables=variables, var_files=files, ssh_public_keys=keys)
     for s in first.secrets:
         register_secret(s)
     for w in first.warnings:
@@ -104,7 +106,7 @@ def build_group_context(profiles: Sequence[str], variables: dict[str, str], var_
 
     def context_for(name: str) -> RenderedContext:
         return build_context(profiles, variables=variables, var_files=files, hostname=name,
-                             ssh_public_keys=ssh_public_keys).rendered
+                             ssh_public_keys=keys).rendered
 
     return GroupContext(context_for, secret_names)
 

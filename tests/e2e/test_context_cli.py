@@ -263,7 +263,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 def _ssh(address: str, port: int, user: str):  # type: ignore[no-untyped-def]
     import paramiko
 
-    from skyctl.context import default_ssh_key
+    from skyctl.keys import default_ssh_key
 
     private, _ = default_ssh_key()
     client = paramiko.SSHClient()
@@ -283,9 +283,10 @@ def test_an_openstack_vm_gets_the_user_data_and_the_default_key_logs_in(sandbox)
     from openstack import config as os_config
 
     from skyctl.context import build_context
+    from skyctl.keys import default_ssh_key
 
     built = build_context(["base", "htcondor-worker"], environ={"SKYCTL_VAR_pool_token": TOKEN},
-                          variables={"central_manager": "cm.example"})
+                          variables={"central_manager": "cm.example"}, ssh_public_keys=[default_ssh_key().public])
     site = sandbox.status["home"]
     cloud = os_config.OpenStackConfig(config_files=[site["clouds_yaml"]], vendor_files=[])
     conn = openstack.connection.Connection(config=cloud.get_one(cloud=site["cloud"]))
@@ -312,8 +313,10 @@ def test_an_opennebula_vm_gets_the_context_and_the_default_key_logs_in(sandbox) 
     import pyone
 
     from skyctl.context import build_context, one_template
+    from skyctl.keys import default_ssh_key
 
-    built = build_context(["base", "jupyter"], environ={"SKYCTL_VAR_token": TOKEN}, hostname="ctx-one-1")
+    built = build_context(["base", "jupyter"], environ={"SKYCTL_VAR_token": TOKEN}, hostname="ctx-one-1",
+                          ssh_public_keys=[default_ssh_key().public])
     site = sandbox.status["cc"]
     one = pyone.OneServer(site["endpoint"], session=Path(site["one_auth"]).read_text().strip())
     template = next(t for t in one.templatepool.info(-2, -1, -1).VMTEMPLATE if t.NAME == "AlmaLinux 9")

@@ -37,7 +37,7 @@ def _commands_registered() -> Iterator[None]:
 @pytest.fixture
 def user_key() -> tuple[Path, str]:
     """The key skyctl logs in with: the one contexts deliver (here skyctl's own, made on first use)."""
-    from skyctl.context.sshkey import default_ssh_key
+    from skyctl.keys import default_ssh_key
 
     return default_ssh_key()
 

@@ -485,7 +485,7 @@ def test_console_lists_the_host_key_as_cloud_init_prints_it(sandbox: SandboxSite
     import openstack
     from openstack import config as os_config
 
-    from skyctl.ssh import console_fingerprints
+    from skyctl.ssh.hostkeys import console_fingerprints
 
     cfg = os_config.OpenStackConfig(config_files=[str(sandbox.clouds_yaml)], vendor_files=[], load_envvars=False)
     conn = openstack.connection.Connection(config=cfg.get_one(cloud=sandbox.cloud))

@@ -1,9 +1,9 @@
 """The dependency direction of DESIGN.md, checked on the source (AST), no import cycles
 (function-level imports included), and lazy SDK imports.
 
-model, errors  <-  policy, context (pure)  <-  drivers  <-  ops  <-  cli.
+model, errors  <-  site, keys  <-  policy, context (pure)  <-  drivers  <-  ops, ssh  <-  cli.
 Nothing imports cli; drivers never import ops, state, cli or each other; an SDK is imported
-only inside its own driver package.
+only inside its own driver package. context gets SSH keys as data: it never imports keys.
 """
 
 from __future__ import annotations
@@ -29,20 +29,22 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "skyctl.logsafe": ("skyctl.model",),
     "skyctl.polling": (),
     "skyctl.site": ("skyctl.model",),
+    "skyctl.keys": ("skyctl.model", "skyctl.errors", "skyctl.paths"),
     "skyctl.policy": (*BOTTOM, "skyctl.policy"),
     "skyctl.context": (*BOTTOM, "skyctl.context"),
     "skyctl.config": (*BOTTOM, "skyctl.site", "skyctl.policy", "skyctl.drivers"),
     "skyctl.drivers": (*BOTTOM, "skyctl.site"),
     "skyctl.state": BOTTOM,
-    "skyctl.ssh": (*BOTTOM, "skyctl.site"),
+    "skyctl.ssh": (*BOTTOM, "skyctl.site", "skyctl.keys"),
     "skyctl.sandbox": (*BOTTOM, "skyctl.sandbox", "skyctl.site", "skyctl.config", "skyctl.policy", "skyctl.context"),
     "skyctl.ops": (*BOTTOM, "skyctl.ops", "skyctl.policy", "skyctl.context", "skyctl.site", "skyctl.config",
-                   "skyctl.drivers", "skyctl.state", "skyctl.ssh"),
+                   "skyctl.drivers", "skyctl.state", "skyctl.ssh", "skyctl.keys"),
     "skyctl.cli": ("skyctl",),
     "skyctl.__main__": ("skyctl.cli",),
 }
 SDKS = {"openstack": "skyctl_openstack", "keystoneauth1": "skyctl_openstack", "pyone": "skyctl_opennebula"}
-PARAMIKO_OK = ("skyctl.ssh", "skyctl.sandbox", "skyctl.context")
+PARAMIKO_OK = ("skyctl.ssh", "skyctl.sandbox")
+KEYGEN_OK = ("skyctl.keys", "skyctl.sandbox")  # cryptography: skyctl's key pair; the sandbox's own keys
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -88,6 +90,8 @@ def test_core_module_respects_the_layers(path: Path, module: str) -> None:
         assert top not in ("skyctl_openstack", "skyctl_opennebula"), f"{module} imports driver package {imp}"
         if top == "paramiko":
             assert module.startswith(PARAMIKO_OK), f"{module} imports paramiko"
+        if top == "cryptography":
+            assert module.startswith(KEYGEN_OK), f"{module} imports cryptography (keys live in skyctl.keys)"
         if top != "skyctl" or imp == "skyctl":
             continue
         ok = any(imp == a or imp.startswith(a + ".") for a in allowed if a != "skyctl") or \

@@ -1,4 +1,5 @@
-"""The default SSH key: the user's own if there is one, else a skyctl key pair made once."""
+"""The default SSH key (skyctl.keys): the user's own if there is one, else a skyctl key pair
+made once; contexts deliver the keys they are given."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import paramiko
 import yaml
 
-from skyctl.context import build_context, default_ssh_key
+from skyctl.context import build_context
+from skyctl.keys import default_ssh_key, fingerprint, md5_fingerprint
 from skyctl.paths import data_dir
 
 
@@ -57,9 +59,9 @@ def test_the_users_own_key_wins_in_openssh_order(skyctl_home: Path) -> None:
     assert not (data_dir() / "ssh" / "id_ed25519").exists()  # no skyctl key needed
 
 
-def test_every_context_delivers_the_default_key_unless_told_otherwise() -> None:
+def test_a_context_delivers_exactly_the_keys_it_is_given(skyctl_home: Path) -> None:
     _, public = default_ssh_key()
-    built = build_context(["base"], environ={})
+    built = build_context(["base"], environ={}, ssh_public_keys=[public])
     doc = yaml.safe_load(built.rendered.user_data)
     assert doc["users"][1]["ssh_authorized_keys"] == [public]
     assert built.rendered.one_context["SSH_PUBLIC_KEY"] == public
@@ -67,3 +69,16 @@ def test_every_context_delivers_the_default_key_unless_told_otherwise() -> None:
     assert built.rendered.ssh_public_keys == (public,)
     explicit = build_context(["base"], environ={}, ssh_public_keys=["ssh-ed25519 AAAAother x@y"])
     assert explicit.rendered.ssh_public_keys == ("ssh-ed25519 AAAAother x@y",)
+    # building a context makes no key (the caller passes the keys in)
+    before = sorted(data_dir().rglob("*"))
+    assert build_context(["base"], environ={}, ssh_public_keys=[]).rendered.ssh_public_keys == ()
+    assert sorted(data_dir().rglob("*")) == before
+
+
+def test_fingerprints_in_openssh_forms() -> None:
+    private, public = default_ssh_key()
+    key = paramiko.Ed25519Key(filename=str(private))
+    blob = base64.b64decode(public.split()[1])
+    assert fingerprint(blob) == fingerprint(key) == key.fingerprint  # paramiko's own SHA256 form
+    md5 = md5_fingerprint(blob)
+    assert md5.startswith("MD5:") and len(md5.split(":")) == 17 and md5 == md5_fingerprint(key)

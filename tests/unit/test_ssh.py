@@ -1,5 +1,5 @@
 """skyctl.ssh against a real SSH server on loopback (tests/sshguest.py): exec, host keys, SFTP,
-readiness, jump hosts, and the system ssh reading skyctl's known-hosts file."""
+readiness (skyctl.ops.ready), jump hosts, and the system ssh reading skyctl's known-hosts file."""
 
 from __future__ import annotations
 
@@ -14,10 +14,15 @@ from typing import Any
 import paramiko
 import pytest
 
-from skyctl import ssh
-from skyctl.site import SiteConfig
-from skyctl.errors import AuthError, DriverTimeout, NotFound, SkyError, UsageError
+from skyctl.errors import (ContextFailed, HostKeyChanged, HostKeyNotInConsole, NotFound, NotReady, SkyError,
+                           SshAuthError, Unreachable, UsageError)
+from skyctl.keys import fingerprint
 from skyctl.model import Node, NodeState
+from skyctl.ops.ready import cloud_init_state, poll_ready
+from skyctl.site import SiteConfig
+from skyctl.ssh import hostkeys, transfer
+from skyctl.ssh.session import Session, SshOptions
+from skyctl.ssh.target import Jump, parse_jump, split_location, ssh_command, target_for
 from tests.sshguest import Guest, new_key, new_key_pair
 
 
@@ -42,8 +47,8 @@ def node(name: str = "n-0", node_id: str = "vm-1", address: str = "127.0.0.1") -
 
 
 @pytest.fixture
-def opts(client_key: tuple[Path, str]) -> ssh.SshOptions:
-    return ssh.SshOptions(key=client_key)
+def opts(client_key: tuple[Path, str]) -> SshOptions:
+    return SshOptions(key=client_key)
 
 
 def closed_port() -> int:
@@ -75,23 +80,23 @@ def cloud_init_console(*fingerprints: str, keys: tuple[paramiko.PKey, ...] = ())
 # ---------------------------------------------------------------- exec
 
 
-def test_exec_returns_exit_code_stdout_and_stderr(guest: Guest, opts: ssh.SshOptions) -> None:
-    res = ssh.run(node(), site_for(guest.port), "echo out; echo err >&2; exit 3", opts)
+def test_exec_returns_exit_code_stdout_and_stderr(guest: Guest, opts: SshOptions) -> None:
+    res = transfer.run(node(), site_for(guest.port), "echo out; echo err >&2; exit 3", opts)
     assert (res.exit_code, res.stdout, res.stderr) == (3, "out\n", "err\n")
     assert res.to_json() == {"node": "n-0", "exit_code": 3, "stdout": "out\n", "stderr": "err\n", "error": None}
 
 
-def test_exec_runs_in_the_guest_dir_and_streams_lines(guest: Guest, opts: ssh.SshOptions) -> None:
+def test_exec_runs_in_the_guest_dir_and_streams_lines(guest: Guest, opts: SshOptions) -> None:
     (guest.root / "here.txt").write_text("x")
     lines: list[tuple[str, str, str]] = []
-    res = ssh.run(node(), site_for(guest.port), "ls; printf 'a\\nb'; echo c >&2", opts,
+    res = transfer.run(node(), site_for(guest.port), "ls; printf 'a\\nb'; echo c >&2", opts,
                   on_output=lambda n, stream, line: lines.append((n.name, stream, line)))
     assert res.exit_code == 0
     assert ("n-0", "stdout", "here.txt") in lines and ("n-0", "stdout", "b") in lines
     assert ("n-0", "stderr", "c") in lines
 
 
-def test_run_many_keeps_node_order_and_reports_unreachable_nodes(guest: Guest, opts: ssh.SshOptions) -> None:
+def test_run_many_keeps_node_order_and_reports_unreachable_nodes(guest: Guest, opts: SshOptions) -> None:
     sites = {"s1": site_for(guest.port)}
     nodes = [node("n-0", "vm-1"), node("n-1", "vm-2"), node("n-2", "vm-3", address="")]
     seen: list[str] = []
@@ -101,40 +106,40 @@ def test_run_many_keeps_node_order_and_reports_unreachable_nodes(guest: Guest, o
         with lock:
             seen.append(f"{n.name} {line}")
 
-    results = ssh.run_many(nodes, sites, "echo hello", opts, parallel=2, on_output=collect)
+    results = transfer.run_many(nodes, sites, "echo hello", opts, parallel=2, on_output=collect)
     assert [r.node.name for r in results] == ["n-0", "n-1", "n-2"]
     assert [r.exit_code for r in results] == [0, 0, None]
     assert sorted(seen) == ["n-0 hello", "n-1 hello"]
-    assert isinstance(results[2].error, ssh.Unreachable) and "no address" in results[2].error.line()
+    assert isinstance(results[2].error, Unreachable) and "no address" in results[2].error.line()
     # both first contacts were recorded, each under its own node's name
     names = sorted(line.split()[0] for line in opts.known_hosts.path.read_text().splitlines())
-    assert names == [ssh.host_key_alias(nodes[0]), ssh.host_key_alias(nodes[1])]
+    assert names == [hostkeys.host_key_alias(nodes[0]), hostkeys.host_key_alias(nodes[1])]
 
 
 def test_known_hosts_keeps_lines_a_user_wrote(tmp_path: Path) -> None:
     path = tmp_path / "kh"
     other = new_key()
     path.write_text(f"bastion {other.get_name()} {other.get_base64()}")  # no final newline
-    store = ssh.KnownHosts(path)
+    store = hostkeys.KnownHosts(path)
     mine = new_key()
     store.record("vm-1.s1.skyctl", mine)
-    fresh = ssh.KnownHosts(path)
+    fresh = hostkeys.KnownHosts(path)
     assert [k.asbytes() for k in fresh.known("bastion")] == [other.asbytes()]
     assert [k.asbytes() for k in fresh.known("vm-1.s1.skyctl")] == [mine.asbytes()]
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_cancel_cuts_running_commands(guest: Guest, opts: ssh.SshOptions) -> None:
+def test_cancel_cuts_running_commands(guest: Guest, opts: SshOptions) -> None:
     """What Ctrl-C does: every open session closes and the workers return at once."""
     sites = {"s1": site_for(guest.port)}
     started = threading.Event()
-    results: list[ssh.ExecResult] = []
+    results: list[transfer.ExecResult] = []
 
     def on_output(n: Node, stream: str, line: str) -> None:
         started.set()
 
     worker = threading.Thread(target=lambda: results.extend(
-        ssh.run_many([node("n-0", "vm-1"), node("n-1", "vm-2")], sites, "echo go; exec sleep 60", opts,
+        transfer.run_many([node("n-0", "vm-1"), node("n-1", "vm-2")], sites, "echo go; exec sleep 60", opts,
                      on_output=on_output)))
     worker.start()
     assert started.wait(30)
@@ -146,9 +151,9 @@ def test_cancel_cuts_running_commands(guest: Guest, opts: ssh.SshOptions) -> Non
         opts.open(node(), sites["s1"])
 
 
-def test_a_closed_port_is_unreachable_with_one_line(opts: ssh.SshOptions) -> None:
-    with pytest.raises(ssh.Unreachable) as info:
-        ssh.run(node(), site_for(closed_port()), "true", opts)
+def test_a_closed_port_is_unreachable_with_one_line(opts: SshOptions) -> None:
+    with pytest.raises(Unreachable) as info:
+        transfer.run(node(), site_for(closed_port()), "true", opts)
     line = info.value.line()
     assert "n-0" in line and "connection refused" in line and "\n" not in line
     assert info.value.site == "s1"
@@ -156,37 +161,48 @@ def test_a_closed_port_is_unreachable_with_one_line(opts: ssh.SshOptions) -> Non
 
 def test_a_wrong_key_is_refused_with_one_clear_line(guest: Guest, tmp_path: Path) -> None:
     other = new_key_pair(tmp_path / "other")
-    with pytest.raises(AuthError) as info:
-        ssh.run(node(), site_for(guest.port), "true", ssh.SshOptions(key=other))
+    with pytest.raises(SshAuthError) as info:
+        transfer.run(node(), site_for(guest.port), "true", SshOptions(key=other))
     line = info.value.line()
     assert "n-0" in line and "refused the key" in line and str(other[0]) in line
     assert "\n" not in line and info.value.exit_code == 5
 
 
+def test_guest_errors_are_a_family_beside_the_driver_errors_with_the_same_exit_codes() -> None:
+    from skyctl.errors import CommandTimeout, DriverError, GuestError
+
+    codes = {SshAuthError: 5, Unreachable: 1, CommandTimeout: 1, HostKeyChanged: 1, HostKeyNotInConsole: 1,
+             ContextFailed: 1, NotReady: 1}
+    for cls, code in codes.items():
+        assert issubclass(cls, GuestError) and not issubclass(cls, DriverError), cls
+        assert cls("x").exit_code == code, cls
+    assert Unreachable("x").retryable and not SshAuthError("x").retryable
+
+
 # ---------------------------------------------------------------- host keys
 
 
-def test_first_host_key_is_recorded_in_a_private_known_hosts_file(guest: Guest, opts: ssh.SshOptions) -> None:
-    ssh.run(node(), site_for(guest.port), "true", opts)
+def test_first_host_key_is_recorded_in_a_private_known_hosts_file(guest: Guest, opts: SshOptions) -> None:
+    transfer.run(node(), site_for(guest.port), "true", opts)
     path = opts.known_hosts.path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     keys = paramiko.HostKeys(str(path))
-    recorded = keys.lookup(ssh.host_key_alias(node()))
+    recorded = keys.lookup(hostkeys.host_key_alias(node()))
     assert recorded is not None and recorded["ssh-ed25519"].asbytes() == guest.host_key.asbytes()
     # a second connection trusts the recorded key without touching the file
     before = path.read_bytes()
-    assert ssh.run(node(), site_for(guest.port), "true", opts).exit_code == 0
+    assert transfer.run(node(), site_for(guest.port), "true", opts).exit_code == 0
     assert path.read_bytes() == before
 
 
 def test_a_changed_host_key_is_refused_and_replaced_only_when_asked(
         guest: Guest, client_key: tuple[Path, str], tmp_path: Path) -> None:
-    opts = ssh.SshOptions(key=client_key)
-    ssh.run(node(), site_for(guest.port), "true", opts)
+    opts = SshOptions(key=client_key)
+    transfer.run(node(), site_for(guest.port), "true", opts)
     rebuilt = Guest(tmp_path / "vm1-rebuilt", authorized=guest.authorized)  # same VM id, new host key
     try:
-        with pytest.raises(ssh.HostKeyChanged) as info:
-            ssh.run(node(), site_for(rebuilt.port), "touch pwned", opts)
+        with pytest.raises(HostKeyChanged) as info:
+            transfer.run(node(), site_for(rebuilt.port), "touch pwned", opts)
         line = info.value.line()
         assert "n-0" in line and f"127.0.0.1:{rebuilt.port}" in line
         assert guest.fingerprint in line and rebuilt.fingerprint in line
@@ -194,67 +210,67 @@ def test_a_changed_host_key_is_refused_and_replaced_only_when_asked(
         assert info.value.exit_code == 1
         assert not (rebuilt.root / "pwned").exists()  # refused before anything ran
 
-        accept = ssh.SshOptions(key=client_key, accept_new_host_key=True)
-        assert ssh.run(node(), site_for(rebuilt.port), "true", accept).exit_code == 0
+        accept = SshOptions(key=client_key, accept_new_host_key=True)
+        assert transfer.run(node(), site_for(rebuilt.port), "true", accept).exit_code == 0
         # from now on the new key is the known one, and the old one is refused
-        assert ssh.run(node(), site_for(rebuilt.port), "true", opts).exit_code == 0
-        with pytest.raises(ssh.HostKeyChanged):
-            ssh.run(node(), site_for(guest.port), "true", opts)
+        assert transfer.run(node(), site_for(rebuilt.port), "true", opts).exit_code == 0
+        with pytest.raises(HostKeyChanged):
+            transfer.run(node(), site_for(guest.port), "true", opts)
     finally:
         rebuilt.stop()
 
 
 def test_another_vm_at_a_reused_address_is_not_a_changed_key(
         guest: Guest, client_key: tuple[Path, str], tmp_path: Path) -> None:
-    opts = ssh.SshOptions(key=client_key)
-    ssh.run(node("a-0", "vm-1"), site_for(guest.port), "true", opts)
+    opts = SshOptions(key=client_key)
+    transfer.run(node("a-0", "vm-1"), site_for(guest.port), "true", opts)
     newcomer = Guest(tmp_path / "vm2", authorized=guest.authorized)
     try:
-        assert ssh.run(node("b-0", "vm-2"), site_for(newcomer.port), "true", opts).exit_code == 0
+        assert transfer.run(node("b-0", "vm-2"), site_for(newcomer.port), "true", opts).exit_code == 0
     finally:
         newcomer.stop()
 
 
 def test_console_fingerprints_are_checked_before_trusting_a_new_key(
         guest: Guest, client_key: tuple[Path, str]) -> None:
-    wrong = ssh.fingerprint(new_key())
-    lying = ssh.SshOptions(key=client_key, console=lambda n: cloud_init_console(wrong))
-    with pytest.raises(ssh.HostKeyNotInConsole) as info:
-        ssh.run(node(), site_for(guest.port), "true", lying)
+    wrong = fingerprint(new_key())
+    lying = SshOptions(key=client_key, console=lambda n: cloud_init_console(wrong))
+    with pytest.raises(HostKeyNotInConsole) as info:
+        transfer.run(node(), site_for(guest.port), "true", lying)
     line = info.value.line()
     assert "n-0" in line and guest.fingerprint in line and wrong in line and "\n" not in line
-    assert not lying.known_hosts.path.exists() or ssh.host_key_alias(node()) not in lying.known_hosts.path.read_text()
+    assert not lying.known_hosts.path.exists() or hostkeys.host_key_alias(node()) not in lying.known_hosts.path.read_text()
 
-    honest = ssh.SshOptions(key=client_key, console=lambda n: cloud_init_console(wrong, guest.fingerprint))
-    assert ssh.run(node(), site_for(guest.port), "true", honest).exit_code == 0
-    assert ssh.host_key_alias(node()) in honest.known_hosts.path.read_text()
+    honest = SshOptions(key=client_key, console=lambda n: cloud_init_console(wrong, guest.fingerprint))
+    assert transfer.run(node(), site_for(guest.port), "true", honest).exit_code == 0
+    assert hostkeys.host_key_alias(node()) in honest.known_hosts.path.read_text()
 
 
 def test_console_without_fingerprints_falls_back_to_first_use(guest: Guest, client_key: tuple[Path, str]) -> None:
-    quiet = ssh.SshOptions(key=client_key, console=lambda n: "booting...\nlogin: ")
-    assert ssh.run(node(), site_for(guest.port), "true", quiet).exit_code == 0
+    quiet = SshOptions(key=client_key, console=lambda n: "booting...\nlogin: ")
+    assert transfer.run(node(), site_for(guest.port), "true", quiet).exit_code == 0
 
 
 def test_console_fingerprint_parsing() -> None:
     k1, k2 = new_key(), new_key()
-    text = "old boot\n" + cloud_init_console(ssh.fingerprint(k2)) + cloud_init_console(ssh.fingerprint(k1))
-    listed = ssh.console_fingerprints(text)
-    assert listed is not None and ssh.key_matches_console(k1, listed)
-    assert not ssh.key_matches_console(k2, listed)  # only the latest boot counts
-    assert ssh.console_fingerprints("no block here") is None and ssh.console_fingerprints(None) is None
+    text = "old boot\n" + cloud_init_console(fingerprint(k2)) + cloud_init_console(fingerprint(k1))
+    listed = hostkeys.console_fingerprints(text)
+    assert listed is not None and hostkeys.key_matches_console(k1, listed)
+    assert not hostkeys.key_matches_console(k2, listed)  # only the latest boot counts
+    assert hostkeys.console_fingerprints("no block here") is None and hostkeys.console_fingerprints(None) is None
     # the public-key block alone is enough, and old cloud-init printed MD5 hex fingerprints
-    only_keys = ssh.console_fingerprints("-----BEGIN SSH HOST KEY KEYS-----\n"
+    only_keys = hostkeys.console_fingerprints("-----BEGIN SSH HOST KEY KEYS-----\n"
                                          f"{k1.get_name()} {k1.get_base64()} root@x\n-----END SSH HOST KEY KEYS-----\n")
-    assert only_keys is not None and ssh.key_matches_console(k1, only_keys)
+    assert only_keys is not None and hostkeys.key_matches_console(k1, only_keys)
     import hashlib
 
     md5 = hashlib.md5(k2.asbytes(), usedforsecurity=False).hexdigest()
     old = ("ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
            f"ec2: 256 {':'.join(md5[i:i + 2] for i in range(0, 32, 2))} root@x (ED25519)\n"
            "ec2: -----END SSH HOST KEY FINGERPRINTS-----\n")
-    listed_old = ssh.console_fingerprints(old)
-    assert listed_old is not None and ssh.key_matches_console(k2, listed_old)
-    assert not ssh.key_matches_console(k1, listed_old)
+    listed_old = hostkeys.console_fingerprints(old)
+    assert listed_old is not None and hostkeys.key_matches_console(k2, listed_old)
+    assert not hostkeys.key_matches_console(k1, listed_old)
 
 
 # ---------------------------------------------------------------- readiness
@@ -274,7 +290,7 @@ class Events:
         self.seen.append((n.name, "ready"))
 
 
-def test_wait_ready_goes_through_every_stage(guest: Guest, opts: ssh.SshOptions) -> None:
+def test_wait_ready_goes_through_every_stage(guest: Guest, opts: SshOptions) -> None:
     guest.status = "running"
     pending = node("n-0", address="")
     events = Events(on_stage=lambda n, stage: setattr(guest, "status", "done") if stage == "context" else None)
@@ -284,22 +300,49 @@ def test_wait_ready_goes_through_every_stage(guest: Guest, opts: ssh.SshOptions)
         refreshed.extend(n.name for n in ns)
         return [node("n-0")]  # the cloud has given it an address by now
 
-    ready = ssh.wait_ready([pending], {"s1": site_for(guest.port)}, opts, reporter=events, refresh=refresh,
+    ready = poll_ready([pending], {"s1": site_for(guest.port)}, opts, reporter=events, refresh=refresh,
                            poll=0.01)
     assert [n.name for n in ready] == ["n-0"] and ready[0].addresses == ("127.0.0.1",)
     assert events.seen == [("n-0", "address"), ("n-0", "ssh"), ("n-0", "context"), ("n-0", "ready")]
     assert refreshed == ["n-0"]
 
 
+def test_the_sky_wait_retries_a_flaky_cloud_for_addresses(guest: Guest, opts: SshOptions) -> None:
+    """launch --wait and `skyctl wait` share ops.ready.wait_ready: a Transient answer while
+    asking the cloud for a node's address is retried, not taken as the node's state."""
+    from types import SimpleNamespace
+
+    from skyctl.errors import Transient
+    from skyctl.ops.ready import wait_ready
+
+    answers: list[str] = []
+
+    class Flaky:
+        def get(self, node_id: str) -> Node:
+            answers.append(node_id)
+            if len(answers) == 1:
+                raise Transient("HTTP 503: service unavailable", site="s1")
+            return node("n-0")
+
+    guest.status = "done"
+    events = Events()
+    sky = SimpleNamespace(federation=SimpleNamespace(sites={"s1": site_for(guest.port)}), reporter=events,
+                          driver=lambda site: Flaky())
+    ready = wait_ready(sky, [node("n-0", address="")], opts, timeout=30)  # type: ignore[arg-type]
+    assert [n.addresses for n in ready] == [("127.0.0.1",)]
+    assert answers == ["vm-1", "vm-1"]  # the 503, then the retry
+    assert events.seen[0] == ("n-0", "address") and events.seen[-1] == ("n-0", "ready")
+
+
 def test_wait_ready_without_held_connections_reconnects_at_the_context_stage(
-        guest: Guest, opts: ssh.SshOptions) -> None:
+        guest: Guest, opts: SshOptions) -> None:
     guest.status = "running"
     polls: list[str] = []
 
     events = Events()
-    real_exec = ssh.Session.exec
+    real_exec = Session.exec
 
-    def counting_exec(self: ssh.Session, command: str, **kw: Any) -> Any:  # a spy: the real exec runs
+    def counting_exec(self: Session, command: str, **kw: Any) -> Any:  # a spy: the real exec runs
         polls.append(command)
         if len(polls) == 3:
             guest.status = "done"
@@ -307,8 +350,8 @@ def test_wait_ready_without_held_connections_reconnects_at_the_context_stage(
 
     import unittest.mock
 
-    with unittest.mock.patch.object(ssh.Session, "exec", counting_exec):
-        ready = ssh.wait_ready([node()], {"s1": site_for(guest.port)}, opts, reporter=events, poll=0.01,
+    with unittest.mock.patch.object(Session, "exec", counting_exec):
+        ready = poll_ready([node()], {"s1": site_for(guest.port)}, opts, reporter=events, poll=0.01,
                                hold_connections=0)
     assert [n.name for n in ready] == ["n-0"]
     assert polls == ["cloud-init status"] * 3
@@ -317,12 +360,12 @@ def test_wait_ready_without_held_connections_reconnects_at_the_context_stage(
 
 
 def test_wait_ready_times_out_naming_the_node_and_its_stage(
-        guest: Guest, opts: ssh.SshOptions) -> None:
+        guest: Guest, opts: SshOptions) -> None:
     guest.status = "running"
     sites = {"s1": site_for(guest.port, ), "s2": SiteConfig(name="s2", driver="memory", ssh={"port": closed_port()})}
     nodes = [node("n-0"), Node("far-0", "n", "s2", "memory", "vm-9", NodeState.RUNNING, ("127.0.0.1",))]
-    with pytest.raises(DriverTimeout) as info:
-        ssh.wait_ready(nodes, sites, opts, timeout_for=lambda s: 0.3, poll=0.05)
+    with pytest.raises(NotReady) as info:
+        poll_ready(nodes, sites, opts, timeout_for=lambda s: 0.3, poll=0.05)
     line = info.value.line()
     assert "n-0 stuck at stage 'context' (cloud-init status: running)" in line
     assert "far-0 stuck at stage 'ssh'" in line and "connection refused" in line
@@ -331,52 +374,52 @@ def test_wait_ready_times_out_naming_the_node_and_its_stage(
     assert info.value.ready == [] and set(info.value.failures) == {"n-0", "far-0"}
 
 
-def test_wait_ready_stops_at_a_failed_context(guest: Guest, opts: ssh.SshOptions) -> None:
+def test_wait_ready_stops_at_a_failed_context(guest: Guest, opts: SshOptions) -> None:
     guest.status = "error"
-    with pytest.raises(ssh.ContextFailed) as info:
-        ssh.wait_ready([node()], {"s1": site_for(guest.port)}, opts, timeout_for=lambda s: 60, poll=0.01)
+    with pytest.raises(ContextFailed) as info:
+        poll_ready([node()], {"s1": site_for(guest.port)}, opts, timeout_for=lambda s: 60, poll=0.01)
     assert "n-0" in info.value.line() and "cloud-init status: error" in info.value.line()
 
 
-def test_wait_ready_refuses_a_changed_host_key_at_once(guest: Guest, opts: ssh.SshOptions, tmp_path: Path) -> None:
-    ssh.run(node(), site_for(guest.port), "true", opts)
+def test_wait_ready_refuses_a_changed_host_key_at_once(guest: Guest, opts: SshOptions, tmp_path: Path) -> None:
+    transfer.run(node(), site_for(guest.port), "true", opts)
     rebuilt = Guest(tmp_path / "vm1b", authorized=guest.authorized)
     try:
-        with pytest.raises(ssh.HostKeyChanged):
-            ssh.wait_ready([node()], {"s1": site_for(rebuilt.port)}, opts, timeout_for=lambda s: 60, poll=0.01)
+        with pytest.raises(HostKeyChanged):
+            poll_ready([node()], {"s1": site_for(rebuilt.port)}, opts, timeout_for=lambda s: 60, poll=0.01)
     finally:
         rebuilt.stop()
 
 
 def test_cloud_init_states() -> None:
-    assert ssh.cloud_init_state(0, "status: done\n", "") == "done"
-    assert ssh.cloud_init_state(2, "\nstatus: done\nextended_status: degraded done\n", "") == "done"
-    assert ssh.cloud_init_state(1, "status: error\n", "") == "error"
-    assert ssh.cloud_init_state(0, "status: running\n", "") == "running"
-    assert ssh.cloud_init_state(0, "status: not started\n", "") == "not started"
-    assert ssh.cloud_init_state(127, "", "sh: cloud-init: not found\n") == "absent"
+    assert cloud_init_state(0, "status: done\n", "") == "done"
+    assert cloud_init_state(2, "\nstatus: done\nextended_status: degraded done\n", "") == "done"
+    assert cloud_init_state(1, "status: error\n", "") == "error"
+    assert cloud_init_state(0, "status: running\n", "") == "running"
+    assert cloud_init_state(0, "status: not started\n", "") == "not started"
+    assert cloud_init_state(127, "", "sh: cloud-init: not found\n") == "absent"
 
 
 # ---------------------------------------------------------------- SFTP
 
 
-def test_put_and_get_a_file(guest: Guest, opts: ssh.SshOptions, tmp_path: Path) -> None:
+def test_put_and_get_a_file(guest: Guest, opts: SshOptions, tmp_path: Path) -> None:
     src = tmp_path / "payload.txt"
     src.write_text("hello\n")
     site = site_for(guest.port)
-    assert ssh.put(node(), site, src, "payload.txt", opts) == ["payload.txt"]
+    assert transfer.put(node(), site, src, "payload.txt", opts) == ["payload.txt"]
     assert (guest.root / "payload.txt").read_text() == "hello\n"
     (guest.root / "inbox").mkdir()
-    assert ssh.put(node(), site, src, "inbox", opts) == ["inbox/payload.txt"]  # into an existing dir
+    assert transfer.put(node(), site, src, "inbox", opts) == ["inbox/payload.txt"]  # into an existing dir
     back = tmp_path / "back.txt"
-    assert ssh.get(node(), site, "payload.txt", back, opts) == [back]
+    assert transfer.get(node(), site, "payload.txt", back, opts) == [back]
     assert back.read_text() == "hello\n"
     with pytest.raises(NotFound) as info:
-        ssh.get(node(), site, "missing.txt", tmp_path / "x", opts)
+        transfer.get(node(), site, "missing.txt", tmp_path / "x", opts)
     assert "n-0:missing.txt" in info.value.line()
 
 
-def test_put_and_get_directories_recursively(guest: Guest, opts: ssh.SshOptions, tmp_path: Path) -> None:
+def test_put_and_get_directories_recursively(guest: Guest, opts: SshOptions, tmp_path: Path) -> None:
     tree = tmp_path / "conf"
     (tree / "sub" / "deeper").mkdir(parents=True)
     (tree / "a.txt").write_text("a")
@@ -385,26 +428,26 @@ def test_put_and_get_directories_recursively(guest: Guest, opts: ssh.SshOptions,
     (tree / "sub" / "deeper" / "c.sh").chmod(0o755)
     site = site_for(guest.port)
     with pytest.raises(UsageError):
-        ssh.put(node(), site, tree, "app", opts)
-    written = ssh.put(node(), site, tree, "app", opts, recursive=True)
+        transfer.put(node(), site, tree, "app", opts)
+    written = transfer.put(node(), site, tree, "app", opts, recursive=True)
     assert sorted(written) == ["app/a.txt", "app/sub/b.txt", "app/sub/deeper/c.sh"]
     assert (guest.root / "app" / "sub" / "b.txt").read_text() == "b"
     assert stat.S_IMODE((guest.root / "app" / "sub" / "deeper" / "c.sh").stat().st_mode) == 0o755
 
     out = tmp_path / "out"
     out.mkdir()
-    got = ssh.get(node(), site, "app", out, opts, recursive=True)  # into an existing dir: out/app
+    got = transfer.get(node(), site, "app", out, opts, recursive=True)  # into an existing dir: out/app
     assert sorted(p.relative_to(out).as_posix() for p in got) == ["app/a.txt", "app/sub/b.txt", "app/sub/deeper/c.sh"]
     assert (out / "app" / "sub" / "deeper" / "c.sh").read_text() == "#!/bin/sh\n"
     with pytest.raises(UsageError):
-        ssh.get(node(), site, "app", tmp_path / "nope", opts)
+        transfer.get(node(), site, "app", tmp_path / "nope", opts)
 
 
-def test_put_many_copies_to_every_node(guest: Guest, opts: ssh.SshOptions, tmp_path: Path) -> None:
+def test_put_many_copies_to_every_node(guest: Guest, opts: SshOptions, tmp_path: Path) -> None:
     src = tmp_path / "f.txt"
     src.write_text("x")
     nodes = [node("n-0", "vm-1"), node("n-1", "vm-2"), node("n-2", "vm-3", address="")]
-    res = ssh.put_many(nodes, {"s1": site_for(guest.port)}, src, "f.txt", opts)
+    res = transfer.put_many(nodes, {"s1": site_for(guest.port)}, src, "f.txt", opts)
     assert res[0] == ["f.txt"] and res[1] == ["f.txt"] and isinstance(res[2], SkyError)
 
 
@@ -415,8 +458,8 @@ def test_a_jump_host_carries_the_connection(guest: Guest, client_key: tuple[Path
     bastion = Guest(tmp_path / "bastion", user="ops", authorized=guest.authorized, forwarding=True)
     try:
         site = site_for(guest.port, jump_host=f"ops@127.0.0.1:{bastion.port}")
-        opts = ssh.SshOptions(key=client_key)
-        res = ssh.run(node(), site, "echo via", opts)
+        opts = SshOptions(key=client_key)
+        res = transfer.run(node(), site, "echo via", opts)
         assert res.exit_code == 0 and res.stdout == "via\n"
         assert bastion.forwarded == [("127.0.0.1", guest.port)]
         assert f"[127.0.0.1]:{bastion.port}" in opts.known_hosts.path.read_text()  # its key is pinned too
@@ -425,25 +468,25 @@ def test_a_jump_host_carries_the_connection(guest: Guest, client_key: tuple[Path
 
 
 def test_parse_jump_and_locations() -> None:
-    assert ssh.parse_jump("ops@bastion.example:2222") == ssh.Jump("ops", "bastion.example", 2222)
-    assert ssh.parse_jump("bastion") == ssh.Jump(None, "bastion", 22)
-    assert str(ssh.parse_jump("ops@[2001:db8::1]:2200")) == "ops@[2001:db8::1]:2200"
+    assert parse_jump("ops@bastion.example:2222") == Jump("ops", "bastion.example", 2222)
+    assert parse_jump("bastion") == Jump(None, "bastion", 22)
+    assert str(parse_jump("ops@[2001:db8::1]:2200")) == "ops@[2001:db8::1]:2200"
     from skyctl.errors import ConfigError
 
     with pytest.raises(ConfigError):
-        ssh.parse_jump("ops@host:notaport")
-    assert ssh.split_location("web-0:data/x") == ("web-0", "data/x")
-    assert ssh.split_location("web:") == ("web", "")
-    assert ssh.split_location("./a:b") == (None, "./a:b")
-    assert ssh.split_location("/tmp/a:b") == (None, "/tmp/a:b")
-    assert ssh.split_location("plain.txt") == (None, "plain.txt")
+        parse_jump("ops@host:notaport")
+    assert split_location("web-0:data/x") == ("web-0", "data/x")
+    assert split_location("web:") == ("web", "")
+    assert split_location("./a:b") == (None, "./a:b")
+    assert split_location("/tmp/a:b") == (None, "/tmp/a:b")
+    assert split_location("plain.txt") == (None, "plain.txt")
 
 
 @pytest.mark.skipif(shutil.which("ssh") is None, reason="no OpenSSH client installed")
-def test_the_system_ssh_trusts_what_skyctl_recorded(guest: Guest, opts: ssh.SshOptions, tmp_path: Path) -> None:
-    target = ssh.target_for(node(), site_for(guest.port))
-    ssh.run(node(), site_for(guest.port), "true", opts)  # records the key, as `skyctl ssh` does first
-    argv = ssh.ssh_command(target, opts.key[0], opts.known_hosts.path, ["echo", "from-openssh"])
+def test_the_system_ssh_trusts_what_skyctl_recorded(guest: Guest, opts: SshOptions, tmp_path: Path) -> None:
+    target = target_for(node(), site_for(guest.port))
+    transfer.run(node(), site_for(guest.port), "true", opts)  # records the key, as `skyctl ssh` does first
+    argv = ssh_command(target, opts.key[0], opts.known_hosts.path, ["echo", "from-openssh"])
     assert argv[:3] == ["ssh", "-i", str(opts.key[0])] and f"HostKeyAlias={target.alias}" in argv
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     batch = [argv[0], "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", *argv[1:]]
@@ -453,7 +496,7 @@ def test_the_system_ssh_trusts_what_skyctl_recorded(guest: Guest, opts: ssh.SshO
 
     rebuilt = Guest(tmp_path / "vm1c", authorized=guest.authorized)
     try:  # the system ssh refuses a changed key just as skyctl does
-        argv2 = ssh.ssh_command(ssh.target_for(node(), site_for(rebuilt.port)), opts.key[0],
+        argv2 = ssh_command(target_for(node(), site_for(rebuilt.port)), opts.key[0],
                                 opts.known_hosts.path, ["touch", "pwned"])
         proc = subprocess.run([argv2[0], "-o", "BatchMode=yes", *argv2[1:]], capture_output=True, text=True,
                               timeout=30, env=env)
@@ -464,8 +507,8 @@ def test_the_system_ssh_trusts_what_skyctl_recorded(guest: Guest, opts: ssh.SshO
 
 
 def test_jump_host_goes_to_the_system_ssh_as_dash_j() -> None:
-    target = ssh.target_for(node(), site_for(2222, jump_host="ops@bastion:2200", user="alma"))
-    argv = ssh.ssh_command(target, Path("/k"), Path("/kh"))
+    target = target_for(node(), site_for(2222, jump_host="ops@bastion:2200", user="alma"))
+    argv = ssh_command(target, Path("/k"), Path("/kh"))
     assert argv[argv.index("-J") + 1] == "ops@bastion:2200"
     assert argv[argv.index("-l") + 1] == "alma" and argv[argv.index("-p") + 1] == "2222"
     assert "StrictHostKeyChecking=yes" in argv and "UserKnownHostsFile=/kh" in argv and argv[-1] == "127.0.0.1"
