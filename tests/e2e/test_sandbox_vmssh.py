@@ -1,4 +1,4 @@
-"""The sandbox VMs' SSH side (skyctl.sandbox.vmssh) against a SiteWorld, in this process:
+"""The sandbox VMs' SSH side (skyctl.sandbox.guest) against a SiteWorld, in this process:
 what a context delivers decides who gets in, CONTEXT is written as oned writes it, and the
 context's own scripts run only when asked. A real paramiko client does the talking."""
 
@@ -17,8 +17,9 @@ import paramiko
 import pytest
 
 from skyctl.sandbox.spec import build_world, resolve
-from skyctl.sandbox.vmssh import (ONE_CONTEXT_PATH, USER_DATA_PATH, AddressPool, VmSshFabric, context_sh,
-                                  guest_access, key_blob, new_host_key)
+from skyctl.sandbox.guest.access import context_sh, guest_access, key_blob
+from skyctl.sandbox.guest.boot import ONE_CONTEXT_PATH, USER_DATA_PATH
+from skyctl.sandbox.guest.server import AddressPool, VmSshFabric, fingerprint, new_host_key
 from skyctl.sandbox.world import SVM, SiteWorld
 
 
@@ -113,8 +114,6 @@ def site(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[SiteW
 
 def _connect(vm: SVM, key: paramiko.PKey, user: str = "cloud-user") -> paramiko.Transport:
     """Log in, checking that the host key shown is the one whose fingerprint the VM reports."""
-    from skyctl.sandbox.vmssh import fingerprint
-
     assert vm.address and vm.ssh_port
     transport = paramiko.Transport((vm.address, vm.ssh_port))
     try:
