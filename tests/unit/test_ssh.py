@@ -1,8 +1,10 @@
-"""skyctl.ssh against a real SSH server on loopback (tests/sshguest.py): exec, host keys, SFTP,
+"""skyctl.ssh against a real SSH server on loopback (the sandbox's guest): exec, host keys, SFTP,
 readiness, jump hosts, and the system ssh reading skyctl's known-hosts file."""
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
 import stat
 import subprocess
@@ -18,7 +20,8 @@ from skyctl import ssh
 from skyctl.site import SiteConfig
 from skyctl.errors import AuthError, DriverTimeout, NotFound, SkyError, UsageError
 from skyctl.model import Node, NodeState
-from tests.sshguest import Guest, new_key, new_key_pair
+from skyctl.sandbox.guest.loopback import LoopbackGuest, start_guest
+from skyctl.sandbox.guest.server import new_host_key as new_key
 
 
 @pytest.fixture
@@ -27,8 +30,8 @@ def client_key(tmp_path: Path) -> tuple[Path, str]:
 
 
 @pytest.fixture
-def guest(tmp_path: Path, client_key: tuple[Path, str]) -> Iterator[Guest]:
-    g = Guest(tmp_path / "vm1", authorized={client_key[1].split()[1]})
+def guest(tmp_path: Path, client_key: tuple[Path, str]) -> Iterator[LoopbackGuest]:
+    g = start_guest(tmp_path / "vm1", [client_key[1]])
     yield g
     g.stop()
 
@@ -56,6 +59,22 @@ def closed_port() -> int:
     return port
 
 
+def new_key_pair(path: Path) -> tuple[Path, str]:
+    """A client key pair as ssh-keygen leaves it: private 0600, public beside it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()).decode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(pem)
+    key = paramiko.Ed25519Key(file_obj=io.StringIO(pem))
+    public = f"{key.get_name()} {key.get_base64()} test@skyctl"
+    path.with_name(path.name + ".pub").write_text(public + "\n")
+    return path, public
+
+
 def cloud_init_console(*fingerprints: str, keys: tuple[paramiko.PKey, ...] = ()) -> str:
     """The tail of a serial console as cloud-init prints it (syslog-prefixed lines)."""
     pre = "<14>Nov 27 06:01:02 cloud-init: "
@@ -75,13 +94,13 @@ def cloud_init_console(*fingerprints: str, keys: tuple[paramiko.PKey, ...] = ())
 # ---------------------------------------------------------------- exec
 
 
-def test_exec_returns_exit_code_stdout_and_stderr(guest: Guest, opts: ssh.SshOptions) -> None:
+def test_exec_returns_exit_code_stdout_and_stderr(guest: LoopbackGuest, opts: ssh.SshOptions) -> None:
     res = ssh.run(node(), site_for(guest.port), "echo out; echo err >&2; exit 3", opts)
     assert (res.exit_code, res.stdout, res.stderr) == (3, "out\n", "err\n")
     assert res.to_json() == {"node": "n-0", "exit_code": 3, "stdout": "out\n", "stderr": "err\n", "error": None}
 
 
-def test_exec_runs_in_the_guest_dir_and_streams_lines(guest: Guest, opts: ssh.SshOptions) -> None:
+def test_exec_runs_in_the_guest_dir_and_streams_lines(guest: LoopbackGuest, opts: ssh.SshOptions) -> None:
     (guest.root / "here.txt").write_text("x")
     lines: list[tuple[str, str, str]] = []
     res = ssh.run(node(), site_for(guest.port), "ls; printf 'a\\nb'; echo c >&2", opts,
@@ -91,7 +110,7 @@ def test_exec_runs_in_the_guest_dir_and_streams_lines(guest: Guest, opts: ssh.Ss
     assert ("n-0", "stderr", "c") in lines
 
 
-def test_run_many_keeps_node_order_and_reports_unreachable_nodes(guest: Guest, opts: ssh.SshOptions) -> None:
+def test_run_many_keeps_node_order_and_reports_unreachable_nodes(guest: LoopbackGuest, opts: ssh.SshOptions) -> None:
     sites = {"s1": site_for(guest.port)}
     nodes = [node("n-0", "vm-1"), node("n-1", "vm-2"), node("n-2", "vm-3", address="")]
     seen: list[str] = []
@@ -124,7 +143,7 @@ def test_known_hosts_keeps_lines_a_user_wrote(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_cancel_cuts_running_commands(guest: Guest, opts: ssh.SshOptions) -> None:
+def test_cancel_cuts_running_commands(guest: LoopbackGuest, opts: ssh.SshOptions) -> None:
     """What Ctrl-C does: every open session closes and the workers return at once."""
     sites = {"s1": site_for(guest.port)}
     started = threading.Event()
@@ -154,7 +173,7 @@ def test_a_closed_port_is_unreachable_with_one_line(opts: ssh.SshOptions) -> Non
     assert info.value.site == "s1"
 
 
-def test_a_wrong_key_is_refused_with_one_clear_line(guest: Guest, tmp_path: Path) -> None:
+def test_a_wrong_key_is_refused_with_one_clear_line(guest: LoopbackGuest, tmp_path: Path) -> None:
     other = new_key_pair(tmp_path / "other")
     with pytest.raises(AuthError) as info:
         ssh.run(node(), site_for(guest.port), "true", ssh.SshOptions(key=other))
@@ -166,7 +185,7 @@ def test_a_wrong_key_is_refused_with_one_clear_line(guest: Guest, tmp_path: Path
 # ---------------------------------------------------------------- host keys
 
 
-def test_first_host_key_is_recorded_in_a_private_known_hosts_file(guest: Guest, opts: ssh.SshOptions) -> None:
+def test_first_host_key_is_recorded_in_a_private_known_hosts_file(guest: LoopbackGuest, opts: ssh.SshOptions) -> None:
     ssh.run(node(), site_for(guest.port), "true", opts)
     path = opts.known_hosts.path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -180,10 +199,10 @@ def test_first_host_key_is_recorded_in_a_private_known_hosts_file(guest: Guest, 
 
 
 def test_a_changed_host_key_is_refused_and_replaced_only_when_asked(
-        guest: Guest, client_key: tuple[Path, str], tmp_path: Path) -> None:
+        guest: LoopbackGuest, client_key: tuple[Path, str], tmp_path: Path) -> None:
     opts = ssh.SshOptions(key=client_key)
     ssh.run(node(), site_for(guest.port), "true", opts)
-    rebuilt = Guest(tmp_path / "vm1-rebuilt", authorized=guest.authorized)  # same VM id, new host key
+    rebuilt = start_guest(tmp_path / "vm1-rebuilt", guest.authorized_keys)  # same VM id, new host key
     try:
         with pytest.raises(ssh.HostKeyChanged) as info:
             ssh.run(node(), site_for(rebuilt.port), "touch pwned", opts)
@@ -205,10 +224,10 @@ def test_a_changed_host_key_is_refused_and_replaced_only_when_asked(
 
 
 def test_another_vm_at_a_reused_address_is_not_a_changed_key(
-        guest: Guest, client_key: tuple[Path, str], tmp_path: Path) -> None:
+        guest: LoopbackGuest, client_key: tuple[Path, str], tmp_path: Path) -> None:
     opts = ssh.SshOptions(key=client_key)
     ssh.run(node("a-0", "vm-1"), site_for(guest.port), "true", opts)
-    newcomer = Guest(tmp_path / "vm2", authorized=guest.authorized)
+    newcomer = start_guest(tmp_path / "vm2", guest.authorized_keys)
     try:
         assert ssh.run(node("b-0", "vm-2"), site_for(newcomer.port), "true", opts).exit_code == 0
     finally:
@@ -216,7 +235,7 @@ def test_another_vm_at_a_reused_address_is_not_a_changed_key(
 
 
 def test_console_fingerprints_are_checked_before_trusting_a_new_key(
-        guest: Guest, client_key: tuple[Path, str]) -> None:
+        guest: LoopbackGuest, client_key: tuple[Path, str]) -> None:
     wrong = ssh.fingerprint(new_key())
     lying = ssh.SshOptions(key=client_key, console=lambda n: cloud_init_console(wrong))
     with pytest.raises(ssh.HostKeyNotInConsole) as info:
@@ -230,7 +249,7 @@ def test_console_fingerprints_are_checked_before_trusting_a_new_key(
     assert ssh.host_key_alias(node()) in honest.known_hosts.path.read_text()
 
 
-def test_console_without_fingerprints_falls_back_to_first_use(guest: Guest, client_key: tuple[Path, str]) -> None:
+def test_console_without_fingerprints_falls_back_to_first_use(guest: LoopbackGuest, client_key: tuple[Path, str]) -> None:
     quiet = ssh.SshOptions(key=client_key, console=lambda n: "booting...\nlogin: ")
     assert ssh.run(node(), site_for(guest.port), "true", quiet).exit_code == 0
 
@@ -274,10 +293,10 @@ class Events:
         self.seen.append((n.name, "ready"))
 
 
-def test_wait_ready_goes_through_every_stage(guest: Guest, opts: ssh.SshOptions) -> None:
-    guest.status = "running"
+def test_wait_ready_goes_through_every_stage(guest: LoopbackGuest, opts: ssh.SshOptions) -> None:
+    guest.set_context("running")
     pending = node("n-0", address="")
-    events = Events(on_stage=lambda n, stage: setattr(guest, "status", "done") if stage == "context" else None)
+    events = Events(on_stage=lambda n, stage: guest.set_context("done") if stage == "context" else None)
     refreshed: list[str] = []
 
     def refresh(ns: list[Node]) -> list[Node]:
@@ -292,8 +311,8 @@ def test_wait_ready_goes_through_every_stage(guest: Guest, opts: ssh.SshOptions)
 
 
 def test_wait_ready_without_held_connections_reconnects_at_the_context_stage(
-        guest: Guest, opts: ssh.SshOptions) -> None:
-    guest.status = "running"
+        guest: LoopbackGuest, opts: ssh.SshOptions) -> None:
+    guest.set_context("running")
     polls: list[str] = []
 
     events = Events()
@@ -302,7 +321,7 @@ def test_wait_ready_without_held_connections_reconnects_at_the_context_stage(
     def counting_exec(self: ssh.Session, command: str, **kw: Any) -> Any:  # a spy: the real exec runs
         polls.append(command)
         if len(polls) == 3:
-            guest.status = "done"
+            guest.set_context("done")
         return real_exec(self, command, **kw)
 
     import unittest.mock
@@ -317,8 +336,8 @@ def test_wait_ready_without_held_connections_reconnects_at_the_context_stage(
 
 
 def test_wait_ready_times_out_naming_the_node_and_its_stage(
-        guest: Guest, opts: ssh.SshOptions) -> None:
-    guest.status = "running"
+        guest: LoopbackGuest, opts: ssh.SshOptions) -> None:
+    guest.set_context("running")
     sites = {"s1": site_for(guest.port, ), "s2": SiteConfig(name="s2", driver="memory", ssh={"port": closed_port()})}
     nodes = [node("n-0"), Node("far-0", "n", "s2", "memory", "vm-9", NodeState.RUNNING, ("127.0.0.1",))]
     with pytest.raises(DriverTimeout) as info:
@@ -331,16 +350,16 @@ def test_wait_ready_times_out_naming_the_node_and_its_stage(
     assert info.value.ready == [] and set(info.value.failures) == {"n-0", "far-0"}
 
 
-def test_wait_ready_stops_at_a_failed_context(guest: Guest, opts: ssh.SshOptions) -> None:
-    guest.status = "error"
+def test_wait_ready_stops_at_a_failed_context(guest: LoopbackGuest, opts: ssh.SshOptions) -> None:
+    guest.set_context("error")
     with pytest.raises(ssh.ContextFailed) as info:
         ssh.wait_ready([node()], {"s1": site_for(guest.port)}, opts, timeout_for=lambda s: 60, poll=0.01)
     assert "n-0" in info.value.line() and "cloud-init status: error" in info.value.line()
 
 
-def test_wait_ready_refuses_a_changed_host_key_at_once(guest: Guest, opts: ssh.SshOptions, tmp_path: Path) -> None:
+def test_wait_ready_refuses_a_changed_host_key_at_once(guest: LoopbackGuest, opts: ssh.SshOptions, tmp_path: Path) -> None:
     ssh.run(node(), site_for(guest.port), "true", opts)
-    rebuilt = Guest(tmp_path / "vm1b", authorized=guest.authorized)
+    rebuilt = start_guest(tmp_path / "vm1b", guest.authorized_keys)
     try:
         with pytest.raises(ssh.HostKeyChanged):
             ssh.wait_ready([node()], {"s1": site_for(rebuilt.port)}, opts, timeout_for=lambda s: 60, poll=0.01)
@@ -360,7 +379,7 @@ def test_cloud_init_states() -> None:
 # ---------------------------------------------------------------- SFTP
 
 
-def test_put_and_get_a_file(guest: Guest, opts: ssh.SshOptions, tmp_path: Path) -> None:
+def test_put_and_get_a_file(guest: LoopbackGuest, opts: ssh.SshOptions, tmp_path: Path) -> None:
     src = tmp_path / "payload.txt"
     src.write_text("hello\n")
     site = site_for(guest.port)
@@ -376,7 +395,7 @@ def test_put_and_get_a_file(guest: Guest, opts: ssh.SshOptions, tmp_path: Path) 
     assert "n-0:missing.txt" in info.value.line()
 
 
-def test_put_and_get_directories_recursively(guest: Guest, opts: ssh.SshOptions, tmp_path: Path) -> None:
+def test_put_and_get_directories_recursively(guest: LoopbackGuest, opts: ssh.SshOptions, tmp_path: Path) -> None:
     tree = tmp_path / "conf"
     (tree / "sub" / "deeper").mkdir(parents=True)
     (tree / "a.txt").write_text("a")
@@ -400,7 +419,7 @@ def test_put_and_get_directories_recursively(guest: Guest, opts: ssh.SshOptions,
         ssh.get(node(), site, "app", tmp_path / "nope", opts)
 
 
-def test_put_many_copies_to_every_node(guest: Guest, opts: ssh.SshOptions, tmp_path: Path) -> None:
+def test_put_many_copies_to_every_node(guest: LoopbackGuest, opts: ssh.SshOptions, tmp_path: Path) -> None:
     src = tmp_path / "f.txt"
     src.write_text("x")
     nodes = [node("n-0", "vm-1"), node("n-1", "vm-2"), node("n-2", "vm-3", address="")]
@@ -411,8 +430,8 @@ def test_put_many_copies_to_every_node(guest: Guest, opts: ssh.SshOptions, tmp_p
 # ---------------------------------------------------------------- jump host and the system ssh
 
 
-def test_a_jump_host_carries_the_connection(guest: Guest, client_key: tuple[Path, str], tmp_path: Path) -> None:
-    bastion = Guest(tmp_path / "bastion", user="ops", authorized=guest.authorized, forwarding=True)
+def test_a_jump_host_carries_the_connection(guest: LoopbackGuest, client_key: tuple[Path, str], tmp_path: Path) -> None:
+    bastion = start_guest(tmp_path / "bastion", guest.authorized_keys, user="ops")
     try:
         site = site_for(guest.port, jump_host=f"ops@127.0.0.1:{bastion.port}")
         opts = ssh.SshOptions(key=client_key)
@@ -440,7 +459,7 @@ def test_parse_jump_and_locations() -> None:
 
 
 @pytest.mark.skipif(shutil.which("ssh") is None, reason="no OpenSSH client installed")
-def test_the_system_ssh_trusts_what_skyctl_recorded(guest: Guest, opts: ssh.SshOptions, tmp_path: Path) -> None:
+def test_the_system_ssh_trusts_what_skyctl_recorded(guest: LoopbackGuest, opts: ssh.SshOptions, tmp_path: Path) -> None:
     target = ssh.target_for(node(), site_for(guest.port))
     ssh.run(node(), site_for(guest.port), "true", opts)  # records the key, as `skyctl ssh` does first
     argv = ssh.ssh_command(target, opts.key[0], opts.known_hosts.path, ["echo", "from-openssh"])
@@ -451,7 +470,7 @@ def test_the_system_ssh_trusts_what_skyctl_recorded(guest: Guest, opts: ssh.SshO
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "from-openssh\n"
 
-    rebuilt = Guest(tmp_path / "vm1c", authorized=guest.authorized)
+    rebuilt = start_guest(tmp_path / "vm1c", guest.authorized_keys)
     try:  # the system ssh refuses a changed key just as skyctl does
         argv2 = ssh.ssh_command(ssh.target_for(node(), site_for(rebuilt.port)), opts.key[0],
                                 opts.known_hosts.path, ["touch", "pwned"])
