@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -193,8 +194,11 @@ class _GuestTransport(paramiko.Transport):
         if upstream is None:
             super()._queue_incoming_channel(channel)
             return
-        threading.Thread(target=_pump_up, args=(channel, upstream), daemon=True, name="ssh-relay-up").start()
-        threading.Thread(target=_pump_down, args=(upstream, channel), daemon=True, name="ssh-relay-down").start()
+        # The client's EOF half-closes the destination; the destination hanging up ends the channel.
+        up = (channel.recv, upstream.sendall, lambda: upstream.shutdown(socket.SHUT_WR))
+        down = (upstream.recv, channel.sendall, lambda: (channel.close(), upstream.close()))
+        for name, args in (("up", up), ("down", down)):
+            threading.Thread(target=_relay, args=args, daemon=True, name=f"ssh-relay-{name}").start()
 
 
 def listen(address: str, port: int) -> socket.socket:
@@ -594,27 +598,15 @@ def _on_loopback(host: str) -> bool:
         return False  # the sandbox resolves no other names
 
 
-def _pump_up(channel: paramiko.Channel, upstream: socket.socket) -> None:
-    """Jump-host relay, client to destination; the client's EOF half-closes the destination."""
+def _relay(read: Callable[[int], bytes], write: Callable[[bytes], Any], done: Callable[[], Any]) -> None:
+    """One direction of a jump-host relay: copy until the source ends, then `done`."""
     try:
-        for chunk in iter(lambda: channel.recv(65536), b""):
-            upstream.sendall(chunk)
+        for chunk in iter(lambda: read(65536), b""):
+            write(chunk)
     except (OSError, EOFError):
         pass
     finally:
         try:
-            upstream.shutdown(socket.SHUT_WR)
+            done()
         except OSError:
             pass
-
-
-def _pump_down(upstream: socket.socket, channel: paramiko.Channel) -> None:
-    """Jump-host relay, destination to client; the destination hanging up ends the channel."""
-    try:
-        for chunk in iter(lambda: upstream.recv(65536), b""):
-            channel.sendall(chunk)
-    except (OSError, EOFError):
-        pass
-    finally:
-        channel.close()
-        upstream.close()
