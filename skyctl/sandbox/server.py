@@ -3,7 +3,7 @@
 Started detached by `skyctl sandbox up` as `python -m skyctl.sandbox.server --dir DIR`, where
 DIR (`<state>/sandbox`, 0700) already holds `spec.json`, the resolved spec. The process:
 - builds a `SiteWorld` per site and serves it on 127.0.0.1 (OpenStack or OpenNebula front);
-- gives every VM an SSH endpoint (`vmssh`);
+- gives every VM an SSH endpoint (`guest`);
 - writes, all 0600: the federation file `sky.yaml`, `clouds.yaml`, `one_auth` (fresh random
   passwords each start), `sandbox.pid` and, last, `runtime.json`, whose presence with this
   pid means "up" (ports, control channel, per-site files);
@@ -107,7 +107,7 @@ class Sandbox:
     def __init__(self, directory: Path, spec: dict[str, Any]) -> None:
         self.dir = directory
         self.spec = spec
-        from skyctl.sandbox.vmssh import VmSshFabric
+        from skyctl.sandbox.guest.server import VmSshFabric
 
         self.sites: dict[str, Site] = {}
         self.fabric = VmSshFabric(directory / "vms", login_user=spec["login_user"],

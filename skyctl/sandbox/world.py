@@ -154,8 +154,8 @@ class SiteWorld:
         # Hooks the sandbox server sets: give a VM its SSH endpoint, take it away.
         self.on_create: Callable[[SiteWorld, SVM], None] | None = None
         self.on_delete: Callable[[SiteWorld, SVM], None] | None = None
-        # Floating IPs: 127.<floating_octet>.x.y, so each can really reach its VM (vmssh binds
-        # the address for the VM while attached, through these hooks).
+        # Floating IPs: 127.<floating_octet>.x.y, so each can really reach its VM (the guest
+        # server binds the address for the VM while attached, through these hooks).
         self.floating_ips: dict[str, SFloatingIP] = {}
         self.floating_octet = 200
         self._floating_next = 0

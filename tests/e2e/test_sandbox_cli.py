@@ -82,7 +82,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 
 def new_key() -> paramiko.PKey:
-    from skyctl.sandbox.vmssh import new_host_key
+    from skyctl.sandbox.guest.server import new_host_key
 
     return new_host_key()  # any ed25519 key will do as a user key
 

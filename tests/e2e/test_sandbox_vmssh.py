@@ -1,4 +1,4 @@
-"""The sandbox VMs' SSH side (skyctl.sandbox.vmssh) against a SiteWorld, in this process:
+"""The sandbox VMs' SSH side (skyctl.sandbox.guest) against a SiteWorld, in this process:
 what a context delivers decides who gets in, CONTEXT is written as oned writes it, and the
 context's own scripts run only when asked. A real paramiko client does the talking."""
 
@@ -17,8 +17,9 @@ import paramiko
 import pytest
 
 from skyctl.sandbox.spec import build_world, resolve
-from skyctl.sandbox.vmssh import (ONE_CONTEXT_PATH, USER_DATA_PATH, AddressPool, VmSshFabric, context_sh,
-                                  guest_access, key_blob, new_host_key)
+from skyctl.sandbox.guest.access import context_sh, guest_access, key_blob
+from skyctl.sandbox.guest.boot import ONE_CONTEXT_PATH, USER_DATA_PATH
+from skyctl.sandbox.guest.server import AddressPool, VmSshFabric, fingerprint, new_host_key
 from skyctl.sandbox.world import SVM, SiteWorld
 
 
@@ -113,8 +114,6 @@ def site(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[SiteW
 
 def _connect(vm: SVM, key: paramiko.PKey, user: str = "cloud-user") -> paramiko.Transport:
     """Log in, checking that the host key shown is the one whose fingerprint the VM reports."""
-    from skyctl.sandbox.vmssh import fingerprint
-
     assert vm.address and vm.ssh_port
     transport = paramiko.Transport((vm.address, vm.ssh_port))
     try:
@@ -197,3 +196,26 @@ def test_stopped_or_deleted_vm_lets_nobody_in(site: tuple[SiteWorld, VmSshFabric
     root = fabric.guest("home", vm.id).root
     world.delete_vm(vm.id)
     assert fabric.guest("home", vm.id) is None and not root.exists()
+
+
+def test_a_guest_relays_like_a_jump_host_but_only_inside_the_loopback(tmp_path: Path) -> None:
+    from skyctl.sandbox.guest.loopback import start_guest
+
+    key = _key()
+    target = start_guest(tmp_path / "target", [_pub(key)])
+    bastion = start_guest(tmp_path / "bastion", [_pub(key)], user="ops")
+    transport = paramiko.Transport((bastion.host, bastion.port))
+    try:
+        transport.start_client(timeout=10)
+        transport.auth_publickey("ops", key)
+        channel = transport.open_channel("direct-tcpip", (target.host, target.port), ("127.0.0.1", 0), timeout=10)
+        assert channel.makefile("rb").readline().startswith(b"SSH-2.0-")  # the target's greeting
+        channel.close()
+        with pytest.raises(paramiko.ChannelException):  # the sandbox's network is the loopback
+            transport.open_channel("direct-tcpip", ("192.0.2.1", 22), ("127.0.0.1", 0), timeout=10)
+        assert bastion.forwarded == [(target.host, target.port)]
+    finally:
+        transport.close()
+        bastion.stop()
+        target.stop()
+    assert (tmp_path / "target").is_dir() and not (tmp_path / ".target.guest").exists()

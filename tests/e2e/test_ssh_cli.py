@@ -1,6 +1,6 @@
 """`skyctl ssh | exec | cp | wait` through the real CLI, in process, against nodes of the in-memory
-cloud, each given its own loopback address where a real SSH server (tests/sshguest.py) listens
-on the site's SSH port, as sandbox VMs do."""
+cloud, each given its own loopback address where the sandbox's guest SSH server listens on the
+site's SSH port, as sandbox VMs do."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from skyctl.cli import main as cli_main
 from tests.cli.conftest import Runner, federation, run, sky_file  # noqa: F401 - fixtures
-from tests.sshguest import Guest
+from skyctl.sandbox.guest.loopback import LoopbackGuest, start_guest
 
 REMOTE_COMMANDS = ("ssh", "exec", "cp", "wait")
 
@@ -43,8 +43,8 @@ def user_key() -> tuple[Path, str]:
 
 
 @pytest.fixture
-def guest(tmp_path: Path, user_key: tuple[Path, str]) -> Iterator[Guest]:
-    g = Guest(tmp_path / "vm", user=LOGIN_USER, authorized={user_key[1].split()[1]})
+def guest(tmp_path: Path, user_key: tuple[Path, str]) -> Iterator[LoopbackGuest]:
+    g = start_guest(tmp_path / "vm", [user_key[1]], user=LOGIN_USER)
     yield g
     g.stop()
 
@@ -62,10 +62,10 @@ class Fleet:
     """One guest per node, each on its own loopback address and the site's common SSH port,
     as the sandbox gives its VMs."""
 
-    def __init__(self, guests: dict[str, Guest]) -> None:
+    def __init__(self, guests: dict[str, LoopbackGuest]) -> None:
         self.guests = guests
 
-    def __getitem__(self, name: str) -> Guest:
+    def __getitem__(self, name: str) -> LoopbackGuest:
         return self.guests[name]
 
     @property
@@ -74,11 +74,11 @@ class Fleet:
 
     def set_status(self, status: str) -> None:
         for g in self.guests.values():
-            g.status = status
+            g.set_context(status)
 
     def revoke_keys(self) -> None:
         for g in self.guests.values():
-            g.authorized.clear()
+            g.authorized_keys.clear()
 
 
 def give_addresses(site: str, addresses: dict[str, str]) -> None:
@@ -98,11 +98,12 @@ def give_addresses(site: str, addresses: dict[str, str]) -> None:
 def sx(run: Runner, sky_file: Writer, tmp_path: Path, user_key: tuple[Path, str]) -> Iterator[Fleet]:  # noqa: F811
     """Three nodes of group sx, each with its own SSH endpoint."""
     names = ["sx-0", "sx-1", "sx-2"]
-    first = Guest(tmp_path / "sx-0", user=LOGIN_USER, authorized={user_key[1].split()[1]}, host="127.0.0.2")
+    first = start_guest(tmp_path / "sx-0", [user_key[1]], user=LOGIN_USER, host="127.0.0.2")
     guests = {"sx-0": first}
     try:
         for i, name in enumerate(names[1:], start=3):
-            guests[name] = Guest(tmp_path / name, user=LOGIN_USER, authorized=first.authorized, host=f"127.0.0.{i}", port=first.port)
+            guests[name] = start_guest(tmp_path / name, first.authorized_keys, user=LOGIN_USER, host=f"127.0.0.{i}",
+                                       port=first.port)
         one_site(sky_file, first.port)
         res = run("launch", "sx", "--count", "3", "-o", "json")
         assert res.code == 0, res.err
@@ -210,7 +211,7 @@ def test_a_changed_host_key_is_refused_until_accepted(run: Runner, sx: Fleet, tm
     assert run("exec", "sx", "--", "true").code == 0  # first use records the keys
     real = sx["sx-0"]
     real.stop()
-    impostor = Guest(tmp_path / "impostor", user=LOGIN_USER, authorized=real.authorized, host=real.host, port=real.port)
+    impostor = start_guest(tmp_path / "impostor", real.authorized_keys, user=LOGIN_USER, host=real.host, port=real.port)
     try:  # same node, same address, another host key
         res = run("exec", "sx", "-o", "json", "--", "touch owned")
         assert res.code == 3  # one node could not be trusted, the other two ran
@@ -238,7 +239,7 @@ def test_a_key_the_node_does_not_accept_fails_with_one_line(run: Runner, sx: Fle
     assert every.code == 5 and all(d["exit_code"] is None and "refused" in d["error"] for d in every.json())
 
 
-def test_exec_exits_3_when_some_nodes_cannot_be_reached(run: Runner, sky_file: Writer, guest: Guest) -> None:  # noqa: F811
+def test_exec_exits_3_when_some_nodes_cannot_be_reached(run: Runner, sky_file: Writer, guest: LoopbackGuest) -> None:  # noqa: F811
     import socket
 
     s = socket.socket()

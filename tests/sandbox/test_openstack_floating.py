@@ -1,7 +1,7 @@
 """The sandbox's Neutron floating IPs and ports, spoken to with openstacksdk as a real cloud is:
 allocate from the external network, attach to a server's port, see it in Nova's addresses,
 detach, release, the Neutron error bodies (404, quota 409), and that an attached floating IP
-really reaches the VM's SSH endpoint (vmssh binds it)."""
+really reaches the VM's SSH endpoint (the guest server binds it)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import paramiko
 import pytest
 from openstack import exceptions as os_exc
 
-from skyctl.sandbox.vmssh import VmSshFabric, fingerprint, new_host_key
+from skyctl.sandbox.guest.server import VmSshFabric, fingerprint, new_host_key
 from tests.sandbox.openstack_site import IMAGE, SandboxSite, connect, start_site
 
 

@@ -114,6 +114,13 @@ def test_driver_packages_import_only_core_and_their_own_sdk(driver_pkg: Path) ->
                 assert SDKS[top] == driver_pkg.name, f"{module} imports {imp}, which belongs to {SDKS[top]}"
 
 
+def test_the_guest_access_rules_are_pure() -> None:
+    """Who may log in to a sandbox VM is decided without paramiko, sockets or processes."""
+    path = PKG / "sandbox" / "guest" / "access.py"
+    tops = {imp.split(".")[0] for imp in _imports(path, "skyctl.sandbox.guest.access")}
+    assert not tops & {"paramiko", "socket", "selectors", "subprocess", "threading"}, tops
+
+
 HEAVY = ("openstack", "keystoneauth1", "pyone", "paramiko")
 PROBE = """
 import sys

@@ -1,4 +1,4 @@
-"""skyctl.ssh against a real SSH server on loopback (tests/sshguest.py): exec, host keys, SFTP,
+"""skyctl.ssh against a real SSH server on loopback (the sandbox's guest): exec, host keys, SFTP,
 readiness (skyctl.ops.ready), jump hosts, and the system ssh reading skyctl's known-hosts file."""
 
 from __future__ import annotations
@@ -16,14 +16,23 @@ import pytest
 
 from skyctl.errors import (ContextFailed, HostKeyChanged, HostKeyNotInConsole, NotFound, NotReady, SkyError,
                            SshAuthError, Unreachable, UsageError)
-from skyctl.keys import fingerprint
+from skyctl.keys import fingerprint, generate_ed25519, read_public_key
 from skyctl.model import Node, NodeState
 from skyctl.ops.ready import cloud_init_state, poll_ready
 from skyctl.site import SiteConfig
 from skyctl.ssh import hostkeys, transfer
 from skyctl.ssh.session import Session, SshOptions
 from skyctl.ssh.target import Jump, parse_jump, split_location, ssh_command, target_for
-from tests.sshguest import Guest, new_key, new_key_pair
+from skyctl.sandbox.guest.loopback import LoopbackGuest, start_guest
+from skyctl.sandbox.guest.server import new_host_key as new_key
+
+
+def new_key_pair(path: Path) -> tuple[Path, str]:
+    """A client key pair as ssh-keygen leaves it: private 0600, public beside it."""
+    generate_ed25519(path, "test@skyctl")
+    public = read_public_key(path.with_name(path.name + ".pub"))
+    assert public is not None
+    return path, public
 
 
 @pytest.fixture
@@ -32,8 +41,8 @@ def client_key(tmp_path: Path) -> tuple[Path, str]:
 
 
 @pytest.fixture
-def guest(tmp_path: Path, client_key: tuple[Path, str]) -> Iterator[Guest]:
-    g = Guest(tmp_path / "vm1", authorized={client_key[1].split()[1]})
+def guest(tmp_path: Path, client_key: tuple[Path, str]) -> Iterator[LoopbackGuest]:
+    g = start_guest(tmp_path / "vm1", [client_key[1]])
     yield g
     g.stop()
 
@@ -80,13 +89,13 @@ def cloud_init_console(*fingerprints: str, keys: tuple[paramiko.PKey, ...] = ())
 # ---------------------------------------------------------------- exec
 
 
-def test_exec_returns_exit_code_stdout_and_stderr(guest: Guest, opts: SshOptions) -> None:
+def test_exec_returns_exit_code_stdout_and_stderr(guest: LoopbackGuest, opts: SshOptions) -> None:
     res = transfer.run(node(), site_for(guest.port), "echo out; echo err >&2; exit 3", opts)
     assert (res.exit_code, res.stdout, res.stderr) == (3, "out\n", "err\n")
     assert res.to_json() == {"node": "n-0", "exit_code": 3, "stdout": "out\n", "stderr": "err\n", "error": None}
 
 
-def test_exec_runs_in_the_guest_dir_and_streams_lines(guest: Guest, opts: SshOptions) -> None:
+def test_exec_runs_in_the_guest_dir_and_streams_lines(guest: LoopbackGuest, opts: SshOptions) -> None:
     (guest.root / "here.txt").write_text("x")
     lines: list[tuple[str, str, str]] = []
     res = transfer.run(node(), site_for(guest.port), "ls; printf 'a\\nb'; echo c >&2", opts,
@@ -96,7 +105,7 @@ def test_exec_runs_in_the_guest_dir_and_streams_lines(guest: Guest, opts: SshOpt
     assert ("n-0", "stderr", "c") in lines
 
 
-def test_run_many_keeps_node_order_and_reports_unreachable_nodes(guest: Guest, opts: SshOptions) -> None:
+def test_run_many_keeps_node_order_and_reports_unreachable_nodes(guest: LoopbackGuest, opts: SshOptions) -> None:
     sites = {"s1": site_for(guest.port)}
     nodes = [node("n-0", "vm-1"), node("n-1", "vm-2"), node("n-2", "vm-3", address="")]
     seen: list[str] = []
@@ -129,7 +138,7 @@ def test_known_hosts_keeps_lines_a_user_wrote(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_cancel_cuts_running_commands(guest: Guest, opts: SshOptions) -> None:
+def test_cancel_cuts_running_commands(guest: LoopbackGuest, opts: SshOptions) -> None:
     """What Ctrl-C does: every open session closes and the workers return at once."""
     sites = {"s1": site_for(guest.port)}
     started = threading.Event()
@@ -159,7 +168,7 @@ def test_a_closed_port_is_unreachable_with_one_line(opts: SshOptions) -> None:
     assert info.value.site == "s1"
 
 
-def test_a_wrong_key_is_refused_with_one_clear_line(guest: Guest, tmp_path: Path) -> None:
+def test_a_wrong_key_is_refused_with_one_clear_line(guest: LoopbackGuest, tmp_path: Path) -> None:
     other = new_key_pair(tmp_path / "other")
     with pytest.raises(SshAuthError) as info:
         transfer.run(node(), site_for(guest.port), "true", SshOptions(key=other))
@@ -182,7 +191,7 @@ def test_guest_errors_are_a_family_beside_the_driver_errors_with_the_same_exit_c
 # ---------------------------------------------------------------- host keys
 
 
-def test_first_host_key_is_recorded_in_a_private_known_hosts_file(guest: Guest, opts: SshOptions) -> None:
+def test_first_host_key_is_recorded_in_a_private_known_hosts_file(guest: LoopbackGuest, opts: SshOptions) -> None:
     transfer.run(node(), site_for(guest.port), "true", opts)
     path = opts.known_hosts.path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -196,10 +205,10 @@ def test_first_host_key_is_recorded_in_a_private_known_hosts_file(guest: Guest, 
 
 
 def test_a_changed_host_key_is_refused_and_replaced_only_when_asked(
-        guest: Guest, client_key: tuple[Path, str], tmp_path: Path) -> None:
+        guest: LoopbackGuest, client_key: tuple[Path, str], tmp_path: Path) -> None:
     opts = SshOptions(key=client_key)
     transfer.run(node(), site_for(guest.port), "true", opts)
-    rebuilt = Guest(tmp_path / "vm1-rebuilt", authorized=guest.authorized)  # same VM id, new host key
+    rebuilt = start_guest(tmp_path / "vm1-rebuilt", guest.authorized_keys)  # same VM id, new host key
     try:
         with pytest.raises(HostKeyChanged) as info:
             transfer.run(node(), site_for(rebuilt.port), "touch pwned", opts)
@@ -221,10 +230,10 @@ def test_a_changed_host_key_is_refused_and_replaced_only_when_asked(
 
 
 def test_another_vm_at_a_reused_address_is_not_a_changed_key(
-        guest: Guest, client_key: tuple[Path, str], tmp_path: Path) -> None:
+        guest: LoopbackGuest, client_key: tuple[Path, str], tmp_path: Path) -> None:
     opts = SshOptions(key=client_key)
     transfer.run(node("a-0", "vm-1"), site_for(guest.port), "true", opts)
-    newcomer = Guest(tmp_path / "vm2", authorized=guest.authorized)
+    newcomer = start_guest(tmp_path / "vm2", guest.authorized_keys)
     try:
         assert transfer.run(node("b-0", "vm-2"), site_for(newcomer.port), "true", opts).exit_code == 0
     finally:
@@ -232,7 +241,7 @@ def test_another_vm_at_a_reused_address_is_not_a_changed_key(
 
 
 def test_console_fingerprints_are_checked_before_trusting_a_new_key(
-        guest: Guest, client_key: tuple[Path, str]) -> None:
+        guest: LoopbackGuest, client_key: tuple[Path, str]) -> None:
     wrong = fingerprint(new_key())
     lying = SshOptions(key=client_key, console=lambda n: cloud_init_console(wrong))
     with pytest.raises(HostKeyNotInConsole) as info:
@@ -246,7 +255,7 @@ def test_console_fingerprints_are_checked_before_trusting_a_new_key(
     assert hostkeys.host_key_alias(node()) in honest.known_hosts.path.read_text()
 
 
-def test_console_without_fingerprints_falls_back_to_first_use(guest: Guest, client_key: tuple[Path, str]) -> None:
+def test_console_without_fingerprints_falls_back_to_first_use(guest: LoopbackGuest, client_key: tuple[Path, str]) -> None:
     quiet = SshOptions(key=client_key, console=lambda n: "booting...\nlogin: ")
     assert transfer.run(node(), site_for(guest.port), "true", quiet).exit_code == 0
 
@@ -290,10 +299,10 @@ class Events:
         self.seen.append((n.name, "ready"))
 
 
-def test_wait_ready_goes_through_every_stage(guest: Guest, opts: SshOptions) -> None:
-    guest.status = "running"
+def test_wait_ready_goes_through_every_stage(guest: LoopbackGuest, opts: SshOptions) -> None:
+    guest.set_context("running")
     pending = node("n-0", address="")
-    events = Events(on_stage=lambda n, stage: setattr(guest, "status", "done") if stage == "context" else None)
+    events = Events(on_stage=lambda n, stage: guest.set_context("done") if stage == "context" else None)
     refreshed: list[str] = []
 
     def refresh(ns: list[Node]) -> list[Node]:
@@ -307,7 +316,7 @@ def test_wait_ready_goes_through_every_stage(guest: Guest, opts: SshOptions) -> 
     assert refreshed == ["n-0"]
 
 
-def test_the_sky_wait_retries_a_flaky_cloud_for_addresses(guest: Guest, opts: SshOptions) -> None:
+def test_the_sky_wait_retries_a_flaky_cloud_for_addresses(guest: LoopbackGuest, opts: SshOptions) -> None:
     """launch --wait and `skyctl wait` share ops.ready.wait_ready: a Transient answer while
     asking the cloud for a node's address is retried, not taken as the node's state."""
     from types import SimpleNamespace
@@ -324,7 +333,7 @@ def test_the_sky_wait_retries_a_flaky_cloud_for_addresses(guest: Guest, opts: Ss
                 raise Transient("HTTP 503: service unavailable", site="s1")
             return node("n-0")
 
-    guest.status = "done"
+    guest.set_context("done")
     events = Events()
     sky = SimpleNamespace(federation=SimpleNamespace(sites={"s1": site_for(guest.port)}), reporter=events,
                           driver=lambda site: Flaky())
@@ -335,8 +344,8 @@ def test_the_sky_wait_retries_a_flaky_cloud_for_addresses(guest: Guest, opts: Ss
 
 
 def test_wait_ready_without_held_connections_reconnects_at_the_context_stage(
-        guest: Guest, opts: SshOptions) -> None:
-    guest.status = "running"
+        guest: LoopbackGuest, opts: SshOptions) -> None:
+    guest.set_context("running")
     polls: list[str] = []
 
     events = Events()
@@ -345,7 +354,7 @@ def test_wait_ready_without_held_connections_reconnects_at_the_context_stage(
     def counting_exec(self: Session, command: str, **kw: Any) -> Any:  # a spy: the real exec runs
         polls.append(command)
         if len(polls) == 3:
-            guest.status = "done"
+            guest.set_context("done")
         return real_exec(self, command, **kw)
 
     import unittest.mock
@@ -360,8 +369,8 @@ def test_wait_ready_without_held_connections_reconnects_at_the_context_stage(
 
 
 def test_wait_ready_times_out_naming_the_node_and_its_stage(
-        guest: Guest, opts: SshOptions) -> None:
-    guest.status = "running"
+        guest: LoopbackGuest, opts: SshOptions) -> None:
+    guest.set_context("running")
     sites = {"s1": site_for(guest.port, ), "s2": SiteConfig(name="s2", driver="memory", ssh={"port": closed_port()})}
     nodes = [node("n-0"), Node("far-0", "n", "s2", "memory", "vm-9", NodeState.RUNNING, ("127.0.0.1",))]
     with pytest.raises(NotReady) as info:
@@ -374,16 +383,16 @@ def test_wait_ready_times_out_naming_the_node_and_its_stage(
     assert info.value.ready == [] and set(info.value.failures) == {"n-0", "far-0"}
 
 
-def test_wait_ready_stops_at_a_failed_context(guest: Guest, opts: SshOptions) -> None:
-    guest.status = "error"
+def test_wait_ready_stops_at_a_failed_context(guest: LoopbackGuest, opts: SshOptions) -> None:
+    guest.set_context("error")
     with pytest.raises(ContextFailed) as info:
         poll_ready([node()], {"s1": site_for(guest.port)}, opts, timeout_for=lambda s: 60, poll=0.01)
     assert "n-0" in info.value.line() and "cloud-init status: error" in info.value.line()
 
 
-def test_wait_ready_refuses_a_changed_host_key_at_once(guest: Guest, opts: SshOptions, tmp_path: Path) -> None:
+def test_wait_ready_refuses_a_changed_host_key_at_once(guest: LoopbackGuest, opts: SshOptions, tmp_path: Path) -> None:
     transfer.run(node(), site_for(guest.port), "true", opts)
-    rebuilt = Guest(tmp_path / "vm1b", authorized=guest.authorized)
+    rebuilt = start_guest(tmp_path / "vm1b", guest.authorized_keys)
     try:
         with pytest.raises(HostKeyChanged):
             poll_ready([node()], {"s1": site_for(rebuilt.port)}, opts, timeout_for=lambda s: 60, poll=0.01)
@@ -403,7 +412,7 @@ def test_cloud_init_states() -> None:
 # ---------------------------------------------------------------- SFTP
 
 
-def test_put_and_get_a_file(guest: Guest, opts: SshOptions, tmp_path: Path) -> None:
+def test_put_and_get_a_file(guest: LoopbackGuest, opts: SshOptions, tmp_path: Path) -> None:
     src = tmp_path / "payload.txt"
     src.write_text("hello\n")
     site = site_for(guest.port)
@@ -419,7 +428,7 @@ def test_put_and_get_a_file(guest: Guest, opts: SshOptions, tmp_path: Path) -> N
     assert "n-0:missing.txt" in info.value.line()
 
 
-def test_put_and_get_directories_recursively(guest: Guest, opts: SshOptions, tmp_path: Path) -> None:
+def test_put_and_get_directories_recursively(guest: LoopbackGuest, opts: SshOptions, tmp_path: Path) -> None:
     tree = tmp_path / "conf"
     (tree / "sub" / "deeper").mkdir(parents=True)
     (tree / "a.txt").write_text("a")
@@ -443,7 +452,7 @@ def test_put_and_get_directories_recursively(guest: Guest, opts: SshOptions, tmp
         transfer.get(node(), site, "app", tmp_path / "nope", opts)
 
 
-def test_put_many_copies_to_every_node(guest: Guest, opts: SshOptions, tmp_path: Path) -> None:
+def test_put_many_copies_to_every_node(guest: LoopbackGuest, opts: SshOptions, tmp_path: Path) -> None:
     src = tmp_path / "f.txt"
     src.write_text("x")
     nodes = [node("n-0", "vm-1"), node("n-1", "vm-2"), node("n-2", "vm-3", address="")]
@@ -454,8 +463,8 @@ def test_put_many_copies_to_every_node(guest: Guest, opts: SshOptions, tmp_path:
 # ---------------------------------------------------------------- jump host and the system ssh
 
 
-def test_a_jump_host_carries_the_connection(guest: Guest, client_key: tuple[Path, str], tmp_path: Path) -> None:
-    bastion = Guest(tmp_path / "bastion", user="ops", authorized=guest.authorized, forwarding=True)
+def test_a_jump_host_carries_the_connection(guest: LoopbackGuest, client_key: tuple[Path, str], tmp_path: Path) -> None:
+    bastion = start_guest(tmp_path / "bastion", guest.authorized_keys, user="ops")
     try:
         site = site_for(guest.port, jump_host=f"ops@127.0.0.1:{bastion.port}")
         opts = SshOptions(key=client_key)
@@ -483,7 +492,7 @@ def test_parse_jump_and_locations() -> None:
 
 
 @pytest.mark.skipif(shutil.which("ssh") is None, reason="no OpenSSH client installed")
-def test_the_system_ssh_trusts_what_skyctl_recorded(guest: Guest, opts: SshOptions, tmp_path: Path) -> None:
+def test_the_system_ssh_trusts_what_skyctl_recorded(guest: LoopbackGuest, opts: SshOptions, tmp_path: Path) -> None:
     target = target_for(node(), site_for(guest.port))
     transfer.run(node(), site_for(guest.port), "true", opts)  # records the key, as `skyctl ssh` does first
     argv = ssh_command(target, opts.key[0], opts.known_hosts.path, ["echo", "from-openssh"])
@@ -494,7 +503,7 @@ def test_the_system_ssh_trusts_what_skyctl_recorded(guest: Guest, opts: SshOptio
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "from-openssh\n"
 
-    rebuilt = Guest(tmp_path / "vm1c", authorized=guest.authorized)
+    rebuilt = start_guest(tmp_path / "vm1c", guest.authorized_keys)
     try:  # the system ssh refuses a changed key just as skyctl does
         argv2 = ssh_command(target_for(node(), site_for(rebuilt.port)), opts.key[0],
                                 opts.known_hosts.path, ["touch", "pwned"])

@@ -1,17 +1,10 @@
-"""SSH-able sandbox VMs: every VM gets its own loopback address and an SSH server there.
+"""The SSH server every sandbox VM answers on: its listeners, the paramiko server behind them,
+and the exec/shell (and jump-host) channels it serves.
 
-A VM's endpoint behaves like a freshly booted cloud guest, as far as skyctl can tell:
-- it accepts only the public keys its context delivered (the Nova keypair, cloud-init
-  `ssh_authorized_keys` / `users[].ssh_authorized_keys`, OpenNebula `SSH_PUBLIC_KEY`), for the
-  login user, the users the context creates, and root on OpenNebula (where one-context puts keys);
-- it shows its own ed25519 host key (fingerprint in `vm.host_key_fingerprint`);
-- exec requests run with `sh -c` on this host in the VM's directory, which is also the SFTP
-  root, so relative paths agree between the two;
-- the user-data / CONTEXT it received sits at the paths real guests use, inside the VM dir;
-- after its boot delay the context is "applied": `cloud-init status` answers `status: done`
-  (`status: running` before) and `vm.ready` is set (the OpenNebula front turns it into
-  `READY=YES` when REPORT_READY was asked, as OneGate does). The context's own scripts run
-  only when the spec asks for it (`run_scripts: true`).
+Each VM has its own loopback address (127.<10+site>.x.y) and shows its own ed25519 host key
+(fingerprint in `vm.host_key_fingerprint`). It lets in only what `access` allows; exec requests
+run with `sh -c` on this host in the VM's directory, which is also the SFTP root, so relative
+paths agree between the two. `boot` decides when its context counts as applied.
 
 Scale (3 sites x 1000 VMs on 2 cores): one selector thread accepts on every VM's listening
 socket and one timer thread applies contexts; threads exist only per live connection.
@@ -20,205 +13,34 @@ socket and one timer thread applies contexts; threads exist only per live connec
 from __future__ import annotations
 
 import base64
-import binascii
-import email
-import gzip
 import hashlib
-import heapq
 import io
-import json
+import ipaddress
 import logging
 import os
-import posixpath
 import selectors
-import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST
-from paramiko.sftp import SFTP_OK, SFTP_PERMISSION_DENIED
 
+from skyctl.sandbox.guest.access import GuestAccess, guest_access
+from skyctl.sandbox.guest.boot import Boot
+from skyctl.sandbox.guest.sftp import RootedSftp
 from skyctl.sandbox.world import SVM, SiteWorld
 
 log = logging.getLogger("skyctl.sandbox.ssh")
 
-# Paths inside a VM dir, as on a real guest.
-USER_DATA_PATH = "var/lib/cloud/instance/user-data.txt"
-ONE_CONTEXT_PATH = "var/run/one-context/context.sh"
-CLOUD_INIT_RESULT = "run/cloud-init/result.json"
-CLOUD_INIT_STATUS = "run/cloud-init/status.json"
-CLOUD_INIT_OUTPUT = "var/log/cloud-init-output.log"
 
-# Stand-ins for the guest tools that skyctl and users call over SSH. They live in one shared
-# bin dir on every VM's PATH (not copied per VM: 3000 VMs).
-_CLOUD_INIT_SH = r"""#!/bin/sh
-# Sandbox stand-in for a guest's cloud-init: answers 'cloud-init status' from the VM's own
-# run/cloud-init/result.json, which the sandbox writes once the context is applied.
-root="${SKYCTL_SANDBOX_VM:-.}"
-if [ "$1" != status ]; then
-  echo "cloud-init: the sandbox guest only answers 'cloud-init status'" >&2
-  exit 2
-fi
-shift
-wait=0
-for a in "$@"; do
-  case "$a" in -w|--wait) wait=1 ;; esac
-done
-while [ ! -f "$root/run/cloud-init/result.json" ]; do
-  if [ "$wait" = 0 ]; then echo "status: running"; exit 0; fi
-  sleep 0.1
-done
-if grep -q '"errors": \[\]' "$root/run/cloud-init/result.json"; then
-  echo "status: done"
-else
-  echo "status: error"
-  exit 1
-fi
-"""
-
-_SUDO_SH = r"""#!/bin/sh
-# Sandbox guests run commands as the sandbox's own user: sudo just runs its command.
-while [ $# -gt 0 ]; do
-  case "$1" in
-    -u|-g|-C|-D|-h|-p|-r|-t|-U) shift 2 ;;
-    --) shift; break ;;
-    -*) shift ;;
-    *) break ;;
-  esac
-done
-[ $# -eq 0 ] && exit 0
-exec "$@"
-"""
-
-_HOSTNAME_SH = r"""#!/bin/sh
-# Sandbox guests answer with the name their context set (etc/hostname in the VM dir).
-if [ $# -eq 0 ] && [ -f "${SKYCTL_SANDBOX_VM:-.}/etc/hostname" ]; then
-  cat "${SKYCTL_SANDBOX_VM:-.}/etc/hostname"
-  exit 0
-fi
-PATH="${PATH#*:}" exec hostname "$@"
-"""
-
-# ---------------------------------------------------------------- pure: what the context delivered
-
-
-def _cloud_config_docs(user_data: str | None) -> list[dict[str, Any]]:
-    """The cloud-config documents in user-data: plain `#cloud-config` or MIME multipart parts."""
-    import yaml
-
-    if not user_data:
-        return []
-    text = user_data.lstrip()
-    if text.startswith("#cloud-config"):
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError:
-            return []
-        return [doc] if isinstance(doc, dict) else []
-    if text.lower().startswith(("content-type:", "mime-version:")):
-        docs: list[dict[str, Any]] = []
-        msg = email.message_from_string(text)
-        for part in msg.walk():
-            payload = part.get_payload(decode=True)
-            if not isinstance(payload, bytes):
-                continue
-            body = payload.decode("utf-8", "replace")
-            if part.get_content_type() in ("text/cloud-config", "text/x-cloud-config") \
-                    and not body.lstrip().startswith("#cloud-config"):
-                body = "#cloud-config\n" + body
-            docs.extend(_cloud_config_docs(body))
-        return docs
-    return []
-
-
-def _key_lines(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [ln.strip() for ln in value.splitlines() if ln.strip() and not ln.strip().startswith("#")]
-    if isinstance(value, Iterable):
-        return [ln for v in value for ln in _key_lines(v)]
-    return []
-
-
-def key_blob(line: str) -> str | None:
-    """The base64 key blob of an authorized_keys line (options and comment ignored)."""
-    parts = line.split()
-    for i, part in enumerate(parts):
-        if part.startswith(("ssh-", "ecdsa-", "sk-")) and i + 1 < len(parts):
-            blob = parts[i + 1]
-            try:
-                base64.b64decode(blob, validate=True)
-            except (binascii.Error, ValueError):
-                return None
-            return blob
-    return None
-
-
-def decode_one_user_data(context: dict[str, str]) -> str | None:
-    raw = context.get("USER_DATA")
-    if not raw:
-        return None
-    if context.get("USERDATA_ENCODING", "").lower() == "base64":
-        try:
-            return base64.b64decode(raw).decode("utf-8", "replace")
-        except (binascii.Error, ValueError):
-            return None
-    return raw
-
-
-def guest_user_data(vm: SVM) -> str | None:
-    """The user-data cloud-init in the guest sees (OpenStack user_data, or ONE USER_DATA)."""
-    return vm.user_data if vm.user_data is not None else decode_one_user_data(vm.context)
-
-
-@dataclass(frozen=True)
-class GuestAccess:
-    users: frozenset[str]
-    key_blobs: frozenset[str]
-
-    def allows(self, user: str, blob: str) -> bool:
-        return user in self.users and blob in self.key_blobs
-
-
-def guest_access(vm: SVM, kind: str, login_user: str) -> GuestAccess:
-    """Who may log in to this VM and with which keys, from what its context delivered."""
-    users = {login_user}
-    lines: list[str] = list(_key_lines(vm.ssh_keys))
-    for doc in _cloud_config_docs(guest_user_data(vm)):
-        lines += _key_lines(doc.get("ssh_authorized_keys") or [])
-        for u in doc.get("users") or []:
-            if isinstance(u, dict) and u.get("name"):
-                users.add(str(u["name"]))
-                lines += _key_lines(u.get("ssh_authorized_keys") or u.get("ssh-authorized-keys") or [])
-        if isinstance(doc.get("system_info"), dict):
-            default = (doc["system_info"].get("default_user") or {}).get("name")
-            if default:
-                users.add(str(default))
-    if kind == "opennebula" or vm.context:
-        lines += _key_lines(vm.context.get("SSH_PUBLIC_KEY", ""))
-        users.add("root")
-        if vm.context.get("USERNAME"):
-            users.add(vm.context["USERNAME"])
-    blobs = {b for b in (key_blob(ln) for ln in lines) if b}
-    return GuestAccess(frozenset(users), frozenset(blobs))
-
-
-def context_sh(context: dict[str, str]) -> str:
-    """A CONTEXT section as oned writes it: a header comment, then sorted KEY='value' lines."""
-    out = ["# Context variables generated by OpenNebula"]
-    for k in sorted(context):
-        out.append(f"{k}='" + str(context[k]).replace("'", "'\\''") + "'")
-    return "\n".join(out) + "\n"
-
-
+# Not skyctl.ssh's fingerprint: the sandbox imitates a VM and shares no code with the client it tests.
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style SHA256 fingerprint."""
     digest = hashlib.sha256(key.asbytes()).digest()
@@ -226,6 +48,7 @@ def fingerprint(key: paramiko.PKey) -> str:
 
 
 def new_host_key() -> paramiko.PKey:
+    """A fresh ed25519 key, as a VM makes its host key on first boot."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -267,6 +90,8 @@ class Guest:
     extra_listeners: dict[str, socket.socket] = field(default_factory=dict)   # floating IPs
     transports: set[paramiko.Transport] = field(default_factory=set)
     procs: set[subprocess.Popen[bytes]] = field(default_factory=set)
+    connections: int = 0                       # accepted so far, as sshd's log would count them
+    forwarded: list[tuple[str, int]] = field(default_factory=list)   # jump-host destinations
     gone: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -281,6 +106,7 @@ class _GuestServer(paramiko.ServerInterface):
         self.user: str | None = None
         self.env: dict[int, dict[str, str]] = {}
         self.starts: dict[int, threading.Thread] = {}
+        self.relays: dict[int, socket.socket] = {}
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
@@ -304,6 +130,22 @@ class _GuestServer(paramiko.ServerInterface):
         if kind == "session":
             return paramiko.OPEN_SUCCEEDED
         return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_direct_tcpip_request(self, chanid: int, origin: Any, destination: Any) -> int:
+        # As sshd with its default AllowTcpForwarding: a jump host (`ssh -J`) connects on to the
+        # destination. The sandbox's network is the loopback: nothing else is reachable.
+        host, port = str(destination[0]), int(destination[1])
+        if not _on_loopback(host):
+            return paramiko.OPEN_FAILED_CONNECT_FAILED
+        try:
+            upstream = socket.create_connection((host, port), timeout=5)
+        except OSError:
+            return paramiko.OPEN_FAILED_CONNECT_FAILED
+        upstream.settimeout(None)
+        with self.guest.lock:
+            self.guest.forwarded.append((host, port))
+        self.relays[chanid] = upstream  # relayed once the channel exists (_GuestTransport)
+        return paramiko.OPEN_SUCCEEDED
 
     def check_channel_env_request(self, channel: paramiko.Channel, name: bytes | str, value: bytes | str) -> bool:
         name_s = name.decode() if isinstance(name, bytes) else name
@@ -346,182 +188,20 @@ class _GuestTransport(paramiko.Transport):
     _channel_handler_table: ClassVar[dict[int, Any]] = {
         **paramiko.Transport._channel_handler_table, MSG_CHANNEL_REQUEST: _handle_request_then_start}
 
-
-class _SftpHandle(paramiko.SFTPHandle):
-    def stat(self) -> Any:
-        try:
-            return paramiko.SFTPAttributes.from_stat(os.fstat(self.readfile.fileno()))
-        except OSError as e:
-            return paramiko.SFTPServer.convert_errno(e.errno)
-
-    def chattr(self, attr: paramiko.SFTPAttributes) -> int:
-        try:
-            paramiko.SFTPServer.set_file_attr(self.filename, attr)
-            return SFTP_OK
-        except OSError as e:
-            return paramiko.SFTPServer.convert_errno(e.errno)
+    def _queue_incoming_channel(self, channel: paramiko.Channel) -> None:
+        server = self.server_object
+        upstream = server.relays.pop(channel.get_id(), None) if isinstance(server, _GuestServer) else None
+        if upstream is None:
+            super()._queue_incoming_channel(channel)
+            return
+        # The client's EOF half-closes the destination; the destination hanging up ends the channel.
+        up = (channel.recv, upstream.sendall, lambda: upstream.shutdown(socket.SHUT_WR))
+        down = (upstream.recv, channel.sendall, lambda: (channel.close(), upstream.close()))
+        for name, args in (("up", up), ("down", down)):
+            threading.Thread(target=_relay, args=args, daemon=True, name=f"ssh-relay-{name}").start()
 
 
-class RootedSftp(paramiko.SFTPServerInterface):
-    """SFTP confined to a VM dir: `/` and `.` are the VM dir; nothing outside it is reachable."""
-
-    def __init__(self, server: paramiko.ServerInterface, root: Path, *args: Any, **kwargs: Any) -> None:
-        super().__init__(server, *args, **kwargs)
-        self.root = os.path.realpath(root)
-
-    def _local(self, path: str) -> str:
-        rel = posixpath.normpath("/" + path).lstrip("/")
-        local = os.path.join(self.root, rel) if rel else self.root
-        real = os.path.realpath(local)
-        if real != self.root and not real.startswith(self.root + os.sep):
-            raise PermissionError(path)
-        return local
-
-    def _do(self, fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except PermissionError:
-            return SFTP_PERMISSION_DENIED
-        except OSError as e:
-            return paramiko.SFTPServer.convert_errno(e.errno)
-
-    def canonicalize(self, path: str) -> str:
-        return posixpath.normpath("/" + path)
-
-    def list_folder(self, path: str) -> Any:
-        def go() -> list[paramiko.SFTPAttributes]:
-            local = self._local(path)
-            out = []
-            for name in os.listdir(local):
-                attr = paramiko.SFTPAttributes.from_stat(os.lstat(os.path.join(local, name)))
-                attr.filename = name
-                out.append(attr)
-            return out
-        return self._do(go)
-
-    def stat(self, path: str) -> Any:
-        return self._do(lambda: paramiko.SFTPAttributes.from_stat(os.stat(self._local(path))))
-
-    def lstat(self, path: str) -> Any:
-        return self._do(lambda: paramiko.SFTPAttributes.from_stat(os.lstat(self._local(path))))
-
-    def open(self, path: str, flags: int, attr: paramiko.SFTPAttributes) -> Any:
-        def go() -> Any:
-            local = self._local(path)
-            mode = getattr(attr, "st_mode", None)
-            fd = os.open(local, flags, mode if mode is not None else 0o644)
-            if (flags & os.O_CREAT) and attr is not None:
-                attr._flags &= ~attr.FLAG_PERMISSIONS
-                paramiko.SFTPServer.set_file_attr(local, attr)
-            if flags & os.O_WRONLY:
-                fmode = "ab" if flags & os.O_APPEND else "wb"
-            elif flags & os.O_RDWR:
-                fmode = "a+b" if flags & os.O_APPEND else "r+b"
-            else:
-                fmode = "rb"
-            handle = _SftpHandle(flags)
-            handle.filename = local
-            handle.readfile = handle.writefile = os.fdopen(fd, fmode)
-            return handle
-        return self._do(go)
-
-    def remove(self, path: str) -> Any:
-        return self._do(lambda: (os.remove(self._local(path)), SFTP_OK)[1])
-
-    def rename(self, oldpath: str, newpath: str) -> Any:
-        def go() -> int:
-            new = self._local(newpath)
-            if os.path.exists(new):
-                raise FileExistsError(newpath)
-            os.rename(self._local(oldpath), new)
-            return SFTP_OK
-        return self._do(go)
-
-    def posix_rename(self, oldpath: str, newpath: str) -> Any:
-        return self._do(lambda: (os.replace(self._local(oldpath), self._local(newpath)), SFTP_OK)[1])
-
-    def mkdir(self, path: str, attr: paramiko.SFTPAttributes) -> Any:
-        def go() -> int:
-            local = self._local(path)
-            os.mkdir(local)
-            if attr is not None:
-                paramiko.SFTPServer.set_file_attr(local, attr)
-            return SFTP_OK
-        return self._do(go)
-
-    def rmdir(self, path: str) -> Any:
-        return self._do(lambda: (os.rmdir(self._local(path)), SFTP_OK)[1])
-
-    def chattr(self, path: str, attr: paramiko.SFTPAttributes) -> Any:
-        return self._do(lambda: (paramiko.SFTPServer.set_file_attr(self._local(path), attr), SFTP_OK)[1])
-
-    def readlink(self, path: str) -> Any:
-        def go() -> str:
-            target = os.readlink(self._local(path))
-            if os.path.isabs(target):
-                rel = os.path.relpath(target, self.root)
-                if rel.startswith(".."):
-                    raise PermissionError(path)
-                return "/" + rel
-            return target
-        return self._do(go)
-
-    def symlink(self, target_path: str, path: str) -> Any:
-        def go() -> int:
-            target = self._local(target_path) if target_path.startswith("/") else target_path
-            os.symlink(target, self._local(path))
-            return SFTP_OK
-        return self._do(go)
-
-
-# ---------------------------------------------------------------- timers
-
-
-class _Timers:
-    """One thread running callbacks at their time (context application for every VM)."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = 0
-        self._cond = threading.Condition()
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name="sandbox-timers", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stop = True
-            self._cond.notify()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-
-    def at(self, when: float, fn: Callable[[], None]) -> None:
-        with self._cond:
-            self._seq += 1
-            heapq.heappush(self._heap, (when, self._seq, fn))
-            self._cond.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._stop and (not self._heap or self._heap[0][0] > time.time()):
-                    wait = (self._heap[0][0] - time.time()) if self._heap else None
-                    self._cond.wait(timeout=wait)
-                if self._stop:
-                    return
-                _, _, fn = heapq.heappop(self._heap)
-            try:
-                fn()
-            except Exception:  # one VM's failure must not stop the others' contexts
-                log.exception("sandbox timer callback failed")
-
-
-# ---------------------------------------------------------------- the fabric
-
-
-def _listen(address: str, port: int) -> socket.socket:
+def listen(address: str, port: int) -> socket.socket:
     """A non-blocking listening socket for one guest address (SO_REUSEADDR, closed on failure)."""
     sock = socket.create_server((address, port), backlog=16)
     sock.setblocking(False)
@@ -549,7 +229,7 @@ class VmSshFabric:
         self._stopping = False
         self._port_guard: socket.socket | None = None
         self._loop = threading.Thread(target=self._accept_loop, name="sandbox-ssh-accept", daemon=True)
-        self._timers = _Timers()
+        self.boot = Boot(self.bin_dir, login_user=login_user, run_scripts=run_scripts)
 
     # ------------------------------------------------------------ life
     def start(self) -> None:
@@ -558,7 +238,6 @@ class VmSshFabric:
         if self.vms_dir.exists():
             shutil.rmtree(self.vms_dir, ignore_errors=True)  # guests of an earlier run are gone
         self.vms_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._install_guest_tools()
         if not self.port:
             # One port for every VM address. Holding it on 127.0.0.1 keeps other programs from
             # taking it on the wildcard address, which would block our per-VM binds.
@@ -568,14 +247,14 @@ class VmSshFabric:
             self._port_guard = guard
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._loop.start()
-        self._timers.start()
+        self.boot.start()  # the guest tools on PATH, and the timer that applies contexts
 
     def stop(self) -> None:
         self._stopping = True
         self._wake()
         if self._loop.is_alive():
             self._loop.join(timeout=5)
-        self._timers.stop()
+        self.boot.stop()
         with self._lock:
             guests = list(self._guests.values())
             self._guests.clear()
@@ -610,25 +289,42 @@ class VmSshFabric:
         if root.exists():
             shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True, mode=0o700)
-        key = new_host_key()
         guest = Guest(site=world.name, kind=world.kind, world=world, vm=vm, root=root, address=address,
-                      host_key=key)
-        self._write_received_context(guest)
+                      host_key=new_host_key())
+        self.boot.received(guest)
         try:
-            guest.listener = _listen(address, self.port)
+            guest.listener = listen(address, self.port)
         except OSError as e:
             # The VM still boots (the cloud API must not fail for it); it just has no sshd.
             log.warning("%s/%s: no SSH endpoint on %s:%s: %s", world.name, vm.id, address, self.port, e)
-        with world.lock:
-            vm.address = address
-            vm.ssh_port = self.port
-            vm.host_key_fingerprint = fingerprint(key)
+        self._enter(guest, self.port)
+        self.boot.schedule(guest)
+
+    def serve(self, world: SiteWorld, vm: SVM, root: Path, listener: socket.socket, *,
+              host_key: paramiko.PKey | None = None) -> Guest:
+        """Serve one VM that no attached site created, on a listening socket from `listen`,
+        with its files in `root` (kept at stop). Its context is applied when the caller says
+        (`boot.finish`), not after a boot delay."""
+        address, port = listener.getsockname()[:2]
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        guest = Guest(site=world.name, kind=world.kind, world=world, vm=vm, root=root, address=address,
+                      host_key=host_key or new_host_key(), listener=listener)
+        self.boot.received(guest)
+        self._enter(guest, port)
+        return guest
+
+    def _enter(self, guest: Guest, port: int) -> None:
+        """Show the VM's endpoint in the cloud's view and hand its listener to the accept loop."""
+        vm = guest.vm
+        with guest.world.lock:
+            vm.address = guest.address
+            vm.ssh_port = port
+            vm.host_key_fingerprint = fingerprint(guest.host_key)
         with self._lock:
-            self._guests[(world.name, vm.id)] = guest
+            self._guests[(guest.site, vm.id)] = guest
             if guest.listener is not None:
                 self._pending.append(("add", guest))
         self._wake()
-        self._timers.at(vm.created + vm.boot_delay, lambda: self._apply_context(guest))
 
     def add_address(self, world: SiteWorld, vm: SVM, address: str) -> bool:
         """Serve this VM's SSH endpoint on one more address (a floating IP). False when the
@@ -640,7 +336,7 @@ class VmSshFabric:
             if address in guest.extra_listeners:
                 return True
         try:
-            sock = _listen(address, self.port)
+            sock = listen(address, self.port)
         except OSError as e:
             log.warning("%s/%s: no SSH endpoint on floating %s:%s: %s", world.name, vm.id, address, self.port, e)
             return False
@@ -707,115 +403,12 @@ class VmSshFabric:
         if remove_dir:
             shutil.rmtree(guest.root, ignore_errors=True)
 
-    # ------------------------------------------------------------ the guest's files
-    def _install_guest_tools(self) -> None:
-        self.bin_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for name, text in (("cloud-init", _CLOUD_INIT_SH), ("sudo", _SUDO_SH), ("hostname", _HOSTNAME_SH)):
-            p = self.bin_dir / name
-            p.write_text(text, encoding="utf-8")
-            p.chmod(0o700)
-
-    def _write_received_context(self, guest: Guest) -> None:
-        vm, root = guest.vm, guest.root
-        user_data = guest_user_data(vm)
-        if user_data is not None:
-            _write(root / USER_DATA_PATH, user_data)
-        if vm.context:
-            _write(root / ONE_CONTEXT_PATH, context_sh(vm.context))
-        _write(root / "var/lib/cloud/data/instance-id", vm.id + "\n")
-
-    def _apply_context(self, guest: Guest) -> None:
-        if guest.gone:
-            return
-        if self.run_scripts:
-            threading.Thread(target=self._finish_boot, args=(guest, True), daemon=True,
-                             name=f"ctx-{guest.address}").start()
-        else:
-            self._finish_boot(guest, False)
-
-    def _finish_boot(self, guest: Guest, run_scripts: bool) -> None:
-        vm, root = guest.vm, guest.root
-        errors: list[str] = []
-        hostname = vm.context.get("SET_HOSTNAME") or next(
-            (str(d["hostname"]) for d in _cloud_config_docs(guest_user_data(vm)) if d.get("hostname")), vm.name)
-        _write(root / "etc/hostname", hostname + "\n")
-        if run_scripts:
-            errors = self._run_context_scripts(guest)
-        if guest.gone:
-            return
-        source = "DataSourceOpenNebula" if guest.kind == "opennebula" else "DataSourceOpenStack"
-        _write(root / CLOUD_INIT_STATUS, json.dumps({"v1": {"datasource": source, "init": {"errors": errors}}}))
-        _write(root / CLOUD_INIT_RESULT, json.dumps({"v1": {"datasource": source, "errors": errors}}, indent=1))
-        with guest.world.lock:
-            vm.ready = True  # fronts show it: READY=YES with REPORT_READY (OpenNebula)
-        log.debug("%s/%s: context applied (%s)", guest.site, vm.id, "errors" if errors else "ok")
-
-    def _run_context_scripts(self, guest: Guest) -> list[str]:
-        """Opt-in: run what the guest's init would run (write_files, bootcmd/runcmd, scripts)."""
-        vm, root = guest.vm, guest.root
-        steps: list[tuple[str, list[str] | str]] = []
-        user_data = guest_user_data(vm)
-        for doc in _cloud_config_docs(user_data):
-            for f in doc.get("write_files") or []:
-                if isinstance(f, dict) and f.get("path"):
-                    content = f.get("content", "")
-                    if str(f.get("encoding", "")).lower() in ("b64", "base64"):
-                        content = base64.b64decode(content).decode("utf-8", "replace")
-                    elif str(f.get("encoding", "")).lower() in ("gz+b64", "gzip+base64", "gz+base64"):
-                        content = gzip.decompress(base64.b64decode(content)).decode("utf-8", "replace")
-                    target = root / str(f["path"]).lstrip("/")
-                    _write(target, str(content), append=bool(f.get("append")))
-                    if f.get("permissions"):
-                        target.chmod(int(str(f["permissions"]), 8) & 0o777)
-            for key in ("bootcmd", "runcmd"):
-                for cmd in doc.get(key) or []:
-                    steps.append((key, cmd if isinstance(cmd, list) else str(cmd)))
-        if user_data and user_data.startswith("#!"):
-            steps.append(("user-data script", user_data))
-        start = vm.context.get("START_SCRIPT")
-        if vm.context.get("START_SCRIPT_BASE64"):
-            start = base64.b64decode(vm.context["START_SCRIPT_BASE64"]).decode("utf-8", "replace")
-        if start:
-            steps.append(("START_SCRIPT", start))
-        errors = []
-        out = root / CLOUD_INIT_OUTPUT
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "ab") as log_file:
-            for what, cmd in steps:
-                if guest.gone:
-                    break
-                if isinstance(cmd, list):
-                    argv = [str(a) for a in cmd]
-                elif cmd.startswith("#!"):
-                    script = root / "var/lib/cloud/instance/scripts" / what.replace(" ", "-")
-                    _write(script, cmd)
-                    script.chmod(0o700)
-                    argv = [str(script)]
-                else:
-                    argv = ["/bin/sh", "-c", cmd]
-                try:
-                    rc = subprocess.run(argv, cwd=root, env=self._env(guest, self.login_user, {}),
-                                        stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                        timeout=600, start_new_session=True, check=False).returncode
-                except (OSError, subprocess.TimeoutExpired) as e:
-                    rc, what = -1, f"{what}: {type(e).__name__}"
-                if rc != 0:
-                    errors.append(f"{what} failed ({shlex.join(argv)[:80]}): exit {rc}")
-        return errors
-
-    def _env(self, guest: Guest, user: str | None, extra: dict[str, str]) -> dict[str, str]:
-        env = {"PATH": f"{self.bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-               "HOME": str(guest.root), "USER": user or self.login_user, "LOGNAME": user or self.login_user,
-               "SHELL": "/bin/sh", "LANG": "C.UTF-8", "SKYCTL_SANDBOX_VM": str(guest.root)}
-        env.update({k: v for k, v in extra.items() if k not in ("PATH", "SKYCTL_SANDBOX_VM")})
-        return env
-
     # ------------------------------------------------------------ commands
     def run_command(self, guest: Guest, channel: paramiko.Channel, command: str | None, user: str | None,
                     env: dict[str, str]) -> None:
         """Run one exec/shell request in the VM dir and relay its I/O and exit status."""
         argv = ["/bin/sh", "-c", command] if command is not None else ["/bin/sh"]
-        full_env = self._env(guest, user, env)
+        full_env = self.boot.env(guest, user, env)
         connection = _ssh_connection(channel)
         if connection:
             full_env["SSH_CONNECTION"] = connection   # as sshd sets it: which address was reached
@@ -898,6 +491,7 @@ class VmSshFabric:
             with guest.lock:
                 guest.transports = {t for t in guest.transports if t.is_active()}
                 guest.transports.add(transport)
+                guest.connections += 1
             # With an event, start_server returns at once; negotiation runs in the transport's thread.
             transport.start_server(event=threading.Event(), server=_GuestServer(self, guest))
         except Exception as e:  # noqa: BLE001 - a bad client must not stop the accept loop
@@ -922,12 +516,6 @@ def _quiet_client_hangups(record: logging.LogRecord) -> bool:
     """Clients that hang up without a goodbye are routine for a guest; keep them out of the log."""
     msg = record.getMessage()
     return not msg.startswith("Socket exception: Connection reset") and "EOF in transport thread" not in msg
-
-
-def _write(path: Path, text: str, *, append: bool = False) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a" if append else "w", encoding="utf-8") as f:
-        f.write(text)
 
 
 def _feed_stdin(channel: paramiko.Channel, proc: subprocess.Popen[bytes]) -> None:
@@ -999,3 +587,26 @@ def _raise_fd_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     except (ImportError, ValueError, OSError):
         pass
+
+
+def _on_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # the sandbox resolves no other names
+
+
+def _relay(read: Callable[[int], bytes], write: Callable[[bytes], Any], done: Callable[[], Any]) -> None:
+    """One direction of a jump-host relay: copy until the source ends, then `done`."""
+    try:
+        for chunk in iter(lambda: read(65536), b""):
+            write(chunk)
+    except (OSError, EOFError):
+        pass
+    finally:
+        try:
+            done()
+        except OSError:
+            pass
