@@ -94,7 +94,7 @@ class Site:
 
 def _make_front(world: SiteWorld, password: str) -> Any:
     if world.kind == "openstack":
-        from skyctl.sandbox.openstack_api import OpenStackFront
+        from skyctl.sandbox.openstack import OpenStackFront
 
         return OpenStackFront(world, host="127.0.0.1", port=0, username=OPENSTACK_USER, password=password,
                               project=OPENSTACK_PROJECT, region=OPENSTACK_REGION)

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from skyctl.sandbox import spec as specmod
-from skyctl.sandbox.openstack_api import OpenStackFront
+from skyctl.sandbox.openstack import OpenStackFront
 from skyctl.sandbox.world import SiteWorld
 
 IMAGE = "AlmaLinux-9-GenericCloud"
