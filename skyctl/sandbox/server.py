@@ -98,7 +98,7 @@ def _make_front(world: SiteWorld, password: str) -> Any:
 
         return OpenStackFront(world, host="127.0.0.1", port=0, username=OPENSTACK_USER, password=password,
                               project=OPENSTACK_PROJECT, region=OPENSTACK_REGION)
-    from skyctl.sandbox.opennebula_api import OpenNebulaFront
+    from skyctl.sandbox.opennebula.methods import OpenNebulaFront
 
     return OpenNebulaFront(world, host="127.0.0.1", port=0, username=ONE_USER, password=password)
 

@@ -3,18 +3,25 @@ and the `SiteWorld`s built from the result.
 
 A spec is plain YAML/JSON data. A user's file is deep-merged over `DEFAULT_SPEC`, so
 `{sites: {home: {quota: {instances: 2}}}}` changes one number; a site set to null is removed.
-Errors are `ConfigError`s naming the field path.
+The result is checked by pydantic models (`SandboxSpec`) but stays plain data; errors are
+`ConfigError`s naming the field path.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 from skyctl.errors import ConfigError
+from skyctl.site import NAME_RE, Strict
 
 DRIVERS = ("openstack", "opennebula")
 
@@ -51,11 +58,6 @@ DEFAULT_SPEC: dict[str, Any] = {
     },
 }
 
-_TOP_KEYS = {"boot_delay", "login_user", "run_scripts", "images", "sizes", "sites"}
-_SITE_KEYS = {"driver", "tier", "cost", "quota", "latency_ms", "error_rate", "boot_delay",
-              "host_cpus", "host_ram_mib", "flavors", "floating_ip"}
-_QUOTA_KEYS = {"instances", "cores", "ram_mib", "floating_ips", "key_pairs"}
-
 
 def merge(base: Any, override: Any) -> Any:
     """Deep-merge `override` over `base`; a None value in a mapping removes that key."""
@@ -70,20 +72,178 @@ def merge(base: Any, override: Any) -> Any:
     return copy.deepcopy(override)
 
 
-def _num(value: Any, path: str, *, lo: float = 0, hi: float | None = None, integer: bool = False) -> Any:
-    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok or value < lo or (hi is not None and value > hi):
-        rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"must be {kind} {rng}", path=path)
+# ---------------------------------------------------------------- validation (pydantic)
+#
+# Each field checks its raw input itself (a before-validator), so a problem reads as the same
+# short sentence whatever pydantic would say; fields are declared in the order problems are
+# reported, and only the first is raised. `Field(None)` on a type without None: the key may be
+# absent but not null. `_checked_when_absent()`: an absent key is checked as a null one.
+
+
+def _number(lo: float = 0, hi: float | None = None, *, integer: bool = False,
+            null_ok: bool = False) -> BeforeValidator:
+    kind = "an integer" if integer else "a number"
+    rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+    return _check(lambda v: not isinstance(v, bool) and isinstance(v, int if integer else (int, float))
+                  and not v < lo and not (hi is not None and v > hi), f"must be {kind} {rng}", null_ok=null_ok)
+
+
+def _check(test: Callable[[Any], bool], message: str, *, null_ok: bool = False) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if not (null_ok and value is None) and not test(value):
+            raise ValueError(message)
+        return value
+
+    return BeforeValidator(check)
+
+
+def _checked_when_absent() -> Any:
+    return Field(None, validate_default=True)
+
+
+def _site_name(value: Any) -> str:
+    if not re.match(NAME_RE, str(value)):
+        raise ValueError("not a valid site name (lowercase letters, digits, '-')")
+    return str(value)
+
+
+def _flavor_list(value: Any) -> Any:
+    if not value:
+        return []
+    if not isinstance(value, list):
+        raise ValueError("must be a list of flavors (name, vcpus, ram_mib)")
     return value
 
 
-def _unknown(data: Mapping[str, Any], allowed: set[str], path: str) -> None:
-    for k in data:
-        if k not in allowed:
-            raise ConfigError(f"unknown field (known: {', '.join(sorted(allowed))})",
-                              path=f"{path}.{k}" if path else str(k))
+Seconds = Annotated[float, _number(hi=3600)]
+QuotaLimit = Annotated[int, _number(lo=-1, integer=True)]   # -1: unlimited
+Count = Annotated[int, _number(lo=1, integer=True)]
+Flag = Annotated[bool, _check(lambda v: isinstance(v, bool), "must be true or false")]
+SiteName = Annotated[str, BeforeValidator(_site_name)]
+
+
+class _FieldError(ValueError):
+    """A problem with one key of a mapping: the error's path gets the key appended."""
+
+    def __init__(self, key: Any, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class _Section(Strict):
+    """A mapping of known keys; an unknown one is named with the list of the known ones."""
+
+    _not_a_mapping: ClassVar[str] = "must be a mapping"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise ValueError(cls._not_a_mapping)
+        for key in data:
+            if key not in cls.model_fields:
+                raise _FieldError(key, f"unknown field (known: {', '.join(sorted(cls.model_fields))})")
+        return data
+
+
+class QuotaSpec(_Section):
+    """A site's quota; an absent limit keeps world.Quota's default."""
+
+    instances: QuotaLimit = Field(None)
+    cores: QuotaLimit = Field(None)
+    ram_mib: QuotaLimit = Field(None)
+    floating_ips: QuotaLimit = Field(None)
+    key_pairs: QuotaLimit = Field(None)
+
+
+class FlavorSpec(BaseModel):
+    """An OpenStack flavor; other keys (id, disk_gib) pass unchecked."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str
+    vcpus: Count = _checked_when_absent()
+    ram_mib: Count = _checked_when_absent()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or not isinstance(data.get("name"), str):
+            raise ValueError("a flavor needs name, vcpus, ram_mib")
+        return data
+
+
+class SiteSpec(_Section):
+    driver: Annotated[str, _check(lambda v: v in DRIVERS, f"must be one of {', '.join(DRIVERS)}")] = \
+        _checked_when_absent()
+    tier: Annotated[str, _check(lambda v: v in ("local", "remote"), "must be local or remote")] = "remote"
+    cost: Annotated[float, _number()] = 0
+    latency_ms: Annotated[float, _number(hi=60_000)] = 0
+    error_rate: Annotated[float, _number(hi=1)] = 0
+    boot_delay: Seconds = Field(None)   # absent: the spec's own boot_delay
+    floating_ip: Flag = False
+    host_cpus: Annotated[int | None, _number(integer=True, null_ok=True)] = None   # None: unlimited
+    host_ram_mib: Annotated[int | None, _number(integer=True, null_ok=True)] = None
+    quota: QuotaSpec = QuotaSpec()
+    flavors: Annotated[list[FlavorSpec], BeforeValidator(_flavor_list)] = []
+
+    @field_validator("floating_ip")
+    @classmethod
+    def _openstack_only(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("driver") != "openstack":
+            raise ValueError("floating IPs exist on OpenStack sites only")
+        return value
+
+
+class ImageNamesSpec(_Section):
+    """A logical image's name per kind of site (a missing one defaults to the logical name)."""
+
+    _not_a_mapping: ClassVar[str] = "must map openstack/opennebula to an image name"
+
+    openstack: Any = None
+    opennebula: Any = None
+
+
+class SandboxSpec(_Section):
+    """The whole spec, after merging: `validate` checks it, callers keep the plain data."""
+
+    boot_delay: Seconds = 0
+    login_user: Annotated[str, _check(lambda v: isinstance(v, str) and bool(v), "must be a user name")] = \
+        _checked_when_absent()
+    run_scripts: Flag = False
+    sites: Annotated[dict[SiteName, SiteSpec], _check(lambda v: isinstance(v, Mapping) and bool(v),
+                                                      "at least one site is needed")] = _checked_when_absent()
+    images: Annotated[dict[Any, ImageNamesSpec], _check(lambda v: isinstance(v, Mapping) and bool(v),
+                                                        "at least one image is needed")] = _checked_when_absent()
+    sizes: Annotated[dict[Any, Any], _check(lambda v: isinstance(v, Mapping), "must be a mapping")] = \
+        _checked_when_absent()
+
+
+def _error_path(loc: tuple[Any, ...], data: Any) -> str:
+    """`sites.home.flavors[0].vcpus`: the input walked along pydantic's location."""
+    path, node = "", data
+    for part in loc:
+        if part == "[key]":   # the key itself is wrong: its path is the key's
+            break
+        if isinstance(node, list):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return path
+
+
+def _config_error(err: ValidationError, data: Any) -> ConfigError:
+    first = err.errors(include_url=False)[0]
+    path = _error_path(first["loc"], data)
+    cause = (first.get("ctx") or {}).get("error")
+    if isinstance(cause, _FieldError):
+        path = f"{path}.{cause.key}" if path else str(cause.key)
+    message = str(cause) if isinstance(cause, ValueError) else first["msg"]
+    return ConfigError(message, path=path or None)
 
 
 def resolve(user: Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
@@ -97,64 +257,11 @@ def resolve(user: Mapping[str, Any] | None = None, **overrides: Any) -> dict[str
 
 
 def validate(spec: Mapping[str, Any]) -> None:
-    from skyctl.site import NAME_RE
-    import re
-
-    _unknown(spec, _TOP_KEYS, "")
-    _num(spec.get("boot_delay", 0), "boot_delay", hi=3600)
-    if not isinstance(spec.get("login_user"), str) or not spec["login_user"]:
-        raise ConfigError("must be a user name", path="login_user")
-    if not isinstance(spec.get("run_scripts", False), bool):
-        raise ConfigError("must be true or false", path="run_scripts")
-    sites = spec.get("sites")
-    if not isinstance(sites, Mapping) or not sites:
-        raise ConfigError("at least one site is needed", path="sites")
-    for name, site in sites.items():
-        p = f"sites.{name}"
-        if not re.match(NAME_RE, str(name)):
-            raise ConfigError("not a valid site name (lowercase letters, digits, '-')", path=p)
-        if not isinstance(site, Mapping):
-            raise ConfigError("must be a mapping", path=p)
-        _unknown(site, _SITE_KEYS, p)
-        if site.get("driver") not in DRIVERS:
-            raise ConfigError(f"must be one of {', '.join(DRIVERS)}", path=f"{p}.driver")
-        if site.get("tier", "remote") not in ("local", "remote"):
-            raise ConfigError("must be local or remote", path=f"{p}.tier")
-        _num(site.get("cost", 0), f"{p}.cost")
-        _num(site.get("latency_ms", 0), f"{p}.latency_ms", hi=60_000)
-        _num(site.get("error_rate", 0), f"{p}.error_rate", hi=1)
-        if "boot_delay" in site:
-            _num(site["boot_delay"], f"{p}.boot_delay", hi=3600)
-        if "floating_ip" in site:
-            if not isinstance(site["floating_ip"], bool):
-                raise ConfigError("must be true or false", path=f"{p}.floating_ip")
-            if site["floating_ip"] and site.get("driver") != "openstack":
-                raise ConfigError("floating IPs exist on OpenStack sites only", path=f"{p}.floating_ip")
-        for k in ("host_cpus", "host_ram_mib"):
-            if site.get(k) is not None:
-                _num(site[k], f"{p}.{k}", integer=True)
-        quota = site.get("quota", {})
-        if not isinstance(quota, Mapping):
-            raise ConfigError("must be a mapping", path=f"{p}.quota")
-        _unknown(quota, _QUOTA_KEYS, f"{p}.quota")
-        for k, v in quota.items():
-            _num(v, f"{p}.quota.{k}", lo=-1, integer=True)
-        for i, f in enumerate(site.get("flavors") or []):
-            fp = f"{p}.flavors[{i}]"
-            if not isinstance(f, Mapping) or not isinstance(f.get("name"), str):
-                raise ConfigError("a flavor needs name, vcpus, ram_mib", path=fp)
-            _num(f.get("vcpus"), f"{fp}.vcpus", lo=1, integer=True)
-            _num(f.get("ram_mib"), f"{fp}.ram_mib", lo=1, integer=True)
-    images = spec.get("images")
-    if not isinstance(images, Mapping) or not images:
-        raise ConfigError("at least one image is needed", path="images")
-    for logical, per_kind in images.items():
-        if not isinstance(per_kind, Mapping):
-            raise ConfigError("must map openstack/opennebula to an image name", path=f"images.{logical}")
-        _unknown(per_kind, set(DRIVERS), f"images.{logical}")
-    sizes = spec.get("sizes")
-    if not isinstance(sizes, Mapping):
-        raise ConfigError("must be a mapping", path="sizes")
+    """Raise ConfigError naming the field path of the first problem; the spec stays plain data."""
+    try:
+        SandboxSpec.model_validate(spec)
+    except ValidationError as e:
+        raise _config_error(e, spec) from None
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
@@ -189,7 +296,7 @@ def build_world(name: str, site: Mapping[str, Any], spec: Mapping[str, Any], *, 
 
     driver = site["driver"]
     q = site.get("quota", {})
-    quota = Quota(**{k: int(v) for k, v in q.items()})   # _QUOTA_KEYS are its fields; it holds the defaults
+    quota = Quota(**{k: int(v) for k, v in q.items()})   # QuotaSpec's fields are its fields; it holds the defaults
     # Stable ids: the same spec gives the same image/flavor ids on every start.
     images = []
     for i, (logical, image_name) in enumerate(image_names(spec, driver).items()):

@@ -14,7 +14,7 @@ import pytest
 from skyctl.site import SiteConfig
 from skyctl.errors import AuthError, InvalidRequest, NotFound, Transient
 from skyctl.model import EMPTY_CONTEXT, Capability, NodeState, RenderedContext
-from skyctl.sandbox.opennebula_api import OpenNebulaFront
+from skyctl.sandbox.opennebula.methods import OpenNebulaFront
 from skyctl.sandbox.world import SiteWorld
 from skyctl_opennebula import driver as one_driver
 from skyctl_opennebula.driver import OpenNebulaDriver, OpenNebulaOptions

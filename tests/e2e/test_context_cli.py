@@ -94,7 +94,7 @@ def test_render_for_openstack_prints_the_user_data(run) -> None:  # type: ignore
 
 
 def test_render_for_opennebula_prints_the_context_section(run) -> None:  # type: ignore[no-untyped-def]
-    from skyctl.sandbox.opennebula_api import parse_template
+    from skyctl.sandbox.opennebula.template import parse_template
 
     args = ("context", "render", "base", "cvmfs-client", "--for", "opennebula", "--var", "repositories=a.cern.ch,b.cern.ch")
     r = run(*args)
@@ -123,7 +123,7 @@ def everything_printed(cloud: str, fmt: str, out: str) -> str:
         return decoded(json.loads(out)["context"])
     if fmt == "yaml":
         return decoded(yaml.safe_load(out)["context"])
-    from skyctl.sandbox.opennebula_api import parse_template
+    from skyctl.sandbox.opennebula.template import parse_template
 
     return decoded(parse_template(out)[0][1])
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from skyctl.sandbox import spec as sandbox_spec
-from skyctl.sandbox.opennebula_api import OpenNebulaFront
+from skyctl.sandbox.opennebula.methods import OpenNebulaFront
 from skyctl.sandbox.world import SiteWorld
 
 

@@ -16,7 +16,8 @@ import pyone
 import pytest
 import requests
 
-from skyctl.sandbox.opennebula_api import OpenNebulaFront, parse_template
+from skyctl.sandbox.opennebula.methods import OpenNebulaFront
+from skyctl.sandbox.opennebula.template import parse_template
 from skyctl.sandbox.world import SiteWorld
 from tests.sandbox import one_xsd
 from tests.sandbox.one_site import make_world, serving

@@ -188,7 +188,7 @@ def test_no_start_script_or_readiness_unless_the_profile_asks(tmp_path: Path) ->
 
 
 def test_the_template_syntax_is_read_back_by_an_opennebula_template_parser() -> None:
-    from skyctl.sandbox.opennebula_api import parse_template
+    from skyctl.sandbox.opennebula.template import parse_template
 
     ctx = {"NETWORK": "YES", "A": 'say "hi" \\ bye', "B": "two\nlines", "C": "$NAME", "D": "", "E": "a,b]c"}
     text = one_template(ctx)

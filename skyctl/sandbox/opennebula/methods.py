@@ -1,0 +1,372 @@
+"""The `one.*` methods the sandbox answers, as oned 7.x does: argument handling, pool filters
+and pages, allocation (quota, CONTEXT, hosts), VM actions per state, user quotas. Each one
+returns a body from `views` or raises `OneError` with oned's code and message."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from skyctl.sandbox.opennebula.template import (
+    VM_TEMPLATE_ATTRS, Template, first, merge_templates, parse_template, substitute,
+)
+from skyctl.sandbox.opennebula.views import (
+    L_RUNNING, NETWORK_ID, NETWORK_NAME, ONE_VERSION, S_ACTIVE, S_HOLD, S_PENDING, S_POWEROFF, S_STOPPED,
+    S_SUSPENDED, S_UNDEPLOYED, Owner, Views, context_network, find_image, host_usage, hosts, live_vms,
+    nic_variables, one_extra, state_name, vm_state,
+)
+from skyctl.sandbox.opennebula.xmlrpc import (
+    ACTION, ALLOCATE, AUTHORIZATION, NO_EXISTS, XML_RPC_API, OneError, XmlRpcFront,
+)
+from skyctl.sandbox.world import QuotaError, SiteWorld, SVM
+
+
+class OpenNebulaFront(XmlRpcFront):
+    """XML-RPC `one.*` front-end for one `SiteWorld`."""
+
+    def __init__(self, world: SiteWorld, *, host: str = "127.0.0.1", port: int = 0,
+                 username: str = "oneadmin", password: str = "sandbox") -> None:
+        self.uid = 0 if username == "oneadmin" else 2
+        self.gid, self.gname = (0, "oneadmin") if username == "oneadmin" else (1, "users")
+        super().__init__(world, host=host, port=port, username=username, password=password)
+        self.views = Views(world, Owner(self.uid, self.gid, self.gname, username), int(time.time()))
+
+    def method_table(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "one.system.version": self._system_version,
+            "one.templatepool.info": self._templatepool_info,
+            "one.template.info": self._template_info,
+            "one.template.instantiate": self._template_instantiate,
+            "one.vm.allocate": self._vm_allocate,
+            "one.vm.info": self._vm_info,
+            "one.vmpool.info": self._vmpool_info,
+            "one.vmpool.infoextended": self._vmpool_infoextended,
+            "one.vm.action": self._vm_action,
+            "one.vm.update": self._vm_update,
+            "one.user.info": self._user_info,
+            "one.user.quota": self._user_quota,
+            "one.hostpool.info": self._hostpool_info,
+            "one.imagepool.info": self._imagepool_info,
+            "one.vnpool.info": self._vnpool_info,
+        }
+
+    @staticmethod
+    def vm_state(vm: SVM, now: float | None = None) -> tuple[int, int]:
+        return vm_state(vm, now)
+
+    # ------------------------------------------------------------ helpers
+    def _pick_host(self) -> int:
+        now = time.time()
+        usage = host_usage(self.world, now)
+        return max(hosts(self.world), key=lambda h: (h[2] - usage[h[0]][0], -h[0]))[0]
+
+    def _templates(self) -> list[tuple[int, str, Template]]:
+        """One VM template per image, named after it, as a site's marketplace import leaves them."""
+        out = []
+        for image in sorted(self.world.images.values(), key=lambda i: int(i.id) if i.id.isdigit() else 0):
+            tid = int(image.id) if image.id.isdigit() else 0
+            tmpl: Template = [
+                ("CONTEXT", {"NETWORK": "YES", "SSH_PUBLIC_KEY": "$USER[SSH_PUBLIC_KEY]"}),
+                ("CPU", "1"),
+                ("DISK", {"IMAGE": image.name, "IMAGE_UNAME": "oneadmin"}),
+                ("GRAPHICS", {"LISTEN": "0.0.0.0", "TYPE": "VNC"}),
+                ("HYPERVISOR", "kvm"),
+                ("LOGO", "images/logos/linux.png"),
+                ("MEMORY", "1024"),
+                ("NIC", {"NETWORK": NETWORK_NAME, "NETWORK_UNAME": "oneadmin"}),
+                ("OS", {"ARCH": "x86_64"}),
+                ("VCPU", "1"),
+            ]
+            out.append((tid, image.name, tmpl))
+        return out
+
+    @staticmethod
+    def _page(items: list[Any], start: int, end: int, key: Callable[[Any], int]) -> list[Any]:
+        """Pool ranges: end >= -1 means an id range [start, end] (-1 open); below -1 it is a
+        page size and start the offset."""
+        if end < -1:
+            offset = max(start, 0)
+            return items[offset:offset - end]
+        lo = start if start >= 0 else -1
+        return [i for i in items if key(i) >= lo and (end == -1 or key(i) <= end)]
+
+    def _check_filter(self, flag: int) -> bool:
+        """Pool filter: -4 primary group, -3 mine, -2 all, -1 mine+my groups, >= 0 a user id."""
+        if flag < -4:
+            raise OneError(XML_RPC_API, "Incorrect filter_flag.")
+        return flag < 0 or flag == self.uid
+
+    def _get_vm(self, method: str, vm_id: Any, what: str = "virtual machine") -> SVM:
+        vm = self.world.get_vm(str(vm_id)) if isinstance(vm_id, int) else None
+        if vm is None:
+            raise OneError(NO_EXISTS, f"[{method}] Error getting {what} [{vm_id}].",
+                           vm_id if isinstance(vm_id, int) else -1)
+        return vm
+
+    # ------------------------------------------------------------ system, templates
+    def _system_version(self, method: str) -> str:
+        return ONE_VERSION
+
+    def _templatepool_info(self, method: str, flag: int = -2, start: int = -1, end: int = -1) -> str:
+        items = self._templates() if self._check_filter(flag) else []
+        items = self._page(items, start, end, key=lambda t: t[0])
+        return self.views.template_pool(items)
+
+    def _template_info(self, method: str, tid: int, extended: bool = False, decrypt: bool = False) -> str:
+        for t in self._templates():
+            if t[0] == tid:
+                return self.views.template(*t)
+        raise OneError(NO_EXISTS, f"[{method}] Error getting virtual machine template [{tid}].", tid)
+
+    def _template_instantiate(self, method: str, tid: int, name: str = "", hold: bool = False,
+                              extra: str = "", persistent: bool = False) -> int:
+        found = [t for t in self._templates() if t[0] == tid]
+        if not found:
+            raise OneError(NO_EXISTS, f"[{method}] Error getting virtual machine template [{tid}].", tid)
+        _, tname, base = found[0]
+        try:
+            extra_tmpl = parse_template(extra)
+        except ValueError as e:
+            raise OneError(XML_RPC_API, f"[{method}] Parse error: {e}") from None
+        merged = merge_templates(base, [kv for kv in extra_tmpl if kv[0] != "NAME"])
+        merged.append(("TEMPLATE_ID", str(tid)))
+        return self._create(method, merged, name, hold, default_name=tname)
+
+    # ------------------------------------------------------------ VMs
+    def _vm_allocate(self, method: str, template: str, hold: bool = False) -> int:
+        try:
+            tmpl = parse_template(template)
+        except ValueError as e:
+            raise OneError(XML_RPC_API, f"[{method}] Parse error: {e}") from None
+        name = first(tmpl, "NAME") or ""
+        return self._create(method, tmpl, str(name), hold, default_name="one")
+
+    def _create(self, method: str, tmpl: Template, name: str, hold: bool, default_name: str) -> int:
+        def number(attr: str, default: str | None) -> float:
+            raw = first(tmpl, attr)
+            raw = default if raw is None or raw == "" else raw
+            try:
+                value = float(str(raw))
+            except (TypeError, ValueError):
+                value = -1
+            if value <= 0:
+                raise OneError(ALLOCATE, f"[{method}] Error allocating a new virtual machine. "
+                                         f"{attr} attribute must be a positive number.")
+            return value
+
+        memory = number("MEMORY", None)
+        cpu = number("CPU", None)
+        vcpu_raw = first(tmpl, "VCPU")
+        vcpu = int(number("VCPU", "1")) if vcpu_raw not in (None, "") else None
+
+        image_id = ""
+        disk = first(tmpl, "DISK")
+        if isinstance(disk, dict):
+            image = None
+            if disk.get("IMAGE_ID", "") != "":
+                image = find_image(self.world, image_id=str(disk["IMAGE_ID"]))
+                missing = f"[{method}] Error getting image [{disk['IMAGE_ID']}]."
+            elif disk.get("IMAGE"):
+                image = find_image(self.world, name=disk["IMAGE"])
+                missing = f"[{method}] Error getting image named {disk['IMAGE']}."
+            else:
+                missing = ""
+            if missing and image is None:
+                raise OneError(ALLOCATE, missing)
+            image_id = image.id if image is not None else ""
+        nic = first(tmpl, "NIC")
+        if isinstance(nic, dict):
+            net = nic.get("NETWORK_ID", nic.get("NETWORK"))
+            if net not in (None, "", str(NETWORK_ID), NETWORK_NAME):
+                raise OneError(ALLOCATE, f"[{method}] Error getting virtual network [{net}].")
+
+        vm_id = self.world.next_int_id()
+        name = name or f"{default_name}-{vm_id}"
+        context_raw = first(tmpl, "CONTEXT")
+        context: dict[str, str] = {}
+        if isinstance(context_raw, dict):
+            variables = {k: v for k, v in tmpl if isinstance(v, str)}
+            variables.update({"NAME": name, "VMID": vm_id, "UID": str(self.uid), "UNAME": self.username,
+                              "GID": str(self.gid), "GNAME": self.gname})
+            nic_vars = nic_variables(vm_id)
+            context = {k: substitute(v, variables, nic_vars) for k, v in context_raw.items()}
+        user_data = None
+        if context.get("USER_DATA"):
+            user_data = context["USER_DATA"]
+            if context.get("USERDATA_ENCODING", "").lower() == "base64":
+                try:
+                    user_data = base64.b64decode(user_data, validate=False).decode("utf-8", "replace")
+                except (binascii.Error, ValueError):
+                    raise OneError(ALLOCATE, f"[{method}] USER_DATA is not valid base64.") from None
+        ssh_keys = [line.strip() for line in context.get("SSH_PUBLIC_KEY", "").splitlines() if line.strip()]
+        if context:
+            context.update(context_network(context, vm_id, None))
+        user_template = {k: v for k, v in tmpl if k not in VM_TEMPLATE_ATTRS and isinstance(v, str)}
+
+        vcpus = max(1, math.ceil(cpu))
+        one = {"cpu": _num_str(cpu), "vcpu": str(vcpu if vcpu is not None else vcpus), "hold": bool(hold),
+               "template_id": first(tmpl, "TEMPLATE_ID"), "uuid": _uuid_for(self.world.name, vm_id)}
+        one["host"] = self._pick_host()
+        try:
+            vm = self.world.create_vm(
+                name=name, vcpus=vcpus, ram_mib=int(memory), image_id=image_id,
+                vm_id=vm_id, metadata=user_template, context=context, user_data=user_data,
+                ssh_keys=ssh_keys, extra={"one": one})
+        except QuotaError as q:
+            what = {"instances": "VMS", "cores": "CPU", "ram": "MEMORY"}.get(q.resource, q.resource.upper())
+            raise OneError(AUTHORIZATION, f"[{method}] User [{self.uid}] : user [{self.uid}] limit of {q.limit} "
+                                          f"reached for {what} quota in VM.") from None
+        if vm.context:      # the address is known once the runtime's on_create hook ran
+            vm.context.update(context_network(vm.context, vm.id, vm.address or "127.0.0.1"))
+        return int(vm.id)
+
+    def _vm_info(self, method: str, vm_id: int, decrypt: bool = False) -> str:
+        vm = self._get_vm(method, vm_id)
+        return self.views.vm_full(vm, time.time())
+
+    def _select_vms(self, flag: int, start: int, end: int, state: int, query: str) -> list[SVM]:
+        if not self._check_filter(flag):
+            return []
+        now = time.time()
+        vms = sorted(live_vms(self.world), key=lambda v: int(v.id))
+        if state >= 0:
+            vms = [v for v in vms if vm_state(v, now)[0] == state]
+        if query:
+            key, _, value = query.partition("=")
+            key = key.strip().upper().rsplit(".", 1)[-1].rsplit("/", 1)[-1]
+            vms = [v for v in vms if (v.name if key == "NAME" else v.metadata.get(key)) == value.strip()]
+        return self._page(vms, start, end, key=lambda v: int(v.id))
+
+    def _vmpool_info(self, method: str, flag: int = -2, start: int = -1, end: int = -1, state: int = -1,
+                     query: str = "") -> str:
+        now = time.time()
+        return self.views.vm_pool(self._select_vms(flag, start, end, state, query), now, extended=False)
+
+    def _vmpool_infoextended(self, method: str, flag: int = -2, start: int = -1, end: int = -1, state: int = -1,
+                             query: str = "") -> str:
+        now = time.time()
+        return self.views.vm_pool(self._select_vms(flag, start, end, state, query), now, extended=True)
+
+    def _vm_action(self, method: str, action: str, vm_id: int) -> int:
+        vm = self._get_vm(method, vm_id)
+        with self.world.lock:
+            state, lcm = vm_state(vm)
+            one = one_extra(vm)
+
+            def refuse() -> OneError:
+                return OneError(ACTION, f'[{method}] Error performing action "{action}": This action is not '
+                                        f"available for state {state_name(state, lcm)}", vm_id)
+
+            running = state == S_ACTIVE and lcm == L_RUNNING
+            if action in ("terminate", "terminate-hard"):
+                if action == "terminate" and state in (S_ACTIVE,) and lcm != L_RUNNING:
+                    raise refuse()
+            elif action in ("poweroff", "poweroff-hard", "suspend", "stop", "undeploy", "undeploy-hard"):
+                if not running:
+                    raise refuse()
+                one["off"] = {"poweroff": S_POWEROFF, "poweroff-hard": S_POWEROFF, "suspend": S_SUSPENDED,
+                              "stop": S_STOPPED}.get(action, S_UNDEPLOYED)
+                vm.stopped = True
+            elif action == "resume":
+                if state not in (S_POWEROFF, S_SUSPENDED, S_STOPPED, S_UNDEPLOYED):
+                    raise refuse()
+                one["resumed_from"] = one.pop("off")
+                one["resumed_at"] = time.time()
+                vm.stopped = False
+            elif action in ("reboot", "reboot-hard"):
+                if not running:
+                    raise refuse()
+            elif action == "hold":
+                if state != S_PENDING:
+                    raise refuse()
+                one["hold"] = True
+            elif action == "release":
+                if state != S_HOLD:
+                    raise refuse()
+                one["hold"] = False
+                one["released_at"] = time.time()
+            elif action == "resched":
+                if not running:
+                    raise refuse()
+            else:
+                raise OneError(ACTION, f'[{method}] Error performing action "{action}": Invalid action', vm_id)
+        if action in ("terminate", "terminate-hard"):
+            # outside the lock: the runtime's on_delete hook tears down the VM's SSH endpoint
+            self.world.delete_vm(vm.id)
+        return vm_id
+
+    def _vm_update(self, method: str, vm_id: int, template: str, update_type: int = 0) -> int:
+        vm = self._get_vm(method, vm_id)
+        try:
+            tmpl = parse_template(template)
+        except ValueError as e:
+            raise OneError(XML_RPC_API, f"[{method}] Error parsing template: {e}", vm_id) from None
+        attrs = {k: v for k, v in tmpl if isinstance(v, str)}
+        with self.world.lock:
+            vm.metadata = {**vm.metadata, **attrs} if update_type == 1 else attrs
+        return vm_id
+
+    # ------------------------------------------------------------ the user
+    def _user_info(self, method: str, user_id: int = -1, decrypt: bool = False) -> str:
+        if user_id not in (-1, self.uid):
+            raise OneError(NO_EXISTS, f"[{method}] Error getting user [{user_id}].", user_id)
+        return self.views.user(self._password)
+
+    def _user_quota(self, method: str, user_id: int, template: str) -> int:
+        """one.user.quota: set VM quota limits (VM = [ VMS = n, CPU = n, MEMORY = n ]).
+        -1 (default) and -2 (unlimited) both lift the limit here."""
+        if user_id != self.uid:
+            raise OneError(NO_EXISTS, f"[{method}] Error getting user [{user_id}].", user_id)
+        try:
+            tmpl = parse_template(template)
+        except ValueError as e:
+            raise OneError(XML_RPC_API, f"[{method}] Error parsing quota template: {e}") from None
+        vm = first(tmpl, "VM")
+        if not isinstance(vm, dict):
+            return user_id
+
+        def value(raw: str) -> int:
+            try:
+                v = int(float(raw))
+            except ValueError:
+                raise OneError(ACTION, f"[{method}] Quota {raw!r} is not a number") from None
+            return -1 if v < 0 else v
+
+        with self.world.lock:
+            q = self.world.quota
+            if "VMS" in vm:
+                q.instances = value(vm["VMS"])
+            if "CPU" in vm:
+                q.cores = value(vm["CPU"])
+            if "MEMORY" in vm:
+                q.ram_mib = value(vm["MEMORY"])
+        return user_id
+
+    # ------------------------------------------------------------ hosts, images, networks
+    def _hostpool_info(self, method: str) -> str:
+        return self.views.host_pool()
+
+    def _imagepool_info(self, method: str, flag: int = -2, start: int = -1, end: int = -1) -> str:
+        images = sorted(self.world.images.values(), key=lambda i: int(i.id) if i.id.isdigit() else 0)
+        if not self._check_filter(flag):
+            images = []
+        images = self._page(images, start, end, key=lambda i: int(i.id) if i.id.isdigit() else 0)
+        return self.views.image_pool(images)
+
+    def _vnpool_info(self, method: str, flag: int = -2, start: int = -1, end: int = -1) -> str:
+        vnets = [] if not self._check_filter(flag) else [NETWORK_ID]
+        vnets = self._page(vnets, start, end, key=lambda i: i)
+        return self.views.vnet_pool(vnets)
+
+
+def _num_str(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _uuid_for(site: str, vm_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"skyctl-sandbox/{site}/vm/{vm_id}"))
