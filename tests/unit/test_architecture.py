@@ -2,7 +2,8 @@
 
 model, errors  <-  policy, context (pure)  <-  drivers  <-  ops  <-  cli.
 Nothing imports cli; drivers never import ops, state, cli or each other; an SDK is imported
-only inside its own driver package.
+only inside its own driver package. skyctl.testing (the pytest plugin) sits beside the top:
+nothing in skyctl imports it, and only its plugin and contract import pytest.
 """
 
 from __future__ import annotations
@@ -38,10 +39,12 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "skyctl.ops": (*BOTTOM, "skyctl.ops", "skyctl.policy", "skyctl.context", "skyctl.site", "skyctl.config",
                    "skyctl.drivers", "skyctl.state", "skyctl.ssh"),
     "skyctl.cli": ("skyctl",),
+    "skyctl.testing": (*BOTTOM, "skyctl.testing", "skyctl.site", "skyctl.drivers", "skyctl.sandbox"),
     "skyctl.__main__": ("skyctl.cli",),
 }
 SDKS = {"openstack": "skyctl_openstack", "keystoneauth1": "skyctl_openstack", "pyone": "skyctl_opennebula"}
 PARAMIKO_OK = ("skyctl.ssh", "skyctl.sandbox", "skyctl.context")
+PYTEST_OK = ("skyctl.testing.plugin", "skyctl.testing.contract")
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -87,6 +90,10 @@ def test_core_module_respects_the_layers(path: Path, module: str) -> None:
         assert top not in ("skyctl_openstack", "skyctl_opennebula"), f"{module} imports driver package {imp}"
         if top == "paramiko":
             assert module.startswith(PARAMIKO_OK), f"{module} imports paramiko"
+        if top in ("pytest", "_pytest"):
+            assert module in PYTEST_OK, f"{module} imports pytest; only {', '.join(PYTEST_OK)} may"
+        if imp.startswith("skyctl.testing"):
+            assert module.startswith("skyctl.testing"), f"{module} imports the test helpers ({imp})"
         if top != "skyctl" or imp == "skyctl":
             continue
         ok = any(imp == a or imp.startswith(a + ".") for a in allowed if a != "skyctl") or \
@@ -107,6 +114,29 @@ def test_driver_packages_import_only_core_and_their_own_sdk(driver_pkg: Path) ->
             assert not imp.startswith(("skyctl.ops", "skyctl.state", "skyctl.cli")), f"{module} imports {imp}"
             if top in SDKS:
                 assert SDKS[top] == driver_pkg.name, f"{module} imports {imp}, which belongs to {SDKS[top]}"
+
+
+# The roles every driver package names the same way (DESIGN.md, Layout).
+DRIVER_ROLES = {"driver", "convert", "errors", "states", "transport"}
+
+
+@pytest.mark.parametrize("driver_pkg", sorted((ROOT / "drivers").glob("*/skyctl_*")), ids=lambda p: p.name)
+def test_driver_packages_name_their_roles_alike(driver_pkg: Path) -> None:
+    modules = {p.stem for p in driver_pkg.glob("*.py")}
+    assert DRIVER_ROLES <= modules, f"{driver_pkg.name} lacks {sorted(DRIVER_ROLES - modules)}"
+    assert (driver_pkg.parent / "tests").is_dir(), f"{driver_pkg.name}: its tests belong beside it"
+
+
+def test_the_pytest_plugin_loads_nothing_heavy() -> None:
+    """Every pytest run where skyctl is installed imports the plugin: it must cost nothing."""
+    code = ("import sys, skyctl.testing.plugin\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('openstack', 'keystoneauth1', 'pyone', "
+            "'paramiko', 'pydantic') or m.startswith(('skyctl.sandbox', 'skyctl.drivers', 'skyctl.testing.')) "
+            "and m != 'skyctl.testing.plugin')\n"
+            "print(heavy)\n"
+            "sys.exit(1 if heavy else 0)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 HEAVY = ("openstack", "keystoneauth1", "pyone", "paramiko")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient
-from skyctl_opennebula.errors import map_error
+from skyctl_opennebula.errors import error_for_code
 
 
 @pytest.mark.parametrize(("message", "resource", "limit"), [
@@ -17,25 +17,25 @@ from skyctl_opennebula.errors import map_error
     ("[one.template.instantiate] User [3] : user [3] limit of 0.5 reached for CPU quota in VM.", "cores", 0),
 ])
 def test_quota_messages(message: str, resource: str, limit: int) -> None:
-    err = map_error(0x200, message, site="cc")
+    err = error_for_code(0x200, message, site="cc")
     assert isinstance(err, QuotaExceeded) and err.site_full
     assert (err.resource, err.limit, err.site) == (resource, limit, "cc")
     assert err.message == message
 
 
 def test_other_codes() -> None:
-    assert type(map_error(0x200, "[one.vm.info] User [4] : Not authorized to perform MANAGE VM [5].",
+    assert type(error_for_code(0x200, "[one.vm.info] User [4] : Not authorized to perform MANAGE VM [5].",
                           site="cc")) is AuthError
     bad_login = "[one.vm.info] User couldn't be authenticated, aborting call."
-    assert type(map_error(0x100, bad_login, site="cc")) is AuthError
-    assert type(map_error(0x400, "[one.vm.info] Error getting virtual machine [99].", site="cc")) is NotFound
-    wrong_state = map_error(0x800, '[one.vm.action] Error performing action "poweroff": This action is not '
+    assert type(error_for_code(0x100, bad_login, site="cc")) is AuthError
+    assert type(error_for_code(0x400, "[one.vm.info] Error getting virtual machine [99].", site="cc")) is NotFound
+    wrong_state = error_for_code(0x800, '[one.vm.action] Error performing action "poweroff": This action is not '
                                    "available for state PENDING", site="cc")
     assert type(wrong_state) is InvalidRequest and "PENDING" in wrong_state.message
     for code in (0x2000, 0x8000):
-        err = map_error(code, "x", site="cc")
+        err = error_for_code(code, "x", site="cc")
         assert type(err) is Transient and err.retryable
     for code in (0x1000, 0x4000, 0x7777):
-        assert type(map_error(code, "x", site="cc")) is InvalidRequest
-    assert map_error(0x400, "", site="cc").message == "OpenNebula error 0x0400"
-    assert all(map_error(c, "m", site="cc").site == "cc" for c in (0x100, 0x200, 0x400, 0x800, 0x2000))
+        assert type(error_for_code(code, "x", site="cc")) is InvalidRequest
+    assert error_for_code(0x400, "", site="cc").message == "OpenNebula error 0x0400"
+    assert all(error_for_code(c, "m", site="cc").site == "cc" for c in (0x100, 0x200, 0x400, 0x800, 0x2000))
