@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict
 
 from skyctl.drivers import Driver
 from skyctl.errors import AuthError, NotFound, QuotaExceeded, Transient
-from skyctl.model import (CAPACITY_FAULT, Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec, NodeState,
-                          RenderedContext)
+from skyctl.model import (CAPACITY_FAULT, Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec,
+                          NodeState, RenderedContext)
 
 
 class MemoryOptions(BaseModel):

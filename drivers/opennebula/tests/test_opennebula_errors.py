@@ -1,11 +1,11 @@
-"""oned's error replies -> skyctl's error tree."""
+"""oned's error replies, and what the wire raises, -> skyctl's error tree."""
 
 from __future__ import annotations
 
 import pytest
 
 from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient
-from skyctl_opennebula.errors import error_for_code
+from skyctl_opennebula.errors import error_for_code, error_for_exception
 
 
 @pytest.mark.parametrize(("message", "resource", "limit"), [
@@ -39,3 +39,19 @@ def test_other_codes() -> None:
         assert type(error_for_code(code, "x", site="cc")) is InvalidRequest
     assert error_for_code(0x400, "", site="cc").message == "OpenNebula error 0x0400"
     assert all(error_for_code(c, "m", site="cc").site == "cc" for c in (0x100, 0x200, 0x400, 0x800, 0x2000))
+
+
+def test_wire_failures_name_the_call_and_endpoint_and_bugs_are_left_alone() -> None:
+    import xmlrpc.client
+
+    import requests
+
+    def mapped(e: Exception):  # type: ignore[no-untyped-def]
+        return error_for_exception(e, "one.vm.info", endpoint="http://one:2633/RPC2", timeout=2.0, site="cc")
+
+    slow = mapped(requests.ReadTimeout())
+    assert type(slow) is Transient and slow.line() == "cc: one.vm.info: no answer from http://one:2633/RPC2 within 2s"
+    assert type(mapped(xmlrpc.client.ProtocolError("u", 401, "no", {}))) is AuthError
+    assert type(mapped(xmlrpc.client.ProtocolError("u", 503, "busy", {}))) is Transient
+    assert "is this an OpenNebula XML-RPC endpoint?" in mapped(xmlrpc.client.ProtocolError("u", 404, "x", {})).line()
+    assert mapped(KeyError("a bug")) is None

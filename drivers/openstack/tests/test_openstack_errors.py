@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient
+from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient, Unsupported
 from skyctl_openstack import errors
 
 
@@ -48,3 +48,15 @@ def test_error_message_from_each_service_shape() -> None:
     assert errors.error_message({"NeutronError": {"message": "m3", "type": "X"}}) == "m3"
     assert errors.error_message(None, "<html><body><h1>503 Service Unavailable</h1>busy</body></html>") == \
         "503 Service Unavailable busy"
+
+
+def test_sdk_exceptions_map_in_order_and_bugs_are_left_alone() -> None:
+    from keystoneauth1 import exceptions as ks_exc
+
+    unauthorized = errors.error_for_exception(ks_exc.Unauthorized("no"), "home", what="authenticate")
+    assert type(unauthorized) is AuthError and unauthorized.line() == \
+        "home: authenticate: the cloud refused the credentials"
+    assert type(errors.error_for_exception(ks_exc.ConnectFailure("refused"), "home", what="x")) is Transient
+    missing = errors.error_for_exception(ks_exc.EndpointNotFound("no image service"), "home", what="x")
+    assert type(missing) is Unsupported
+    assert errors.error_for_exception(KeyError("a bug"), "home", what="x") is None
