@@ -4,11 +4,13 @@ a private SKYCTL_HOME for every test, and the sandbox's OpenNebula site (`front`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from skyctl.sandbox.opennebula_api import OpenNebulaFront
-from skyctl.testing.sandbox import OpenNebulaSite
+if TYPE_CHECKING:  # pragma: no cover
+    from skyctl.sandbox.opennebula_api import OpenNebulaFront
+    from skyctl.testing.sandbox import OpenNebulaSite
 
 
 @pytest.fixture(autouse=True)

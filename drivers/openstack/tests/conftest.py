@@ -4,10 +4,12 @@ a private SKYCTL_HOME for every test, and the sandbox's OpenStack site as `site`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from skyctl.testing.sandbox import OpenStackSite
+if TYPE_CHECKING:  # pragma: no cover
+    from skyctl.testing.sandbox import OpenStackSite
 
 
 @pytest.fixture(autouse=True)
