@@ -7,7 +7,7 @@ from typing import Any
 from skyctl.site import SiteConfig
 from skyctl.model import Flavor, ImageRef, NodeSpec, RenderedContext, node_labels
 from skyctl.state import State
-from tests import memdriver
+from skyctl.testing import memory as memdriver
 from tests.cli.conftest import Runner, federation
 
 

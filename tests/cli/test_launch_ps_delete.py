@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests import memdriver
+from skyctl.testing import memory as memdriver
 from tests.cli.conftest import Runner, federation
 
 NODE_KEYS = {"name", "group", "site", "driver", "id", "state", "addresses", "image", "size", "created_at", "labels"}

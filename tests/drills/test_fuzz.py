@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from skyctl.cli.main import main
 from skyctl.drivers import registry
-from tests import memdriver
+from skyctl.testing import memory as memdriver
 
 pytestmark = pytest.mark.drill
 SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))

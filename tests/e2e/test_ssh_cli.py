@@ -85,7 +85,7 @@ def give_addresses(site: str, addresses: dict[str, str]) -> None:
     """The in-memory cloud assigns 127.0.0.1 to every node; hand each its own address instead."""
     from dataclasses import replace
 
-    from tests import memdriver
+    from skyctl.testing import memory as memdriver
 
     c = memdriver.cloud(site)
     with c.lock:

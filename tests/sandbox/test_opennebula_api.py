@@ -19,8 +19,9 @@ import requests
 from skyctl.sandbox.opennebula.methods import OpenNebulaFront
 from skyctl.sandbox.opennebula.template import parse_template
 from skyctl.sandbox.world import SiteWorld
+from skyctl.testing.sandbox import make_opennebula_world as make_world
+from skyctl.testing.sandbox import serving_opennebula as serving
 from tests.sandbox import one_xsd
-from tests.sandbox.one_site import make_world, serving
 
 PASSWORD = "s3cret-sandbox-pw"
 SESSION = f"oneadmin:{PASSWORD}"

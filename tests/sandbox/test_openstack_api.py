@@ -21,7 +21,9 @@ import requests
 from keystoneauth1 import exceptions as ks_exc
 from openstack import exceptions as os_exc
 
-from tests.sandbox.openstack_site import IMAGE, SandboxSite, connect, start_site
+from skyctl.testing.sandbox import OPENSTACK_IMAGE as IMAGE
+from skyctl.testing.sandbox import OpenStackSite as SandboxSite
+from skyctl.testing.sandbox import start_openstack_site as start_site
 
 # The Nova microversion skyctl's driver speaks (tags at create).
 MV = "2.52"
@@ -57,7 +59,7 @@ def sandbox(tmp_path) -> Iterator[SandboxSite]:
 
 
 @pytest.fixture
-def cloud(request: pytest.FixtureRequest) -> Iterator[Cloud]:
+def cloud(request: pytest.FixtureRequest, connect) -> Iterator[Cloud]:  # type: ignore[no-untyped-def]
     if REAL_CLOUD:
         import openstack
 
@@ -386,7 +388,7 @@ def test_key_pair_quota_exhaustion_is_nova_403(cloud: Cloud) -> None:
         _reset_quota(cloud)
 
 
-def test_deleting_a_quota_set_goes_back_to_the_specs_numbers(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_a_quota_set_goes_back_to_the_specs_numbers(tmp_path, connect) -> None:  # type: ignore[no-untyped-def]
     if REAL_CLOUD:
         pytest.skip("needs the sandbox's own knobs")
     site = start_site(tmp_path, site_overrides={"quota": {"instances": 3, "key_pairs": 2}})
@@ -455,7 +457,7 @@ def test_sandbox_stop_and_restart_on_same_port(cloud: Cloud, sandbox: SandboxSit
     assert cloud.conn.compute.get("/servers").status_code == 200
 
 
-def test_sandbox_no_valid_host_puts_server_in_error(tmp_path) -> None:
+def test_sandbox_no_valid_host_puts_server_in_error(tmp_path, connect) -> None:  # type: ignore[no-untyped-def]
     site = start_site(tmp_path, site_overrides={"host_cpus": 1})
     conn = connect(site.clouds_yaml, site.cloud)
     try:

@@ -5,7 +5,7 @@ really reaches the VM's SSH endpoint (the guest server binds it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,9 @@ import pytest
 from openstack import exceptions as os_exc
 
 from skyctl.sandbox.guest.server import VmSshFabric, fingerprint, new_host_key
-from tests.sandbox.openstack_site import IMAGE, SandboxSite, connect, start_site
+from skyctl.testing.sandbox import OPENSTACK_IMAGE as IMAGE
+from skyctl.testing.sandbox import OpenStackSite as SandboxSite
+from skyctl.testing.sandbox import start_openstack_site as start_site
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def site(tmp_path: Path) -> Iterator[tuple[SandboxSite, VmSshFabric]]:
 
 
 @pytest.fixture
-def conn(site: tuple[SandboxSite, VmSshFabric]) -> Iterator[Any]:
+def conn(site: tuple[SandboxSite, VmSshFabric], connect: Callable[[Path, str], Any]) -> Iterator[Any]:
     c = connect(site[0].clouds_yaml, site[0].cloud)
     yield c
     c.close()

@@ -4,6 +4,8 @@
 model, errors  <-  site, keys  <-  policy, context (pure)  <-  drivers  <-  ops, ssh  <-  cli.
 Nothing imports cli; drivers never import ops, state, cli or each other; an SDK is imported
 only inside its own driver package. context gets SSH keys as data: it never imports keys.
+skyctl.testing (the pytest plugin) sits beside the top: nothing in skyctl imports it, and
+only its plugin and contract import pytest.
 """
 
 from __future__ import annotations
@@ -40,11 +42,13 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "skyctl.ops": (*BOTTOM, "skyctl.ops", "skyctl.policy", "skyctl.context", "skyctl.site", "skyctl.config",
                    "skyctl.drivers", "skyctl.state", "skyctl.ssh", "skyctl.keys"),
     "skyctl.cli": ("skyctl",),
+    "skyctl.testing": (*BOTTOM, "skyctl.testing", "skyctl.site", "skyctl.drivers", "skyctl.sandbox"),
     "skyctl.__main__": ("skyctl.cli",),
 }
 SDKS = {"openstack": "skyctl_openstack", "keystoneauth1": "skyctl_openstack", "pyone": "skyctl_opennebula"}
 PARAMIKO_OK = ("skyctl.ssh", "skyctl.sandbox")
 KEYGEN_OK = ("skyctl.keys", "skyctl.sandbox")  # cryptography: skyctl's key pair; the sandbox's own keys
+PYTEST_OK = ("skyctl.testing.plugin", "skyctl.testing.contract")
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -92,6 +96,10 @@ def test_core_module_respects_the_layers(path: Path, module: str) -> None:
             assert module.startswith(PARAMIKO_OK), f"{module} imports paramiko"
         if top == "cryptography":
             assert module.startswith(KEYGEN_OK), f"{module} imports cryptography (keys live in skyctl.keys)"
+        if top in ("pytest", "_pytest"):
+            assert module in PYTEST_OK, f"{module} imports pytest; only {', '.join(PYTEST_OK)} may"
+        if imp.startswith("skyctl.testing"):
+            assert module.startswith("skyctl.testing"), f"{module} imports the test helpers ({imp})"
         if top != "skyctl" or imp == "skyctl":
             continue
         ok = any(imp == a or imp.startswith(a + ".") for a in allowed if a != "skyctl") or \
@@ -119,6 +127,29 @@ def test_the_guest_access_rules_are_pure() -> None:
     path = PKG / "sandbox" / "guest" / "access.py"
     tops = {imp.split(".")[0] for imp in _imports(path, "skyctl.sandbox.guest.access")}
     assert not tops & {"paramiko", "socket", "selectors", "subprocess", "threading"}, tops
+
+
+# The roles every driver package names the same way (DESIGN.md, Layout).
+DRIVER_ROLES = {"driver", "convert", "errors", "states", "transport"}
+
+
+@pytest.mark.parametrize("driver_pkg", sorted((ROOT / "drivers").glob("*/skyctl_*")), ids=lambda p: p.name)
+def test_driver_packages_name_their_roles_alike(driver_pkg: Path) -> None:
+    modules = {p.stem for p in driver_pkg.glob("*.py")}
+    assert DRIVER_ROLES <= modules, f"{driver_pkg.name} lacks {sorted(DRIVER_ROLES - modules)}"
+    assert (driver_pkg.parent / "tests").is_dir(), f"{driver_pkg.name}: its tests belong beside it"
+
+
+def test_the_pytest_plugin_loads_nothing_heavy() -> None:
+    """Every pytest run where skyctl is installed imports the plugin: it must cost nothing."""
+    code = ("import sys, skyctl.testing.plugin\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('openstack', 'keystoneauth1', 'pyone', "
+            "'paramiko', 'pydantic') or m.startswith(('skyctl.sandbox', 'skyctl.drivers', 'skyctl.testing.')) "
+            "and m != 'skyctl.testing.plugin')\n"
+            "print(heavy)\n"
+            "sys.exit(1 if heavy else 0)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 HEAVY = ("openstack", "keystoneauth1", "pyone", "paramiko")

@@ -1,7 +1,7 @@
 """OpenNebula driver. LIGHT module: skyctl and pydantic only.
 
-pyone (through `_rpc`) and the XML parsing are imported on first use, so loading this
-module for config validation or `skyctl --help` costs nothing.
+pyone (through `transport`) and the XML parsing (`convert`) are imported on first use, so
+loading this module for config validation or `skyctl --help` costs nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageR
 
 if TYPE_CHECKING:  # pragma: no cover
     from skyctl.site import SiteConfig
-    from skyctl_opennebula._rpc import OneClient
+    from skyctl_opennebula.transport import Client
 
 # Pool arguments (OpenNebula XML-RPC reference)
 POOL_MINE_AND_GROUPS = -1
@@ -54,7 +54,7 @@ class OpenNebulaDriver(Driver):
         if not isinstance(opts, OpenNebulaOptions):
             opts = OpenNebulaOptions.model_validate(site.driver_fields())
         self.options: OpenNebulaOptions = opts
-        self._client: OneClient | None = None
+        self._client: Client | None = None
         self._lock = threading.Lock()
         self._version: str | None = None
 
@@ -65,25 +65,25 @@ class OpenNebulaDriver(Driver):
 
         return resolve_endpoint(self.options.endpoint)
 
-    def _rpc(self) -> OneClient:
+    def _api(self) -> Client:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    from skyctl_opennebula._rpc import OneClient
+                    from skyctl_opennebula.transport import Client
                     from skyctl_opennebula.auth import read_session
 
                     session, _user = read_session(self.options.one_auth, site=self.site_name)
-                    self._client = OneClient(self.endpoint, session, site=self.site_name,
+                    self._client = Client(self.endpoint, session, site=self.site_name,
                                              verify=self.options.verify_tls, timeout=self.site.request_timeout,
                                              pool_size=max(self.site.max_parallel, 4))
         return self._client
 
     def _call(self, method: str, *params: Any) -> Any:
-        return self._rpc().call(method, *params)
+        return self._api().call(method, *params)
 
     def _parsed(self, parser: Any, method: str, *params: Any) -> Any:
         """Call and parse; a body that is not what the call returns is the server's fault."""
-        from skyctl_opennebula.parse import BadReply
+        from skyctl_opennebula.convert import BadReply
 
         body = self._call(method, *params)
         try:
@@ -117,25 +117,25 @@ class OpenNebulaDriver(Driver):
     # ------------------------------------------------------------ what the site offers
     def capacity(self) -> Capacity:
         from skyctl.errors import AuthError
-        from skyctl_opennebula import parse
+        from skyctl_opennebula import convert
 
-        quota = self._parsed(parse.parse_user_quota, "user.info", -1)
+        quota = self._parsed(convert.parse_user_quota, "user.info", -1)
         try:
-            hosts = self._parsed(parse.parse_host_pool, "hostpool.info")
+            hosts = self._parsed(convert.parse_host_pool, "hostpool.info")
         except (AuthError, NotFound):       # regular users may not see the hosts
             hosts = None
-        return parse.capacity(quota, hosts)
+        return convert.capacity(quota, hosts)
 
     def flavors(self) -> list[Flavor]:
         return []   # CUSTOM_SIZES: any CPU/MEMORY is sent in the template
 
     def images(self) -> list[ImageRef]:
         """Instantiate mode: VM templates (id = template id). Allocate mode: disk images."""
-        from skyctl_opennebula import parse
+        from skyctl_opennebula import convert
 
         if self.options.mode == "allocate":
-            return self._parsed(parse.parse_image_pool, "imagepool.info", POOL_ALL, -1, -1)
-        return self._parsed(parse.parse_template_pool, "templatepool.info", POOL_ALL, -1, -1)
+            return self._parsed(convert.parse_image_pool, "imagepool.info", POOL_ALL, -1, -1)
+        return self._parsed(convert.parse_template_pool, "templatepool.info", POOL_ALL, -1, -1)
 
     # ------------------------------------------------------------ nodes
     def create(self, spec: NodeSpec, name: str, context: RenderedContext) -> Node:
@@ -177,19 +177,19 @@ class OpenNebulaDriver(Driver):
         return found[0] if found else None
 
     def list(self, selector: Labels | None = None, *, managed_only: bool = True) -> list[Node]:
-        from skyctl_opennebula import parse
+        from skyctl_opennebula import convert
 
         nodes: list[Node] = []
         seen: set[str] = set()
         offset = 0
         while True:
-            records = self._parsed(parse.parse_vm_pool, "vmpool.info", POOL_MINE_AND_GROUPS, offset, -PAGE_SIZE,
+            records = self._parsed(convert.parse_vm_pool, "vmpool.info", POOL_MINE_AND_GROUPS, offset, -PAGE_SIZE,
                                    STATE_ANY_BUT_DONE)
             if records and not all(r.has_user_template for r in records):
                 # servers whose short bodies lack USER_TEMPLATE: ask for the full ones
-                records = self._parsed(parse.parse_vm_pool, "vmpool.infoextended", POOL_MINE_AND_GROUPS, offset,
+                records = self._parsed(convert.parse_vm_pool, "vmpool.infoextended", POOL_MINE_AND_GROUPS, offset,
                                        -PAGE_SIZE, STATE_ANY_BUT_DONE)
-            if parse.first_id_seen(records, seen):   # a server that ignores paging
+            if convert.first_id_seen(records, seen):   # a server that ignores paging
                 records = [r for r in records if r.id not in seen]
                 done = True
             else:
@@ -198,20 +198,20 @@ class OpenNebulaDriver(Driver):
                 seen.add(rec.id)
                 labels = rec.labels
                 managed = bool(labels.get("group"))
-                if managed and parse.matches(labels, selector):
-                    nodes.append(parse.to_node(rec, site=self.site_name, driver=self.name))
+                if managed and convert.matches(labels, selector):
+                    nodes.append(convert.to_node(rec, site=self.site_name, driver=self.name))
                 elif not managed and not managed_only:
-                    nodes.append(parse.to_node(rec, site=self.site_name, driver=self.name))
+                    nodes.append(convert.to_node(rec, site=self.site_name, driver=self.name))
             if done:
                 return nodes
             offset += PAGE_SIZE
 
     def get(self, node_id: str) -> Node:
-        from skyctl_opennebula import parse
+        from skyctl_opennebula import convert
 
         if not str(node_id).isdigit():
             raise NotFound(f"no VM {node_id!r} (OpenNebula VM ids are numbers)", site=self.site_name)
-        return parse.to_node(self._parsed(parse.parse_vm, "vm.info", int(node_id)), site=self.site_name,
+        return convert.to_node(self._parsed(convert.parse_vm, "vm.info", int(node_id)), site=self.site_name,
                              driver=self.name)
 
     def delete(self, node_ids: Sequence[str]) -> None:

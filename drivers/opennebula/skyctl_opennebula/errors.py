@@ -1,6 +1,8 @@
-"""oned error replies -> skyctl's error tree. Pure: a code and oned's message in, an error out.
+"""OpenNebula's refusals -> skyctl's error tree: the one error mapper of this driver.
 
-oned answers `[false, message, code, ...]`; the message is kept (it never holds the session).
+`error_for_code` maps oned's error replies and is pure: oned answers `[false, message, code,
+...]`; the message is kept (it never holds the session). `error_for_exception` maps what the
+wire raises (requests, xmlrpc.client, pyone), importing them only when it is called.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ QUOTA_RESOURCES = {
 }
 
 
-def map_error(code: int, message: str, *, site: str) -> DriverError:
+def error_for_code(code: int, message: str, *, site: str) -> DriverError:
     message = (message or "").strip() or f"OpenNebula error 0x{code:04x}"
     if code == AUTHORIZATION:
         m = QUOTA_RE.search(message)
@@ -50,3 +52,34 @@ def map_error(code: int, message: str, *, site: str) -> DriverError:
         return Transient(message, site=site)
     # ACTION (wrong state), API (bad arguments), ALLOCATE (template rejected), anything else
     return InvalidRequest(message, site=site)
+
+
+def error_for_exception(e: Exception, call: str, *, endpoint: str, timeout: float, site: str) -> DriverError | None:
+    """Map a failure of the XML-RPC request `call` to `endpoint` (the public form, no secret);
+    None for anything else (a bug: the caller re-raises it as it is)."""
+    import xml.parsers.expat
+    import xmlrpc.client
+
+    import pyone
+    import requests
+
+    # The order is the order of precedence (Timeout and ConnectionError are RequestExceptions).
+    if isinstance(e, requests.Timeout):
+        return Transient(f"{call}: no answer from {endpoint} within {timeout:g}s", site=site)
+    if isinstance(e, requests.ConnectionError):
+        return Transient(f"{call}: cannot reach {endpoint} (connection refused or dropped)", site=site)
+    if isinstance(e, requests.RequestException):
+        return Transient(f"{call}: HTTP error talking to {endpoint}: {e.__class__.__name__}", site=site)
+    if isinstance(e, xmlrpc.client.ProtocolError):
+        if e.errcode in (401, 403):
+            return AuthError(f"{call}: {endpoint} answered HTTP {e.errcode}", site=site)
+        if e.errcode >= 500 or e.errcode in (408, 429):
+            return Transient(f"{call}: {endpoint} answered HTTP {e.errcode}", site=site)
+        return InvalidRequest(f"{call}: {endpoint} answered HTTP {e.errcode} "
+                              "(is this an OpenNebula XML-RPC endpoint?)", site=site)
+    if isinstance(e, (xml.parsers.expat.ExpatError, xmlrpc.client.ResponseError)):
+        return Transient(f"{call}: malformed XML-RPC reply from {endpoint}", site=site)
+    if isinstance(e, pyone.OneException):
+        # an XML-RPC fault (unknown method, wrong argument types): not retryable
+        return InvalidRequest(f"{call}: {e}", site=site)
+    return None

@@ -9,7 +9,7 @@ from xml.sax.saxutils import escape
 
 from skyctl.model import NodeSpec, RenderedContext
 
-from skyctl_opennebula.parse import DISPLAY_ATTRS, LABEL_ATTR_PREFIX
+from skyctl_opennebula.convert import DISPLAY_ATTRS, LABEL_ATTR_PREFIX
 
 
 def one_context(ctx: RenderedContext) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """OpenStack driver: Nova servers, Glance images, Keystone auth from clouds.yaml.
 
-LIGHT module: it imports skyctl and pydantic only. openstacksdk is imported by `_sdk` on the
-driver's first network call, so `skyctl --help` and config validation never pay for it.
+LIGHT module: it imports skyctl and pydantic only. openstacksdk is imported by `transport` on
+the driver's first network call, so `skyctl --help` and config validation never pay for it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import base64
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -19,11 +19,12 @@ from skyctl.drivers import Driver
 from skyctl.errors import DriverError, InvalidRequest, Transient
 from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageRef, Labels, Node, NodeSpec,
                           NodeState, RenderedContext)
-from skyctl_openstack import _convert as cv
+from skyctl_openstack import convert as cv
+from skyctl_openstack.errors import error_for_status, error_message
 
 if TYPE_CHECKING:  # pragma: no cover
     from skyctl.site import SiteConfig
-    from skyctl_openstack._sdk import Client
+    from skyctl_openstack.transport import Client
 
 MAX_USER_DATA = 65535   # Nova's limit on the base64 text
 PAGE_SIZE = 1000        # Nova's default max_limit: one request per 1000 servers
@@ -56,17 +57,18 @@ class OpenStackOptions(BaseModel):
 
 
 class OpenStackDriver(Driver):
-    name = "openstack"
-    capabilities = frozenset({Capability.STOP_START, Capability.CONSOLE_LOG,
-                              Capability.SERVER_SIDE_LABEL_FILTER, Capability.FLOATING_IP})
-    options_model = OpenStackOptions
+    name: ClassVar[str] = "openstack"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({
+        Capability.STOP_START, Capability.CONSOLE_LOG, Capability.SERVER_SIDE_LABEL_FILTER, Capability.FLOATING_IP,
+    })
+    options_model: ClassVar[type[BaseModel]] = OpenStackOptions
 
     def __init__(self, site: SiteConfig) -> None:
         super().__init__(site)
         opts = site.options
         if opts is None:
             opts = OpenStackOptions.model_validate(site.driver_fields())
-        self.opts: OpenStackOptions = opts
+        self.options: OpenStackOptions = opts
         self._client: Client | None = None
         self._lock = threading.Lock()
         self._keypairs: set[str] = set()
@@ -77,12 +79,12 @@ class OpenStackDriver(Driver):
     def _api(self) -> Client:
         with self._lock:
             if self._client is None:
-                from skyctl_openstack._sdk import Client
+                from skyctl_openstack.transport import Client
 
                 try:
-                    client = Client(site=self.site_name, cloud=self.opts.cloud, clouds_yaml=self.opts.clouds_yaml,
-                                    region=self.opts.region, pool_size=self.site.max_parallel,
-                                    timeout=self.site.request_timeout)
+                    client = Client(site=self.site_name, cloud=self.options.cloud,
+                                    clouds_yaml=self.options.clouds_yaml, region=self.options.region,
+                                    pool_size=self.site.max_parallel, timeout=self.site.request_timeout)
                 except DriverError as e:
                     e.site = e.site or self.site_name
                     raise
@@ -107,14 +109,14 @@ class OpenStackDriver(Driver):
             client.close()
 
     def describe(self) -> dict[str, Any]:
-        facts: dict[str, Any] = {"cloud": self.opts.cloud, "region": self.opts.region,
-                                 "network": self.opts.network}
-        if self.opts.clouds_yaml:
-            facts["clouds_yaml"] = self.opts.clouds_yaml
+        facts: dict[str, Any] = {"cloud": self.options.cloud, "region": self.options.region,
+                                 "network": self.options.network}
+        if self.options.clouds_yaml:
+            facts["clouds_yaml"] = self.options.clouds_yaml
         try:
-            from skyctl_openstack._sdk import load_region
+            from skyctl_openstack.transport import load_region
 
-            region = load_region(self.opts.cloud, self.opts.clouds_yaml, self.opts.region, None)
+            region = load_region(self.options.cloud, self.options.clouds_yaml, self.options.region, None)
             auth_url = (region.config.get("auth") or {}).get("auth_url")
             if auth_url:
                 parts = urlsplit(auth_url)
@@ -169,13 +171,13 @@ class OpenStackDriver(Driver):
                 raise InvalidRequest(f"user data is {len(encoded)} bytes base64-encoded; Nova takes at most "
                                      f"{MAX_USER_DATA}", site=self.site_name, field="user_data")
             server["user_data"] = encoded
-        key_name = spec.key_name or self.opts.key_name
+        key_name = spec.key_name or self.options.key_name
         if key_name is None and context.ssh_public_keys:
             key_name = self._ensure_keypair(context.ssh_public_keys[0])
         if key_name:
             server["key_name"] = key_name
-        if self.opts.security_groups:
-            server["security_groups"] = [{"name": g} for g in self.opts.security_groups]
+        if self.options.security_groups:
+            server["security_groups"] = [{"name": g} for g in self.options.security_groups]
         tags = cv.labels_to_tags(spec.labels)
         mv = self._api().compute_microversion()
         if mv >= (2, 52):
@@ -224,7 +226,7 @@ class OpenStackDriver(Driver):
         return dict(found[0])
 
     def _networks(self) -> Any:
-        net = self.opts.network
+        net = self.options.network
         if net in ("auto", "none"):
             return net
         if self._network_id is None:
@@ -340,7 +342,7 @@ class OpenStackDriver(Driver):
 
     def _external_network_id(self) -> str:
         if self._floating_network_id is None:
-            wanted = self.opts.floating_network
+            wanted = self.options.floating_network
             if wanted:
                 self._floating_network_id = str(self._find_network(wanted, "floating_network")["id"])
             else:
@@ -417,7 +419,7 @@ class OpenStackDriver(Driver):
                                                        params={"port_id": port["id"]}, what=what)
                         attached = (found or {}).get("floatingips") or []
                         if not attached:
-                            raise cv.error_for_status(409, cv.error_message(body), self.site_name, what=what)
+                            raise error_for_status(409, error_message(body), self.site_name, what=what)
                         body = {"floatingip": attached[0]}
                 address[node.id] = str(((body or {}).get("floatingip") or {})["floating_ip_address"])
 
@@ -432,10 +434,10 @@ class OpenStackDriver(Driver):
         status, body = self._compute("POST", f"/servers/{node_id}/action", json={action: None}, ok=(409,),
                                      what=f"{action} {node_id}")
         if status == 409:
-            message = cv.error_message(body)
+            message = error_message(body)
             if f"vm_state {already}" in message:
                 return   # already where we want it
-            raise cv.error_for_status(409, message, self.site_name, what=f"{action} {node_id}")
+            raise error_for_status(409, message, self.site_name, what=f"{action} {node_id}")
 
     def stop(self, node_ids: Sequence[str]) -> None:
         self._each(node_ids, lambda i: self._power(i, "os-stop", "stopped"))

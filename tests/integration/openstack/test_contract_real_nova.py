@@ -1,8 +1,9 @@
 """The shared driver contract, run by the real OpenStack driver against real Nova.
 
-The same `DriverContract` passes against the sandbox (tests/contract/test_openstack_driver.py);
-here the quota is set as Nova's admin would (`set_compute_quotas`). The site is run once booting
-without a network and once on the seeded shared network (ports bound through Neutron).
+The same `DriverContract` (skyctl.testing.contract) passes against the sandbox
+(drivers/openstack/tests/test_openstack_contract.py); here the quota is set as Nova's admin would
+(`set_compute_quotas`). The site is run once booting without a network and once on the seeded
+shared network (ports bound through Neutron).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 from skyctl.site import SiteConfig
 from skyctl_openstack.driver import OpenStackDriver
-from tests.contract.suite import ContractTarget, DriverContract
+from skyctl.testing.contract import ContractTarget, DriverContract
 from tests.integration.openstack.conftest import RealCloud
 
 pytestmark = pytest.mark.integration

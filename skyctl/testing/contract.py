@@ -1,6 +1,14 @@
-"""The driver contract: every driver (in-memory, sandbox OpenStack/OpenNebula, real Nova)
-must pass these same checks. A test module subclasses `DriverContract` and provides a
-`target` fixture (a `ContractTarget`).
+"""The driver contract: every driver (in-memory, sandbox OpenStack/OpenNebula, real Nova, a
+third party's) must pass these same checks. A test module subclasses `DriverContract` and
+provides a `target` fixture returning a `ContractTarget` (how to make the driver, an image it
+offers, how to set the instance quota):
+
+    @pytest.fixture
+    def target(tmp_path) -> ContractTarget:
+        return ContractTarget(name="mine", make_driver=lambda: MyDriver(site), image_name="alma9")
+
+    class TestMyDriver(DriverContract):
+        pass
 """
 
 from __future__ import annotations

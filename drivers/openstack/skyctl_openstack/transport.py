@@ -1,4 +1,5 @@
-"""The only module that imports openstacksdk/keystoneauth. Imported on a driver's first use.
+"""The connection to a site: openstacksdk's, built from clouds.yaml. Imported on a driver's first
+use; with `errors` (which maps their exceptions), the only module that imports openstacksdk.
 
 `Client` owns one openstacksdk connection (one keystoneauth session, one HTTP pool sized to
 the site's parallelism) and speaks raw JSON over it: for 1000 servers that is ~100x cheaper
@@ -16,10 +17,9 @@ import openstack.config
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1.session import TCPKeepAliveAdapter
 from openstack import exceptions as os_exc
-import requests
 
-from skyctl.errors import AuthError, DriverError, InvalidRequest, Transient, Unsupported
-from skyctl_openstack._convert import error_for_status, error_message
+from skyctl.errors import AuthError, DriverError, Transient
+from skyctl_openstack.errors import error_for_exception, error_for_status, error_message, one_line
 
 
 def load_region(cloud: str, clouds_yaml: str | None, region: str | None, timeout: float | None) -> Any:
@@ -45,11 +45,7 @@ def load_region(cloud: str, clouds_yaml: str | None, region: str | None, timeout
         return config.get_one(cloud=cloud, region_name=region or None, **extra)
     except (os_exc.ConfigException, ks_exc.MissingRequiredOptions, ks_exc.NoMatchingPlugin) as e:
         # Messages name the cloud and the missing option, never a secret value.
-        raise AuthError(f"cloud {cloud!r}: {_one_line(e)}") from None
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())[:300] or type(e).__name__
+        raise AuthError(f"cloud {cloud!r}: {one_line(e)}") from None
 
 
 class Client:
@@ -118,30 +114,13 @@ class Client:
                                what=what)
 
     def _guard(self, call: Any, what: str) -> Any:
-        """Run an SDK/keystoneauth call, mapping transport and auth failures."""
+        """Run an SDK/keystoneauth call; its transport and auth failures leave as DriverErrors."""
         try:
             return call()
         except DriverError:
             raise
-        except ks_exc.Unauthorized:
-            raise AuthError(f"{what}: the cloud refused the credentials", site=self.site) from None
-        except ks_exc.HttpError as e:
-            status = getattr(e, "http_status", None) or 500
-            raise error_for_status(int(status), _one_line(e), self.site, what=what) from None
-        except (ks_exc.ConnectTimeout, ks_exc.ConnectFailure, ks_exc.RetriableConnectionFailure,
-                ks_exc.UnknownConnectionError, ks_exc.DiscoveryFailure, requests.RequestException) as e:
-            raise Transient(f"{what}: {type(e).__name__}: {_one_line(e)}", site=self.site) from None
-        except ks_exc.EndpointNotFound as e:
-            raise Unsupported(f"{what}: {_one_line(e)}", site=self.site) from None
-        except (ks_exc.MissingRequiredOptions, ks_exc.AuthorizationFailure, ks_exc.MissingAuthPlugin) as e:
-            raise AuthError(f"{what}: {_one_line(e)}", site=self.site) from None
-        except os_exc.HttpException as e:
-            raise error_for_status(int(e.status_code or 500), _one_line(e.details or e), self.site,
-                                   what=what) from None
-        except os_exc.NotSupported as e:
-            # Version discovery that got no usable answer (often a 5xx from an overloaded API).
-            raise Transient(f"{what}: {_one_line(e)}", site=self.site) from None
-        except os_exc.SDKException as e:
-            raise InvalidRequest(f"{what}: {_one_line(e)}", site=self.site) from None
-        except ks_exc.ClientException as e:
-            raise Transient(f"{what}: {type(e).__name__}: {_one_line(e)}", site=self.site) from None
+        except Exception as e:
+            mapped = error_for_exception(e, self.site, what=what)
+            if mapped is None:
+                raise
+            raise mapped from None

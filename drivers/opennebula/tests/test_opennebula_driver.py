@@ -1,6 +1,7 @@
 """The OpenNebula driver (pyone underneath) against the sandbox's XML-RPC front: the shared
-contract, then what is particular to OpenNebula (context, labels, READY, stop/start, errors,
-connection reuse, paging, retries that cannot duplicate)."""
+contract (through skyctl's pytest plugin, as any driver's tests run it), then what is
+particular to OpenNebula (context, labels, READY, stop/start, errors, connection reuse, paging,
+retries that cannot duplicate)."""
 
 from __future__ import annotations
 
@@ -16,26 +17,10 @@ from skyctl.errors import AuthError, InvalidRequest, NotFound, Transient
 from skyctl.model import EMPTY_CONTEXT, Capability, NodeState, RenderedContext
 from skyctl.sandbox.opennebula.methods import OpenNebulaFront
 from skyctl.sandbox.world import SiteWorld
+from skyctl.testing.contract import ContractTarget, DriverContract, make_spec, wait_state
+from skyctl.testing.sandbox import OPENNEBULA_IMAGE, OpenNebulaSite
 from skyctl_opennebula import driver as one_driver
 from skyctl_opennebula.driver import OpenNebulaDriver, OpenNebulaOptions
-from tests.contract.suite import ContractTarget, DriverContract, make_spec, wait_state
-from tests.sandbox.one_site import make_world, serving
-
-PASSWORD = "contract-pw-7f3a91"
-
-
-@pytest.fixture
-def front() -> Iterator[OpenNebulaFront]:
-    with serving(make_world(seed=2), PASSWORD) as f:
-        yield f
-
-
-@pytest.fixture
-def one_auth(tmp_path: Path) -> Path:
-    path = tmp_path / "one_auth"
-    path.write_text(f"oneadmin:{PASSWORD}\n")
-    path.chmod(0o600)
-    return path
 
 
 def site_for(front: OpenNebulaFront, one_auth: Path, **options: object) -> SiteConfig:
@@ -45,14 +30,11 @@ def site_for(front: OpenNebulaFront, one_auth: Path, **options: object) -> SiteC
 
 
 @pytest.fixture
-def target(front: OpenNebulaFront, one_auth: Path) -> ContractTarget:
-    site = site_for(front, one_auth)
-
-    def set_quota(n: int | None) -> None:
-        front.world.quota.instances = -1 if n is None else n
-
+def target(opennebula_sandbox_site: OpenNebulaSite) -> ContractTarget:
+    site = site_for(opennebula_sandbox_site.front, opennebula_sandbox_site.one_auth)
     return ContractTarget(name="opennebula-sandbox", make_driver=lambda: OpenNebulaDriver(site),
-                          image_name="AlmaLinux 9", set_instance_quota=set_quota, settle=10.0)
+                          image_name=OPENNEBULA_IMAGE, set_instance_quota=opennebula_sandbox_site.set_instance_quota,
+                          settle=10.0)
 
 
 class TestOpenNebulaDriver(DriverContract):

@@ -1,21 +1,20 @@
-"""Pure translation between Nova/Glance JSON and skyctl's model. No I/O, no SDK.
+"""Pure translation between Nova/Glance/Neutron JSON and skyctl's model. No I/O, no SDK.
 
-Everything here is a function of its arguments, so the state map, the label encoding and the
-error texts are unit-tested without a server.
+Everything here is a function of its arguments, so the label encoding and the resources are
+unit-tested without a server. The state map is in `states`, the error texts in `errors`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from skyctl.errors import (AuthError, DriverError, InvalidRequest, NotFound, QuotaExceeded,
-                           Transient)
-from skyctl.model import (CAPACITY_FAULT, SCHEDULING, L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity, Flavor, ImageRef, Labels, Limit, Node,
-                          NodeState)
+from skyctl.model import (CAPACITY_FAULT, SCHEDULING, L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity, Flavor, ImageRef,
+                          Labels, Limit, Node)
+
+from skyctl_openstack.states import node_state
 
 DRIVER_NAME = "openstack"
 META_PREFIX = f"{LABEL_PREFIX}:"          # metadata keys: skyctl:group, skyctl:launch, ...
@@ -25,42 +24,10 @@ DISPLAY_KEYS = ("image", "size")           # metadata for display only, not labe
 _TAG_MAX = 60
 _META_MAX = 255
 
-# One explicit map from Nova's server status to NodeState; anything else is UNKNOWN.
-NOVA_STATES: Mapping[str, NodeState] = {
-    "ACTIVE": NodeState.RUNNING,
-    "BUILD": NodeState.PENDING,
-    "REBUILD": NodeState.PENDING,
-    "REBOOT": NodeState.PENDING,
-    "HARD_REBOOT": NodeState.PENDING,
-    "PASSWORD": NodeState.PENDING,
-    "RESIZE": NodeState.PENDING,
-    "VERIFY_RESIZE": NodeState.PENDING,
-    "REVERT_RESIZE": NodeState.PENDING,
-    "MIGRATING": NodeState.PENDING,
-    "SHUTOFF": NodeState.STOPPED,
-    "SUSPENDED": NodeState.STOPPED,
-    "PAUSED": NodeState.STOPPED,
-    "SHELVED": NodeState.STOPPED,
-    "SHELVED_OFFLOADED": NodeState.STOPPED,
-    "ERROR": NodeState.ERROR,
-    "DELETED": NodeState.DELETED,
-    "SOFT_DELETED": NodeState.DELETED,
-}
-
-QUOTA_RE = re.compile(r"Quota exceeded for (\w+): Requested (\d+), but already used (\d+) of (\d+) (\w+)")
-NEUTRON_QUOTA_RE = re.compile(r"Quota exceeded for resources: \['?(\w+)")
-# Nova's quotas counted per user say it without figures: "Quota exceeded, too many key pairs."
-NOVA_COUNT_QUOTA_RE = re.compile(r"Quota exceeded, too many ([\w ]+?)\.?$")
 # The description skyctl gives the floating IPs it allocates: names the server it is for, so
 # it can be found (and released) even after the server and its port are gone.
 FLOATING_DESCRIPTION = f"{LABEL_PREFIX} node "
 NO_VALID_HOST = "No valid host"
-
-
-def node_state(status: str | None, task_state: str | None = None) -> NodeState:
-    if task_state == "deleting":
-        return NodeState.DELETED
-    return NOVA_STATES.get((status or "").upper(), NodeState.UNKNOWN)
 
 
 # ---------------------------------------------------------------- labels
@@ -266,68 +233,3 @@ def capacity_from_limits(absolute: Mapping[str, Any]) -> Capacity:
     return Capacity(line("instances", "maxTotalInstances", "totalInstancesUsed"),
                     line("cores", "maxTotalCores", "totalCoresUsed"),
                     line("ram_mib", "maxTotalRAMSize", "totalRAMUsed"))
-
-
-# ---------------------------------------------------------------- errors
-
-
-def error_message(body: Any, text: str = "") -> str:
-    """The one message in an OpenStack error body (Nova, Keystone, Neutron, Glance HTML)."""
-    if isinstance(body, Mapping):
-        for value in body.values():
-            if isinstance(value, Mapping) and value.get("message"):
-                return str(value["message"]).strip()
-        if body.get("message"):
-            return str(body["message"]).strip()
-    if text:
-        plain = re.sub(r"<[^>]+>", " ", text)
-        plain = " ".join(plain.split())
-        return plain[:300]
-    return ""
-
-
-_FIELD_PATTERNS = (
-    (re.compile(r"Invalid input for field/attribute (\w+)"), None),
-    (re.compile(r"^Flavor .* could not be found"), "flavor"),
-    (re.compile(r"^Image .* could not be found"), "image"),
-    (re.compile(r"key_name"), "key_name"),
-    (re.compile(r"^Network .* could not be found"), "network"),
-    (re.compile(r"^Security group"), "security_groups"),
-)
-
-
-def bad_request_field(message: str) -> str | None:
-    for pattern, field in _FIELD_PATTERNS:
-        m = pattern.search(message)
-        if m:
-            return field or m.group(1)
-    return None
-
-
-def error_for_status(status: int, message: str, site: str, *, what: str = "") -> DriverError:
-    """Map an HTTP error answer to skyctl's error tree."""
-    where = f"{what}: " if what else ""
-    m = QUOTA_RE.search(message)
-    if m and status in (403, 413):
-        resource, requested, used, limit = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
-        return QuotaExceeded(m.group(0), site=site, resource=resource, requested=requested, used=used,
-                             limit=limit)
-    m = NOVA_COUNT_QUOTA_RE.search(message)
-    if m and status in (403, 413):
-        return QuotaExceeded(f"{where}{message}", site=site, resource=m.group(1).replace(" ", "_"))
-    m = NEUTRON_QUOTA_RE.search(message)
-    if m and status == 409:
-        return QuotaExceeded(f"{where}{message}", site=site, resource=m.group(1), requested=1)
-    text = message or f"HTTP {status}"
-    if status == 401:
-        return AuthError(f"{where}the cloud refused the credentials ({text})", site=site)
-    if status == 403:
-        return AuthError(f"{where}not allowed: {text}", site=site)
-    if status == 404:
-        return NotFound(f"{where}{text}", site=site)
-    if status in (400, 409, 422):
-        return InvalidRequest(f"{where}{text}", site=site, field=bad_request_field(text))
-    if status in (408, 413, 429) or status >= 500:
-        return Transient(f"{where}HTTP {status}: {text}", site=site)
-    return InvalidRequest(f"{where}HTTP {status}: {text}", site=site)
-

@@ -2,7 +2,8 @@
 
 It keeps the same rules as a real cloud where skyctl's logic depends on them: quotas are
 enforced at create, listing filters by labels, deleting a missing node is fine, unknown ids
-raise NotFound. It passes the shared driver contract suite (tests/contract).
+raise NotFound. It passes the driver contract suite (`skyctl.testing.contract`). The plugin's
+`memory_driver` fixture registers it as the driver `memory`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from skyctl.drivers import Driver
 from skyctl.errors import AuthError, NotFound, QuotaExceeded, Transient
-from skyctl.model import (CAPACITY_FAULT, Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec, NodeState,
-                          RenderedContext)
+from skyctl.model import (CAPACITY_FAULT, Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec,
+                          NodeState, RenderedContext)
 
 
 class MemoryOptions(BaseModel):
@@ -64,12 +66,13 @@ def reset() -> None:
 
 
 class MemoryDriver(Driver):
-    name = "memory"
-    capabilities = frozenset({Capability.STOP_START, Capability.SERVER_SIDE_LABEL_FILTER})
-    options_model = MemoryOptions
+    name: ClassVar[str] = "memory"
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.STOP_START,
+                                                                Capability.SERVER_SIDE_LABEL_FILTER})
+    options_model: ClassVar[type[BaseModel]] = MemoryOptions
 
     @property
-    def opts(self) -> MemoryOptions:
+    def options(self) -> MemoryOptions:
         return self.site.options or MemoryOptions()
 
     @property
@@ -77,9 +80,9 @@ class MemoryDriver(Driver):
         return cloud(self.site_name)
 
     def _check(self) -> None:
-        if self.opts.down:
+        if self.options.down:
             raise Transient("connection refused", site=self.site_name)
-        if not self.opts.auth_ok:
+        if not self.options.auth_ok:
             raise AuthError("the cloud refused the credentials", site=self.site_name)
 
     def _usage(self) -> tuple[int, int, int]:
@@ -88,13 +91,13 @@ class MemoryDriver(Driver):
 
     def _instance_limit(self) -> int:
         q = self.cloud.quota_instances
-        return self.opts.instances if q is None else q
+        return self.options.instances if q is None else q
 
     def capacity(self) -> Capacity:
         self._check()
         n, c, r = self._usage()
-        return Capacity(Limit("instances", n, self._instance_limit()), Limit("cores", c, self.opts.cores),
-                        Limit("ram_mib", r, self.opts.ram_mib))
+        return Capacity(Limit("instances", n, self._instance_limit()), Limit("cores", c, self.options.cores),
+                        Limit("ram_mib", r, self.options.ram_mib))
 
     def flavors(self) -> list[Flavor]:
         self._check()
@@ -102,7 +105,7 @@ class MemoryDriver(Driver):
 
     def images(self) -> list[ImageRef]:
         self._check()
-        return [ImageRef(f"img-{name}", name, checksum=f"md5-{name}") for name in self.opts.images]
+        return [ImageRef(f"img-{name}", name, checksum=f"md5-{name}") for name in self.options.images]
 
     def create(self, spec: NodeSpec, name: str, context: RenderedContext) -> Node:
         self._check()
@@ -117,8 +120,8 @@ class MemoryDriver(Driver):
                     f"Quota exceeded for instances: Requested 1, but already used {n} of {hidden} instances",
                     site=self.site_name, resource="instances", requested=1, used=n, limit=hidden)
             for res, used, need, limit in (("instances", n, 1, self._instance_limit()),
-                                           ("cores", c, spec.flavor.cpus, self.opts.cores),
-                                           ("ram", r, spec.flavor.memory_mib, self.opts.ram_mib)):
+                                           ("cores", c, spec.flavor.cpus, self.options.cores),
+                                           ("ram", r, spec.flavor.memory_mib, self.options.ram_mib)):
                 if used + need > limit:
                     raise QuotaExceeded(
                         f"Quota exceeded for {res}: Requested {need}, but already used {used} of {limit} {res}",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,17 +13,11 @@ import pytest
 from skyctl.site import SiteConfig
 from skyctl.errors import InvalidRequest, QuotaExceeded
 from skyctl.model import Node, NodeState, RenderedContext
+from skyctl.polling import iterate_timeout
+from skyctl.testing.contract import ContractTarget, make_spec
+from skyctl.testing.sandbox import OPENSTACK_IMAGE as IMAGE
+from skyctl.testing.sandbox import OpenStackSite as SandboxSite
 from skyctl_openstack.driver import OpenStackDriver
-from tests.contract.suite import ContractTarget, make_spec
-from tests.polling import until
-from tests.sandbox.openstack_site import IMAGE, SandboxSite, connect, start_site
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[SandboxSite]:
-    s = start_site(tmp_path)
-    yield s
-    s.stop()
 
 
 def _driver(site: SandboxSite, *, floating_ip: bool = True, **options: Any) -> OpenStackDriver:
@@ -46,12 +39,20 @@ def _running(driver: OpenStackDriver, site: SandboxSite, count: int = 1, group: 
     for i in range(count):
         name = f"{group}-{i}"
         made.append(driver.create(make_spec(driver, target, group, name, i), name, RenderedContext()))
-    def up() -> list[Node] | None:
+    for _ in iterate_timeout(20, "the nodes come up", interval=0.02):
         nodes = [n for n in driver.list({"group": group}) if n.id in {m.id for m in made}]
-        ok = len(nodes) == count and all(n.state is NodeState.RUNNING for n in nodes)
-        return sorted(nodes, key=lambda n: n.name) if ok else None
+        if len(nodes) == count and all(n.state is NodeState.RUNNING for n in nodes):
+            return sorted(nodes, key=lambda n: n.name)
+    raise AssertionError("unreachable")  # pragma: no cover - iterate_timeout raises on expiry
 
-    return until(up, 20, what="the nodes come up", interval=0.02)
+
+def _connect(site: SandboxSite) -> Any:
+    """An openstacksdk connection as the site's member user (loaded as the driver loads it)."""
+    import openstack
+
+    from skyctl_openstack.transport import load_region
+
+    return openstack.connection.Connection(config=load_region(site.cloud, str(site.clouds_yaml), None, None))
 
 
 def _fip_addresses(site: SandboxSite) -> set[str]:
@@ -102,7 +103,7 @@ def test_an_ip_allocated_earlier_but_not_attached_is_reused(driver: OpenStackDri
 
 def test_a_users_own_floating_ip_is_used_and_never_released(driver: OpenStackDriver, site: SandboxSite) -> None:
     node = _running(driver, site)[0]
-    conn = connect(site.clouds_yaml, site.cloud)
+    conn = _connect(site)
     try:
         ext = next(iter(conn.network.networks(is_router_external=True)))
         port = next(iter(conn.network.ports(device_id=node.id)))

@@ -17,7 +17,7 @@ from skyctl.model import NodeState
 from skyctl_opennebula import driver as one_driver
 from skyctl_opennebula.driver import OpenNebulaDriver, OpenNebulaOptions
 
-RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "opennebula" / "recorded"
+RECORDED = Path(__file__).resolve().parent / "fixtures" / "recorded"
 SECRET = "recorded-secret-pw"
 
 
@@ -102,9 +102,9 @@ def test_show_of_a_missing_vm_is_not_found_without_secrets(recorded_driver) -> N
 
 def test_a_locked_vm_is_retried_then_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from skyctl.errors import Transient
-    from skyctl_opennebula import _rpc
+    from skyctl_opennebula import transport
 
-    monkeypatch.setattr(_rpc, "LOCK_BACKOFF", 0.0)
+    monkeypatch.setattr(transport, "LOCK_BACKOFF", 0.0)
     calls: list[int] = []
 
     class Locked:
@@ -128,7 +128,7 @@ def test_a_locked_vm_is_retried_then_reported(tmp_path: Path, monkeypatch: pytes
         assert calls == [5, 5, 5]
         with pytest.raises(Transient, match="locked"):
             d.stop(["6"])
-        assert calls.count(6) == _rpc.LOCK_RETRIES
+        assert calls.count(6) == transport.LOCK_RETRIES
     finally:
         d.close()
         server.shutdown()

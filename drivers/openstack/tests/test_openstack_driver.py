@@ -13,18 +13,13 @@ from skyctl.config import parse
 from skyctl.site import SiteConfig
 from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient
 from skyctl.model import CAPACITY_FAULT, NodeState, RenderedContext
+from skyctl.testing.contract import ContractTarget, make_spec
+from skyctl.testing.sandbox import OPENSTACK_IMAGE as IMAGE
+from skyctl.testing.sandbox import OpenStackSite as SandboxSite
+from skyctl.testing.sandbox import start_openstack_site as start_site
 from skyctl_openstack.driver import OpenStackDriver
-from tests.contract.suite import ContractTarget, make_spec
-from tests.sandbox.openstack_site import IMAGE, SandboxSite, start_site
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH4or+mPFCfpQb8fn4sPzAJTxfP6f+VsWBuxUqHaKpsn me@laptop"
-
-
-@pytest.fixture
-def site(tmp_path) -> SandboxSite:
-    s = start_site(tmp_path)
-    yield s
-    s.stop()
 
 
 def _driver(site: SandboxSite, **options) -> OpenStackDriver:
@@ -274,7 +269,7 @@ def test_importing_the_driver_and_validating_config_does_not_import_openstacksdk
             "print(bad)\n"
             "sys.exit(1 if bad else 0)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          cwd=Path(__file__).resolve().parents[2])
+                          cwd=Path(__file__).resolve().parents[3])
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

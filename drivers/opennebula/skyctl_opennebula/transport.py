@@ -1,17 +1,16 @@
-"""The wire: pyone's XML-RPC client over a pooled, time-bounded HTTP session.
+"""The connection: pyone's XML-RPC client over a pooled, time-bounded HTTP session.
 
 pyone opens a new TCP connection per call and its `timeout` does not bound requests, so its
 transport is replaced by one on a `requests.Session` (keep-alive pool sized to the site's
 concurrency, connect/read timeouts from `request_timeout`). Replies are taken raw
 (`[ok, body, code]`) so that every error keeps its oned code (pyone folds 0x8000 LOCKED into a
-plain exception) and big pools are parsed by `parse`, not by pyone's generated classes.
+plain exception) and big pools are parsed by `convert`, not by pyone's generated classes.
 Imported on first use only: this is the only module that imports pyone.
 """
 
 from __future__ import annotations
 
 import time
-import xml.parsers.expat
 import xmlrpc.client
 from typing import Any
 
@@ -19,11 +18,11 @@ import pyone
 import requests
 from requests.adapters import HTTPAdapter
 
-from skyctl.errors import AuthError, InvalidRequest, Transient
+from skyctl.errors import Transient
 from skyctl.logsafe import register_secret
 
 from skyctl_opennebula.auth import public_endpoint
-from skyctl_opennebula.errors import LOCKED, map_error
+from skyctl_opennebula.errors import LOCKED, error_for_code, error_for_exception
 
 LOCK_RETRIES = 4          # a locked VM usually frees within a second or two
 LOCK_BACKOFF = 0.5
@@ -74,7 +73,7 @@ def _pyone_version() -> str:
         return "?"
 
 
-class OneClient:
+class Client:
     def __init__(self, endpoint: str, session: str, *, site: str, verify: bool, timeout: float,
                  pool_size: int) -> None:
         register_secret(session)
@@ -101,7 +100,7 @@ class OneClient:
             if code == LOCKED and attempt < LOCK_RETRIES - 1:
                 time.sleep(LOCK_BACKOFF * (attempt + 1))
                 continue
-            raise map_error(code, str(raw[1]), site=self.site)
+            raise error_for_code(code, str(raw[1]), site=self.site)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _request(self, method: str, params: tuple[Any, ...]) -> Any:
@@ -109,27 +108,12 @@ class OneClient:
         try:
             # pyone's casting and session prefix, without its reply binding
             return server._do_request("one." + method, server._cast_parms(params))
-        except requests.Timeout:
-            raise Transient(f"one.{method}: no answer from {self.endpoint} within {self._timeout:g}s",
-                            site=self.site) from None
-        except requests.ConnectionError:
-            raise Transient(f"one.{method}: cannot reach {self.endpoint} (connection refused or dropped)",
-                            site=self.site) from None
-        except requests.RequestException as e:
-            raise Transient(f"one.{method}: HTTP error talking to {self.endpoint}: {e.__class__.__name__}",
-                            site=self.site) from None
-        except xmlrpc.client.ProtocolError as e:
-            if e.errcode in (401, 403):
-                raise AuthError(f"one.{method}: {self.endpoint} answered HTTP {e.errcode}", site=self.site) from None
-            if e.errcode >= 500 or e.errcode in (408, 429):
-                raise Transient(f"one.{method}: {self.endpoint} answered HTTP {e.errcode}", site=self.site) from None
-            raise InvalidRequest(f"one.{method}: {self.endpoint} answered HTTP {e.errcode} "
-                                 "(is this an OpenNebula XML-RPC endpoint?)", site=self.site) from None
-        except (xml.parsers.expat.ExpatError, xmlrpc.client.ResponseError):
-            raise Transient(f"one.{method}: malformed XML-RPC reply from {self.endpoint}", site=self.site) from None
-        except pyone.OneException as e:
-            # an XML-RPC fault (unknown method, wrong argument types): not retryable
-            raise InvalidRequest(f"one.{method}: {e}", site=self.site) from None
+        except Exception as e:
+            mapped = error_for_exception(e, f"one.{method}", endpoint=self.endpoint, timeout=self._timeout,
+                                         site=self.site)
+            if mapped is None:
+                raise
+            raise mapped from None
 
     def close(self) -> None:
         self._transport.close()

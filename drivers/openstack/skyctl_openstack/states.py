@@ -1,0 +1,40 @@
+"""Nova server status -> skyctl NodeState: the one explicit map. Pure.
+
+A status not in the map is UNKNOWN, never an exception; a server whose task is `deleting` is
+already DELETED whatever its status still says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from skyctl.model import NodeState
+
+# One explicit map from Nova's server status to NodeState; anything else is UNKNOWN.
+NOVA_STATES: Mapping[str, NodeState] = {
+    "ACTIVE": NodeState.RUNNING,
+    "BUILD": NodeState.PENDING,
+    "REBUILD": NodeState.PENDING,
+    "REBOOT": NodeState.PENDING,
+    "HARD_REBOOT": NodeState.PENDING,
+    "PASSWORD": NodeState.PENDING,
+    "RESIZE": NodeState.PENDING,
+    "VERIFY_RESIZE": NodeState.PENDING,
+    "REVERT_RESIZE": NodeState.PENDING,
+    "MIGRATING": NodeState.PENDING,
+    "SHUTOFF": NodeState.STOPPED,
+    "SUSPENDED": NodeState.STOPPED,
+    "PAUSED": NodeState.STOPPED,
+    "SHELVED": NodeState.STOPPED,
+    "SHELVED_OFFLOADED": NodeState.STOPPED,
+    "ERROR": NodeState.ERROR,
+    "DELETED": NodeState.DELETED,
+    "SOFT_DELETED": NodeState.DELETED,
+}
+
+
+def node_state(status: str | None, task_state: str | None = None) -> NodeState:
+    if task_state == "deleting":
+        return NodeState.DELETED
+    return NOVA_STATES.get((status or "").upper(), NodeState.UNKNOWN)
+

@@ -1,0 +1,22 @@
+"""Fixtures for the OpenStack driver's tests, built on skyctl's pytest plugin (skyctl.testing):
+a private SKYCTL_HOME for every test, and the sandbox's OpenStack site as `site`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from skyctl.testing.sandbox import OpenStackSite
+
+
+@pytest.fixture(autouse=True)
+def _private_home(skyctl_home: Path) -> Path:
+    return skyctl_home
+
+
+@pytest.fixture
+def site(openstack_sandbox_site: OpenStackSite) -> OpenStackSite:
+    return openstack_sandbox_site

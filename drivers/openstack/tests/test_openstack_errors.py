@@ -1,0 +1,62 @@
+"""The OpenStack driver's error mapper: Nova's (Keystone's, Neutron's, Glance's) error answers
+-> skyctl's error tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient, Unsupported
+from skyctl_openstack import errors
+
+
+def test_quota_message_is_parsed() -> None:
+    msg = "Quota exceeded for instances: Requested 1, but already used 8 of 8 instances"
+    err = errors.error_for_status(403, msg, "home")
+    assert isinstance(err, QuotaExceeded) and err.site == "home" and err.site_full
+    assert (err.resource, err.requested, err.used, err.limit) == ("instances", 1, 8, 8)
+    cores = errors.error_for_status(403, "Quota exceeded for cores: Requested 4, but already used 1 of 4 cores", "s")
+    assert (cores.resource, cores.requested, cores.used, cores.limit) == ("cores", 4, 1, 4)
+
+
+def test_key_pair_quota_is_a_quota_not_a_refusal() -> None:
+    # Nova answers 403 for both; only the quota one means "try another site".
+    err = errors.error_for_status(403, "Quota exceeded, too many key pairs.", "home", what="keypair")
+    assert isinstance(err, QuotaExceeded) and err.site_full and err.resource == "key_pairs"
+    assert "too many key pairs" in err.line()
+    assert isinstance(errors.error_for_status(403, "Policy doesn't allow os_compute_api:os-keypairs:create", "s"),
+                      AuthError)
+
+
+@pytest.mark.parametrize("status,cls", [(401, AuthError), (403, AuthError), (404, NotFound), (400, InvalidRequest),
+                                        (409, InvalidRequest), (500, Transient), (503, Transient),
+                                        (429, Transient)])
+def test_status_map(status, cls) -> None:
+    err = errors.error_for_status(status, "something", "home")
+    assert type(err) is cls and err.site == "home"
+
+
+def test_bad_request_names_the_field() -> None:
+    assert errors.error_for_status(400, "Flavor 9 could not be found.", "s").field == "flavor"
+    assert errors.error_for_status(400, "Image x could not be found.", "s").field == "image"
+    assert errors.error_for_status(400, "Invalid key_name provided.", "s").field == "key_name"
+    assert errors.error_for_status(400, "Invalid input for field/attribute user_data. Value: x", "s").field == "user_data"
+
+
+def test_error_message_from_each_service_shape() -> None:
+    assert errors.error_message({"forbidden": {"code": 403, "message": "m1"}}) == "m1"
+    assert errors.error_message({"error": {"code": 401, "message": "m2", "title": "Unauthorized"}}) == "m2"
+    assert errors.error_message({"NeutronError": {"message": "m3", "type": "X"}}) == "m3"
+    assert errors.error_message(None, "<html><body><h1>503 Service Unavailable</h1>busy</body></html>") == \
+        "503 Service Unavailable busy"
+
+
+def test_sdk_exceptions_map_in_order_and_bugs_are_left_alone() -> None:
+    from keystoneauth1 import exceptions as ks_exc
+
+    unauthorized = errors.error_for_exception(ks_exc.Unauthorized("no"), "home", what="authenticate")
+    assert type(unauthorized) is AuthError and unauthorized.line() == \
+        "home: authenticate: the cloud refused the credentials"
+    assert type(errors.error_for_exception(ks_exc.ConnectFailure("refused"), "home", what="x")) is Transient
+    missing = errors.error_for_exception(ks_exc.EndpointNotFound("no image service"), "home", what="x")
+    assert type(missing) is Unsupported
+    assert errors.error_for_exception(KeyError("a bug"), "home", what="x") is None
