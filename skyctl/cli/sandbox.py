@@ -333,9 +333,15 @@ def fault(
     down: Annotated[bool | None, typer.Option("--down/--up", help="Refuse connections / serve again.")] = None,
     boot_delay: Annotated[float | None, typer.Option("--boot-delay", metavar="S", min=0,
                                                      help="Seconds new VMs take to boot.")] = None,
+    hold_creates_after: Annotated[int | None, typer.Option(
+        "--hold-creates-after", metavar="N", min=0,
+        help="Accept N more creates, then hold further create requests open (the client waits) until "
+             "--release-creates.")] = None,
+    release_creates: Annotated[bool, typer.Option("--release-creates",
+                                                  help="Let held create requests go on.")] = False,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
-    """Inject faults into a running site, or clear them (--latency 0 --error-rate 0 --up).
+    """Inject faults into a running site, or clear them (--latency 0 --error-rate 0 --up --release-creates).
 
     With no option, shows the site's current faults.
     """
@@ -348,8 +354,13 @@ def fault(
     names = [s["name"] for s in runtime["sites"]]
     if site not in names:
         raise UsageError(f"unknown site {site!r} (sites: {', '.join(names)})")
+    if release_creates and hold_creates_after is not None:
+        raise UsageError("give --hold-creates-after or --release-creates, not both")
     change = {k: v for k, v in {"latency_ms": latency, "error_rate": error_rate, "down": down,
-                                "boot_delay": boot_delay}.items() if v is not None}
+                                "boot_delay": boot_delay, "hold_creates_after": hold_creates_after,
+                                }.items() if v is not None}
+    if release_creates:
+        change["hold_creates_after"] = -1
     if change:
         result = _control(runtime, "POST", f"/v1/faults/{site}", change)
     else:
@@ -359,7 +370,9 @@ def fault(
 
     def table(data: dict[str, Any]) -> str:
         f = data["faults"]
+        held = f.get("hold_creates_after")
         return (f"{data['name']}: {'DOWN (refusing connections)' if f['down'] else 'up'}, "
-                f"latency {f['latency_ms']:g} ms, error rate {f['error_rate']:g}, boot delay {f['boot_delay']:g} s")
+                f"latency {f['latency_ms']:g} ms, error rate {f['error_rate']:g}, boot delay {f['boot_delay']:g} s"
+                + (f", holding creates after {held} more" if held is not None else ""))
 
     term().emit(doc, output, table=table)

@@ -322,8 +322,9 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
                 f.result()
     except KeyboardInterrupt:
         # Stop submitting; let the creates already on the wire finish so nothing is lost.
-        for f in futures:
-            f.cancel()
+        in_flight = [f for f in futures if not f.cancel()]
+        if in_flight:
+            rep.message(f"interrupted: waiting for {len(in_flight)} create(s) already sent, so none is lost")
         pool.shutdown(wait=True)
         raise Interrupted(f"interrupted: {len(result.created)} node(s) of group {plan.request.group!r} were "
                           f"created and are kept (see 'skyctl ps {plan.request.group}', "

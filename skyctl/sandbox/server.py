@@ -72,6 +72,9 @@ class Site:
                     f.error_rate = float(change["error_rate"])
                 if change.get("boot_delay") is not None:
                     f.boot_delay = float(change["boot_delay"])
+            if "hold_creates_after" in change:  # a negative count releases the held creates
+                hold = change["hold_creates_after"]
+                self.world.hold_creates(None if hold is None or int(hold) < 0 else int(hold))
             down = change.get("down")
             if down is True and not f.down:
                 f.down = True
@@ -245,11 +248,14 @@ def _check_fault_change(change: Any) -> None:
     if not isinstance(change, dict):
         raise TypeError("a fault change is a JSON object")
     for key, value in change.items():
-        if key not in ("latency_ms", "error_rate", "down", "boot_delay"):
+        if key not in ("latency_ms", "error_rate", "down", "boot_delay", "hold_creates_after"):
             raise ValueError(f"unknown fault {key!r}")
         if value is None:
             continue
-        if key == "down":
+        if key == "hold_creates_after":  # a count, or a negative number to release
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError("hold_creates_after must be a whole number (negative: release)")
+        elif key == "down":
             if not isinstance(value, bool):
                 raise ValueError("down must be true or false")
         elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:

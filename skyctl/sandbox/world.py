@@ -39,10 +39,13 @@ class Faults:
     error_rate: float = 0.0       # share of requests answered with a server error
     down: bool = False            # refuse connections
     boot_delay: float = 0.2       # seconds from create to RUNNING/ACTIVE
+    # Accept this many more creates, then hold further create requests open until released:
+    # a test's exact moment "some VMs exist, the rest are on the wire" (None: no hold).
+    hold_creates_after: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"latency_ms": self.latency_ms, "error_rate": self.error_rate, "down": self.down,
-                "boot_delay": self.boot_delay}
+                "boot_delay": self.boot_delay, "hold_creates_after": self.hold_creates_after}
 
 
 @dataclass
@@ -147,6 +150,8 @@ class SiteWorld:
         self.faults = Faults()
         self.vms: dict[str, SVM] = {}
         self.lock = threading.RLock()
+        self._creates_released = threading.Condition(self.lock)
+        self._creates_since_hold = 0
         self.keypairs: dict[str, str] = {}        # name -> public key (OpenStack)
         self.request_count = 0
         self._next_int_id = 0
@@ -172,6 +177,20 @@ class SiteWorld:
         if latency:
             time.sleep(latency / 1000.0)
         return fail
+
+    def hold_creates(self, after: int | None) -> None:
+        """From now on accept `after` creates, then hold the rest; None releases them all."""
+        with self.lock:
+            self.faults.hold_creates_after = after
+            self._creates_since_hold = 0
+            self._creates_released.notify_all()
+
+    def _admit_create(self) -> None:
+        with self.lock:
+            while (self.faults.hold_creates_after is not None
+                   and self._creates_since_hold >= self.faults.hold_creates_after):
+                self._creates_released.wait()
+            self._creates_since_hold += 1
 
     # ------------------------------------------------------------ usage
     def live_vms(self) -> list[SVM]:
@@ -210,6 +229,7 @@ class SiteWorld:
                   flavor_id: str | None = None, vm_id: str | None = None, **attrs: Any) -> SVM:
         """Create a VM or raise QuotaError. A VM for which no host has room is created in
         error (as Nova does); the front-end decides how to show that."""
+        self._admit_create()
         with self.lock:
             self.check_quota(vcpus, ram_mib)
             room = self.hosts_have_room(vcpus, ram_mib)

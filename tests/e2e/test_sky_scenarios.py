@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from skyctl.polling import iterate_timeout
 from tests.skycli import SkyCli as Sky
 from tests.skycli import SKYCTL, sandbox
 
@@ -87,22 +88,51 @@ def _vms(sky: Sky, site: str) -> int:
 
 
 def test_ctrl_c_mid_launch_keeps_what_was_made_and_loses_nothing(sky: Sky) -> None:
+    """The sandbox holds creates after the second, so the interrupt lands, whatever the
+    machine's speed, when the cloud holds two VMs and more creates are on the wire."""
+    import queue
+    import signal
+    import threading
+
     sky.wipe()
-    sky.run("sandbox", "fault", "sara", "--latency", "150")
+    sky.run("sandbox", "fault", "sara", "--hold-creates-after", "2")
+    proc = subprocess.Popen([SKYCTL, "launch", "cc1", "--count", "30", "--site", "sara"], env=sky.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
     try:
-        # Interrupted once the cloud holds its first VMs, with most creates still to go.
-        done = _interrupt(sky, ["launch", "cc1", "--count", "30", "--site", "sara"], lambda: _vms(sky, "sara") >= 2)
+        for _ in iterate_timeout(60, "sara to hold 2 VMs", interval=0.05):
+            if _vms(sky, "sara") >= 2:
+                break
+        proc.send_signal(signal.SIGINT)
+        seen: list[str] = []
+        for _ in iterate_timeout(60, "skyctl to say it waits for the creates on the wire", interval=0.05):
+            if any("interrupted: waiting for" in ln for ln in _drain(lines, seen)):
+                break
     finally:
-        sky.run("sandbox", "fault", "sara", "--latency", "0")
-    assert done.returncode == 130, done.stderr
-    lines = [ln for ln in done.stderr.splitlines() if ln.startswith("error:")]
-    assert len(lines) == 1 and "interrupted" in lines[0] and "Traceback" not in done.stderr
+        sky.run("sandbox", "fault", "sara", "--release-creates")
+    proc.wait(timeout=120)
+    stderr = "".join(seen + _drain(lines, []))
+    assert proc.returncode == 130, stderr
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "interrupted" in errors[0] and "Traceback" not in stderr
     on_cloud = sky.json("ps", "cc1")
-    assert 0 < len(on_cloud) < 30
+    assert 2 < len(on_cloud) < 30  # the two, plus the creates that were on the wire; no more
     # Nothing is lost: what the cloud holds is exactly what skyctl recorded.
     rec = sky.json("reconcile")
     assert rec["adopted"] == [] and rec["orphans"] == [] and rec["duplicates"] == []
     sky.run("delete", "cc1", "--yes")
+
+
+def _drain(lines: Any, seen: list[str]) -> list[str]:
+    """What the reader thread has put in `lines` so far, added to `seen`."""
+    import queue
+
+    while True:
+        try:
+            seen.append(lines.get_nowait())
+        except queue.Empty:
+            return seen
 
 
 def test_burst_watch_stops_cleanly_on_ctrl_c(sky: Sky) -> None:
