@@ -346,3 +346,29 @@ def test_several_rules_keep_file_order_and_the_first_covering_rule_governs() -> 
     assert group_bounds(rules, "web") == GroupBounds(1, 3)
     assert group_bounds(rules, "db") is None
     assert rule_for([], "web") is None
+
+
+# The hand validator crashed on these (a number too large for a float, a mapping as a group name).
+@pytest.mark.parametrize(("fields", "path", "message"), [
+    ({"home": {"cooldown": 10**400}}, "bursting[0].home.cooldown", DURATION),
+    ({"home": {"cooldown": "9" * 5000 + "s"}}, "bursting[0].home.cooldown", DURATION),
+    ({"overflow": {"max_utilisation": 10**400}}, "bursting[0].overflow.max_utilisation", PERCENT_RANGE),
+    ({"groups": ["web", {"db": 1}]}, "bursting[0].groups.{'db': 1}", "group names must be text"),
+], ids=["huge-cooldown", "long-cooldown", "huge-percentage", "mapping-as-group-name"])
+def test_inputs_that_once_crashed_are_config_errors(fields: dict[str, Any], path: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_rules(R(**fields), sites=SITES)
+    assert (info.value.path, str(info.value)) == (path, f"{path}: {message}")
+
+
+def test_field_paths_read_like_the_file() -> None:
+    from skyctl.validation import field_path
+
+    loc = ("groups", "web", "min")
+    assert field_path(loc, at="bursting[0]", brackets=True) == "bursting[0].groups.web.min"
+    assert field_path(("from", 1), at="bursting[2]", brackets=True) == "bursting[2].from[1]"
+    # a bad dict key is named, not indexed, even when it is a number
+    assert field_path(("groups", 1, "[key]"), at="bursting[0]", brackets=True) == "bursting[0].groups.1"
+    # the federation file's own errors keep their dotted form
+    assert field_path(("bursting", 0)) == "bursting.0"
+    assert field_path(("sites", 1, "[key]")) == "sites.1.[key]"
