@@ -21,6 +21,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from skyctl.errors import ConfigError
 from skyctl.model import parse_memory_mib
 from skyctl.site import NAME_RE, SiteConfig, SshConfig, Strict
+from skyctl.validation import FieldProblem, first_problem
 
 # Images and sizes are often named after releases (ubuntu-24.04, m1.large).
 CATALOG_NAME_RE = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -77,14 +78,8 @@ class _FederationModel(Strict):
         for logical, per_site in self.images.items():
             for site in per_site:
                 if site not in self.sites:
-                    raise _PathError(f"images.{logical}.{site}", f"unknown site {site!r}")
+                    raise FieldProblem(f"unknown site {site!r}", path=f"images.{logical}.{site}")
         return self
-
-
-class _PathError(ValueError):
-    def __init__(self, path: str, message: str) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 @dataclass(frozen=True)
@@ -104,25 +99,6 @@ class Federation:
         except KeyError:
             known = ", ".join(self.sites)
             raise ConfigError(f"unknown site {name!r} (sites: {known})", path="--site") from None
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc if p not in ("function-after", "function-before"))
-
-
-def _first_error(err: ValidationError) -> tuple[str, str, int]:
-    errors = err.errors(include_url=False)
-    first = errors[0]
-    msg = first["msg"]
-    ctx_err = (first.get("ctx") or {}).get("error")
-    if isinstance(ctx_err, _PathError):
-        return ctx_err.path, str(ctx_err), len(errors) - 1
-    msg = msg.removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif first["type"] == "missing":
-        msg = "required field is missing"
-    return _loc(first["loc"]), msg, len(errors) - 1
 
 
 def _find_secrets(node: Any, path: str, source: str | None = None) -> None:
@@ -152,9 +128,10 @@ def parse(data: Any, *, source: Path | None = None, validate_drivers: bool = Tru
     try:
         model = _FederationModel.model_validate(data)
     except ValidationError as e:
-        path, msg, more = _first_error(e)
+        problem = first_problem(e)
+        more = problem.more
         extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise ConfigError(msg + extra, path=path or None, source=src) from None
+        raise ConfigError(problem.message + extra, path=problem.path or None, source=src) from None
 
     sites: dict[str, SiteConfig] = {}
     for name, site in model.sites.items():
@@ -191,8 +168,9 @@ def _validate_driver_options(site: SiteConfig, src: str | None) -> SiteConfig:
     try:
         options = cls.options_model.model_validate(fields)
     except ValidationError as e:
-        path, msg, _ = _first_error(e)
-        raise ConfigError(msg, path=f"sites.{site.name}.{path}".rstrip("."), source=src) from None
+        problem = first_problem(e)
+        raise ConfigError(problem.message, path=f"sites.{site.name}.{problem.path}".rstrip("."),
+                          source=src) from None
     return site.model_copy(update={"options": options})
 
 

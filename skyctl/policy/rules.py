@@ -1,10 +1,11 @@
-"""Bursting rules: the declarative `bursting:` list of the federation file, validated by hand.
+"""Bursting rules: the declarative `bursting:` list of the federation file, as pydantic models.
 
-Pure: standard library, skyctl.model and skyctl.errors only (config.py calls `parse_rules`
-at load time, after pydantic has checked the rest of the file). Every problem is one
+Pure: pydantic, skyctl.model, skyctl.errors and skyctl.validation only (config.py calls
+`parse_rules` at load time, after it has checked the rest of the file). Every problem is one
 ConfigError naming its field path, e.g. `bursting[0].home.cooldown: must be a duration such
 as 300s or 5m`. Nothing is evaluated: thresholds are numbers and percentages, never
-expressions. The schema is documented in docs/bursting.md.
+expressions. The schema is documented in docs/bursting.md; placement reads the frozen
+dataclasses below, never the models.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import difflib
 import enum
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError, \
+    ValidationInfo, model_validator
 
 from skyctl.errors import ConfigError
 from skyctl.model import Tier
+from skyctl.validation import FieldProblem, first_problem
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 _DURATION_RE = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -122,171 +127,233 @@ def _pct(fraction: float) -> str:
 
 
 # ---------------------------------------------------------------- parsing
+#
+# The models check the shape of the file; each scalar type says what one value must be, in the
+# words of docs/bursting.md. A model checks its keys before any value, pydantic checks values
+# in field order, and the first problem it lists is the one reported: the order of the fields
+# is the order of the checks.
 
 
-class _Ctx:
-    """Carries the file name so each error only has to say where and what."""
+def _as_float(number: int | float | str) -> float | None:
+    try:
+        return float(number)
+    except OverflowError:  # an integer too large for a float
+        return None
 
-    def __init__(self, source: str | None) -> None:
-        self.source = source
 
-    def fail(self, path: str, message: str, hint: str | None = None) -> ConfigError:
-        return ConfigError(message, path=path, source=self.source, hint=hint)
-
-    def mapping(self, value: Any, path: str, allowed: Sequence[str]) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            raise self.fail(path, f"must be a mapping with keys {', '.join(allowed)}")
-        for key in value:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(allowed)}"
-                raise self.fail(f"{path}.{key}", "unknown field", hint)
-        return value
-
-    def integer(self, value: Any, path: str, *, minimum: int = 0) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(path, f"must be a whole number >= {minimum}")
+def _whole_number(minimum: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):  # YAML's yes/no are not counts
+            raise ValueError(f"must be a whole number >= {minimum}")
         if value < minimum:
-            raise self.fail(path, f"must be >= {minimum}, got {value}")
+            raise ValueError(f"must be >= {minimum}, got {value}")
         return value
+    return check
 
-    def duration(self, value: Any, path: str) -> float:
-        """300, '300s', '5m', '1h30m' -> seconds."""
-        msg = "must be a duration such as 300s or 5m"
-        if isinstance(value, bool):
-            raise self.fail(path, msg)
-        if isinstance(value, (int, float)):
-            if not math.isfinite(value) or value < 0:
-                raise self.fail(path, msg)
-            return float(value)
-        if isinstance(value, str):
-            text = value.strip()
-            m = _DURATION_RE.match(text)
-            if text and m:
-                h, mi, s = (int(g) if g else 0 for g in m.groups())
-                return float(h * 3600 + mi * 60 + s)
-        raise self.fail(path, msg)
 
-    def percentage(self, value: Any, path: str) -> float:
-        """'90%' or 90 -> 0.9. A bare fraction such as 0.9 is refused: it reads both ways."""
-        msg = "must be a percentage such as 90%"
-        number: float | None = None
-        if isinstance(value, str):
-            m = _PERCENT_RE.match(value)
-            number = float(m.group(1)) if m else None
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            if 0 < value < 1:
-                raise self.fail(path, msg, hint=f"write {value * 100:g}% for a fraction")
-            number = float(value)
-        if number is None or not math.isfinite(number) or not 0 < number <= 100:
-            raise self.fail(path, msg + " (more than 0, at most 100)")
-        return number / 100.0
+def _seconds(value: Any) -> float:
+    """300, '300s', '5m', '1h30m' -> seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = _as_float(value)
+        if seconds is not None and math.isfinite(seconds) and seconds >= 0:
+            return seconds
+    elif isinstance(value, str):
+        text = value.strip()
+        match = _DURATION_RE.match(text)
+        if text and match:
+            try:
+                h, m, s = (int(g) if g else 0 for g in match.groups())
+                return float(h * 3600 + m * 60 + s)
+            except (ValueError, OverflowError):  # more digits than Python or a float will take
+                pass
+    raise ValueError("must be a duration such as 300s or 5m")
 
-    def site_list(self, value: Any, path: str, sites: Mapping[str, Any], tier: Tier) -> tuple[str, ...]:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not value:
-            raise self.fail(path, "must be a non-empty list of site names")
+
+def _fraction(value: Any) -> float:
+    """'90%' or 90 -> 0.9. A bare fraction such as 0.9 is refused: it reads both ways."""
+    message = "must be a percentage such as 90%"
+    number: float | None = None
+    if isinstance(value, str):
+        match = _PERCENT_RE.match(value)
+        number = float(match.group(1)) if match else None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if 0 < value < 1:
+            raise FieldProblem(message, hint=f"write {value * 100:g}% for a fraction")
+        number = _as_float(value)
+    if number is None or not math.isfinite(number) or not 0 < number <= 100:
+        raise ValueError(message + " (more than 0, at most 100)")
+    return number / 100.0
+
+
+def _rule_name(value: Any) -> str:
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise ValueError("must be a name of lowercase letters, digits and '-'")
+    return value
+
+
+def _rule_order(value: Any) -> RuleOrder:
+    try:
+        return RuleOrder(value)
+    except (ValueError, TypeError):  # TypeError: a list or mapping cannot be looked up
+        raise ValueError(f"must be one of: {', '.join(o.value for o in RuleOrder)}") from None
+
+
+def _group_name(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("group names must be text")
+    return value
+
+
+def _sites_of(tier: Tier) -> Callable[[Any, ValidationInfo], tuple[str, ...]]:
+    """Site names of one tier, from the `sites` mapping in the validation context."""
+    role = "overflow starts from local sites" if tier is Tier.LOCAL else "overflow goes to remote sites"
+
+    def check(value: Any, info: ValidationInfo) -> tuple[str, ...]:
+        sites: Mapping[str, Any] = (info.context or {})["sites"]
+        names = [value] if isinstance(value, str) else value  # one site needs no list
+        if not isinstance(names, list) or not names:
+            raise ValueError("must be a non-empty list of site names")
         out: list[str] = []
-        for i, name in enumerate(value):
-            p = f"{path}[{i}]"
+        for i, name in enumerate(names):
             if not isinstance(name, str) or name not in sites:
-                known = ", ".join(sites) or "none"
-                raise self.fail(p, f"unknown site {name!r} (sites: {known})")
+                raise FieldProblem(f"unknown site {name!r} (sites: {', '.join(sites) or 'none'})", below=(i,))
             site_tier = Tier(getattr(sites[name], "tier", Tier.REMOTE))
             if site_tier is not tier:
-                role = "overflow starts from local sites" if tier is Tier.LOCAL \
-                    else "overflow goes to remote sites"
-                raise self.fail(p, f"site {name!r} is tier {site_tier.value}; {role}",
-                                hint=f"set sites.{name}.tier: {tier.value} or move it to the other list")
+                raise FieldProblem(f"site {name!r} is tier {site_tier.value}; {role}", below=(i,),
+                                   hint=f"set sites.{name}.tier: {tier.value} or move it to the other list")
             if name in out:
-                raise self.fail(p, f"site {name!r} is listed twice")
+                raise FieldProblem(f"site {name!r} is listed twice", below=(i,))
             out.append(name)
         return tuple(out)
+    return check
 
 
-_RULE_KEYS = ("name", "from", "to", "order", "overflow", "home", "groups")
-_OVERFLOW_KEYS = ("keep_free_cores", "max_utilisation")
-_HOME_KEYS = ("hysteresis_cores", "when_free_cores", "cooldown", "max_moves")
-_GROUP_KEYS = ("min", "max")
+def _group_mapping(value: Any) -> Any:
+    """A plain list of group names means those groups, without bounds."""
+    if isinstance(value, list):
+        for name in value:
+            if not isinstance(name, str) or not name:  # also what could not be a mapping's key
+                raise FieldProblem("group names must be text", below=(str(name),))
+        value = dict.fromkeys(value)
+    if value is not None and (not isinstance(value, Mapping) or not value):
+        raise ValueError("must be a mapping of group name -> {min, max}")
+    return value
+
+
+def _empty_if_none(value: Any) -> Any:
+    return {} if value is None else value  # `home:` with nothing under it: all defaults
+
+
+_Count = Annotated[int, PlainValidator(_whole_number(0))]
+_Defaults = BeforeValidator(_empty_if_none)
+
+
+class _Spec(BaseModel):
+    """A mapping of known keys: unknown keys are refused first, with the nearest known one as a
+    hint, then missing ones; only then are the values checked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_first(cls, data: Any) -> Any:
+        keys = [f.alias or name for name, f in cls.model_fields.items()]
+        if not isinstance(data, Mapping):
+            raise ValueError(f"must be a mapping with keys {', '.join(keys)}")
+        for key in data:
+            if key not in keys:
+                close = difflib.get_close_matches(str(key), keys, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(keys)}"
+                raise FieldProblem("unknown field", below=(str(key),), hint=hint)
+        for name, f in cls.model_fields.items():
+            if f.is_required() and (f.alias or name) not in data:
+                raise FieldProblem("required field is missing", below=(f.alias or name,))
+        cls._keys_together(data)
+        return dict(data)
+
+    @classmethod
+    def _keys_together(cls, data: Mapping[str, Any]) -> None:
+        """Which keys may be given together, checked before any value."""
+
+
+class _OverflowSpec(_Spec):
+    # Absent is None; an explicit null is refused like any other non-number.
+    keep_free_cores: Annotated[int | None, PlainValidator(_whole_number(0))] = None
+    max_utilisation: Annotated[float | None, PlainValidator(_fraction)] = None
+
+    @classmethod
+    def _keys_together(cls, data: Mapping[str, Any]) -> None:
+        if len(data) > 1:
+            raise ValueError("give one threshold: keep_free_cores or max_utilisation")
+
+    def overflow(self) -> Overflow:
+        return Overflow(keep_free_cores=self.keep_free_cores, max_utilisation=self.max_utilisation)
+
+
+_HOME = HomePolicy()
+
+
+class _HomeSpec(_Spec):
+    hysteresis_cores: _Count = _HOME.hysteresis_cores
+    when_free_cores: _Count = _HOME.when_free_cores
+    cooldown: Annotated[float, PlainValidator(_seconds)] = _HOME.cooldown_s
+    max_moves: Annotated[int, PlainValidator(_whole_number(1))] = _HOME.max_moves
+
+    def policy(self) -> HomePolicy:
+        return HomePolicy(hysteresis_cores=self.hysteresis_cores, when_free_cores=self.when_free_cores,
+                          cooldown_s=self.cooldown, max_moves=self.max_moves)
+
+
+class _BoundsSpec(_Spec):
+    min: _Count = 0
+    max: _Count | None = None
+
+    @model_validator(mode="after")
+    def _max_at_least_min(self) -> _BoundsSpec:
+        if self.max is not None and self.max < self.min:
+            raise FieldProblem(f"must be >= min ({self.min}), got {self.max}", below=("max",))
+        return self
+
+    def bounds(self) -> GroupBounds:
+        return GroupBounds(min=self.min, max=self.max)
+
+
+class _RuleSpec(_Spec):
+    name: Annotated[str, PlainValidator(_rule_name)]
+    from_: Annotated[tuple[str, ...], PlainValidator(_sites_of(Tier.LOCAL))] = Field(alias="from")
+    to: Annotated[tuple[str, ...], PlainValidator(_sites_of(Tier.REMOTE))]
+    order: Annotated[RuleOrder, PlainValidator(_rule_order)] = RuleOrder.COST
+    overflow: Annotated[_OverflowSpec, _Defaults] = _OverflowSpec()
+    home: Annotated[_HomeSpec | None, _Defaults] = None  # absent: burst load stays where it is
+    groups: Annotated[dict[Annotated[str, PlainValidator(_group_name)], Annotated[_BoundsSpec, _Defaults]] | None,
+                      BeforeValidator(_group_mapping)] = None
+
+    def rule(self) -> Rule:
+        return Rule(name=self.name, from_sites=self.from_, to_sites=self.to, order=self.order,
+                    overflow=self.overflow.overflow(), home=self.home.policy() if self.home else None,
+                    groups={g: b.bounds() for g, b in (self.groups or {}).items()})
 
 
 def parse_rules(raw: Any, *, sites: Mapping[str, Any], path: str = "bursting",
                 source: str | None = None) -> list[Rule]:
     """Validate the `bursting:` list. `sites` maps site names to objects with a `.tier`."""
-    ctx = _Ctx(source)
     if raw is None:
         return []
     if not isinstance(raw, list):
-        raise ctx.fail(path, "must be a list of rules")
+        raise ConfigError("must be a list of rules", path=path, source=source)
     rules: list[Rule] = []
-    seen: dict[str, int] = {}
+    defined_at: dict[str, str] = {}
     for i, item in enumerate(raw):
-        rule = _parse_rule(ctx, item, f"{path}[{i}]", sites)
-        if rule.name in seen:
-            raise ctx.fail(f"{path}[{i}].name", f"rule {rule.name!r} is already defined at {path}[{seen[rule.name]}]")
-        seen[rule.name] = i
-        rules.append(rule)
+        at = f"{path}[{i}]"
+        try:
+            spec = _RuleSpec.model_validate(item, context={"sites": sites})
+        except ValidationError as e:
+            problem = first_problem(e, at=at, brackets=True)
+            raise ConfigError(problem.message, path=problem.path, source=source, hint=problem.hint) from None
+        # Rules are read in file order: a repeated name is reported once its rule is valid.
+        if spec.name in defined_at:
+            raise ConfigError(f"rule {spec.name!r} is already defined at {defined_at[spec.name]}",
+                              path=f"{at}.name", source=source)
+        defined_at[spec.name] = at
+        rules.append(spec.rule())
     return rules
-
-
-def _parse_rule(ctx: _Ctx, item: Any, path: str, sites: Mapping[str, Any]) -> Rule:
-    data = ctx.mapping(item, path, _RULE_KEYS)
-    for key in ("name", "from", "to"):
-        if key not in data:
-            raise ctx.fail(f"{path}.{key}", "required field is missing")
-    name = data["name"]
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ctx.fail(f"{path}.name", "must be a name of lowercase letters, digits and '-'")
-    from_sites = ctx.site_list(data["from"], f"{path}.from", sites, Tier.LOCAL)
-    to_sites = ctx.site_list(data["to"], f"{path}.to", sites, Tier.REMOTE)
-
-    order_raw = data.get("order", RuleOrder.COST.value)
-    try:
-        order = RuleOrder(order_raw)
-    except ValueError:
-        raise ctx.fail(f"{path}.order", "must be one of: cost, listed") from None
-
-    overflow = Overflow()
-    if data.get("overflow") is not None:
-        o = ctx.mapping(data["overflow"], f"{path}.overflow", _OVERFLOW_KEYS)
-        if len(o) > 1:
-            raise ctx.fail(f"{path}.overflow", "give one threshold: keep_free_cores or max_utilisation")
-        if "keep_free_cores" in o:
-            overflow = Overflow(keep_free_cores=ctx.integer(o["keep_free_cores"], f"{path}.overflow.keep_free_cores"))
-        elif "max_utilisation" in o:
-            overflow = Overflow(max_utilisation=ctx.percentage(o["max_utilisation"], f"{path}.overflow.max_utilisation"))
-
-    home: HomePolicy | None = None
-    if "home" in data:
-        h = ctx.mapping(data["home"] if data["home"] is not None else {}, f"{path}.home", _HOME_KEYS)
-        defaults = HomePolicy()
-        home = HomePolicy(
-            hysteresis_cores=ctx.integer(h.get("hysteresis_cores", defaults.hysteresis_cores),
-                                         f"{path}.home.hysteresis_cores"),
-            when_free_cores=ctx.integer(h.get("when_free_cores", defaults.when_free_cores),
-                                        f"{path}.home.when_free_cores"),
-            cooldown_s=ctx.duration(h.get("cooldown", defaults.cooldown_s), f"{path}.home.cooldown"),
-            max_moves=ctx.integer(h.get("max_moves", defaults.max_moves), f"{path}.home.max_moves", minimum=1),
-        )
-
-    groups: dict[str, GroupBounds] = {}
-    if data.get("groups") is not None:
-        g_raw = data["groups"]
-        if isinstance(g_raw, list):  # a plain list of group names: no bounds
-            g_raw = {g: None for g in g_raw}
-        if not isinstance(g_raw, Mapping) or not g_raw:
-            raise ctx.fail(f"{path}.groups", "must be a mapping of group name -> {min, max}")
-        for gname, bounds in g_raw.items():
-            gp = f"{path}.groups.{gname}"
-            if not isinstance(gname, str) or not gname:
-                raise ctx.fail(gp, "group names must be text")
-            b = ctx.mapping(bounds if bounds is not None else {}, gp, _GROUP_KEYS)
-            lo = ctx.integer(b.get("min", 0), f"{gp}.min")
-            hi = ctx.integer(b["max"], f"{gp}.max") if b.get("max") is not None else None
-            if hi is not None and hi < lo:
-                raise ctx.fail(f"{gp}.max", f"must be >= min ({lo}), got {hi}")
-            groups[gname] = GroupBounds(lo, hi)
-
-    return Rule(name=name, from_sites=from_sites, to_sites=to_sites, order=order,
-                overflow=overflow, home=home, groups=groups)

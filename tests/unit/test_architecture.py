@@ -20,9 +20,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PKG = ROOT / "skyctl"
 
-# module prefix -> skyctl modules it may import (prefix match). Light helpers (paths, logsafe)
-# sit beside model/errors at the bottom.
-BOTTOM = ("skyctl.model", "skyctl.errors", "skyctl.paths", "skyctl.logsafe", "skyctl.polling", "skyctl")
+# module prefix -> skyctl modules it may import (prefix match). Light helpers (paths, logsafe,
+# validation) sit beside model/errors at the bottom.
+BOTTOM = ("skyctl.model", "skyctl.errors", "skyctl.paths", "skyctl.logsafe", "skyctl.polling", "skyctl.validation",
+          "skyctl")
 ALLOWED: dict[str, tuple[str, ...]] = {
     "skyctl": (),  # the package itself (version); new modules land here and must declare a layer
     "skyctl.model": (),
@@ -30,6 +31,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "skyctl.paths": (),
     "skyctl.logsafe": ("skyctl.model",),
     "skyctl.polling": (),
+    "skyctl.validation": (),
     "skyctl.site": ("skyctl.model",),
     "skyctl.keys": ("skyctl.model", "skyctl.errors", "skyctl.paths"),
     "skyctl.policy": (*BOTTOM, "skyctl.policy"),
