@@ -1,6 +1,7 @@
 """`skyctl ssh | exec | cp | wait` through the real CLI, in process, against nodes of the in-memory
 cloud, each given its own loopback address where the sandbox's guest SSH server listens on the
-site's SSH port, as sandbox VMs do."""
+site's SSH port, as sandbox VMs do (skyctl in its own processes on sandbox VMs:
+tests/e2e/test_ssh_cli.py)."""
 
 from __future__ import annotations
 
