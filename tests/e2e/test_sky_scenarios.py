@@ -13,14 +13,13 @@ from typing import Any
 import pytest
 
 from skyctl.polling import iterate_timeout
-from tests.skycli import SkyCli as Sky
-from tests.skycli import SKYCTL, sandbox
+from skyctl.testing.cli import SKYCTL, SkyCli as Sky
 
 
 
 @pytest.fixture(scope="module")
-def sky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sky]:
-    with sandbox(tmp_path_factory.mktemp("sky-home"), boot_delay=0.2) as s:
+def sky(tmp_path_factory: pytest.TempPathFactory, skyctl_sandbox: Any) -> Iterator[Sky]:
+    with skyctl_sandbox(tmp_path_factory.mktemp("sky-home"), boot_delay=0.2) as s:
         yield s
 
 
