@@ -14,25 +14,10 @@ from typing import Any
 
 import pytest
 
-from skyctl.cli import main as cli_main
 from skyctl.sandbox.guest.loopback import LoopbackGuest, start_guest
 from skyctl.testing.cli import Runner, federation
 
 REMOTE_COMMANDS = ("ssh", "exec", "cp", "wait")
-
-
-@pytest.fixture(autouse=True)
-def _commands_registered() -> Iterator[None]:
-    """Until the lead registers them in skyctl/cli/commands.py, add them the documented way
-    (and take them away again, so no other test sees an app it did not expect)."""
-    from skyctl.cli import ssh as ssh_cli
-
-    before = list(cli_main.app.registered_commands)
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in before}
-    if not set(REMOTE_COMMANDS) <= names:
-        ssh_cli.register(cli_main.app)
-    yield
-    cli_main.app.registered_commands[:] = before
 
 
 @pytest.fixture
