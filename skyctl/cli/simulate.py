@@ -68,8 +68,8 @@ def simulate(
     from skyctl.policy.simulate import Settings
     from skyctl.policy.simulate import simulate as run
 
-    settings = Settings(cpus=cpus, memory_mib=memory_mib, boot_delay_s=parse_duration_opt(boot_delay, "--boot-delay")
-                        or 0.0, tick_s=parse_duration_opt(tick, "--tick") or 60.0)
+    settings = Settings(cpus=cpus, memory_mib=memory_mib, boot_delay_s=_boot_delay(boot_delay),
+                        tick_s=parse_duration_opt(tick, "--tick") or 60.0)
     outcomes = [run(demand, sites, rs, name=name, settings=settings) for name, rs in rule_sets]
     data = {"trace": demand.to_json(), "node": {"cpus": cpus, "memory_mib": memory_mib},
             "boot_delay_s": settings.boot_delay_s, "tick_s": settings.tick_s,
@@ -80,6 +80,16 @@ def simulate(
 
         for path in write_all(plot, outcomes, sites):
             term().info(f"wrote {path}")
+
+
+def _boot_delay(text: str) -> float:
+    from skyctl.errors import UsageError
+    from skyctl.policy.rules import parse_duration
+
+    try:
+        return parse_duration(text)  # 0s is allowed: nodes that are up at once
+    except ValueError as e:
+        raise UsageError(f"--boot-delay {text!r}: {e}") from None
 
 
 def _check_matplotlib() -> None:

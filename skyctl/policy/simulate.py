@@ -158,6 +158,7 @@ class _Run:
         self.nodes: dict[str, _Node] = {}
         self.remote: dict[str, _Node] = {}               # nodes that may move home
         self.fits_empty: dict[tuple[str, int], bool] = {}
+        self.hour_cache: dict[tuple[str, int], tuple[float, float, float]] = {}  # per core, whole hours
         self.by_job: dict[int, list[_Node]] = {}
         self.jobs: dict[int, Job] = {}
         self.queue: list[Job] = []
@@ -219,31 +220,41 @@ class _Run:
         if self.homing:
             self.want_tick(t)
 
-    def destroy(self, t: float, node: _Node) -> None:
+    def destroy(self, t: float, node: _Node, *, billed: bool = False) -> None:
         del self.nodes[node.name]
         self.remote.pop(node.name, None)
         self.used[node.site] -= 1
-        self.bill(node.site, node.since, t)
+        if not billed:
+            self.bill(node.site, node.since, t)
         self.changed(t)
 
-    def bill(self, site_name: str, since: float, until: float) -> None:
-        """One node on `site_name` over [since, until): hour by hour into the books."""
+    def bill(self, site_name: str, since: float, until: float, count: int = 1) -> None:
+        """`count` nodes on `site_name` over [since, until): hour by hour into the books."""
         if until <= since:
             return
-        site, totals, cpus = self.sites[site_name], self.out.sites[site_name], self.cfg.cpus
+        site, totals, cpus = self.sites[site_name], self.out.sites[site_name], self.cfg.cpus * count
         totals.core_hours += cpus * (until - since) / 3600
-        totals.node_hours += (until - since) / 3600
+        totals.node_hours += count * (until - since) / 3600
         t = since
         while t < until:
             hour = int(t // 3600)
             nxt = min((hour + 1) * 3600.0, until)
-            fp = footprint(site.energy, site.cost, cpus, t, nxt - t)
-            totals.cost += fp.cost
-            totals.kwh += fp.kwh or 0.0
-            totals.gco2 += fp.gco2 or 0.0
+            if t == hour * 3600.0 and nxt == t + 3600.0:
+                # A whole hour: the same for every node, and linear in cores.
+                per_core = self.hour_cache.get((site_name, hour))
+                if per_core is None:
+                    fp = footprint(site.energy, site.cost, 1, t, 3600.0)
+                    per_core = self.hour_cache[(site_name, hour)] = (fp.cost, fp.kwh or 0.0, fp.gco2 or 0.0)
+                cost, kwh, gco2 = (v * cpus for v in per_core)
+            else:
+                fp = footprint(site.energy, site.cost, cpus, t, nxt - t)
+                cost, kwh, gco2 = fp.cost, fp.kwh or 0.0, fp.gco2 or 0.0
+            totals.cost += cost
+            totals.kwh += kwh
+            totals.gco2 += gco2
             books = self.out.hourly.setdefault(hour, [0.0, 0.0])
-            books[0] += fp.cost
-            books[1] += fp.gco2 or 0.0
+            books[0] += cost
+            books[1] += gco2
             t = nxt
 
     # ------------------------------------------------------------ decisions
@@ -345,10 +356,14 @@ class _Run:
         self.push(t + job.duration_s, _END, job_id)
 
     def end(self, t: float, job_id: int) -> None:
+        together: dict[tuple[str, float], int] = {}   # a job's nodes alike are billed at once
         for node in self.by_job.pop(job_id):
-            if node.moving_to is not None:
-                self.destroy(t, node.moving_to)
-            self.destroy(t, node)
+            for n in (node.moving_to, node):
+                if n is not None:
+                    self.destroy(t, n, billed=True)
+                    together[(n.site, n.since)] = together.get((n.site, n.since), 0) + 1
+        for (site, since), count in together.items():
+            self.bill(site, since, t, count)
         self.asked -= self.jobs[job_id].nodes * self.cfg.cpus
 
     def run(self, jobs: Sequence[Job]) -> Outcome:
