@@ -62,7 +62,8 @@ def test_case(case: Path) -> None:
     for site, (cost, carbon, room, score) in expect.get("scaled", {}).items():
         scaled = figures[site].scaled
         assert scaled is not None
-        assert (scaled.cost, scaled.carbon, scaled.free_room, scaled.score) == pytest.approx((cost, carbon, room, score))
+        got = (scaled.cost, scaled.carbon, scaled.free_room, scaled.score)
+        assert got == pytest.approx((cost, carbon, room, score)), site
     reasons = {d.site: " ".join(r.text for r in d.reasons) for d in plan.decisions}
     for site, text in expect.get("reason_contains", {}).items():
         assert text in reasons[site], f"{site}: {reasons[site]}"
