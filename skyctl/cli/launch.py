@@ -36,10 +36,17 @@ def _plan_table(p: dict[str, Any]) -> Any:
     title = f"plan for {p['group']}: {p['placed']} of {p['requested']} placed"
     if p["unplaced"]:
         title += f"; {p['unplaced']} unplaced ({p['unplaced_reason']})"
-    return term().table(["SITE", "NODES", "IMAGE", "FLAVOR", "KWH", "COST", "GCO2", "WHY"],
+    return term().table(["SITE", "NODES", "IMAGE", "FLAVOR", "KWH", "COST", "GCO2", "SCALED COST/CO2/ROOM", "WHY"],
                         [(d["site"], d["count"], d["image"] or "-", d["flavor"] or "-", _num(d.get("kwh")),
-                          _num(d.get("cost")), _num(d.get("gco2")),
+                          _num(d.get("cost")), _num(d.get("gco2")), _scaled(d.get("scaled")),
                           "; ".join(r["text"] for r in d["reasons"])) for d in p["sites"]], title=title)
+
+
+def _scaled(terms: Any) -> str:
+    """Each term between the best (0) and the worst (1) candidate of the site's tier."""
+    if not terms:
+        return "-"
+    return f"{terms['cost']:.2f}/{terms['carbon']:.2f}/{terms['free_room']:.2f}"
 
 
 def _num(value: Any) -> str:
