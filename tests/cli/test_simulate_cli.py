@@ -107,3 +107,14 @@ def test_a_bad_trace_line_is_named(run: Runner, sim_sky: Path, tmp_path: Path) -
     trace.write_text("time,group,nodes,duration\n0,web,two,60\n")
     res = run("burst", "simulate", str(trace))
     assert res.code == 2 and f"{trace}: line 2: nodes must be a whole number >= 1, got 'two'" in res.err
+
+
+def test_an_swf_trace_is_read_by_its_suffix(run: Runner, sim_sky: Path, tmp_path: Path) -> None:
+    from tests.unit.test_simulate import SWF
+
+    trace = tmp_path / "log.swf"
+    trace.write_text(SWF)
+    res = run("burst", "simulate", str(trace), "--group", "hpc", "-o", "json")
+    assert res.code == 0, res.err
+    assert res.json()["trace"] == {"source": str(trace), "jobs": 3, "skipped": 1,
+                                   "node_hours": pytest.approx((4 * 3600 + 8 * 1800 + 3 * 600) / 3600, abs=1e-3)}
