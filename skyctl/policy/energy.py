@@ -119,7 +119,14 @@ def zone(name: str) -> ZoneInfo:
 def _utc_offset(tz: str, t: float) -> float:
     if tz == "UTC":
         return 0.0
-    off = datetime.fromtimestamp(t, zone(tz)).utcoffset()
+    return _quarter_offset(tz, int(t // 900))
+
+
+@lru_cache(maxsize=65536)
+def _quarter_offset(tz: str, quarter: int) -> float:
+    """The zone's UTC offset during one quarter of an hour. Offsets are whole quarters and
+    zones change them on a local quarter hour, so one quarter never holds two offsets."""
+    off = datetime.fromtimestamp(quarter * 900, zone(tz)).utcoffset()
     return off.total_seconds() if off is not None else 0.0
 
 
