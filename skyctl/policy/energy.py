@@ -141,6 +141,11 @@ def _integrals(model: EnergyModel, start: float, end: float) -> tuple[float, flo
     if (price is None or price.constant) and (carbon is None or carbon.constant):
         span = end - start
         return ((price.profile[0] * span if price else 0.0), (carbon.profile[0] * span if carbon else 0.0))
+    if end - start <= _CLOSED_FORM_SPAN and not _csv_within(price, start, end) and not _csv_within(carbon, start, end):
+        off = _utc_offset(model.timezone, start)
+        if off == _utc_offset(model.timezone, end - 1e-6):  # no clock change inside
+            return (_profile_integral(price, start + off, end + off),
+                    _profile_integral(carbon, start + off, end + off))
     p_sum = c_sum = 0.0
     t = start
     while t < end:
@@ -160,6 +165,42 @@ def _integrals(model: EnergyModel, start: float, end: float) -> tuple[float, flo
             c_sum += carbon.value(t, hour) * span
         t = nxt
     return p_sum, c_sum
+
+
+# Spans up to this long with the same UTC offset at both ends hold no clock change (zones change
+# their offset months apart), so profiles integrate in closed form over them.
+_CLOSED_FORM_SPAN = 2 * 86400.0
+
+
+def _csv_within(series: Series | None, start: float, end: float) -> bool:
+    return series is not None and bool(series.points) and series.points[0][0] < end and start < series.end
+
+
+@lru_cache(maxsize=1024)
+def _prefix(profile: tuple[float, ...]) -> tuple[float, ...]:
+    """Value-seconds of a daily profile from local midnight to the start of each hour (and 24)."""
+    out = [0.0]
+    for v in profile:
+        out.append(out[-1] + v * 3600.0)
+    return tuple(out)
+
+
+def _profile_integral(series: Series | None, local_start: float, local_end: float) -> float:
+    """∫ of a profile between two local times (seconds since the local epoch)."""
+    if series is None:
+        return 0.0
+    prof = series.profile
+    if len(prof) == 1:
+        return prof[0] * (local_end - local_start)
+    prefix = _prefix(prof)
+    base = math.floor(local_start / 86400.0) * 86400.0   # keeps the numbers small
+
+    def upto(x: float) -> float:
+        days, rest = divmod(x - base, 86400.0)
+        hour = min(int(rest // 3600), HOURS - 1)
+        return days * prefix[HOURS] + prefix[hour] + (rest - hour * 3600.0) * prof[hour]
+
+    return upto(local_end) - upto(local_start)
 
 
 def footprint(model: EnergyModel | None, static_cost: float, cores: int, start: float,

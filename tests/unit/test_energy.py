@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from skyctl.errors import ConfigError
 from skyctl.policy.energy import PriceUnit, footprint, local_hour, parse_energy
@@ -118,3 +120,26 @@ def test_the_federation_file_reads_csv_beside_itself(tmp_path: Any) -> None:
         "sites:\n  s: {driver: memory, watts_per_vcpu: 10, carbon: {csv: carbon.csv, profile: 1}}\n")
     fed = load(tmp_path / "sky.yaml", validate_drivers=False)
     assert fed.energy["s"].carbon is not None and len(fed.energy["s"].carbon.points) == 3
+
+
+ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "Asia/Kathmandu"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(profile=st.lists(st.floats(0, 1000), min_size=24, max_size=24), zone_name=st.sampled_from(ZONES),
+       start=st.floats(utc("2026-01-01T00:00"), utc("2027-01-01T00:00")), hours=st.floats(0.01, 60))
+def test_the_closed_form_matches_hour_by_hour(profile: list[float], zone_name: str, start: float,
+                                              hours: float) -> None:
+    """Profiles integrate in closed form when no clock change falls inside; hour by hour otherwise."""
+    import skyctl.policy.energy as energy
+
+    m = model(timezone=zone_name, watts_per_vcpu=1000, price={"per_core_hour": profile}, carbon=profile)
+    fast = footprint(m, 0, 1, start, hours * 3600)
+    saved = energy._CLOSED_FORM_SPAN
+    energy._CLOSED_FORM_SPAN = 0.0
+    try:
+        slow = footprint(m, 0, 1, start, hours * 3600)
+    finally:
+        energy._CLOSED_FORM_SPAN = saved
+    assert fast.cost == pytest.approx(slow.cost, rel=1e-9, abs=1e-6)
+    assert fast.gco2 == pytest.approx(slow.gco2, rel=1e-9, abs=1e-6)
