@@ -157,7 +157,7 @@ def _integrals(model: EnergyModel, start: float, end: float) -> tuple[float, flo
             nxt = min(nxt, price.next_change(t))
         if carbon is not None:
             nxt = min(nxt, carbon.next_change(t))
-        nxt = min(max(nxt, t + 1.0), end)  # always move forward
+        nxt = min(nxt if nxt > t else t + 1e-3, end)  # always move forward (float rounding)
         span = nxt - t
         if price is not None:
             p_sum += price.value(t, hour) * span
