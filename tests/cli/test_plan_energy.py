@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import Runner, federation
+from skyctl.testing.cli import Runner, federation
 
 NIGHT = [0.01] * 6 + [0.1] * 18
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cli.conftest import Runner, federation
-from tests.unit.test_simulate import HAND_TRACE
+from skyctl.testing.cli import Runner, federation
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def sim_sky(sky_file: Callable[[dict[str, Any]], Path], tmp_path: Path) -> Path:
                "price": {"per_core_hour": 0.06}},
     )
     data["bursting"] = [{"name": "r", "from": ["home"], "to": ["cloud"], "home": {"cooldown": "0s"}}]
-    (tmp_path / "trace.csv").write_text(HAND_TRACE)
+    (tmp_path / "trace.csv").write_text((FIXTURES / "hand.csv").read_text())
     (tmp_path / "stay.yaml").write_text(yaml.safe_dump({"bursting": [{"name": "stay", "from": ["home"],
                                                                       "to": ["cloud"]}]}))
     return sky_file(data)
@@ -110,10 +111,9 @@ def test_a_bad_trace_line_is_named(run: Runner, sim_sky: Path, tmp_path: Path) -
 
 
 def test_an_swf_trace_is_read_by_its_suffix(run: Runner, sim_sky: Path, tmp_path: Path) -> None:
-    from tests.unit.test_simulate import SWF
 
     trace = tmp_path / "log.swf"
-    trace.write_text(SWF)
+    trace.write_text((FIXTURES / "small.swf").read_text())
     res = run("burst", "simulate", str(trace), "--group", "hpc", "-o", "json")
     assert res.code == 0, res.err
     assert res.json()["trace"] == {"source": str(trace), "jobs": 3, "skipped": 1,

@@ -4,6 +4,7 @@ generator that gives the same trace for the same seed."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,20 +18,8 @@ from skyctl.policy.traces import parse_csv_trace, parse_swf, synthetic
 T0 = datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp()
 
 # Minutes from the start, group, nodes, duration (s). One vCPU per node, 60 s boots.
-HAND_TRACE = """time,group,nodes,duration
-0,batch,2,3600
-0,batch,2,1800
-300,batch,3,3600
-300,batch,4,1800
-300,batch,2,1200
-600,batch,13,600
-1200,batch,1,600
-2400,batch,1,2400
-2400,batch,2,600
-3000,batch,4,600
-7200,batch,1,30m
-7200,batch,1,1800
-"""
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
+HAND_TRACE = (FIXTURES / "hand.csv").read_text()  # worked out by hand in test_a_hand_computed_trace
 
 
 def _energy(**fields: Any) -> Any:
@@ -115,14 +104,7 @@ def test_bad_csv_lines_are_named(text: str, message: str) -> None:
         parse_csv_trace(text, start=T0)
 
 
-SWF = """; Version: 2.2
-; UnixStartTime: 1767571200
-; MaxProcs: 64
-    1      0     5    3600     4   -1 -1     4  7200 -1 1 1 1 1 1 1 -1 -1
-    2     60    -1      -1    -1   -1 -1     8  1800 -1 5 1 1 1 1 1 -1 -1
-    3    120     0      -1    -1   -1 -1     3  600  -1 0 2 1 1 1 1 -1 -1
-    4    180     0       0     2   -1 -1     2  600  -1 1 2 1 1 1 1 -1 -1
-"""
+SWF = (FIXTURES / "small.swf").read_text()
 
 
 def test_swf_reads_the_documented_fields() -> None:
