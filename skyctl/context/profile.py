@@ -114,7 +114,7 @@ class Profile(_Strict):
     @classmethod
     def _names(cls, v: dict[str, Variable]) -> dict[str, Variable]:
         for name in v:
-            if not VAR_NAME_RE.match(name):
+            if not VAR_NAME_RE.fullmatch(name):
                 raise ValueError(f"variable name {name!r} must be letters, digits and _ (not starting with a digit)")
             if name in BUILTIN_NAMES:
                 raise ValueError(f"variable name {name!r} is reserved (skyctl provides it)")
