@@ -120,7 +120,7 @@ def _check_rendered(r: dict[str, Any], c) -> None:  # type: ignore[no-untyped-de
     seen: dict[str, str] = {}
     for i, u in enumerate(r.get("users") or []):
         field_, name = f"users[{i}].name", str(u.get("name", ""))
-        if not _USER_RE.match(name):
+        if not _USER_RE.fullmatch(name):
             raise ContextError(f"{field_}: {name!r} is not a valid user name", source=f"profile '{c.origin_of(field_)}'")
         if name in seen:
             raise ContextError(f"{field_}: user '{name}' is also {seen[name]}; give both the same name text "

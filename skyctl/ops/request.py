@@ -26,7 +26,7 @@ MIB_PER_CPU = 2048   # --cpus without --memory
 def resolve(fed: Federation, group: str, count: int, *, image: str | None = None, size: str | None = None,
             cpus: int | None = None, memory: str | None = None, site: str | None = None) -> Request:
     """Check the names against the federation file and fill in its defaults."""
-    if not GROUP_RE.match(group):
+    if not GROUP_RE.fullmatch(group):
         raise UsageError(f"group name {group!r} must be lowercase letters, digits and '-', "
                          "starting with a letter (at most 40)")
     if site is not None:
