@@ -37,6 +37,7 @@ class BuiltContext:
     rendered: RenderedContext          # what the clouds receive
     masked: RenderedContext            # the same with every secret as ****, for output/logs/state
     secrets: list[str]                 # register each with skyctl.logsafe.register_secret
+    secret_names: tuple[str, ...] = () # the variables declared secret, whatever their type
     profiles: tuple[str, ...] = ()
     per_node: bool = False             # the profiles use node.name: build once per node
     warnings: tuple[str, ...] = field(default_factory=tuple)
@@ -191,6 +192,7 @@ def build_context(profiles: list[str], *, variables: dict[str, str] | None = Non
     else:
         masked = rendered
     return BuiltContext(rendered=rendered, masked=masked, secrets=secrets, profiles=c.names,
+                        secret_names=tuple(name for name, d in c.declared.items() if d.secret),
                         per_node=uses(c.data, "node"), warnings=tuple(warnings))
 
 

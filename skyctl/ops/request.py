@@ -99,8 +99,8 @@ def build_group_context(profiles: Sequence[str], variables: dict[str, str], var_
         (reporter or Reporter()).warning(w)
     for cloud in sorted(set(clouds)):
         check_for_cloud(first.rendered, cloud, profiles=first.profiles)
-    secret_values = set(first.secrets)
-    secret_names = tuple(k for k, v in variables.items() if v in secret_values)
+    # by declaration, not by value: a list or int secret given as `--var n=a,b` is no single secret value
+    secret_names = tuple(k for k in variables if k in first.secret_names)
     if not first.per_node:
         return GroupContext(lambda _name: first.rendered, secret_names)
 
