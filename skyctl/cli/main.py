@@ -18,7 +18,7 @@ from skyctl.cli.terminal import term
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 error, 2 usage or config error, 3 partial success (some sites or nodes "
-    "failed), 4 no capacity anywhere, 5 authentication failed, 130 interrupted."
+    "failed), 4 no capacity anywhere, 5 authentication failed, 6 no site answered, 130 interrupted."
 )
 
 app = typer.Typer(

@@ -13,6 +13,7 @@ from skyctl.errors import DriverError, NotFound, SkyError, UsageError
 from skyctl.model import Node, Tier
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.launch import LaunchResult, launch
+from skyctl.ops.outcome import raise_if_none_answered
 from skyctl.ops.request import context_of_group, request_for
 from skyctl.ops.sky import Sky
 from skyctl.policy.rules import group_bounds
@@ -64,6 +65,7 @@ def scale(sky: Sky, group: str, target: int) -> ScaleResult:
         raise UsageError(f"group {group} must stay between {bounds.min} and {bounds.max or 'any'} nodes "
                          "(bursting rules, groups.{group})")
     listing = list_nodes(sky, group=group)
+    raise_if_none_answered(listing.errors, len(sky.site_names))
     if listing.errors:
         names = ", ".join(sorted(listing.errors))
         raise SkyError(f"cannot scale {group}: {names} did not answer, so its size is unknown")
@@ -102,6 +104,7 @@ def reconcile(sky: Sky, *, delete_orphans: bool = False) -> ReconcileResult:
     state = sky.state
     owner = sky.federation.defaults.owner or state.install_id
     listing = list_nodes(sky)
+    raise_if_none_answered(listing.errors, len(sky.site_names))
     out = ReconcileResult(site_errors=dict(listing.errors))
     answered = set(sky.site_names) - set(listing.errors)
     ours = [n for n in listing.nodes if n.labels.get("owner") == owner]

@@ -7,7 +7,7 @@ from typing import Any
 
 from skyctl.errors import DriverError, NotFound, UsageError
 from skyctl.model import Node
-from skyctl.ops.outcome import Outcome, classify_reads
+from skyctl.ops.outcome import Outcome, classify_reads, raise_if_none_answered
 from skyctl.ops.sky import Sky, retrying
 
 
@@ -44,6 +44,7 @@ def _natural(name: str) -> tuple[Any, ...]:
 def resolve_targets(sky: Sky, names: list[str], *, site: str | None = None) -> tuple[list[Node], Listing]:
     """Each name is a group or a node name (or, with --site, the cloud's own id)."""
     listing = list_nodes(sky, site=site)
+    raise_if_none_answered(listing.errors, 1 if site else len(sky.site_names))
     by_group: dict[str, list[Node]] = {}
     by_name: dict[str, Node] = {}
     by_id: dict[str, Node] = {}

@@ -20,7 +20,7 @@ from typing import Any
 from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient, with_site
 from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, GroupSpec, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
 from skyctl.ops.inventory import delete_nodes, prepare_access
-from skyctl.ops.outcome import Outcome, classify_launch
+from skyctl.ops.outcome import Outcome, classify_launch, raise_if_none_answered
 from skyctl.ops.request import ContextFor
 from skyctl.ops.sky import Sky, retrying
 from skyctl.polling import iterate_timeout, remaining
@@ -125,7 +125,9 @@ def snapshot(sky: Sky, sites: list[str] | None = None,
 
 def plan_launch(sky: Sky, request: Request, snaps: list[SiteSnapshot] | None = None) -> Plan:
     if snaps is None:
-        snaps = snapshot(sky, [request.site] if request.site else None)
+        errors: dict[str, DriverError] = {}
+        snaps = snapshot(sky, [request.site] if request.site else None, errors)
+        raise_if_none_answered(errors, len(snaps))
     return place(request, snaps, sky.federation.rules, catalog_of(sky))
 
 
