@@ -80,8 +80,11 @@ def delete(
     t = term()
     with open_sky() as sky:
         nodes, listing = resolve_targets(sky, targets, site=site)
+        # A group is forgotten only when every site answered that its nodes are gone: a site
+        # that did not answer (or was not asked, with --site) may still hold some.
+        everyone_answered = not listing.errors and site is None
         if not nodes:
-            if not listing.errors:
+            if everyone_answered:
                 for g in set(targets) & set(sky.state.groups()):
                     sky.state.delete_group(g)  # an empty group: forget it
             t.info("nothing to delete")
@@ -97,8 +100,9 @@ def delete(
         deleted = [n for n in nodes if n.site not in errors]
         groups = {n.group for n in deleted if n.group in targets}
         remaining = {n.group for n in listing.nodes if n not in deleted}
-        for g in groups - remaining:
-            sky.state.delete_group(g)  # the whole group is gone
+        if everyone_answered and not errors:
+            for g in groups - remaining:
+                sky.state.delete_group(g)  # the whole group is gone
     t.info(f"deleted {len(deleted)} node(s)")
     term().emit([{"name": n.name, "site": n.site, "id": n.id} for n in deleted], output,
                 table=lambda rows: None)
