@@ -102,12 +102,11 @@ class ReconcileResult:
 
 def reconcile(sky: Sky, *, delete_orphans: bool = False) -> ReconcileResult:
     state = sky.state
-    owner = sky.federation.defaults.owner or state.install_id
     listing = list_nodes(sky)
     raise_if_none_answered(listing.errors, len(sky.site_names))
     out = ReconcileResult(site_errors=dict(listing.errors))
     answered = set(sky.site_names) - set(listing.errors)
-    ours = [n for n in listing.nodes if n.labels.get("owner") == owner]
+    ours = [n for n in listing.nodes if n.labels.get("owner") == sky.owner(n.site)]
     known_groups = set(state.groups())
 
     # The oldest node of a name is the real one; a later twin is a duplicate.

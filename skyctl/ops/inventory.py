@@ -26,10 +26,17 @@ class Listing:
 
 
 def list_nodes(sky: Sky, *, group: str | None = None, site: str | None = None,
-               include_foreign: bool = False) -> Listing:
+               include_foreign: bool = False, all_owners: bool = False) -> Listing:
+    """The caller's own nodes (their owner label on each site is `sky.owner(site)`); with
+    `all_owners` everyone's, with `include_foreign` also VMs skyctl did not create."""
     sites = [sky.federation.site(site).name] if site else sky.site_names
-    selector = {"group": group} if group else None
-    answers, errors = sky.gather(lambda d: d.list(selector, managed_only=not include_foreign), sites)
+    selector = {"group": group} if group else {}
+
+    def one(driver: Any) -> list[Node]:
+        mine = {} if all_owners or include_foreign else {"owner": sky.owner(driver.site_name)}
+        return driver.list({**selector, **mine} or None, managed_only=not include_foreign)
+
+    answers, errors = sky.gather(one, sites)
     nodes = [n for listed in answers.values() for n in listed]
     nodes.sort(key=lambda n: (n.group or "~", _natural(n.name), n.site))
     return Listing(nodes, errors)
