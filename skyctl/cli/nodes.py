@@ -81,8 +81,15 @@ def delete(
     from skyctl.errors import UsageError
     from skyctl.ops.inventory import delete_nodes, resolve_targets
 
+    from contextlib import ExitStack
+
+    from skyctl.ops.grouplock import group_lock
+    from skyctl.ops.request import GROUP_RE
+
     t = term()
-    with open_sky() as sky:
+    with open_sky() as sky, ExitStack() as held:
+        for g in sorted({x for x in targets if GROUP_RE.fullmatch(x)}):  # one writer per group
+            held.enter_context(group_lock(g, say=t.info))
         nodes, listing = resolve_targets(sky, targets, site=site)
         # A group is forgotten only when every site answered that its nodes are gone: a site
         # that did not answer (or was not asked, with --site) may still hold some.

@@ -11,8 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from skyctl.errors import DriverError, SkyError
+from skyctl.errors import DriverError, NotFound, SkyError
 from skyctl.model import Node, Tier
+from skyctl.ops.grouplock import group_lock
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.launch import catalog_of, launch, snapshot, wait_running
 from skyctl.ops.request import context_of_group, request_for
@@ -76,6 +77,19 @@ def run_tick(sky: Sky, *, dry_run: bool = False) -> TickResult:
 
 
 def move_home(sky: Sky, move: Move, old: Node) -> MoveOutcome:
+    """Make-before-break, holding the group's lock; the node must still be there once the lock
+    is ours (another `burst run` may have moved it while this one waited)."""
+    with group_lock(move.group, say=sky.reporter.message):
+        try:
+            retrying(lambda: sky.driver(old.site).get(old.id))
+        except NotFound:
+            return MoveOutcome(move, False, error=f"{old.name} is gone already (moved or deleted meanwhile)")
+        except DriverError as e:
+            return MoveOutcome(move, False, error=e.line())
+        return _move_home(sky, move, old)
+
+
+def _move_home(sky: Sky, move: Move, old: Node) -> MoveOutcome:
     spec = sky.state.group_spec(move.group)
     if spec is None:
         return MoveOutcome(move, False, error=f"group {move.group!r} is not known here")

@@ -11,6 +11,7 @@ from typing import Any
 
 from skyctl.errors import DriverError, NotFound, SkyError, UsageError
 from skyctl.model import Node, Tier
+from skyctl.ops.grouplock import group_lock
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.launch import LaunchResult, launch
 from skyctl.ops.outcome import raise_if_none_answered
@@ -55,6 +56,13 @@ class ScaleResult:
 
 
 def scale(sky: Sky, group: str, target: int) -> ScaleResult:
+    """Grow or shrink `group` to `target` nodes, holding the group's lock throughout (so two
+    scales at once end at the size asked, not at the sum)."""
+    with group_lock(group, say=sky.reporter.message):
+        return _scale(sky, group, target)
+
+
+def _scale(sky: Sky, group: str, target: int) -> ScaleResult:
     """Grow through the same placement as a launch (the context rebuilt from the group's spec),
     or shrink, burst nodes first."""
     spec = sky.state.group_spec(group)

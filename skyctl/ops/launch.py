@@ -19,6 +19,7 @@ from typing import Any
 
 from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient, with_site
 from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, GroupSpec, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
+from skyctl.ops.grouplock import group_lock
 from skyctl.ops.inventory import delete_nodes, list_nodes, prepare_access
 from skyctl.ops.outcome import Outcome, classify_launch, raise_if_none_answered
 from skyctl.ops.request import ContextFor
@@ -153,6 +154,14 @@ def _create_one(driver: Any, spec: NodeSpec, name: str, ctx: RenderedContext) ->
 
 def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: GroupSpec,
            wait_ready: bool = False, launch_id: str | None = None) -> LaunchResult:
+    """Create `request.count` more nodes of the group, holding the group's lock throughout."""
+    with group_lock(request.group, say=sky.reporter.message):
+        return _launch(sky, request, context_for=context_for, group_spec=group_spec, wait_ready=wait_ready,
+                       launch_id=launch_id)
+
+
+def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: GroupSpec,
+            wait_ready: bool, launch_id: str | None) -> LaunchResult:
     state = sky.state
     launch_id = launch_id or uuid.uuid4().hex[:12]
     owner = sky.owner
