@@ -36,9 +36,14 @@ class GroupBusy(SkyError):
 
 
 def lock_dir() -> Path:
-    from skyctl.paths import private_dir, state_dir
+    from skyctl.paths import base, private_dir
+    from skyctl.state import problem
 
-    return private_dir(state_dir() / "locks")
+    folder = base("state") / "locks"
+    try:
+        return private_dir(folder)
+    except OSError as e:
+        raise problem(folder, e) from None
 
 
 def _holder(fd: int) -> str:
@@ -61,6 +66,8 @@ def _wait_s() -> float:
 def group_lock(group: str, *, say: object = None) -> Iterator[None]:
     """Hold `group`'s lock for the block (re-entrant in one process). `say(text)` is told
     once when the lock is held by someone else and this call waits for it."""
+    from skyctl.state import problem
+
     path = lock_dir() / f"{group}.lock"
     with _mutex:
         depth = _held.get(path, 0)
@@ -73,7 +80,10 @@ def group_lock(group: str, *, say: object = None) -> Iterator[None]:
             with _mutex:
                 _held[path] -= 1
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as e:  # a read-only state folder: one line naming the file
+        raise problem(path, e) from None
     try:
         _take(fd, group, say)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "at": time.time(),

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skyctl.errors import DriverError, NotFound, SkyError, UsageError
-from skyctl.model import Node, Tier
+from skyctl.model import Node, NodeState, Tier
 from skyctl.ops.grouplock import group_lock
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.launch import LaunchResult, launch
@@ -97,6 +97,8 @@ class ReconcileResult:
     orphans: list[Node] = field(default_factory=list)     # ours on a cloud, group unknown here
     duplicates: list[Node] = field(default_factory=list)  # a second node with the same name
     deleted: list[str] = field(default_factory=list)
+    moves_finished: list[str] = field(default_factory=list)  # half-done moves home: remote node deleted
+    moves_undone: list[str] = field(default_factory=list)    # half-done moves home: replacement removed
     intents_closed: int = 0
     site_errors: dict[str, DriverError] = field(default_factory=dict)
 
@@ -104,8 +106,38 @@ class ReconcileResult:
         return {"adopted": self.adopted, "forgotten": self.forgotten,
                 "orphans": [n.to_json() for n in self.orphans],
                 "duplicates": [n.to_json() for n in self.duplicates], "deleted": self.deleted,
+                "moves_finished": self.moves_finished, "moves_undone": self.moves_undone,
                 "intents_closed": self.intents_closed,
                 "site_errors": {s: e.line() for s, e in self.site_errors.items()}}
+
+
+def _settle_move(sky: Sky, intent: Any, ours: list[Node], by_name: dict[str, Node], out: ReconcileResult) -> bool:
+    """A move home that skyctl did not finish: the group ends at its size either way. With the
+    replacement running, the remote node goes (the move is finished); otherwise the
+    replacement goes (undone). True when the intent could be closed."""
+    state = sky.state
+    old = by_name.get(intent.node)
+    old = old if old is not None and old.site == intent.site else None
+    new = next((n for n in ours if n.launch_id == intent.launch_id), None)
+    if old is None:
+        state.finish(intent.id, "done", "the remote node is gone")
+        return True
+    if new is None:
+        state.finish(intent.id, "failed", "undone by reconcile: no replacement was created")
+        out.moves_undone.append(intent.node)
+        return True
+    keep, drop = (new, old) if new.state is NodeState.RUNNING else (old, new)
+    if delete_nodes(sky, [drop]):
+        return False
+    by_name.pop(drop.name, None)
+    state.forget_node(drop.name)
+    if keep is new:
+        state.finish(intent.id, "done", f"finished by reconcile: {old.name} -> {new.name}")
+        out.moves_finished.append(old.name)
+    else:
+        state.finish(intent.id, "failed", f"undone by reconcile: {new.name} was not running")
+        out.moves_undone.append(old.name)
+    return True
 
 
 def reconcile(sky: Sky, *, delete_orphans: bool = False) -> ReconcileResult:
@@ -126,6 +158,10 @@ def reconcile(sky: Sky, *, delete_orphans: bool = False) -> ReconcileResult:
             by_name[n.name] = n
 
     for intent in state.intents("pending"):
+        if intent.op == "move":
+            if not listing.errors and _settle_move(sky, intent, ours, by_name, out):
+                out.intents_closed += 1
+            continue  # a move with a site silent stays pending: its nodes cannot all be seen
         node = by_name.get(intent.node)
         if node is not None:
             state.finish(intent.id, "done", f"adopted {node.id}")

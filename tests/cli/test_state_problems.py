@@ -52,7 +52,7 @@ def test_a_read_only_state_folder(run: Runner, two_sites: Path, monkeypatch: pyt
         folder.chmod(0o700)
     assert res.code == 1
     line = _one_error_line(res.err)
-    assert str(_state_file()) in line and "read-only" in line and "SKYCTL_HOME" in line
+    assert str(folder) in line and "read-only" in line and "SKYCTL_HOME" in line
 
 
 def test_a_database_another_process_keeps_locked(run: Runner, two_sites: Path,
