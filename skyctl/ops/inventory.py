@@ -53,11 +53,11 @@ def resolve_targets(sky: Sky, names: list[str], *, site: str | None = None) -> t
     listing = list_nodes(sky, site=site)
     raise_if_none_answered(listing.errors, 1 if site else len(sky.site_names))
     by_group: dict[str, list[Node]] = {}
-    by_name: dict[str, Node] = {}
+    by_name: dict[str, list[Node]] = {}
     by_id: dict[str, Node] = {}
     for n in listing.nodes:
         by_group.setdefault(n.group or "", []).append(n)
-        by_name[n.name] = n
+        by_name.setdefault(n.name, []).append(n)
         by_id[n.id] = n
     found: dict[tuple[str, str], Node] = {}
     missing: list[str] = []
@@ -69,7 +69,12 @@ def resolve_targets(sky: Sky, names: list[str], *, site: str | None = None) -> t
             for n in by_group[name]:
                 found[(n.site, n.id)] = n
         elif name in by_name:
-            n = by_name[name]
+            same = by_name[name]
+            if len(same) > 1:  # never a silent pick: duplicates after a crash, or a name reused
+                each = ", ".join(f"{n.id} on {n.site}" for n in same)
+                raise UsageError(f"{name!r} names {len(same)} nodes ({each})",
+                                 hint="name one by its id with --site SITE, or run 'skyctl reconcile'")
+            n = same[0]
             found[(n.site, n.id)] = n
         elif site and name in by_id:
             found[(site, name)] = by_id[name]

@@ -45,12 +45,13 @@ def retrying(call: Callable[[], T], attempts: int = READ_ATTEMPTS) -> T:
 
 class Sky:
     def __init__(self, federation: Federation, *, state: State | None = None,
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None, acting_for: str | None = None) -> None:
         self.federation = federation
         self._state = state
         self.reporter = reporter or Reporter()
         self._drivers: dict[str, Driver] = {}
         self._owners: dict[str, str] = {}
+        self._acting_for = acting_for
         self._lock = threading.Lock()
 
     @property
@@ -60,7 +61,8 @@ class Sky:
         return self._state
 
     def owner(self, site: str) -> str:
-        """The owner label of the caller's nodes on `site`: SKYCTL_OWNER, else `owner:` in the
+        """The owner label of the caller's nodes on `site`: `acting_for` (the CLI's --owner),
+        else SKYCTL_OWNER, else `owner:` in the
         federation file's defaults (a shared robot account), else who the site knows the
         caller as (Keystone user id, OpenNebula user), else the local login name. Never
         anything kept in local state, so an emptied state does not change who you are."""
@@ -68,7 +70,7 @@ class Sky:
             known = self._owners.get(site)
         if known is not None:
             return known
-        who = os.environ.get("SKYCTL_OWNER") or self.federation.defaults.owner
+        who = self._acting_for or os.environ.get("SKYCTL_OWNER") or self.federation.defaults.owner
         if not who:
             who = retrying(self.driver(site).identity)
         if not who:

@@ -88,3 +88,31 @@ def test_skyctl_owner_names_a_shared_robot_account(run: Runner, as_user,  # type
     as_user("bob")
     monkeypatch.setenv("SKYCTL_OWNER", "ci robot/1")
     assert [n["name"] for n in run("ps", "-o", "json").json()] == ["job-0"]
+
+
+def test_acting_for_a_colleague_is_said_on_stderr(run: Runner, as_user) -> None:  # type: ignore[no-untyped-def]
+    as_user("alice")
+    assert run("launch", "web", "--count", "2").code == 0
+    as_user("bob")
+    assert run("ps", "-o", "json").json() == []
+    theirs = run("--owner", "alice", "ps", "-o", "json")
+    assert theirs.code == 0 and len(theirs.json()) == 2
+    assert "acting for owner alice" in theirs.err
+    assert run("--owner", "alice", "delete", "web", "--yes").code == 0
+    assert _on_clouds() == {}
+
+
+def test_a_node_name_that_names_two_nodes_is_an_error_not_a_pick(run: Runner, as_user) -> None:  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    as_user("alice")
+    assert run("launch", "web", "--count", "2").code == 0
+    cloud = next(site for site in memdriver.CLOUDS.values() if site.nodes)
+    node_id, (node, ctx) = next(iter(cloud.nodes.items()))
+    other = next(k for k in cloud.nodes if k != node_id)
+    twin = replace(cloud.nodes[other][0], name=node.name, labels={**cloud.nodes[other][0].labels, "name": node.name})
+    cloud.nodes[other] = (twin, cloud.nodes[other][1])
+    res = run("show", node.name)
+    assert res.code == 2 and "names 2 nodes" in res.err
+    assert run("delete", node.name, "--yes").code == 2
+    assert len(_on_clouds()) == 2
