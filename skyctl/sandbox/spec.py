@@ -102,7 +102,7 @@ def _checked_when_absent() -> Any:
 
 
 def _site_name(value: Any) -> str:
-    if not re.match(NAME_RE, str(value)):
+    if not re.fullmatch(NAME_RE, str(value)):
         raise ValueError("not a valid site name (lowercase letters, digits, '-')")
     return str(value)
 
@@ -267,9 +267,11 @@ def validate(spec: Mapping[str, Any]) -> None:
 def load_file(path: str | Path) -> dict[str, Any]:
     import yaml
 
+    from skyctl import yamlsafe
+
     p = Path(path).expanduser()
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yamlsafe.load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"no sandbox spec file at {p}", path="--spec") from None
     except yaml.YAMLError as e:

@@ -78,6 +78,11 @@ class OpenNebulaDriver(Driver):
                                              pool_size=max(self.site.max_parallel, 4))
         return self._client
 
+    def identity(self) -> str | None:
+        from skyctl_opennebula.auth import read_session
+
+        return read_session(self.options.one_auth, site=self.site_name)[1]
+
     def _call(self, method: str, *params: Any) -> Any:
         return self._api().call(method, *params)
 
