@@ -46,15 +46,15 @@ PARSE_ERROR_RE = re.compile(r"syntax error|parse error|error parsing", re.IGNORE
 def error_for_code(code: int, message: str, *, site: str) -> DriverError:
     message = (message or "").strip() or f"OpenNebula error 0x{code:04x}"
     if NO_ONEGATE in message:
-        return InvalidRequest(message, site=site,
-                              hint=f"this site has no OneGate: set `onegate: false` in sites.{site} (skyctl then "
-                                   "sends no TOKEN/REPORT_READY and waits on SSH)")
+        return _with_hint(InvalidRequest(message, site=site, field="onegate"),
+                          f"this site has no OneGate: set `onegate: false` in sites.{site} (skyctl then sends no "
+                          "TOKEN/REPORT_READY and waits on SSH)")
     m = NOT_OWNER_RE.search(message)
     if m:
         field_ = "network" if m.group("what") == "network" else "image"
-        return InvalidRequest(message, site=site,
-                              hint=f"name the owner in sites.{site}.{field_}: {{name: {m.group('name')}, owner: "
-                                   f"oneadmin}} (or its id)")
+        return _with_hint(InvalidRequest(message, site=site, field=field_),
+                          f"name the owner in sites.{site}.{field_}: {{name: {m.group('name')}, owner: oneadmin}} "
+                          "(or its id)")
     if code == AUTHORIZATION:
         m = QUOTA_RE.search(message)
         if m:
@@ -73,6 +73,11 @@ def error_for_code(code: int, message: str, *, site: str) -> DriverError:
         return Transient(message, site=site)
     # ACTION (wrong state), API (bad arguments), ALLOCATE (template rejected), anything else
     return InvalidRequest(message, site=site)
+
+
+def _with_hint(err: DriverError, hint: str) -> DriverError:
+    err.hint = hint
+    return err
 
 
 def error_for_exception(e: Exception, call: str, *, endpoint: str, timeout: float, site: str) -> DriverError | None:
