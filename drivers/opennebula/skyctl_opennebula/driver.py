@@ -255,6 +255,22 @@ class OpenNebulaDriver(Driver):
                      ", ".join(clashes))
         return body
 
+    def site_context(self, context: RenderedContext, template: str) -> dict[str, str]:
+        """The CONTEXT a VM from `template` (a template name or id) gets: the template's with
+        skyctl's variables over it, as create sends it (`skyctl context render --site`)."""
+        from skyctl.errors import InvalidRequest
+        from skyctl_opennebula import template as one_template
+
+        if self.options.mode == "allocate":
+            return one_template.one_context(context, onegate=self.options.onegate)
+        found = [i for i in self.images() if template in (i.id, i.name)]
+        if not found:
+            raise InvalidRequest(f"no VM template {template!r} on this site", site=self.site_name, field="image")
+        site_template = self._site_template(int(found[0].id))
+        merged, _ = one_template.merge_context(site_template.context,
+                                               one_template.one_context(context, onegate=self.options.onegate))
+        return merged
+
     # ------------------------------------------------------------ nodes
     def create(self, spec: NodeSpec, name: str, context: RenderedContext) -> Node:
         from skyctl.errors import InvalidRequest

@@ -152,3 +152,29 @@ def test_a_template_parse_error_is_not_retried() -> None:
     assert not err.retryable
     assert error_for_code(0x2000, "[one.vm.info] Internal error, the request could not be completed.",
                           site="cc").retryable
+
+
+def test_context_render_for_a_site_shows_the_merged_context(opennebula_sandbox_site, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import yaml
+
+    from skyctl.cli.main import main
+
+    site = opennebula_sandbox_site
+    sky = tmp_path / "sky.yaml"
+    sky.write_text(yaml.safe_dump({
+        "sites": {"cc": {"driver": "opennebula", "endpoint": site.endpoint, "one_auth": str(site.one_auth)}},
+        "images": {"alma9": {"cc": "AlmaLinux 9"}}, "sizes": {"small": {"cpus": 1, "memory": "2GiB"}},
+        "defaults": {"image": "alma9", "size": "small"}}))
+    monkeypatch.setenv("SKYCTL_CONFIG", str(sky))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["context", "render", "base", "--for", "opennebula", "--site", "cc", "-o", "json"])
+    out = capsys.readouterr().out
+    assert info.value.code in (0, None), out
+    context = json.loads(out)["context"]
+    assert context["INIT_SCRIPTS"] == "site-init.sh" and context["DNS"] == "127.0.0.53"   # the site's
+    assert context["SSH_PUBLIC_KEY"].startswith("ssh-") and "TOKEN" not in context         # skyctl's, no OneGate
