@@ -29,6 +29,7 @@ POOL_ALL = -2
 STATE_ANY_BUT_DONE = -1
 PAGE_SIZE = 1000
 DELETE_RETRY = 0.5     # seconds between terminate attempts on a VM still in PROLOG/BOOT
+DELETE_WAIT = 120.0    # at most this long (or ready_timeout) per delete call; ops retries the call
 
 
 log = logging.getLogger("skyctl.opennebula")
@@ -348,8 +349,9 @@ class OpenNebulaDriver(Driver):
     def delete(self, node_ids: Sequence[str]) -> None:
         """terminate-hard each VM; a missing one is success. oned refuses while a VM is being
         set up (PROLOG, BOOT, HOTPLUG...: "wrong state"): those are tried again until they go,
-        up to the site's ready_timeout, then reported as still deleting (Transient). One
-        failure does not spare the rest."""
+        up to the site's ready_timeout (at most DELETE_WAIT), then reported as still deleting
+        (Transient: the nodes stay recorded, a later delete or reconcile finishes). One failure
+        does not spare the rest."""
         from skyctl.errors import InvalidRequest
         from skyctl.polling import Expired, iterate_timeout
         from skyctl_opennebula.errors import WRONG_STATE
@@ -358,7 +360,8 @@ class OpenNebulaDriver(Driver):
         pending = [int(i) for i in node_ids if str(i).isdigit()]   # others cannot exist here
         refused: dict[int, str] = {}
         try:
-            for _ in iterate_timeout(self.site.ready_timeout, "VMs to leave PROLOG/BOOT", interval=DELETE_RETRY):
+            for _ in iterate_timeout(min(self.site.ready_timeout, DELETE_WAIT), "VMs to leave PROLOG/BOOT",
+                                     interval=DELETE_RETRY):
                 for vm_id in pending:
                     try:
                         self._call("vm.action", "terminate-hard", vm_id)

@@ -178,3 +178,34 @@ def test_context_render_for_a_site_shows_the_merged_context(opennebula_sandbox_s
     context = json.loads(out)["context"]
     assert context["INIT_SCRIPTS"] == "site-init.sh" and context["DNS"] == "127.0.0.53"   # the site's
     assert context["SSH_PUBLIC_KEY"].startswith("ssh-") and "TOKEN" not in context         # skyctl's, no OneGate
+
+
+def test_a_launch_fails_over_from_boot_failures(opennebula_sandbox_site, memory_driver, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    import yaml
+
+    from skyctl.cli.main import main
+
+    site = opennebula_sandbox_site
+    site.world.settings.update(boot_failure_rate=1.0)
+    sky = tmp_path / "sky.yaml"
+    sky.write_text(yaml.safe_dump({
+        "sites": {"cc": {"driver": "opennebula", "tier": "local", "endpoint": site.endpoint,
+                         "one_auth": str(site.one_auth), "ssh": {"check_ready": False}},
+                  "far": {"driver": "memory", "tier": "remote", "cost": 1, "ssh": {"check_ready": False}}},
+        "images": {"alma9": {"cc": "AlmaLinux 9", "far": "alma9"}},
+        "sizes": {"small": {"cpus": 1, "memory": "2GiB"}},
+        "defaults": {"image": "alma9", "size": "small", "contexts": ["base"]}}))
+    monkeypatch.setenv("SKYCTL_CONFIG", str(sky))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["launch", "bf", "--count", "2", "--wait", "-o", "json"])
+    cap = capsys.readouterr()
+    assert info.value.code in (0, None), cap.err
+    data = json.loads(cap.out)
+    assert sorted(n["site"] for n in data["nodes"]) == ["far", "far"]
+    assert "BOOT_FAILURE" in data["full_sites"]["cc"] and "Error deploying" in data["full_sites"]["cc"]
+    assert site.world.live_vms() == []                    # the failed VMs were deleted
