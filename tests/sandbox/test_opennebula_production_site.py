@@ -138,3 +138,21 @@ def test_boot_failure_can_be_injected_and_the_vm_deleted() -> None:
         one.vm.action("terminate-hard", vm_id)                    # oned deletes failed VMs
         with pytest.raises(pyone.OneNoExistsException):
             one.vm.info(vm_id)
+
+
+def test_spec_fields_of_an_opennebula_site() -> None:
+    from skyctl.errors import ConfigError
+    from skyctl.sandbox import spec
+
+    resolved = spec.resolve({"sites": {"cc": {"onegate_endpoint": "http://127.0.0.1:5030", "prolog_seconds": 2,
+                                              "boot_failure_rate": 0.5, "group_quota": {"instances": 4}}}})
+    world = spec.build_world("cc", resolved["sites"]["cc"], resolved)
+    assert world.settings == {"onegate_endpoint": "http://127.0.0.1:5030", "prolog_seconds": 2,
+                              "boot_failure_rate": 0.5}
+    assert world.group_quota.instances == 4 and world.group_quota.cores == 48
+    with pytest.raises(ConfigError, match="sites.home.onegate_endpoint: exists on OpenNebula sites only"):
+        spec.resolve({"sites": {"home": {"onegate_endpoint": "http://x"}}})
+    with pytest.raises(ConfigError, match="sites.cc.onegate_endpoint: must be an http"):
+        spec.resolve({"sites": {"cc": {"onegate_endpoint": "x:5030"}}})
+    with pytest.raises(ConfigError, match="sites.cc.boot_failure_rate"):
+        spec.resolve({"sites": {"cc": {"boot_failure_rate": 2}}})
