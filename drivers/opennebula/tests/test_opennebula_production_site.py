@@ -88,6 +88,8 @@ def test_capacity_takes_the_tighter_group_quota(front: OpenNebulaFront, one_auth
     assert (cap.instances.limit, cap.instances.scope) == (3, "group 1")
     assert (cap.cores.limit, cap.cores.scope) == (32, None)    # the user's 32 is tighter than the group's 48
     assert cap.fits_count(Resources(cpus=1, memory_mib=512)) == 3
+    assert cap.as_dict()["instances"] == {"used": 0, "limit": 3, "scope": "group 1"}
+    assert cap.instances.label == "instances (group 1)"          # as a plan names the binding quota
 
 
 def test_delete_waits_out_prolog_and_leaves_nothing(front: OpenNebulaFront, one_auth: Path) -> None:
