@@ -211,3 +211,11 @@ def test_a_launch_fails_over_from_boot_failures(opennebula_sandbox_site, memory_
     assert sorted(n["site"] for n in data["nodes"]) == ["far", "far"]
     assert "BOOT_FAILURE" in data["full_sites"]["cc"] and "Error deploying" in data["full_sites"]["cc"]
     assert site.world.live_vms() == []                    # the failed VMs were deleted
+
+
+def test_one_auth_with_a_login_token(front: OpenNebulaFront, tmp_path: Path) -> None:
+    front.login_tokens.add("a1b2c3d4e5f6login-token")
+    auth = tmp_path / "one_auth_token"
+    auth.write_text("skyuser:a1b2c3d4e5f6login-token\n")
+    auth.chmod(0o600)
+    assert driver(front, auth).capacity().instances.limit == 16

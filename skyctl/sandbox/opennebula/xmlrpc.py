@@ -114,12 +114,23 @@ class XmlRpcFront:
         self.port = port
         self.username = username
         self._password = password
+        # Login tokens (`oneuser token-create`): `user:token` logs in as `user:password` does.
+        self.login_tokens: set[str] = set()
         self.connections_accepted = 0   # TCP connections taken; shows whether clients reuse them
         self._server: _Server | None = None
         self._methods = self.method_table()
 
     def method_table(self) -> dict[str, Callable[..., Any]]:
         raise NotImplementedError
+
+    def _authenticated(self, session: str) -> bool:
+        user, _, secret = session.partition(":")
+        if not hmac.compare_digest(user.encode(), self.username.encode()):
+            return False
+        ok = hmac.compare_digest(secret.encode(), self._password.encode())
+        for token in self.login_tokens:
+            ok |= hmac.compare_digest(secret.encode(), token.encode())
+        return ok
 
     # ------------------------------------------------------------ lifecycle of the server
     @property
@@ -149,7 +160,7 @@ class XmlRpcFront:
             raise xmlrpc.client.Fault(-501, "Type mismatch")
         if self.world.inject():
             return failure(INTERNAL, f"[{method}] Internal error, the request could not be completed.")
-        if not hmac.compare_digest(params[0].encode(), f"{self.username}:{self._password}".encode()):
+        if not self._authenticated(params[0]):
             return failure(AUTHENTICATION, f"[{method}] User couldn't be authenticated, aborting call.")
         check_arguments(fn, method, params[1:])
         try:
