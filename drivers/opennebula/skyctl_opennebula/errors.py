@@ -90,6 +90,11 @@ def error_for_exception(e: Exception, call: str, *, endpoint: str, timeout: floa
     import requests
 
     # The order is the order of precedence (Timeout and ConnectionError are RequestExceptions).
+    if isinstance(e, requests.exceptions.SSLError):
+        # an untrusted certificate stays untrusted: no retry helps
+        return _with_hint(InvalidRequest(f"{call}: TLS with {endpoint} failed: certificate not trusted or "
+                                         "handshake refused", site=site, field="ca_bundle"),
+                          f"set ca_bundle: in sites.{site} to the PEM file of the site's CA")
     if isinstance(e, requests.Timeout):
         return Transient(f"{call}: no answer from {endpoint} within {timeout:g}s", site=site)
     if isinstance(e, requests.ConnectionError):

@@ -38,6 +38,7 @@ class SessionTransport(xmlrpc.client.Transport):
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
         self.session.verify = verify
+        self.verify = verify
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -46,7 +47,9 @@ class SessionTransport(xmlrpc.client.Transport):
 
     def request(self, host: str, handler: str, request_body: bytes, verbose: bool = False) -> Any:
         url = f"{self.scheme}://{host}/{handler.lstrip('/')}"
-        resp = self.session.post(url, data=request_body, timeout=self.timeout)
+        # verify per request: requests lets $REQUESTS_CA_BUNDLE override a session's own
+        # verify (a ca_bundle, or verify_tls: false), but not a request's
+        resp = self.session.post(url, data=request_body, timeout=self.timeout, verify=self.verify)
         if resp.status_code != 200:
             raise xmlrpc.client.ProtocolError(url, resp.status_code, resp.reason or "", {})
         parser, unmarshaller = self.getparser()

@@ -219,3 +219,20 @@ def test_one_auth_with_a_login_token(front: OpenNebulaFront, tmp_path: Path) -> 
     auth.write_text("skyuser:a1b2c3d4e5f6login-token\n")
     auth.chmod(0o600)
     assert driver(front, auth).capacity().instances.limit == 16
+
+
+def test_a_site_with_its_own_ca_needs_ca_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from skyctl.testing.sandbox import start_opennebula_site
+
+    # requests would let this override a session's own verify: the site's settings must win
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    site = start_opennebula_site(tmp_path, tls=True)
+    try:
+        assert site.endpoint.startswith("https://") and site.ca_bundle is not None
+        with pytest.raises(InvalidRequest, match="TLS with .* failed") as info:
+            driver(site.front, site.one_auth).version()
+        assert "ca_bundle" in info.value.line()
+        assert driver(site.front, site.one_auth, ca_bundle=str(site.ca_bundle)).capacity().instances.limit == 16
+        assert driver(site.front, site.one_auth, verify_tls=False).version()
+    finally:
+        site.stop()

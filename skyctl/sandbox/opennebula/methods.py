@@ -42,10 +42,10 @@ class OpenNebulaFront(XmlRpcFront):
     """XML-RPC `one.*` front-end for one `SiteWorld`, as one user (an ordinary one by default)."""
 
     def __init__(self, world: SiteWorld, *, host: str = "127.0.0.1", port: int = 0,
-                 username: str = SANDBOX_USER, password: str = "sandbox") -> None:
+                 username: str = SANDBOX_USER, password: str = "sandbox", tls: Any = None) -> None:
         self.uid = 0 if username == OBJECT_UNAME else SANDBOX_UID
         self.gid, self.gname = (0, "oneadmin") if username == OBJECT_UNAME else (SHARED_GID, SHARED_GNAME)
-        super().__init__(world, host=host, port=port, username=username, password=password)
+        super().__init__(world, host=host, port=port, username=username, password=password, tls=tls)
         self.views = Views(world, Owner(self.uid, self.gid, self.gname, username), int(time.time()))
 
     def method_table(self) -> dict[str, Callable[..., Any]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import inspect
 import socket
+import ssl
 import xmlrpc.client
 from collections.abc import Callable
 from typing import Any
@@ -108,8 +109,10 @@ class XmlRpcFront:
     Each method is called as `fn(method_name, *arguments_after_the_session)` and returns the
     reply body or raises `OneError`."""
 
-    def __init__(self, world: SiteWorld, *, host: str, port: int, username: str, password: str) -> None:
+    def __init__(self, world: SiteWorld, *, host: str, port: int, username: str, password: str,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.world = world
+        self.tls = tls                  # serve HTTPS with this context (a site with its own CA)
         self.host = host
         self.port = port
         self.username = username
@@ -135,12 +138,15 @@ class XmlRpcFront:
     # ------------------------------------------------------------ lifecycle of the server
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}/RPC2"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/RPC2"
 
     def start(self) -> None:
         if self._server is not None:
             return
         server = _Server(self, (self.host, self.port))
+        if self.tls is not None:
+            # the handshake happens in each connection's thread, on its first read
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self.port = server.server_address[1]
         self._server = server
         server.serve_in_thread(f"one-front-{self.world.name}", poll_interval=0.05)
