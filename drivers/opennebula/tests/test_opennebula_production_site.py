@@ -93,15 +93,24 @@ def test_capacity_takes_the_tighter_group_quota(front: OpenNebulaFront, one_auth
 
 
 def test_delete_waits_out_prolog_and_leaves_nothing(front: OpenNebulaFront, one_auth: Path) -> None:
-    front.world.settings.update(prolog_seconds=1.0, boot_seconds=0.2)
+    import threading
+
+    front.world.settings.update(prolog_seconds=60, boot_seconds=0.05)
     d = driver(front, one_auth)
     nodes = [create(d, front, one_auth, f"p-{i}") for i in range(3)]
-    deadline = time.monotonic() + 5
-    while d.get(nodes[0].id).extra["one_lcm_state"] != "PROLOG" and time.monotonic() < deadline:
+    deadline = time.monotonic() + 10
+    while (any(d.get(n.id).extra["one_lcm_state"] != "PROLOG" for n in nodes)
+           and time.monotonic() < deadline):
         time.sleep(0.02)
     assert all(d.get(n.id).extra["one_lcm_state"] == "PROLOG" for n in nodes)
-    d.delete([n.id for n in nodes])
-    assert front.world.live_vms() == []
+    deleting = threading.Thread(target=d.delete, args=([n.id for n in nodes],))
+    deleting.start()
+    time.sleep(0.3)
+    assert deleting.is_alive() and len(front.world.live_vms()) == 3   # oned refuses: still trying
+    for vm in front.world.live_vms():                                # the image copies finish
+        vm.extra["one"]["phases"] = (0.0, 0.0, 0.0)
+    deleting.join(10)
+    assert not deleting.is_alive() and front.world.live_vms() == []
 
 
 def test_delete_reports_a_vm_still_deleting(front: OpenNebulaFront, one_auth: Path) -> None:
@@ -110,7 +119,9 @@ def test_delete_reports_a_vm_still_deleting(front: OpenNebulaFront, one_auth: Pa
     d = OpenNebulaDriver(SiteConfig(name="cc", driver="opennebula", request_timeout=5.0, ready_timeout=0.6,
                                     options=opts))
     node = create(d, front, one_auth, "s-0")
-    time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while d.get(node.id).extra["one_lcm_state"] != "PROLOG" and time.monotonic() < deadline:
+        time.sleep(0.02)
     with pytest.raises(Transient, match="still deleting.*Could not terminate VM"):
         d.delete([node.id])
 
