@@ -93,7 +93,7 @@ class SlurmConfig(Strict):
     """The `slurm:` section: skyctl as the ResumeProgram/SuspendProgram of one slurmctld."""
 
     groups: dict[str, SlurmNodeSet] = Field(min_length=1)
-    program: str = "skyctl"                 # the skyctl slurmctld runs (a full path in production)
+    programs_dir: str = "/etc/skyctl/slurm"   # resume, suspend, resume-fail: what slurmctld runs
     log: str | None = None                  # default: slurm.log in skyctl's state directory
     suspend_time: int = Field(default=300, ge=1)
     suspend_timeout: int = Field(default=120, ge=1)

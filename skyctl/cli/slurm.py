@@ -138,11 +138,23 @@ def reconcile(
 
 
 @app.command()
-def config() -> None:
+def config(
+    write_programs: Annotated[bool, typer.Option("--write-programs", help="Also write the resume, suspend and "
+                                                 "resume-fail programs into slurm.programs_dir.")] = False,
+) -> None:
     """Print the slurm.conf lines for the federation's cloud nodes and skyctl's programs."""
-    from skyctl.cli.runtime import load_federation
-    from skyctl.ops.slurm import conf
-
+    import os
     import sys
+    from pathlib import Path
 
-    sys.stdout.write("\n".join(conf(load_federation())) + "\n")
+    from skyctl.cli.runtime import load_federation
+    from skyctl.ops import slurm
+
+    fed = load_federation()
+    lines = slurm.conf(fed)
+    if write_programs:
+        exe = Path(sys.executable).with_name("skyctl")
+        skyctl = [str(exe)] if exe.exists() else [sys.executable, "-m", "skyctl"]
+        for path in slurm.write_programs(fed, skyctl, dict(os.environ)):
+            term().info(f"wrote {path}")
+    sys.stdout.write("\n".join(lines) + "\n")

@@ -72,14 +72,47 @@ def all_names(fed: Federation) -> list[str]:
     return [n for s in node_sets(fed) for n in s.names]
 
 
+PROGRAMS = ("resume", "suspend", "resume-fail")
+
+
+def programs_dir(fed: Federation) -> Path:
+    return Path(slurm_of(fed).programs_dir).expanduser()
+
+
 def conf(fed: Federation) -> list[str]:
     slurm = slurm_of(fed)
-    program = slurm.program
-    cfg = f" --config {fed.source}" if fed.source else ""
-    progs = Programs(resume=f"{program}{cfg} slurm resume", suspend=f"{program}{cfg} slurm suspend",
-                     resume_fail=f"{program}{cfg} slurm resume-fail", suspend_time=slurm.suspend_time,
-                     suspend_timeout=slurm.suspend_timeout, resume_timeout=slurm.resume_timeout)
+    d = programs_dir(fed)
+    progs = Programs(resume=str(d / "resume"), suspend=str(d / "suspend"), resume_fail=str(d / "resume-fail"),
+                     suspend_time=slurm.suspend_time, suspend_timeout=slurm.suspend_timeout,
+                     resume_timeout=slurm.resume_timeout)
     return conf_lines(node_sets(fed), progs, collect=collect_hostlist)
+
+
+def write_programs(fed: Federation, skyctl: list[str], environ: dict[str, str]) -> list[Path]:
+    """The three programs slurmctld runs. slurmctld execs a program path with the hostlist as
+    its one argument and an almost empty environment, so each is a small script that sets
+    what skyctl needs (federation file, HOME, PATH), reads DIR/env if present (secrets such as
+    SKYCTL_VAR_munge_key, kept 0600 by the admin), and execs `skyctl slurm VERB`."""
+    import shlex
+
+    if fed.source is None:
+        raise UsageError("the programs need the federation file's path (pass --config)")
+    d = programs_dir(fed)
+    d.mkdir(parents=True, exist_ok=True)
+    keep = {k: environ[k] for k in ("HOME", "PATH", "SKYCTL_HOME") if k in environ}
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in keep.items())
+    out = []
+    for verb in PROGRAMS:
+        path = d / verb
+        path.write_text(
+            "#!/bin/sh\n"
+            f"# written by 'skyctl slurm config --write-programs': slurmctld's {verb} program\n"
+            f"export {exports} SKYCTL_CONFIG={shlex.quote(str(fed.source.resolve()))}\n"
+            f"[ -r {shlex.quote(str(d / 'env'))} ] && set -a && . {shlex.quote(str(d / 'env'))} && set +a\n"
+            f"exec {' '.join(shlex.quote(a) for a in skyctl)} slurm {verb} \"$@\"\n", encoding="utf-8")
+        path.chmod(0o755)
+        out.append(path)
+    return out
 
 
 # --- the log ----------------------------------------------------------------------------------

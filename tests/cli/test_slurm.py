@@ -22,7 +22,7 @@ def _slurm_federation(tmp_path: Path, **extra: Any) -> dict[str, Any]:
     doc["bursting"] = [{"name": "overflow", "from": ["home"], "to": ["cc"]}]
     doc["slurm"] = {"groups": {"skyb": {"nodes": "sky-[1-12]", "partition": "sky", "features": ["burst"],
                                         "contexts": ["base"]}},
-                    "log": str(tmp_path / "slurm.log"), "program": "/usr/bin/skyctl", **extra}
+                    "log": str(tmp_path / "slurm.log"), "programs_dir": str(tmp_path / "progs"), **extra}
     return doc
 
 
@@ -129,14 +129,19 @@ def test_reconcile_deletes_vms_behind_powered_down_nodes_and_clears_down_nodes(
     assert any("NodeName=sky-3" in c and "POWER_DOWN_FORCE" in c for c in scontrol())
 
 
-def test_config_prints_the_slurm_conf_lines(run: Runner, slurm_sky: Path) -> None:
-    r = run("slurm", "config")
+def test_config_prints_the_slurm_conf_lines_and_writes_the_programs(run: Runner, slurm_sky: Path,
+                                                                     tmp_path: Path) -> None:
+    r = run("slurm", "config", "--write-programs")
     assert r.code == 0, r.err
     lines = r.out.splitlines()
-    assert f"ResumeProgram=/usr/bin/skyctl --config {slurm_sky} slurm resume" in lines
-    assert f"ResumeFailProgram=/usr/bin/skyctl --config {slurm_sky} slurm resume-fail" in lines
+    progs = tmp_path / "progs"
+    assert f"ResumeProgram={progs}/resume" in lines
+    assert f"ResumeFailProgram={progs}/resume-fail" in lines
     assert "NodeName=sky-[1-12] CPUs=1 RealMemory=2048 State=CLOUD Feature=burst,skyctl-skyb" in lines
     assert "PartitionName=sky Nodes=sky-[1-12] State=UP" in lines
+    resume = (progs / "resume").read_text()
+    assert f"SKYCTL_CONFIG={slurm_sky}" in resume and resume.rstrip().endswith('slurm resume "$@"')
+    assert (progs / "suspend").stat().st_mode & 0o111
 
 
 @pytest.mark.parametrize(("slurm", "path"), [
