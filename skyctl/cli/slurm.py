@@ -18,12 +18,15 @@ HostlistArg = Annotated[str, typer.Argument(metavar="HOSTLIST", help="Slurm node
 
 
 def _open(echo: bool = True) -> Any:
+    import os
+
     from skyctl.cli.runtime import open_sky
     from skyctl.ops.reporter import Reporter
     from skyctl.ops.slurm import SlurmLog, log_path
 
     sky = open_sky(reporter=Reporter())
-    return sky, SlurmLog(log_path(sky.federation), echo=echo)
+    quiet = os.environ.get("SKYCTL_SLURM_QUIET") == "1"   # the programs: stderr goes to a file
+    return sky, SlurmLog(log_path(sky.federation), echo=echo and not quiet)
 
 
 @app.command()
@@ -81,12 +84,12 @@ def resume(
 
 def _detach(fed: Any, hostlist: str, log_path: Any) -> None:
     """`skyctl slurm resume --detached HOSTLIST` in its own session; its stray output goes to
-    the log (a traceback is never lost)."""
+    LOG.stderr beside the log (a traceback is never lost)."""
     import subprocess
     import sys
 
     config = ["--config", str(fed.source)] if fed.source else []
-    with open(log_path, "a", encoding="utf-8") as out:
+    with open(f"{log_path}.stderr", "a", encoding="utf-8") as out:
         subprocess.Popen([sys.executable, "-m", "skyctl", *config, "slurm", "resume", "--detached", hostlist],
                          stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                          close_fds=True)

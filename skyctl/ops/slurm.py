@@ -107,9 +107,11 @@ def write_programs(fed: Federation, skyctl: list[str], environ: dict[str, str]) 
         path.write_text(
             "#!/bin/sh\n"
             f"# written by 'skyctl slurm config --write-programs': slurmctld's {verb} program\n"
-            f"export {exports} SKYCTL_CONFIG={shlex.quote(str(fed.source.resolve()))}\n"
+            f"export {exports} SKYCTL_CONFIG={shlex.quote(str(fed.source.resolve()))} SKYCTL_SLURM_QUIET=1\n"
             f"[ -r {shlex.quote(str(d / 'env'))} ] && set -a && . {shlex.quote(str(d / 'env'))} && set +a\n"
-            f"exec {' '.join(shlex.quote(a) for a in skyctl)} slurm {verb} \"$@\"\n", encoding="utf-8")
+            # slurmctld closes every fd: stray output (a traceback) goes to DIR/programs.out
+            f"exec {' '.join(shlex.quote(a) for a in skyctl)} slurm {verb} \"$@\" "
+            f"</dev/null >>{shlex.quote(str(d / 'programs.out'))} 2>&1\n", encoding="utf-8")
         path.chmod(0o755)
         out.append(path)
     return out
@@ -139,8 +141,11 @@ class SlurmLog:
         text = f"{stamp} [{os.getpid()}] {verb} {node} site={site or '-'}: {why}"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(text + "\n")
-        if self.echo:
-            sys.stderr.write(text + "\n")
+        if self.echo and sys.stderr is not None:   # slurmctld closes every fd of its programs
+            try:
+                sys.stderr.write(text + "\n")
+            except (OSError, ValueError):
+                pass
 
 
 # --- slurmctld --------------------------------------------------------------------------------
