@@ -45,39 +45,44 @@ def resume(
     """
     import os
 
+    from skyctl import config
+    from skyctl.cli import runtime
     from skyctl.errors import UsageError
     from skyctl.ops import slurm
+    from skyctl.policy.slurm import map_nodes
 
-    sky, log = _open(echo=not detached)
-    with sky:
-        names = slurm.expand(hostlist)
-        problems: list[str] = []
-        if not detached:
-            try:
-                data = slurm.read_resume_file(os.environ.get("SLURM_RESUME_FILE"))
-                for job in (data or {}).get("jobs", []):
-                    log.line("resume-for-job", str(job.get("nodes", "?")), None, f"job {job.get('job_id')}")
-            except UsageError as e:
-                problems.append(e.line())
-                log.line("resume-file", hostlist, None, e.line())
-        from skyctl.policy.slurm import map_nodes
-
-        mapped = map_nodes(names, slurm.node_sets(sky.federation))
-        for name in mapped.unknown:
-            log.line("resume-refused", name, None, "not a skyctl node (no slurm.groups entry owns it)")
-        if mapped.unknown:
-            problems.append(f"not a skyctl node: {slurm.collect_hostlist(mapped.unknown)}")
-        ours = [n for ns in mapped.by_group.values() for n in ns]
-        if ours:
-            if wait or detached:
-                report = slurm.resume(sky, ours, log)
-                if report.failed and not detached:
-                    problems.append(f"{len(report.failed)} node(s) not created: "
-                                    f"{slurm.collect_hostlist(sorted(report.failed))}")
-            else:
-                _detach(sky.federation, slurm.collect_hostlist(ours), log.path)
-                for name in ours:
-                    log.line("resume-started", name, None, "launching detached")
+    # slurmctld waits for this part: the federation without loading the drivers (their SDKs take
+    # most of a second to import), no cloud asked; the launch itself runs detached.
+    fed = config.load(runtime.CONFIG_PATH, validate_drivers=False)
+    quiet = os.environ.get("SKYCTL_SLURM_QUIET") == "1"
+    log = slurm.SlurmLog(slurm.log_path(fed), echo=not (detached or quiet))
+    names = slurm.expand(hostlist)
+    problems: list[str] = []
+    if not detached:
+        try:
+            data = slurm.read_resume_file(os.environ.get("SLURM_RESUME_FILE"))
+            for job in (data or {}).get("jobs", []):
+                log.line("resume-for-job", str(job.get("nodes", "?")), None, f"job {job.get('job_id')}")
+        except UsageError as e:
+            problems.append(e.line())
+            log.line("resume-file", hostlist, None, e.line())
+    mapped = map_nodes(names, slurm.node_sets(fed))
+    for name in mapped.unknown:
+        log.line("resume-refused", name, None, "not a skyctl node (no slurm.groups entry owns it)")
+    if mapped.unknown:
+        problems.append(f"not a skyctl node: {slurm.collect_hostlist(mapped.unknown)}")
+    ours = [n for ns in mapped.by_group.values() for n in ns]
+    if ours and not (wait or detached):
+        _detach(fed, slurm.collect_hostlist(ours), log.path)
+        for name in ours:
+            log.line("resume-started", name, None, "launching detached")
+    elif ours:
+        sky, log = _open(echo=not detached)
+        with sky:
+            report = slurm.resume(sky, ours, log)
+        if report.failed and not detached:
+            problems.append(f"{len(report.failed)} node(s) not created: "
+                            f"{slurm.collect_hostlist(sorted(report.failed))}")
     if problems:
         raise UsageError("; ".join(problems))
 

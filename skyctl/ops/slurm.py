@@ -214,6 +214,21 @@ def _vms(sky: Sky, groups: list[str]) -> tuple[dict[str, Node], dict[str, Driver
     return nodes, errors
 
 
+def _recorded_vms(sky: Sky, names: list[str]) -> dict[str, Node]:
+    """The VMs that already run behind `names`. Only the sites where skyctl's state records one
+    of these names are asked (a resume of nodes skyctl never started asks no cloud: slurmctld
+    waits for this work)."""
+    wanted = set(names)
+    records = [r for r in sky.state.nodes() if r.name in wanted]
+    out: dict[str, Node] = {}
+    for site in sorted({r.site for r in records if r.site in sky.federation.sites}):
+        groups = sorted({r.group for r in records if r.site == site})
+        for group in groups:
+            listing = list_nodes(sky, group=group, site=site)
+            out.update({n.name: n for n in listing.nodes if n.name in wanted})
+    return out
+
+
 def resume(sky: Sky, names: list[str], log: SlurmLog, *, power_down_failed: bool = True) -> ResumeReport:
     """Launch exactly `names` through normal placement and bursting, one launch per group. A node
     whose VM already runs is kept; nodes that could not be created are logged with the reason and
@@ -225,7 +240,7 @@ def resume(sky: Sky, names: list[str], log: SlurmLog, *, power_down_failed: bool
     slurm = slurm_of(fed)
     report = ResumeReport()
     mapped = owned(fed, names)
-    running, _errors = _vms(sky, list(mapped.by_group))
+    running = _recorded_vms(sky, names)
     for group, group_names in mapped.by_group.items():
         nodeset = slurm.groups[group]
         todo = []
