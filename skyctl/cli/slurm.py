@@ -133,7 +133,7 @@ def reconcile(
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Bring the clouds in line with Slurm (for a timer): delete VMs behind nodes Slurm shows
-    powered down, put nodes DOWN after a failed resume back to POWER_DOWN."""
+    powered down, put nodes left DOWN (a failed resume, a VM that died) back to POWER_DOWN."""
     from skyctl.ops import slurm
 
     sky, log = _open(echo=False)

@@ -366,7 +366,7 @@ def reconcile(sky: Sky, log: SlurmLog, *, dry_run: bool = False) -> list[Reconci
     failed = delete_nodes(sky, doomed) if doomed else {}
     downs = [a.node for a in actions if a.action == "power-down"]
     if downs:
-        power_down(downs, "reconcile: stuck DOWN after a failed resume")
+        power_down(downs, "reconcile: node was DOWN")
     for a in actions:
         site = vms[a.node].site if a.node in vms else None
         if a.action == "delete-vm" and site in failed:

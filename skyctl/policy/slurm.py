@@ -100,17 +100,19 @@ class ReconcileAction:
 def reconcile_actions(states: Mapping[str, set[str]], vms: Mapping[str, str], owned: Iterable[str]) -> list[ReconcileAction]:
     """`states`: Slurm node name -> its state words; `vms`: node name -> site of the VM the
     clouds hold; `owned`: the names skyctl provides. A VM behind a node Slurm shows powered down
-    (and not powering up) is deleted; a node DOWN after a failed resume goes back to
-    POWER_DOWN (its VM, if any, deleted), so none stays DOWN waiting for an admin."""
+    (and not powering up) is deleted; a node DOWN (a failed resume, a VM that died) goes back
+    to POWER_DOWN (its VM, if any, deleted), so none stays DOWN waiting for an admin."""
     out: list[ReconcileAction] = []
     for name in owned:
         words = states.get(name)
         if words is None:
             continue
-        if "DOWN" in words and "CLOUD" in words:
+        # Every owned name is a cloud node, though Slurm shows CLOUD only while it is powered
+        # down: DOWN after a failed resume, or DOWN+NOT_RESPONDING once its VM was killed.
+        if "DOWN" in words:
             if name in vms:
                 out.append(ReconcileAction(name, "delete-vm", f"node is DOWN; VM on {vms[name]}"))
-            out.append(ReconcileAction(name, "power-down", "node stuck DOWN after a failed resume"))
+            out.append(ReconcileAction(name, "power-down", "node left DOWN (failed resume or dead VM)"))
         elif POWERED_DOWN in words and POWERING_UP not in words and name in vms:
             out.append(ReconcileAction(name, "delete-vm", f"node is powered down but a VM runs on {vms[name]}"))
     return out

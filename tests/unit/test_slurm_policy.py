@@ -29,9 +29,11 @@ def test_reconcile_deletes_vms_behind_powered_down_nodes_and_lifts_down_nodes() 
         "a-1": {"IDLE", "CLOUD", "POWERED_DOWN"},                 # VM left behind: delete it
         "a-2": {"IDLE", "CLOUD", "POWERED_DOWN", "POWERING_UP"},  # being resumed: leave it
         "b-1": {"DOWN", "CLOUD", "POWERED_DOWN"},                 # failed resume: power down
+        "c-1": {"DOWN", "NOT_RESPONDING"},                        # its VM was killed
+        "c-2": {"IDLE"},                                          # up and fine
         "x-1": {"IDLE", "CLOUD", "POWERED_DOWN"},                 # not ours
     }
-    actions = reconcile_actions(states, {"a-1": "cc", "a-2": "home", "b-1": "home", "x-1": "home"},
-                                ["a-1", "a-2", "b-1"])
+    actions = reconcile_actions(states, {"a-1": "cc", "a-2": "home", "b-1": "home", "c-2": "cc", "x-1": "home"},
+                                ["a-1", "a-2", "b-1", "c-1", "c-2"])
     assert [(a.node, a.action) for a in actions] == [("a-1", "delete-vm"), ("b-1", "delete-vm"),
-                                                      ("b-1", "power-down")]
+                                                      ("b-1", "power-down"), ("c-1", "power-down")]
