@@ -28,6 +28,9 @@ _META_MAX = 255
 # it can be found (and released) even after the server and its port are gone.
 FLOATING_DESCRIPTION = f"{LABEL_PREFIX} node "
 NO_VALID_HOST = "No valid host"
+# Nova's MaxRetriesExceeded (a NoValidHost, nova/exception.py), raised by the conductor
+# (nova/conductor/manager.py) when every alternate host failed the build: capacity-like.
+MAX_RETRIES = "Exceeded maximum number of retries"
 
 
 # ---------------------------------------------------------------- labels
@@ -204,11 +207,13 @@ def over_quota(server: Mapping[str, Any]) -> str | None:
 
 
 def no_valid_host(server: Mapping[str, Any]) -> str | None:
-    """The fault message when Nova could not schedule the server, else None."""
+    """The fault message when Nova could not schedule the server (or ran out of hosts to
+    retry the build on), else None."""
     if (server.get("status") or "").upper() != "ERROR":
         return None
     message = (server.get("fault") or {}).get("message") or ""
-    return message if NO_VALID_HOST.lower() in message.lower() else None
+    lowered = message.lower()
+    return message if NO_VALID_HOST.lower() in lowered or MAX_RETRIES.lower() in lowered else None
 
 
 def flavor_from(f: Mapping[str, Any]) -> Flavor:

@@ -111,7 +111,7 @@ class Client:
         if status < 400 or status in ok:
             return status, body
         raise error_for_status(status, error_message(body, resp.text if body is None else ""), self.site,
-                               what=what)
+                               what=what, service=service)
 
     def _guard(self, call: Any, what: str) -> Any:
         """Run an SDK/keystoneauth call; its transport and auth failures leave as DriverErrors."""

@@ -334,6 +334,10 @@ class Servers:
                                   "image/block device mapping combination is not valid.")
         if image_ref not in self.world.images:
             raise nova_error(400, f"Image {image_ref} could not be found.")
+        if flavor.disk_gib == 0 and not req.principal.is_admin:
+            # Nova (compute/api.py) refuses an image-backed server on a diskless flavor unless
+            # the policy allows it (admins only by default): BootFromVolumeRequiredForZeroDiskFlavor.
+            raise nova_error(403, "Only volume-backed servers are allowed for flavors with zero disk.")
         user_data = None
         if server.get("user_data") is not None:
             raw = server["user_data"]
