@@ -53,7 +53,8 @@ DEFAULT_SPEC: dict[str, Any] = {
                  "quota": {"instances": 8, "cores": 16}},
         "cc": {"driver": "opennebula", "tier": "remote", "cost": 1,
                "quota": {"instances": 16, "cores": 32}},
-        "sara": {"driver": "openstack", "tier": "remote", "cost": 2,
+        # A tenant-network site: its own network next to a shared one.
+        "sara": {"driver": "openstack", "tier": "remote", "cost": 2, "tenant_network": True,
                  "quota": {"instances": 32, "cores": 64}},
     },
 }
@@ -182,6 +183,8 @@ class SiteSpec(_Section):
     error_rate: Annotated[float, _number(hi=1)] = 0
     boot_delay: Seconds = Field(None)   # absent: the spec's own boot_delay
     floating_ip: Flag = False
+    # OpenStack: the project's own network next to a shared one (else one shared provider network).
+    tenant_network: Flag = False
     host_cpus: Annotated[int | None, _number(integer=True, null_ok=True)] = None   # None: unlimited
     host_ram_mib: Annotated[int | None, _number(integer=True, null_ok=True)] = None
     quota: QuotaSpec = QuotaSpec()
@@ -192,6 +195,13 @@ class SiteSpec(_Section):
     def _openstack_only(cls, value: bool, info: ValidationInfo) -> bool:
         if value and info.data.get("driver") != "openstack":
             raise ValueError("floating IPs exist on OpenStack sites only")
+        return value
+
+    @field_validator("tenant_network")
+    @classmethod
+    def _tenant_network_on_openstack(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("driver") != "openstack":
+            raise ValueError("tenant networks exist on OpenStack sites only")
         return value
 
 
@@ -310,6 +320,7 @@ def build_world(name: str, site: Mapping[str, Any], spec: Mapping[str, Any], *, 
                                    ram_mib=int(f["ram_mib"]), disk_gib=int(f.get("disk_gib", 10))))
     world = SiteWorld(name, driver, quota=quota, flavors=flavors, images=images,
                       host_cpus=site.get("host_cpus"), host_ram_mib=site.get("host_ram_mib"), seed=seed)
+    world.tenant_network = bool(site.get("tenant_network", False))
     world.faults.boot_delay = site_boot_delay(spec, site)
     world.faults.latency_ms = float(site.get("latency_ms", 0))
     world.faults.error_rate = float(site.get("error_rate", 0))
@@ -331,7 +342,8 @@ def federation_document(spec: Mapping[str, Any], sites: Mapping[str, Mapping[str
         entry: dict[str, Any] = {"driver": site["driver"], "tier": site.get("tier", "remote"),
                                  "cost": site.get("cost", 0)}
         if site["driver"] == "openstack":
-            entry.update(cloud=run["cloud"], clouds_yaml=str(run["clouds_yaml"]), network="auto")
+            # No network: the driver's documented choice picks it (sara sees two).
+            entry.update(cloud=run["cloud"], clouds_yaml=str(run["clouds_yaml"]))
         else:
             entry.update(endpoint=run["endpoint"], one_auth=str(run["one_auth"]))
         entry["ssh"] = {"user": spec["login_user"], "port": int(run["ssh_port"])}

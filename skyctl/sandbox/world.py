@@ -170,6 +170,12 @@ class SiteWorld:
         self._floating_next = 0
         self.on_address_added: Callable[[SiteWorld, SVM, str], None] | None = None
         self.on_address_removed: Callable[[SiteWorld, SVM, str], None] | None = None
+        # OpenStack: the member project has its own network (not shared) next to a shared one,
+        # behind a router to the external network (else: one shared provider network).
+        self.tenant_network = False
+        # Set by a front with security groups: may this client address (vm, peer, port) reach
+        # the VM's SSH? None: every address may.
+        self.admits_ssh: Callable[[SVM, str, int], bool] | None = None
 
     # ------------------------------------------------------------ faults
     def inject(self) -> bool:

@@ -54,7 +54,12 @@ _FIELD_PATTERNS = (
     (re.compile(r"key_name"), "key_name"),
     (re.compile(r"^Network .* could not be found"), "network"),
     (re.compile(r"^Security group"), "security_groups"),
+    (re.compile(r"^Multiple security groups found"), "security_groups"),
+    (re.compile(r"^Multiple possible networks found"), "network"),
 )
+# Nova's NetworkAmbiguous (nova/exception.py), a 409 when `networks` is "auto" and the project
+# sees several: said with the field that settles it.
+AMBIGUOUS_NETWORK = "Multiple possible networks found"
 
 
 def bad_request_field(message: str) -> str | None:
@@ -100,6 +105,9 @@ def error_for_status(status: int, message: str, site: str, *, what: str = "",
         return AuthError(f"{where}not allowed: {text}", site=site)
     if status == 404:
         return NotFound(f"{where}{text}", site=site)
+    if status == 409 and AMBIGUOUS_NETWORK in text:
+        return InvalidRequest(f"{where}the project sees several networks ({text}); set the site's network "
+                              f"field to one of them", site=site, field="network")
     if status in (400, 409, 422):
         return InvalidRequest(f"{where}{text}", site=site, field=bad_request_field(text))
     if status in (408, 413, 429) or status >= 500:

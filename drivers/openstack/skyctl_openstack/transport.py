@@ -72,6 +72,10 @@ class Client:
         """Get the token once, before parallel callers need it."""
         self._guard(lambda: self.conn.session.get_token(), "authenticate")
 
+    def project_id(self) -> str | None:
+        """The project the token is scoped to."""
+        return self._guard(lambda: self.conn.session.get_project_id(), "authenticate")  # type: ignore[no-any-return]
+
     def compute_microversion(self) -> tuple[int, int]:
         with self._lock:
             if self._compute_mv is None:
