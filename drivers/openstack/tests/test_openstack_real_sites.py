@@ -60,3 +60,122 @@ def test_any_other_fault_is_shown_but_is_no_capacity_fault(driver, site) -> None
     node = {n.id: n for n in driver.list({"group": "g"})}[made.id]
     assert node.state.value == "error" and not node.extra.get(CAPACITY_FAULT)
     assert "Failed to allocate the network" in node.extra["fault"]
+
+
+# ---------------------------------------------------------------- the right network
+
+
+def test_choose_network_is_the_documented_rule() -> None:
+    from skyctl_openstack.network import choose_network
+
+    ext = {"id": "e", "name": "public", "router:external": True, "shared": False}
+    shared = {"id": "s", "name": "shared", "router:external": False, "shared": True}
+    own = {"id": "o", "name": "private", "router:external": False, "shared": False}
+    assert choose_network([ext], "x") is None                        # Nova's "auto" then decides
+    assert choose_network([shared, ext], "x") is shared               # the only one that is not external
+    assert choose_network([shared, own, ext], "x") is own             # else the project's own
+    other = {"id": "o2", "name": "lab", "router:external": False, "shared": False}
+    with pytest.raises(InvalidRequest) as info:
+        choose_network([shared, own, other, ext], "sara")
+    err = info.value
+    assert err.field == "network" and "sites.sara.network" in err.line()
+    assert "private (o)" in err.line() and "lab (o2)" in err.line() and "public" not in err.line()
+
+
+@pytest.fixture
+def sara(tmp_path):
+    from skyctl.testing.sandbox import start_openstack_site
+
+    s = start_openstack_site(tmp_path, "sara", site_overrides={"tenant_network": True})
+    yield s
+    s.stop()
+
+
+def test_with_two_networks_the_project_own_is_taken_never_a_raw_409(sara) -> None:
+    d = _driver(sara, "sara")
+    try:
+        node = _create(d, sara)
+        assert sara.world.get_vm(node.id).extra["network"] == "private"
+    finally:
+        d.close()
+
+
+def test_network_by_name_or_list_and_nova_409_said_with_the_field(sara) -> None:
+    d = _driver(sara, "sara", network=["shared"])
+    try:
+        assert sara.world.get_vm(_create(d, sara).id).extra["network"] == "shared"
+    finally:
+        d.close()
+    d = _driver(sara, "sara", network="auto")   # Nova's own choice, asked for explicitly
+    try:
+        with pytest.raises(InvalidRequest) as info:
+            _create(d, sara, index=1)
+        assert info.value.field == "network" and "Multiple possible networks found" in info.value.line()
+        assert "network field" in info.value.line()
+    finally:
+        d.close()
+
+
+def test_network_option_is_checked() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        OpenStackDriver.options_model(cloud="c", network=["auto", "x"])
+    with pytest.raises(ValidationError):
+        OpenStackDriver.options_model(cloud="c", network=[])
+    assert OpenStackDriver.options_model(cloud="c", network=[" a ", "b"]).network == ["a", "b"]
+
+
+# ---------------------------------------------------------------- reachable by default
+
+
+def _groups(site, name):
+    return [g for g in site.front.neutron.security_groups.groups.values() if g.name == name]
+
+
+def test_an_ssh_group_is_made_once_per_site_and_attached_with_the_site_groups(site) -> None:
+    d = _driver(site)
+    try:
+        first = _create(d, site)
+        second = _create(d, site, index=1)
+    finally:
+        d.close()
+    d = _driver(site)   # another command: the group is found, not made again
+    try:
+        third = _create(d, site, index=2)
+    finally:
+        d.close()
+    made = _groups(site, "skyctl-ssh-22-0.0.0.0/0")
+    assert len(made) == 1
+    rules = [r for r in site.front.neutron.security_groups.rules.values() if r.group_id == made[0].id
+             and r.direction == "ingress"]
+    assert [(r.protocol, r.port_min, r.port_max, r.remote_ip_prefix) for r in rules] == \
+        [("tcp", 22, 22, "0.0.0.0/0")]
+    for node in (first, second, third):
+        vm = site.world.get_vm(node.id)
+        assert vm.extra["security_groups"] == ["skyctl-ssh-22-0.0.0.0/0", "default"]
+        # The guest would let this client in on SSH.
+        assert site.front.neutron.security_groups.admits(vm, "127.0.0.1", 2222)
+
+
+def test_ssh_cidr_and_port_shape_the_rule_and_null_makes_none(site) -> None:
+    from skyctl.site import SshConfig
+
+    opts = OpenStackDriver.options_model(cloud=site.cloud, clouds_yaml=str(site.clouds_yaml),
+                                         security_groups=["default"])
+    narrow = OpenStackDriver(SiteConfig(name="home", driver="openstack", options=opts,
+                                        ssh=SshConfig(cidr="192.0.2.7/24", port=2222)))
+    try:
+        vm = site.world.get_vm(_create(narrow, site).id)
+    finally:
+        narrow.close()
+    assert vm.extra["security_groups"] == ["skyctl-ssh-2222-192.0.2.0/24", "default"]
+    assert not site.front.neutron.security_groups.admits(vm, "127.0.0.1", 2222)
+    none = OpenStackDriver(SiteConfig(name="home", driver="openstack", options=opts, ssh=SshConfig(cidr=None)))
+    try:
+        vm = site.world.get_vm(_create(none, site, index=1).id)
+    finally:
+        none.close()
+    assert vm.extra["security_groups"] == ["default"]
+    with pytest.raises(ValueError):
+        SshConfig(cidr="not-a-range")
