@@ -53,9 +53,13 @@ DEFAULT_SPEC: dict[str, Any] = {
                  "quota": {"instances": 8, "cores": 16}},
         "cc": {"driver": "opennebula", "tier": "remote", "cost": 1,
                "quota": {"instances": 16, "cores": 32}},
-        # A tenant-network site: its own network next to a shared one.
+        # A tenant-network site: its own network next to a shared one; diskless flavors (boot
+        # from a volume only) next to the ones with disk, as Sovereign Cloud Stack sites have.
         "sara": {"driver": "openstack", "tier": "remote", "cost": 2, "tenant_network": True,
-                 "quota": {"instances": 32, "cores": 64}},
+                 "quota": {"instances": 32, "cores": 64},
+                 "flavors": [*DEFAULT_FLAVORS, {"id": "10", "name": "SCS-1V-2", "vcpus": 1, "ram_mib": 2048,
+                                                "disk_gib": 0},
+                             {"id": "11", "name": "SCS-2V-4", "vcpus": 2, "ram_mib": 4096, "disk_gib": 0}]},
     },
 }
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from skyctl.model import (CAPACITY_FAULT, SCHEDULING, L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity, Flavor, ImageRef,
-                          Labels, Limit, Node)
+from skyctl.model import (CAPACITY_FAULT, FLAVOR_UNUSABLE, SCHEDULING, L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity,
+                          Flavor, ImageRef, Labels, Limit, Node)
 
 from skyctl_openstack.states import node_state
 
@@ -216,11 +216,19 @@ def no_valid_host(server: Mapping[str, Any]) -> str | None:
     return message if NO_VALID_HOST.lower() in lowered or MAX_RETRIES.lower() in lowered else None
 
 
+# Why a diskless flavor is passed over: Nova boots it only from a volume (403 "Only
+# volume-backed servers are allowed for flavors with zero disk."), and skyctl makes none yet.
+DISKLESS = "disk 0: Nova boots it only from a volume, and skyctl makes no boot volume on this site"
+
+
 def flavor_from(f: Mapping[str, Any]) -> Flavor:
+    disk = int(f.get("disk") or 0)
+    extra: dict[str, Any] = {"public": f.get("os-flavor-access:is_public", True),
+                             "disabled": f.get("OS-FLV-DISABLED:disabled", False)}
+    if disk == 0:
+        extra[FLAVOR_UNUSABLE] = DISKLESS
     return Flavor(id=str(f["id"]), name=str(f.get("name") or f["id"]), cpus=int(f.get("vcpus") or 0),
-                  memory_mib=int(f.get("ram") or 0), disk_gib=int(f.get("disk") or 0),
-                  extra={"public": f.get("os-flavor-access:is_public", True),
-                         "disabled": f.get("OS-FLV-DISABLED:disabled", False)})
+                  memory_mib=int(f.get("ram") or 0), disk_gib=disk, extra=extra)
 
 
 def image_from(i: Mapping[str, Any]) -> ImageRef:

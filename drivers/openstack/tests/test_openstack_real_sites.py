@@ -179,3 +179,18 @@ def test_ssh_cidr_and_port_shape_the_rule_and_null_makes_none(site) -> None:
     assert vm.extra["security_groups"] == ["default"]
     with pytest.raises(ValueError):
         SshConfig(cidr="not-a-range")
+
+
+# ---------------------------------------------------------------- diskless flavors
+
+
+def test_diskless_flavors_are_marked_so_placement_passes_them_over(sara) -> None:
+    from skyctl.model import FLAVOR_UNUSABLE
+
+    d = _driver(sara, "sara")
+    try:
+        flavors = {f.name: f for f in d.flavors()}
+    finally:
+        d.close()
+    assert flavors["SCS-1V-2"].disk_gib == 0 and "volume" in flavors["SCS-1V-2"].extra[FLAVOR_UNUSABLE]
+    assert FLAVOR_UNUSABLE not in flavors["m1.small"].extra
