@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -25,7 +25,9 @@ class SshConfig(Strict):
     user: str | None = None          # login user; default from the context (cloud-user...)
     port: int = Field(22, ge=1, le=65535)
     jump_host: str | None = None     # bastion, "user@host[:port]"
-    floating_ip: bool = False        # OpenStack: allocate and attach one per node
+    # OpenStack: attach a floating IP to every node (true), never (false), or where the node's
+    # network is not reachable: not external, and a router joins it to an external one (auto).
+    floating_ip: bool | Literal["auto"] = "auto"
     # OpenStack: who may reach SSH; skyctl makes (once per site) a security group allowing it
     # and attaches it to every node. null: make none (the site's own groups must allow SSH).
     cidr: str | None = "0.0.0.0/0"

@@ -299,7 +299,7 @@ class OpenStackDriver(Driver):
 
     def delete(self, node_ids: Sequence[str]) -> None:
         ids = list(dict.fromkeys(node_ids))
-        if not ids or not self.site.ssh.floating_ip:
+        if not ids or self.site.ssh.floating_ip is False:
             self._each(ids, self._delete_one)
             return
         # The floating IPs skyctl allocated for these servers, found by their description so
@@ -365,9 +365,18 @@ class OpenStackDriver(Driver):
         """With `ssh.floating_ip`: give each of this site's nodes a floating IP (allocated once,
         attached to its port, reused on later calls) and put that address first."""
         out = list(nodes)
-        if not self.site.ssh.floating_ip:
+        mode = self.site.ssh.floating_ip
+        if mode is False:
             return out
         todo = [n for n in out if n.site == self.site_name and n.state not in (NodeState.DELETED, NodeState.ERROR)]
+        if todo and mode == "auto":
+            # Only nodes on a network the client cannot reach: behind a router (auto).
+            routed = self._neutron.routed_networks()
+            if not routed:
+                return out
+            ports = self._ports_of([n.id for n in todo])
+            behind = {str(p.get("device_id")) for p in ports if p.get("network_id") in routed}
+            todo = [n for n in todo if n.id in behind]
         if not todo:
             return out
         fips = self._floating_ips()

@@ -65,6 +65,7 @@ class Neutron:
         self._lock = threading.Lock()
         self._networks: list[dict[str, Any]] | None = None
         self._ssh_groups: dict[tuple[str, int], str] = {}
+        self._routed: set[str] | None = None
 
     def _client(self) -> Client:
         return self._api()   # type: ignore[no-any-return]
@@ -98,6 +99,27 @@ class Neutron:
             if not self._networks:
                 return "auto"
             return [{"uuid": str(n["id"])} for n in self._networks]
+
+    def routed_networks(self) -> set[str]:
+        """Networks the client reaches only through a floating IP: not external, and joined by a
+        router to an external network (a tenant network behind NAT)."""
+        with self._lock:
+            if self._routed is None:
+                api = self._client()
+                _, body = api.request("network", "GET", "/routers", what="routers")
+                gateways = {str(r["id"]) for r in (body or {}).get("routers") or []
+                            if (r.get("external_gateway_info") or {}).get("network_id")}
+                routed: set[str] = set()
+                if gateways:
+                    _, body = api.request("network", "GET", "/ports", what="router ports",
+                                          params={"device_owner": "network:router_interface"})
+                    routed = {str(p["network_id"]) for p in (body or {}).get("ports") or []
+                              if str(p.get("device_id")) in gateways}
+                    _, body = api.request("network", "GET", "/networks", what="external networks",
+                                          params={"router:external": "true"})
+                    routed -= {str(n["id"]) for n in (body or {}).get("networks") or [] if n.get("router:external")}
+                self._routed = routed
+            return self._routed
 
     def ssh_group(self, cidr: str, port: int) -> str:
         """The id of the project's group letting SSH in from `cidr` on `port`: found by name

@@ -36,9 +36,14 @@ def _create(driver, site, group="g", index=0, context=RenderedContext(), **kw):
 
 
 def test_a_diskless_flavor_is_refused_as_a_request_not_as_credentials(driver, site) -> None:
-    site.world.flavors = {"0": SFlavor("0", "d1.small", 1, 512, disk_gib=0)}
+    from dataclasses import replace
+
+    site.world.flavors["0"] = SFlavor("0", "d1.small", 1, 512, disk_gib=0)
+    diskless = next(f for f in driver.flavors() if f.name == "d1.small")
+    target = ContractTarget(name="t", make_driver=lambda: driver, image_name=IMAGE, memory_mib=512)
+    spec = replace(make_spec(driver, target, "g", "g-0", 0), flavor=diskless)   # placement would pass it over
     with pytest.raises(InvalidRequest) as info:
-        _create(driver, site)
+        driver.create(spec, "g-0", RenderedContext())
     err = info.value
     assert not isinstance(err, AuthError) and err.exit_code != 5
     assert "Only volume-backed servers are allowed for flavors with zero disk." in err.line()
@@ -86,7 +91,8 @@ def test_choose_network_is_the_documented_rule() -> None:
 def sara(tmp_path):
     from skyctl.testing.sandbox import start_openstack_site
 
-    s = start_openstack_site(tmp_path, "sara", site_overrides={"tenant_network": True})
+    (tmp_path / "sara").mkdir()
+    s = start_openstack_site(tmp_path / "sara", "sara", site_overrides={"tenant_network": True})
     yield s
     s.stop()
 
@@ -194,3 +200,33 @@ def test_diskless_flavors_are_marked_so_placement_passes_them_over(sara) -> None
         d.close()
     assert flavors["SCS-1V-2"].disk_gib == 0 and "volume" in flavors["SCS-1V-2"].extra[FLAVOR_UNUSABLE]
     assert FLAVOR_UNUSABLE not in flavors["m1.small"].extra
+
+
+# ---------------------------------------------------------------- floating IPs where needed (auto)
+
+
+def test_auto_attaches_a_floating_ip_only_behind_a_router_and_delete_releases_it(sara, site) -> None:
+    d = _driver(sara, "sara")   # ssh.floating_ip defaults to auto
+    try:
+        own = _create(d, sara)
+        node = next(n for n in d.prepare_access([d.get(own.id)]) if n.id == own.id)
+        fips = list(sara.world.floating_ips.values())
+        assert len(fips) == 1 and node.addresses[0] == fips[0].address
+        d.delete([own.id])
+        assert sara.world.floating_ips == {}   # released with the node
+    finally:
+        d.close()
+    on_shared = _driver(sara, "sara", network="shared")   # a shared network is reached directly
+    try:
+        made = _create(on_shared, sara, index=1)
+        assert on_shared.prepare_access([on_shared.get(made.id)])[0].addresses == on_shared.get(made.id).addresses
+        assert sara.world.floating_ips == {}
+    finally:
+        on_shared.close()
+    home = _driver(site)        # a provider network: no router, no floating IP
+    try:
+        made = _create(home, site)
+        home.prepare_access([home.get(made.id)])
+        assert site.world.floating_ips == {}
+    finally:
+        home.close()

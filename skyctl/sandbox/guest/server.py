@@ -487,6 +487,9 @@ class VmSshFabric:
         if admits is not None and not admits(guest.vm, str(peer[0]), self.port):
             conn.close()  # the VM's security groups let this client in on no SSH port
             return
+        if sock is guest.listener and guest.world.tenant_network and guest.vm.extra.get("network") == "private":
+            conn.close()  # a tenant network's fixed address: reached only through a floating IP
+            return
         conn.setblocking(True)
         try:
             transport = _GuestTransport(conn)

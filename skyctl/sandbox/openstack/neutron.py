@@ -84,6 +84,12 @@ class Neutron:
                 found = [s for s in subs if s["id"] == rest[1]]
                 return Reply(200, {"subnet": found[0]}) if found else _not_found("Subnet", rest[1])
             return Reply(200, {"subnets": [s for s in subs if _matches(s, req.query)]})
+        if coll == "routers" and req.method == "GET" and len(rest) <= 2:
+            routers = [self._router_view()] if self.world.tenant_network else []
+            if len(rest) == 2:
+                found = [r for r in routers if r["id"] == rest[1]]
+                return Reply(200, {"router": found[0]}) if found else _not_found("Router", rest[1])
+            return Reply(200, {"routers": [r for r in routers if _matches(r, req.query)]})
         if coll in ("security-groups", "security-group-rules") and len(rest) <= 2:
             return self.security_groups.route(req, coll, rest)
         if coll == "ports" and req.method == "GET" and len(rest) <= 2:
@@ -138,6 +144,30 @@ class Neutron:
                 "tenant_id": pid, "project_id": pid, "allocation_pools": [
                     {"start": "127.0.0.2", "end": "127.255.255.254"}], "dns_nameservers": [],
                 "host_routes": [], "description": "", "tags": []}
+
+    def _router_view(self) -> dict[str, Any]:
+        """A tenant-network site's router: its gateway on the external network, an interface on
+        the project's own network (floating IPs reach the VMs behind it)."""
+        pid = self.keystone.project_id
+        return {"id": self.router_id, "name": "router1", "status": "ACTIVE", "admin_state_up": True,
+                "tenant_id": pid, "project_id": pid, "distributed": False, "ha": False, "routes": [],
+                "external_gateway_info": {"network_id": self.external_network_id, "enable_snat": True,
+                                          "external_fixed_ips": [{"subnet_id": self.external_subnet_id,
+                                                                  "ip_address": f"127.{self.world.floating_octet}.0.1"}]},
+                "availability_zones": ["nova"], "description": "", "tags": [], "revision_number": 3,
+                "created_at": iso(0), "updated_at": iso(0)}
+
+    def _router_port_view(self) -> dict[str, Any]:
+        pid = self.keystone.project_id
+        return {"id": stable_id(self.world.name, "port", "router1", NETWORK_NAME), "name": "",
+                "network_id": self.network_id, "tenant_id": pid, "project_id": pid,
+                "mac_address": "fa:16:3e:ff:00:01", "admin_state_up": True, "status": "ACTIVE",
+                "device_id": self.router_id, "device_owner": "network:router_interface",
+                "fixed_ips": [{"subnet_id": self.subnet_id, "ip_address": "127.0.0.1"}],
+                "allowed_address_pairs": [], "extra_dhcp_opts": [], "security_groups": [],
+                "description": "", "binding:vnic_type": "normal", "port_security_enabled": False,
+                "dns_name": "", "dns_assignment": [], "tags": [], "created_at": iso(0), "updated_at": iso(0),
+                "revision_number": 1}
 
     def _port_id(self, vm: SVM) -> str:
         port_id = vm.extra.get("port_id")
@@ -315,6 +345,8 @@ class Neutron:
             vms = [self.world.vms[d] for d in devices if d in self.world.vms] if devices \
                 else list(self.world.vms.values())
             views = [self._port_view(vm, now) for vm in vms if self._has_port(vm) and self.keystone.visible(req, vm)]
+            if self.world.tenant_network and not devices:
+                views.append(self._router_port_view())
         return Reply(200, {"ports": [v for v in views if _matches(v, req.query)]})
 
 
