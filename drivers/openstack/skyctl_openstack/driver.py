@@ -331,9 +331,9 @@ class OpenStackDriver(Driver):
 
     # ------------------------------------------------------------------ floating IPs
     def _floating_ips(self) -> list[dict[str, Any]]:
-        """The project's floating IPs: one Neutron request."""
-        _, body = self._api().request("network", "GET", "/floatingips", what="floating IPs")
-        return list((body or {}).get("floatingips") or [])
+        """The project's floating IPs: one Neutron request (none where Neutron has no L3)."""
+        status, body = self._api().request("network", "GET", "/floatingips", ok=(404,), what="floating IPs")
+        return [] if status == 404 else list((body or {}).get("floatingips") or [])
 
     def _external_network_id(self) -> str:
         if self._floating_network_id is None:

@@ -106,8 +106,9 @@ class Neutron:
         with self._lock:
             if self._routed is None:
                 api = self._client()
-                _, body = api.request("network", "GET", "/routers", what="routers")
-                gateways = {str(r["id"]) for r in (body or {}).get("routers") or []
+                # 404: Neutron without the L3 service (provider networks only): no routers.
+                status, body = api.request("network", "GET", "/routers", ok=(404,), what="routers")
+                gateways = set() if status == 404 else {str(r["id"]) for r in (body or {}).get("routers") or []
                             if (r.get("external_gateway_info") or {}).get("network_id")}
                 routed: set[str] = set()
                 if gateways:

@@ -230,3 +230,14 @@ def test_auto_attaches_a_floating_ip_only_behind_a_router_and_delete_releases_it
         assert site.world.floating_ips == {}
     finally:
         home.close()
+
+
+def test_a_neutron_without_l3_has_no_routed_networks() -> None:
+    from skyctl_openstack.network import Neutron
+
+    class NoL3:
+        def request(self, service, method, path, *, ok=(), **kw):
+            assert path == "/routers" and 404 in ok   # the L3 service answers /routers
+            return 404, {"NeutronError": {"message": "The resource could not be found."}}
+
+    assert Neutron(lambda: NoL3(), "s").routed_networks() == set()
