@@ -6,7 +6,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from skyctl.cli import context, groups, launch, nodes, sandbox, ssh
+    from skyctl.cli import context, groups, launch, nodes, sandbox, simulate, ssh
 
     app.command()(nodes.sites)
     app.command()(launch.launch)
@@ -17,6 +17,7 @@ def register(app: typer.Typer) -> None:
     ssh.register(app)  # ssh, exec, cp, wait (they keep the words after -- for the node)
     app.command()(groups.scale)
     app.command()(groups.reconcile)
+    groups.burst_app.command("simulate")(simulate.simulate)
     app.add_typer(groups.burst_app, name="burst")
     app.add_typer(context.app, name="context")
     app.add_typer(sandbox.app, name="sandbox")
