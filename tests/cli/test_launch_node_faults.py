@@ -4,7 +4,7 @@ with its fault, and the launch goes on and lists every node it made."""
 from __future__ import annotations
 
 from skyctl.testing import memory as memdriver
-from tests.cli.conftest import Runner
+from skyctl.testing.cli import Runner
 
 FAULT = "Build of instance aborted: Failed to allocate the network(s), not rescheduling."
 

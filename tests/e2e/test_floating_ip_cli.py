@@ -49,23 +49,19 @@ def test_launch_wait_exec_delete_through_a_floating_ip(sandbox: Any) -> None:
 
 
 @pytest.fixture
-def sara_only(tmp_path: Path) -> Iterator[Sandbox]:
+def sara_only(tmp_path: Path, sandbox_up: Any) -> Iterator[Any]:
     """The default sara (a tenant-network site) alone, as `sandbox up` makes it."""
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump({"boot_delay": 0.1, "sites": {"home": None, "cc": None}}))
-    home = tmp_path / "home"
-    try:
-        run(home, "sandbox", "up", "--spec", str(spec))
-        yield Sandbox(home)
-    finally:
-        run(home, "sandbox", "down", check=False)
+    with sandbox_up(tmp_path / "home", "--spec", str(spec)) as running:
+        yield running
 
 
-def test_a_tenant_network_site_is_reached_through_the_floating_ip_skyctl_attaches(sara_only: Sandbox) -> None:
+def test_a_tenant_network_site_is_reached_through_the_floating_ip_skyctl_attaches(sara_only: Any) -> None:
     sky = yaml.safe_load((sara_only.dir / "sky.yaml").read_text())
     assert "floating_ip" not in sky["sites"]["sara"]["ssh"] and "network" not in sky["sites"]["sara"]
-    run(sara_only.home, "launch", "tn", "--count", "2", "--wait")
-    results = json.loads(run(sara_only.home, "exec", "tn", "-o", "json", "--", "echo $SSH_CONNECTION").stdout)
+    sara_only.run("launch", "tn", "--count", "2", "--wait")
+    results = json.loads(sara_only.run("exec", "tn", "-o", "json", "--", "echo $SSH_CONNECTION").stdout)
     assert [r["exit_code"] for r in results] == [0, 0]
     assert all(r["stdout"].split()[2].startswith("127.2") for r in results)   # reached on a floating IP
     conn = sara_only.openstack("sara")
@@ -74,7 +70,7 @@ def test_a_tenant_network_site_is_reached_through_the_floating_ip_skyctl_attache
         ssh_port = sky["sites"]["sara"]["ssh"]["port"]   # the sandbox's stand-in for 22
         groups = [g.name for g in conn.network.security_groups()]
         assert sorted(groups) == ["default", f"skyctl-ssh-{ssh_port}-0.0.0.0/0"]
-        run(sara_only.home, "delete", "tn", "--yes")
+        sara_only.run("delete", "tn", "--yes")
         assert list(conn.network.ips()) == [] and list(conn.compute.servers()) == []   # nothing left behind
     finally:
         conn.close()

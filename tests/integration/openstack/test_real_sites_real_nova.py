@@ -27,7 +27,6 @@ from skyctl.model import FLAVOR_UNUSABLE, NodeSpec, RenderedContext, node_labels
 from skyctl.site import SiteConfig
 from skyctl_openstack.driver import OpenStackDriver
 from skyctl_openstack.network import ssh_group_name
-from tests.integration.openstack.conftest import RealCloud
 
 pytestmark = pytest.mark.integration
 
@@ -35,12 +34,12 @@ OWN_NETWORK = "it-own-net"
 DISKLESS = ("d1.small", 1, 2048, 0)
 
 
-def _driver(real: RealCloud, **options: Any) -> OpenStackDriver:
+def _driver(real: Any, **options: Any) -> OpenStackDriver:
     opts = OpenStackDriver.options_model(cloud=real.cloud, clouds_yaml=str(real.clouds_yaml), **options)
     return OpenStackDriver(SiteConfig(name="nova", driver="openstack", options=opts))
 
 
-def _wait_gone(real: RealCloud, server_ids: list[str]) -> None:
+def _wait_gone(real: Any, server_ids: list[str]) -> None:
     deadline = time.monotonic() + 60
     for sid in server_ids:
         real.conn.compute.delete_server(sid, ignore_missing=True)
@@ -50,7 +49,7 @@ def _wait_gone(real: RealCloud, server_ids: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def own_network(real_cloud: RealCloud) -> Iterator[Any]:
+def own_network(real_cloud: Any) -> Iterator[Any]:
     conn = real_cloud.conn
     for old in conn.network.networks(name=OWN_NETWORK):   # left by a run that died
         conn.network.delete_network(old, ignore_missing=True)
@@ -68,14 +67,14 @@ def own_network(real_cloud: RealCloud) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def diskless_flavor(real_cloud: RealCloud) -> str:
+def diskless_flavor(real_cloud: Any) -> str:
     name, vcpus, ram, disk = DISKLESS
     if real_cloud.admin.compute.find_flavor(name) is None:   # a stack seeded before d1.small
         real_cloud.admin.compute.create_flavor(name=name, vcpus=vcpus, ram=ram, disk=disk, is_public=True)
     return name
 
 
-def _spec(driver: OpenStackDriver, real: RealCloud, group: str, index: int, flavor: str | None = None) -> NodeSpec:
+def _spec(driver: OpenStackDriver, real: Any, group: str, index: int, flavor: str | None = None) -> NodeSpec:
     image = next(i for i in driver.images() if i.name == real.image)
     size = next(f for f in driver.flavors() if f.name == (flavor or real.flavor))
     return NodeSpec(group=group, site=driver.site_name, image=image, flavor=size,
@@ -83,7 +82,7 @@ def _spec(driver: OpenStackDriver, real: RealCloud, group: str, index: int, flav
                     image_name=real.image)
 
 
-def test_auto_with_two_networks_is_nova_409_said_with_the_field(real_cloud: RealCloud, own_network: Any) -> None:
+def test_auto_with_two_networks_is_nova_409_said_with_the_field(real_cloud: Any, own_network: Any) -> None:
     group = f"it-{uuid.uuid4().hex[:8]}"
     d = _driver(real_cloud, network="auto")
     try:
@@ -97,7 +96,7 @@ def test_auto_with_two_networks_is_nova_409_said_with_the_field(real_cloud: Real
 
 
 def test_unset_network_takes_the_project_own_and_the_ssh_group_is_made_once(
-        real_cloud: RealCloud, own_network: Any) -> None:
+        real_cloud: Any, own_network: Any) -> None:
     group = f"it-{uuid.uuid4().hex[:8]}"
     made: list[str] = []
     try:
@@ -127,7 +126,7 @@ def test_unset_network_takes_the_project_own_and_the_ssh_group_is_made_once(
 
 
 def test_a_diskless_flavor_is_refused_as_a_request_and_placement_passes_it_over(
-        real_cloud: RealCloud, diskless_flavor: str) -> None:
+        real_cloud: Any, diskless_flavor: str) -> None:
     group = f"it-{uuid.uuid4().hex[:8]}"
     d = _driver(real_cloud, network="none")
     try:
