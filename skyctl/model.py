@@ -30,6 +30,9 @@ MASK = "****"
 # Node.extra key a driver sets (True) when the cloud accepted a node but has no host for it
 # (Nova ERROR "No valid host", OpenNebula PENDING "Cannot dispatch"): ops fails it over.
 CAPACITY_FAULT = "capacity_fault"
+# Flavor.extra key: why the site cannot boot this flavor as skyctl would ask (placement skips it
+# and says so), e.g. a diskless flavor on a site where skyctl makes no boot volume.
+FLAVOR_UNUSABLE = "unusable"
 # Node.extra key a driver sets (True) while the cloud has accepted a node but not yet placed
 # it (Nova task_state "scheduling"): its quota and host checks are still to come.
 SCHEDULING = "scheduling"

@@ -6,8 +6,9 @@ site), so neither imports the other. No I/O, no SDK.
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -24,10 +25,26 @@ class SshConfig(Strict):
     user: str | None = None          # login user; default from the context (cloud-user...)
     port: int = Field(22, ge=1, le=65535)
     jump_host: str | None = None     # bastion, "user@host[:port]"
-    floating_ip: bool = False        # OpenStack: allocate and attach one per node
+    # OpenStack: attach a floating IP to every node (true), never (false), or where the node's
+    # network is not reachable: not external, and a router joins it to an external one (auto).
+    floating_ip: bool | Literal["auto"] = "auto"
+    # OpenStack: who may reach SSH; skyctl makes (once per site) a security group allowing it
+    # and attaches it to every node. null: make none (the site's own groups must allow SSH).
+    cidr: str | None = "0.0.0.0/0"
     # `launch --wait` also waits for SSH login and the context (cloud-init status); turn it
     # off for nodes this machine cannot reach.
     check_ready: bool = True
+
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            return str(ipaddress.ip_network(v.strip(), strict=False))
+        except ValueError:
+            raise ValueError("must be an address range such as 0.0.0.0/0 or 192.0.2.0/24") from None
 
 
 class SiteConfig(BaseModel):

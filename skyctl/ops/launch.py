@@ -255,19 +255,28 @@ def _wait_for_ssh(sky: Sky, nodes: list[Node]) -> list[Node]:
 
 def _wait_and_drop_faulted(sky: Sky, fresh: list[Node], launch_id: str, result: LaunchResult, *,
                            running: bool) -> list[str]:
-    """Wait until `fresh` are placed (or run). Nodes the cloud could not host (no host, quota
-    found used up after the create was accepted) are deleted and their names returned; their
-    sites are marked full with the cloud's reason."""
+    """Wait until `fresh` are placed (or run). Nodes that went to error are deleted and their
+    names returned (to be placed again); their sites take no more nodes in this launch. The
+    cloud could not host them (no host, quota found used up after the create was accepted):
+    the site is full. Any other fault: a failure with the cloud's message, and the launch goes on."""
     running_nodes, faulted = wait_nodes(sky, fresh, launch_id, until=_running if running else _placed)
     by_id = {n.id: n for n in running_nodes}
     result.created = [by_id.get(n.id, n) for n in result.created if n.id not in {f.id for f in faulted}]
     if not faulted:
         return []
     for n in faulted:
-        why = str(n.extra.get("fault") or "no host could take the node")
+        if n.extra.get(CAPACITY_FAULT):
+            why = str(n.extra.get("fault") or "no host could take the node")
+            if n.site not in result.full_sites:
+                result.full_sites[n.site] = why
+                sky.reporter.site_full(n.site, why)
+            continue
+        err = DriverError(f"node {n.name} went to error: {n.extra.get('fault') or 'no reason given'}", site=n.site)
+        result.failures.append(Failure(n.site, n.name, err))
+        sky.reporter.node_failed(n.site, n.name, err)
         if n.site not in result.full_sites:
-            result.full_sites[n.site] = why
-            sky.reporter.site_full(n.site, why)
+            result.full_sites[n.site] = err.reason()
+            sky.reporter.site_error(n.site, err)
     delete_nodes(sky, faulted)
     return [n.name for n in faulted]
 
@@ -397,9 +406,9 @@ _MISSING_POLLS = 3
 def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *, until: Callable[[Node], bool] = _running,
                poll: float = 0.5) -> tuple[list[Node], list[Node]]:
     """Poll each site's list by the launch's labels (one request per site per round) until
-    `until(node)` holds for every node. Returns (nodes, faulted): faulted are nodes the cloud
-    could not host (`extra["capacity_fault"]`). Any other error state, or a site's
-    ready_timeout running out, raises naming the nodes."""
+    `until(node)` holds for every node. Returns (nodes, faulted): faulted are the nodes that
+    went to an error state (`extra["capacity_fault"]` when the cloud could not host them,
+    `extra["fault"]` says why). A site's ready_timeout running out raises naming the nodes."""
     deadline: dict[str, float] = {}
     current: dict[str, Node] = {n.id: n for n in nodes}
     faulted: dict[str, Node] = {}
@@ -429,11 +438,8 @@ def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *, until: Callable[[
                     continue
                 missing.pop(node_id, None)
                 node = current[node_id] = seen[node_id]
-                if node.extra.get(CAPACITY_FAULT):
+                if node.extra.get(CAPACITY_FAULT) or node.state is NodeState.ERROR:
                     faulted[node_id] = node
-                elif node.state is NodeState.ERROR:
-                    raise DriverError(f"node {node.name} went to error: {node.extra.get('fault') or 'no reason given'}",
-                                      site=site)
                 sky.reporter.node_stage(node, node.state.value)
         waiting = {s: left for s, ids in waiting.items()
                    if (left := {i for i in ids if i not in faulted and (i in missing or not until(current[i]))})}

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from skyctl.model import Capacity, Flavor, ImageRef, Limit, Resources, Tier
+from skyctl.model import FLAVOR_UNUSABLE, Capacity, Flavor, ImageRef, Limit, Resources, Tier
 from skyctl.policy.energy import EnergyModel, Footprint, footprint
 from skyctl.policy.rules import DEFAULT_DURATION_S, Rule, RuleOrder, Weights, rule_for
 
@@ -197,11 +197,17 @@ def pick_flavor(req: Request, site: SiteSnapshot, catalog: Catalog) -> tuple[Fla
         # A site's own flavor name or id, allowed when the site is pinned.
         for f in site.flavors:
             if req.size in (f.id, f.name):
+                if f.extra.get(FLAVOR_UNUSABLE):
+                    return _no_flavor(f"flavor {f.name}: {f.extra[FLAVOR_UNUSABLE]}")
                 return f, None
         return _no_flavor(f"site has no flavor {req.size!r}")
     if site.custom_sizes:
         return Flavor("custom", f"{req.cpus}cpu-{req.memory_mib}mib", req.cpus, req.memory_mib), None
-    fits = [f for f in site.flavors if f.fits(req.cpus, req.memory_mib)]
+    fitting = [f for f in site.flavors if f.fits(req.cpus, req.memory_mib)]
+    fits = [f for f in fitting if not f.extra.get(FLAVOR_UNUSABLE)]
+    if not fits and fitting:
+        passed = "; ".join(f"{f.name}: {f.extra[FLAVOR_UNUSABLE]}" for f in fitting[:3])
+        return _no_flavor(f"no usable flavor fits {req.cpus} cpu / {req.memory_mib} MiB ({passed})")
     if not fits:
         return _no_flavor(f"no flavor fits {req.cpus} cpu / {req.memory_mib} MiB")
     # The smallest that fits: fewest cpus, then least memory, then name.

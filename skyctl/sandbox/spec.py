@@ -55,8 +55,13 @@ DEFAULT_SPEC: dict[str, Any] = {
         # templates/images/networks, a group quota, no OneGate endpoint.
         "cc": {"driver": "opennebula", "tier": "remote", "cost": 1,
                "quota": {"instances": 16, "cores": 32}, "group_quota": {"instances": 24, "cores": 48}},
-        "sara": {"driver": "openstack", "tier": "remote", "cost": 2,
-                 "quota": {"instances": 32, "cores": 64}},
+        # A tenant-network site: its own network next to a shared one; diskless flavors (boot
+        # from a volume only) next to the ones with disk, as Sovereign Cloud Stack sites have.
+        "sara": {"driver": "openstack", "tier": "remote", "cost": 2, "tenant_network": True,
+                 "quota": {"instances": 32, "cores": 64},
+                 "flavors": [*DEFAULT_FLAVORS, {"id": "10", "name": "SCS-1V-2", "vcpus": 1, "ram_mib": 2048,
+                                                "disk_gib": 0},
+                             {"id": "11", "name": "SCS-2V-4", "vcpus": 2, "ram_mib": 4096, "disk_gib": 0}]},
     },
 }
 
@@ -184,6 +189,8 @@ class SiteSpec(_Section):
     error_rate: Annotated[float, _number(hi=1)] = 0
     boot_delay: Seconds = Field(None)   # absent: the spec's own boot_delay
     floating_ip: Flag = False
+    # OpenStack: the project's own network next to a shared one (else one shared provider network).
+    tenant_network: Flag = False
     host_cpus: Annotated[int | None, _number(integer=True, null_ok=True)] = None   # None: unlimited
     host_ram_mib: Annotated[int | None, _number(integer=True, null_ok=True)] = None
     quota: QuotaSpec = QuotaSpec()
@@ -212,6 +219,13 @@ class SiteSpec(_Section):
     def _opennebula_only(cls, value: Any, info: ValidationInfo) -> Any:
         if value and info.data.get("driver") != "opennebula":
             raise ValueError("exists on OpenNebula sites only")
+        return value
+
+    @field_validator("tenant_network")
+    @classmethod
+    def _tenant_network_on_openstack(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("driver") != "openstack":
+            raise ValueError("tenant networks exist on OpenStack sites only")
         return value
 
 
@@ -336,6 +350,7 @@ def build_world(name: str, site: Mapping[str, Any], spec: Mapping[str, Any], *, 
     world.group_quota = Quota(**{"floating_ips": -1, "key_pairs": -1, **{k: int(v) for k, v in gq.items()}})
     world.settings = {k: site[k] for k in ("onegate_endpoint", "prolog_seconds", "boot_seconds",
                                            "prolog_failure_rate", "boot_failure_rate") if site.get(k) is not None}
+    world.tenant_network = bool(site.get("tenant_network", False))
     world.faults.boot_delay = site_boot_delay(spec, site)
     world.faults.latency_ms = float(site.get("latency_ms", 0))
     world.faults.error_rate = float(site.get("error_rate", 0))
@@ -357,7 +372,8 @@ def federation_document(spec: Mapping[str, Any], sites: Mapping[str, Mapping[str
         entry: dict[str, Any] = {"driver": site["driver"], "tier": site.get("tier", "remote"),
                                  "cost": site.get("cost", 0)}
         if site["driver"] == "openstack":
-            entry.update(cloud=run["cloud"], clouds_yaml=str(run["clouds_yaml"]), network="auto")
+            # No network: the driver's documented choice picks it (sara sees two).
+            entry.update(cloud=run["cloud"], clouds_yaml=str(run["clouds_yaml"]))
         else:
             entry.update(endpoint=run["endpoint"], one_auth=str(run["one_auth"]))
         entry["ssh"] = {"user": spec["login_user"], "port": int(run["ssh_port"])}

@@ -43,10 +43,14 @@ class Faults:
     # Accept this many more creates, then hold further create requests open until released:
     # a test's exact moment "some VMs exist, the rest are on the wire" (None: no hold).
     hold_creates_after: int | None = None
+    # VMs created from now on go to ERROR with this fault message (a build that failed on
+    # the host: Nova's "Exceeded maximum number of retries...", a port that would not bind).
+    build_fault: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"latency_ms": self.latency_ms, "error_rate": self.error_rate, "down": self.down,
-                "boot_delay": self.boot_delay, "hold_creates_after": self.hold_creates_after}
+                "boot_delay": self.boot_delay, "hold_creates_after": self.hold_creates_after,
+                "build_fault": self.build_fault}
 
 
 @dataclass
@@ -172,6 +176,12 @@ class SiteWorld:
         self._floating_next = 0
         self.on_address_added: Callable[[SiteWorld, SVM, str], None] | None = None
         self.on_address_removed: Callable[[SiteWorld, SVM, str], None] | None = None
+        # OpenStack: the member project has its own network (not shared) next to a shared one,
+        # behind a router to the external network (else: one shared provider network).
+        self.tenant_network = False
+        # Set by a front with security groups: may this client address (vm, peer, port) reach
+        # the VM's SSH? None: every address may.
+        self.admits_ssh: Callable[[SVM, str, int], bool] | None = None
 
     # ------------------------------------------------------------ faults
     def inject(self) -> bool:
@@ -255,6 +265,8 @@ class SiteWorld:
                      **attrs)
             if not room:
                 vm.error = "No valid host was found. There are not enough hosts available."
+            elif self.faults.build_fault:
+                vm.error = self.faults.build_fault
             self.vms[vm.id] = vm
         if self.on_create and not vm.error:
             self.on_create(self, vm)

@@ -22,7 +22,7 @@ import pytest
 
 from skyctl.drivers import Driver
 from skyctl.errors import DriverError, NotFound, QuotaExceeded
-from skyctl.model import (Capability, Capacity, Flavor, ImageRef, Node, NodeSpec, NodeState, RenderedContext,
+from skyctl.model import (FLAVOR_UNUSABLE, Capability, Capacity, Flavor, ImageRef, Node, NodeSpec, NodeState, RenderedContext,
                           node_labels)
 
 NODE_JSON_KEYS = {"name", "group", "site", "driver", "id", "state", "addresses", "image", "size",
@@ -45,7 +45,7 @@ class ContractTarget:
 def _flavor_for(driver: Driver, cpus: int, memory_mib: int) -> Flavor:
     if Capability.CUSTOM_SIZES in driver.capabilities:
         return Flavor("custom", f"{cpus}cpu-{memory_mib}mib", cpus, memory_mib)
-    fits = [f for f in driver.flavors() if f.fits(cpus, memory_mib)]
+    fits = [f for f in driver.flavors() if f.fits(cpus, memory_mib) and not f.extra.get(FLAVOR_UNUSABLE)]
     assert fits, f"no flavor on {driver.site_name} fits {cpus} cpu / {memory_mib} MiB"
     return min(fits, key=lambda f: (f.cpus, f.memory_mib, f.name))
 

@@ -49,6 +49,9 @@ class Cloud:
     host_slots: int | None = None
     # The next this-many creates answer like an overloaded API (before creating anything).
     fail_next_creates: int = 0
+    # Nodes created from now on go to ERROR with this fault, which is no lack of capacity
+    # (a broken image, a port that would not bind).
+    build_fault: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -132,9 +135,10 @@ class MemoryDriver(Driver):
                         f"Quota exceeded for {res}: Requested {need}, but already used {used} of {limit} {res}",
                         site=self.site_name, resource=res, requested=need, used=used, limit=limit)
             no_host = self.cloud.host_slots is not None and n + 1 > self.cloud.host_slots
-            extra_fault = {CAPACITY_FAULT: True, "fault": "No valid host was found."} if no_host else {}
+            extra_fault = {CAPACITY_FAULT: True, "fault": "No valid host was found."} if no_host else \
+                {"fault": self.cloud.build_fault} if self.cloud.build_fault else {}
             node = Node(name=name, group=spec.labels.get("group"), site=self.site_name, driver=self.name,
-                        id=f"mem-{next(_ids)}", state=NodeState.ERROR if no_host else NodeState.RUNNING,
+                        id=f"mem-{next(_ids)}", state=NodeState.ERROR if extra_fault else NodeState.RUNNING,
                         addresses=("127.0.0.1",),
                         image=spec.image_name or spec.image.name, size=spec.size_name or spec.flavor.name,
                         created_at=datetime.now(UTC).isoformat(timespec="seconds"), labels=dict(spec.labels),

@@ -167,7 +167,11 @@ def _handshake(address: str, port: int, key: paramiko.PKey) -> str:
 def test_an_attached_floating_ip_reaches_the_vms_ssh(conn: Any, site: tuple[SandboxSite, VmSshFabric]) -> None:
     key = new_host_key()
     conn.compute.create_keypair(name="fl-key", public_key=f"ssh-ed25519 {key.get_base64()} me@x")
-    server = _boot(conn, "fl-d", key_name="fl-key")
+    # The default group lets nothing in: a group allowing SSH goes with it.
+    ssh = conn.network.create_security_group(name="ssh")
+    conn.network.create_security_group_rule(security_group_id=ssh.id, direction="ingress", protocol="tcp",
+                                            port_range_min=22, port_range_max=22, remote_ip_prefix="0.0.0.0/0")
+    server = _boot(conn, "fl-d", key_name="fl-key", security_groups=[{"name": "ssh"}])
     vm = site[0].world.get_vm(server.id)
     assert vm is not None and vm.ssh_port
     fip = conn.network.create_ip(floating_network_id=_external(conn).id, port_id=_port(conn, server).id)

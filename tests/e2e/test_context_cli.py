@@ -82,9 +82,14 @@ def test_an_openstack_vm_gets_the_user_data_and_the_default_key_logs_in(sandbox)
     conn = openstack.connection.Connection(config=cloud.get_one(cloud=site["cloud"]))
     image = next(i for i in conn.image.images() if i.name == "AlmaLinux-9-GenericCloud")
     flavor = next(f for f in conn.compute.flavors() if f.name == "m1.small")
+    # The default group lets nothing in, as on real sites: a group allowing SSH goes with it.
+    ssh = conn.network.create_security_group(name="ctx-ssh")
+    conn.network.create_security_group_rule(security_group_id=ssh.id, direction="ingress", protocol="tcp",
+                                            port_range_min=22, port_range_max=22, remote_ip_prefix="0.0.0.0/0")
     server = conn.compute.create_server(
         name="ctx-os", image_id=image.id, flavor_id=flavor.id, networks="auto",
-        user_data=base64.b64encode(built.rendered.user_data.encode()).decode())
+        user_data=base64.b64encode(built.rendered.user_data.encode()).decode(),
+        security_groups=[{"name": ssh.id}])
     try:
         server = conn.compute.wait_for_server(server, wait=30, interval=0.1)
         address = next(iter(server.addresses.values()))[0]["addr"]

@@ -1,7 +1,8 @@
 """A site that asks for floating IPs, end to end: `skyctl sandbox up --spec` with
 `floating_ip: true` for `home`, `launch --wait` gives the node a floating IP, `exec` reaches the
 node through it (the guest's SSH_CONNECTION names the address it was reached on), and `delete`
-releases it."""
+releases it. And sara, a tenant-network site, with nothing asked: its fixed addresses do not
+answer, skyctl attaches floating IPs (`ssh.floating_ip: auto`) and its SSH group."""
 
 from __future__ import annotations
 
@@ -43,5 +44,33 @@ def test_launch_wait_exec_delete_through_a_floating_ip(sandbox: Any) -> None:
     conn = sandbox.openstack("home")
     try:
         assert list(conn.network.ips()) == []        # released, not leaked
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def sara_only(tmp_path: Path, sandbox_up: Any) -> Iterator[Any]:
+    """The default sara (a tenant-network site) alone, as `sandbox up` makes it."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({"boot_delay": 0.1, "sites": {"home": None, "cc": None}}))
+    with sandbox_up(tmp_path / "home", "--spec", str(spec)) as running:
+        yield running
+
+
+def test_a_tenant_network_site_is_reached_through_the_floating_ip_skyctl_attaches(sara_only: Any) -> None:
+    sky = yaml.safe_load((sara_only.dir / "sky.yaml").read_text())
+    assert "floating_ip" not in sky["sites"]["sara"]["ssh"] and "network" not in sky["sites"]["sara"]
+    sara_only.run("launch", "tn", "--count", "2", "--wait")
+    results = json.loads(sara_only.run("exec", "tn", "-o", "json", "--", "echo $SSH_CONNECTION").stdout)
+    assert [r["exit_code"] for r in results] == [0, 0]
+    assert all(r["stdout"].split()[2].startswith("127.2") for r in results)   # reached on a floating IP
+    conn = sara_only.openstack("sara")
+    try:
+        assert len(list(conn.network.ips())) == 2
+        ssh_port = sky["sites"]["sara"]["ssh"]["port"]   # the sandbox's stand-in for 22
+        groups = [g.name for g in conn.network.security_groups()]
+        assert sorted(groups) == ["default", f"skyctl-ssh-{ssh_port}-0.0.0.0/0"]
+        sara_only.run("delete", "tn", "--yes")
+        assert list(conn.network.ips()) == [] and list(conn.compute.servers()) == []   # nothing left behind
     finally:
         conn.close()

@@ -120,7 +120,7 @@ def test_federation_file_uses_the_drivers_option_names(sandbox: Any) -> None:
     ssh_port = sandbox.site("home")["ssh_port"]
     assert data["sites"]["home"] == {
         "driver": "openstack", "tier": "local", "cost": 0, "cloud": "home",
-        "clouds_yaml": sandbox.site("home")["clouds_yaml"], "network": "auto",
+        "clouds_yaml": sandbox.site("home")["clouds_yaml"],
         "ssh": {"user": "cloud-user", "port": ssh_port}}
     assert data["sites"]["cc"] == {
         "driver": "opennebula", "tier": "remote", "cost": 1, "endpoint": sandbox.site("cc")["endpoint"],
@@ -213,12 +213,24 @@ def test_fault_rejects_unknown_site_and_bad_values(sandbox: Any) -> None:
 # ---------------------------------------------------------------- VMs you can reach
 
 
+def _ssh_group(conn: Any) -> str:
+    """A group letting SSH in (the sandbox's default group lets nothing in, as real sites)."""
+    found = list(conn.network.security_groups(name="e2e-ssh"))
+    if found:
+        return str(found[0].id)
+    group = conn.network.create_security_group(name="e2e-ssh")
+    conn.network.create_security_group_rule(security_group_id=group.id, direction="ingress", protocol="tcp",
+                                            port_range_min=22, port_range_max=22, remote_ip_prefix="0.0.0.0/0")
+    return str(group.id)
+
+
 def _boot_openstack_vm(sandbox: Any, name: str, key_name: str | None, user_data: str) -> tuple[Any, str]:
     conn = sandbox.openstack("home")
     image = next(i for i in conn.image.images() if i.name == "AlmaLinux-9-GenericCloud")
     flavor = next(f for f in conn.compute.flavors() if f.name == "m1.small")
     server = conn.compute.create_server(name=name, image_id=image.id, flavor_id=flavor.id, key_name=key_name,
-                                        networks="auto", user_data=base64.b64encode(user_data.encode()).decode())
+                                        networks="auto", user_data=base64.b64encode(user_data.encode()).decode(),
+                                        security_groups=[{"name": _ssh_group(conn)}])
     server = conn.compute.wait_for_server(server, wait=30, interval=0.1)
     address = next(iter(server.addresses.values()))[0]["addr"]
     return (conn, server), address

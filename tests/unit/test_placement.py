@@ -102,3 +102,22 @@ def test_ten_thousand_nodes_over_fifty_sites_is_placed_fully() -> None:
     elapsed = time.perf_counter() - t0
     assert plan.placed == 10_000 and plan.placements[0].site == "s00"
     print(f"plan 10k nodes / 50 sites: {elapsed * 1000:.1f} ms")
+
+
+def test_a_flavor_the_site_cannot_boot_is_passed_over_and_the_plan_says_why() -> None:
+    from skyctl.model import FLAVOR_UNUSABLE
+
+    why = "disk 0: Nova boots it only from a volume"
+    cap = Capacity(Limit("instances", 0, None), Limit("cores", 0, None), Limit("ram_mib", 0, None))
+    diskless = Flavor("d", "SCS-1V-2", 1, 2048, 0, extra={FLAVOR_UNUSABLE: why})
+    with_disk = Flavor("s", "m1.small", 1, 2048, 20)
+    catalog = Catalog(images={"alma9": {"a": "alma9", "b": "alma9"}}, sizes={"small": Resources(1, 2048)})
+    both = SiteSnapshot("a", "x", Tier.REMOTE, 0, cap, (diskless, with_disk), (ImageRef("i", "alma9"),))
+    only_diskless = SiteSnapshot("b", "x", Tier.REMOTE, 1, cap, (diskless,), (ImageRef("i", "alma9"),))
+    plan = place(Request(group="g", count=2, image="alma9", size="small", cpus=1, memory_mib=2048),
+                 [both, only_diskless], [], catalog)
+    placed = {d.site: d for d in plan.placements}
+    # The smallest disk no longer wins the tie when the site cannot boot that flavor.
+    assert placed["a"].flavor == with_disk and "b" not in placed
+    b = next(d for d in plan.decisions if d.site == "b")
+    assert [r.code for r in b.reasons] == ["no_flavor"] and "SCS-1V-2: " + why in b.reasons[0].text

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from skyctl.model import (CAPACITY_FAULT, SCHEDULING, L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity, Flavor, ImageRef,
-                          Labels, Limit, Node)
+from skyctl.model import (CAPACITY_FAULT, FLAVOR_UNUSABLE, SCHEDULING, L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity,
+                          Flavor, ImageRef, Labels, Limit, Node)
 
 from skyctl_openstack.states import node_state
 
@@ -28,6 +28,9 @@ _META_MAX = 255
 # it can be found (and released) even after the server and its port are gone.
 FLOATING_DESCRIPTION = f"{LABEL_PREFIX} node "
 NO_VALID_HOST = "No valid host"
+# Nova's MaxRetriesExceeded (a NoValidHost, nova/exception.py), raised by the conductor
+# (nova/conductor/manager.py) when every alternate host failed the build: capacity-like.
+MAX_RETRIES = "Exceeded maximum number of retries"
 
 
 # ---------------------------------------------------------------- labels
@@ -204,18 +207,28 @@ def over_quota(server: Mapping[str, Any]) -> str | None:
 
 
 def no_valid_host(server: Mapping[str, Any]) -> str | None:
-    """The fault message when Nova could not schedule the server, else None."""
+    """The fault message when Nova could not schedule the server (or ran out of hosts to
+    retry the build on), else None."""
     if (server.get("status") or "").upper() != "ERROR":
         return None
     message = (server.get("fault") or {}).get("message") or ""
-    return message if NO_VALID_HOST.lower() in message.lower() else None
+    lowered = message.lower()
+    return message if NO_VALID_HOST.lower() in lowered or MAX_RETRIES.lower() in lowered else None
+
+
+# Why a diskless flavor is passed over: Nova boots it only from a volume (403 "Only
+# volume-backed servers are allowed for flavors with zero disk."), and skyctl makes none yet.
+DISKLESS = "disk 0: Nova boots it only from a volume, and skyctl makes no boot volume on this site"
 
 
 def flavor_from(f: Mapping[str, Any]) -> Flavor:
+    disk = int(f.get("disk") or 0)
+    extra: dict[str, Any] = {"public": f.get("os-flavor-access:is_public", True),
+                             "disabled": f.get("OS-FLV-DISABLED:disabled", False)}
+    if disk == 0:
+        extra[FLAVOR_UNUSABLE] = DISKLESS
     return Flavor(id=str(f["id"]), name=str(f.get("name") or f["id"]), cpus=int(f.get("vcpus") or 0),
-                  memory_mib=int(f.get("ram") or 0), disk_gib=int(f.get("disk") or 0),
-                  extra={"public": f.get("os-flavor-access:is_public", True),
-                         "disabled": f.get("OS-FLV-DISABLED:disabled", False)})
+                  memory_mib=int(f.get("ram") or 0), disk_gib=disk, extra=extra)
 
 
 def image_from(i: Mapping[str, Any]) -> ImageRef:

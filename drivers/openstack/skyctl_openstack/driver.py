@@ -21,6 +21,7 @@ from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageR
                           NodeState, RenderedContext)
 from skyctl_openstack import convert as cv
 from skyctl_openstack.errors import error_for_status, error_message
+from skyctl_openstack.network import Neutron
 
 if TYPE_CHECKING:  # pragma: no cover
     from skyctl.site import SiteConfig
@@ -41,8 +42,11 @@ class OpenStackOptions(BaseModel):
     cloud: str = Field(min_length=1, description="the clouds.yaml entry")
     clouds_yaml: str | None = Field(None, description="explicit clouds.yaml path (default: openstacksdk's search)")
     region: str | None = None
-    network: str = Field("auto", description="network name or id, 'auto' or 'none'")
-    security_groups: list[str] = []
+    network: str | list[str] | None = Field(
+        None, description="network name or id (a list for several NICs), 'auto' (Nova's choice) or 'none'; unset: "
+                          "the only non-external network, else the project's only own (non-shared) one")
+    security_groups: list[str] = Field([], description="groups attached to every node (default: 'default'), "
+                                                       "next to skyctl's SSH group (ssh.cidr)")
     key_name: str | None = None
     floating_network: str | None = Field(
         None, description="external network (name or id) for floating IPs (ssh.floating_ip); default: the only "
@@ -50,10 +54,15 @@ class OpenStackOptions(BaseModel):
 
     @field_validator("network")
     @classmethod
-    def _network(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must be a network name or id, 'auto' or 'none'")
-        return v.strip()
+    def _network(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if v is None:
+            return None
+        refs = [v] if isinstance(v, str) else v
+        if not refs or any(not r.strip() for r in refs):
+            raise ValueError("must be a network name or id (or a list of them), 'auto' or 'none'")
+        if isinstance(v, list) and any(r.strip() in ("auto", "none") for r in refs):
+            raise ValueError("'auto' and 'none' stand alone, not in a list")
+        return v.strip() if isinstance(v, str) else [r.strip() for r in v]
 
 
 class OpenStackDriver(Driver):
@@ -72,7 +81,7 @@ class OpenStackDriver(Driver):
         self._client: Client | None = None
         self._lock = threading.Lock()
         self._keypairs: set[str] = set()
-        self._network_id: str | None = None
+        self._neutron = Neutron(self._api, self.site_name)
         self._floating_network_id: str | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -179,8 +188,12 @@ class OpenStackDriver(Driver):
             key_name = self._ensure_keypair(context.ssh_public_keys[0])
         if key_name:
             server["key_name"] = key_name
-        if self.options.security_groups:
-            server["security_groups"] = [{"name": g} for g in self.options.security_groups]
+        if server["networks"] != "none":
+            # Nova applies `default` only when no group is named: name it with skyctl's own.
+            groups = list(self.options.security_groups or ["default"])
+            if self.site.ssh.cidr:
+                groups.insert(0, self._neutron.ssh_group(self.site.ssh.cidr, self.site.ssh.port))
+            server["security_groups"] = [{"name": g} for g in groups]
         tags = cv.labels_to_tags(spec.labels)
         mv = self._api().compute_microversion()
         if mv >= (2, 52):
@@ -215,26 +228,8 @@ class OpenStackDriver(Driver):
         found = [n for n in found if n.name == name]
         return found[0] if len(found) == 1 else None
 
-    def _find_network(self, net: str, field: str) -> dict[str, Any]:
-        """One Neutron network by id, else by name."""
-        api = self._api()
-        _, body = api.request("network", "GET", "/networks", params={"id": net}, what="networks")
-        found = (body or {}).get("networks") or []
-        if not found:
-            _, body = api.request("network", "GET", "/networks", params={"name": net}, what="networks")
-            found = (body or {}).get("networks") or []
-        if len(found) != 1:
-            problem = "not found" if not found else f"ambiguous ({len(found)} networks have that name)"
-            raise InvalidRequest(f"network {net!r} {problem}", site=self.site_name, field=field)
-        return dict(found[0])
-
     def _networks(self) -> Any:
-        net = self.options.network
-        if net in ("auto", "none"):
-            return net
-        if self._network_id is None:
-            self._network_id = str(self._find_network(net, "network")["id"])
-        return [{"uuid": self._network_id}]
+        return self._neutron.networks(self.options.network)
 
     def _ensure_keypair(self, public_key: str) -> str:
         name = cv.keypair_name(public_key)
@@ -307,7 +302,7 @@ class OpenStackDriver(Driver):
 
     def delete(self, node_ids: Sequence[str]) -> None:
         ids = list(dict.fromkeys(node_ids))
-        if not ids or not self.site.ssh.floating_ip:
+        if not ids or self.site.ssh.floating_ip is False:
             self._each(ids, self._delete_one)
             return
         # The floating IPs skyctl allocated for these servers, found by their description so
@@ -339,15 +334,15 @@ class OpenStackDriver(Driver):
 
     # ------------------------------------------------------------------ floating IPs
     def _floating_ips(self) -> list[dict[str, Any]]:
-        """The project's floating IPs: one Neutron request."""
-        _, body = self._api().request("network", "GET", "/floatingips", what="floating IPs")
-        return list((body or {}).get("floatingips") or [])
+        """The project's floating IPs: one Neutron request (none where Neutron has no L3)."""
+        status, body = self._api().request("network", "GET", "/floatingips", ok=(404,), what="floating IPs")
+        return [] if status == 404 else list((body or {}).get("floatingips") or [])
 
     def _external_network_id(self) -> str:
         if self._floating_network_id is None:
             wanted = self.options.floating_network
             if wanted:
-                self._floating_network_id = str(self._find_network(wanted, "floating_network")["id"])
+                self._floating_network_id = str(self._neutron.find_network(wanted, "floating_network")["id"])
             else:
                 _, body = self._api().request("network", "GET", "/networks", params={"router:external": "true"},
                                               what="external networks")
@@ -373,9 +368,18 @@ class OpenStackDriver(Driver):
         """With `ssh.floating_ip`: give each of this site's nodes a floating IP (allocated once,
         attached to its port, reused on later calls) and put that address first."""
         out = list(nodes)
-        if not self.site.ssh.floating_ip:
+        mode = self.site.ssh.floating_ip
+        if mode is False:
             return out
         todo = [n for n in out if n.site == self.site_name and n.state not in (NodeState.DELETED, NodeState.ERROR)]
+        if todo and mode == "auto":
+            # Only nodes on a network the client cannot reach: behind a router (auto).
+            routed = self._neutron.routed_networks()
+            if not routed:
+                return out
+            ports = self._ports_of([n.id for n in todo])
+            behind = {str(p.get("device_id")) for p in ports if p.get("network_id") in routed}
+            todo = [n for n in todo if n.id in behind]
         if not todo:
             return out
         fips = self._floating_ips()

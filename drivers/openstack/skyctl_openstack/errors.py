@@ -17,6 +17,19 @@ QUOTA_RE = re.compile(r"Quota exceeded for (\w+): Requested (\d+), but already u
 NEUTRON_QUOTA_RE = re.compile(r"Quota exceeded for resources: \['?(\w+)")
 # Nova's quotas counted per user say it without figures: "Quota exceeded, too many key pairs."
 NOVA_COUNT_QUOTA_RE = re.compile(r"Quota exceeded, too many ([\w ]+?)\.?$")
+# Nova's QuotaError subclasses without figures (nova/exception.py: PortLimitExceeded "Maximum
+# number of ports exceeded", FloatingIpLimitExceeded, SecurityGroupLimitExceeded, ...): 403s.
+NOVA_MAXIMUM_RE = re.compile(r"Maximum number of ([\w ]+?) exceeded")
+# Unified limits (oslo.limit's OverLimitInfo, which Nova passes on in its 403): "Project X is
+# over a limit for [Resource servers is over limit of 10 due to current usage 10 and delta 1]".
+UNIFIED_LIMIT_RE = re.compile(r"Resource ([\w:.-]+) is over limit of (\d+) due to current usage (\d+) "
+                              r"and delta (\d+)")
+_UNIFIED_RESOURCES = {"servers": "instances", "class:VCPU": "cores", "class:MEMORY_MB": "ram",
+                      "class:DISK_GB": "disk"}
+# Nova's BootFromVolumeRequiredForZeroDiskFlavor (nova/exception.py), raised by
+# nova/compute/api.py for a diskless flavor booted from an image: a 403 that is no refusal of
+# the credentials.
+ZERO_DISK = "Only volume-backed servers are allowed for flavors with zero disk"
 
 
 def error_message(body: Any, text: str = "") -> str:
@@ -41,7 +54,12 @@ _FIELD_PATTERNS = (
     (re.compile(r"key_name"), "key_name"),
     (re.compile(r"^Network .* could not be found"), "network"),
     (re.compile(r"^Security group"), "security_groups"),
+    (re.compile(r"^Multiple security groups found"), "security_groups"),
+    (re.compile(r"^Multiple possible networks found"), "network"),
 )
+# Nova's NetworkAmbiguous (nova/exception.py), a 409 when `networks` is "auto" and the project
+# sees several: said with the field that settles it.
+AMBIGUOUS_NETWORK = "Multiple possible networks found"
 
 
 def bad_request_field(message: str) -> str | None:
@@ -52,8 +70,11 @@ def bad_request_field(message: str) -> str | None:
     return None
 
 
-def error_for_status(status: int, message: str, site: str, *, what: str = "") -> DriverError:
-    """Map an HTTP error answer to skyctl's error tree."""
+def error_for_status(status: int, message: str, site: str, *, what: str = "",
+                     service: str | None = None) -> DriverError:
+    """Map an HTTP error answer to skyctl's error tree. Only Keystone (`service` "identity",
+    or unknown) refuses credentials with a 403; Nova's and Neutron's 403s are quotas or
+    requests the cloud will not serve, with its message."""
     where = f"{what}: " if what else ""
     m = QUOTA_RE.search(message)
     if m and status in (403, 413):
@@ -66,13 +87,27 @@ def error_for_status(status: int, message: str, site: str, *, what: str = "") ->
     m = NEUTRON_QUOTA_RE.search(message)
     if m and status == 409:
         return QuotaExceeded(f"{where}{message}", site=site, resource=m.group(1), requested=1)
+    m = NOVA_MAXIMUM_RE.search(message)
+    if m and status in (403, 413):
+        return QuotaExceeded(f"{where}{message}", site=site, resource=m.group(1).replace(" ", "_"))
+    m = UNIFIED_LIMIT_RE.search(message)
+    if m and status in (403, 413):
+        limit, used, delta = int(m.group(2)), int(m.group(3)), int(m.group(4))
+        return QuotaExceeded(f"{where}{message}", site=site, resource=_UNIFIED_RESOURCES.get(m.group(1), m.group(1)),
+                             requested=delta, used=used, limit=limit)
     text = message or f"HTTP {status}"
     if status == 401:
         return AuthError(f"{where}the cloud refused the credentials ({text})", site=site)
+    if status == 403 and service not in (None, "identity"):
+        field = "flavor" if ZERO_DISK in text else bad_request_field(text)
+        return InvalidRequest(f"{where}{text}", site=site, field=field)
     if status == 403:
         return AuthError(f"{where}not allowed: {text}", site=site)
     if status == 404:
         return NotFound(f"{where}{text}", site=site)
+    if status == 409 and AMBIGUOUS_NETWORK in text:
+        return InvalidRequest(f"{where}the project sees several networks ({text}); set the site's network "
+                              f"field to one of them", site=site, field="network")
     if status in (400, 409, 422):
         return InvalidRequest(f"{where}{text}", site=site, field=bad_request_field(text))
     if status in (408, 413, 429) or status >= 500:

@@ -76,6 +76,10 @@ class Client:
         """The Keystone user id of the token (the same user from any machine)."""
         return self._guard(lambda: self.conn.session.get_user_id(), "authenticate") or None
 
+    def project_id(self) -> str | None:
+        """The project the token is scoped to."""
+        return self._guard(lambda: self.conn.session.get_project_id(), "authenticate")  # type: ignore[no-any-return]
+
     def compute_microversion(self) -> tuple[int, int]:
         with self._lock:
             if self._compute_mv is None:
@@ -115,7 +119,7 @@ class Client:
         if status < 400 or status in ok:
             return status, body
         raise error_for_status(status, error_message(body, resp.text if body is None else ""), self.site,
-                               what=what)
+                               what=what, service=service)
 
     def _guard(self, call: Any, what: str) -> Any:
         """Run an SDK/keystoneauth call; its transport and auth failures leave as DriverErrors."""

@@ -62,3 +62,14 @@ def test_keypair_name_is_stable_and_short() -> None:
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH4or+mPFCfpQb8fn4sPzAJTxfP6f+VsWBuxUqHaKpsn me@host"
     assert cv.keypair_name(key) == cv.keypair_name(key.replace("me@host", "other"))
     assert cv.keypair_name(key).startswith("skyctl-") and len(cv.keypair_name(key)) == 19
+
+
+def test_exhausted_retries_is_a_capacity_fault_like_no_valid_host() -> None:
+    from skyctl.model import CAPACITY_FAULT
+
+    msg = ("Exceeded maximum number of retries. Exhausted all hosts available for retrying build failures "
+           "for instance 5c1f.")
+    node = cv.server_to_node({"id": "x", "status": "ERROR", "fault": {"code": 500, "message": msg}}, "s")
+    assert node.extra[CAPACITY_FAULT] and node.extra["fault"] == msg
+    other = cv.server_to_node({"id": "y", "status": "ERROR", "fault": {"message": "Build aborted"}}, "s")
+    assert CAPACITY_FAULT not in other.extra and other.extra["fault"] == "Build aborted"

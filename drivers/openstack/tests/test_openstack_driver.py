@@ -328,7 +328,8 @@ def test_create_whose_answer_is_lost_is_found_by_its_labels(driver, site) -> Non
 def test_security_groups_are_sent_and_checked(site) -> None:
     d = _driver(site, security_groups=["default"])
     node = d.create(make_spec(d, _target(site), "sg", "sg-0"), "sg-0", RenderedContext())
-    assert site.world.get_vm(node.id).extra["security_groups"] == ["default"]
+    # The site's groups, after the one skyctl makes for SSH (ssh.cidr, default 0.0.0.0/0).
+    assert site.world.get_vm(node.id).extra["security_groups"] == ["skyctl-ssh-22-0.0.0.0/0", "default"]
     d.close()
     d = _driver(site, security_groups=["no-such-group"])
     with pytest.raises(InvalidRequest) as info:

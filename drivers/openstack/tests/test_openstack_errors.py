@@ -60,3 +60,41 @@ def test_sdk_exceptions_map_in_order_and_bugs_are_left_alone() -> None:
     missing = errors.error_for_exception(ks_exc.EndpointNotFound("no image service"), "home", what="x")
     assert type(missing) is Unsupported
     assert errors.error_for_exception(KeyError("a bug"), "home", what="x") is None
+
+
+# ---------------------------------------------------------------- issue 13: only Keystone refuses
+
+
+@pytest.mark.parametrize("service", ["compute", "network"])
+def test_a_nova_or_neutron_403_is_not_an_auth_error(service) -> None:
+    zero = errors.error_for_status(403, "Only volume-backed servers are allowed for flavors with zero disk.",
+                                   "sara", what="create g-0", service=service)
+    assert type(zero) is InvalidRequest and zero.exit_code != AuthError("x").exit_code
+    assert zero.field == "flavor" and "zero disk" in zero.line() and zero.site == "sara"
+    policy = errors.error_for_status(403, "(rule:create_floatingip:floating_ip_address) is disallowed by policy",
+                                     "s", service=service)
+    assert type(policy) is InvalidRequest and "disallowed by policy" in policy.line()
+    # Keystone's own refusal (or an unknown service) stays an authentication error.
+    assert type(errors.error_for_status(403, "no", "s", service="identity")) is AuthError
+
+
+@pytest.mark.parametrize("message,resource", [
+    ("Maximum number of ports exceeded", "ports"),
+    ("Maximum number of floating IPs exceeded", "floating_IPs"),
+    ("Maximum number of security groups or rules exceeded", "security_groups_or_rules"),
+])
+def test_nova_maximum_number_messages_are_quotas(message, resource) -> None:
+    err = errors.error_for_status(403, message, "s", service="compute")
+    assert isinstance(err, QuotaExceeded) and err.site_full and err.resource == resource
+    assert message in err.line()
+
+
+def test_unified_limits_message_is_a_quota_with_its_figures() -> None:
+    msg = ("Project 9f0c is over a limit for [Resource servers is over limit of 10 due to current usage 10 "
+           "and delta 1]")
+    err = errors.error_for_status(403, msg, "s", service="compute")
+    assert isinstance(err, QuotaExceeded) and (err.resource, err.requested, err.used, err.limit) == \
+        ("instances", 1, 10, 10)
+    cores = errors.error_for_status(403, "Resource class:VCPU is over limit of 8 due to current usage 6 and "
+                                         "delta 4", "s", service="compute")
+    assert (cores.resource, cores.limit) == ("cores", 8)

@@ -474,7 +474,7 @@ class VmSshFabric:
 
     def _accept(self, sock: socket.socket, guest: Guest) -> None:
         try:
-            conn, _ = sock.accept()
+            conn, peer = sock.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
         except OSError as e:  # out of descriptors: drop this attempt, keep serving
@@ -482,6 +482,13 @@ class VmSshFabric:
             return
         if guest.gone or guest.vm.stopped or self._stopping:
             conn.close()  # a stopped VM's sshd is not there
+            return
+        admits = guest.world.admits_ssh
+        if admits is not None and not admits(guest.vm, str(peer[0]), self.port):
+            conn.close()  # the VM's security groups let this client in on no SSH port
+            return
+        if sock is guest.listener and guest.world.tenant_network and guest.vm.extra.get("network") == "private":
+            conn.close()  # a tenant network's fixed address: reached only through a floating IP
             return
         conn.setblocking(True)
         try:

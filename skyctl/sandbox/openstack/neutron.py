@@ -1,7 +1,7 @@
-"""Neutron v2.0 imitated (`/network`): the site's one tenant network and its external network
-(with their subnets), the default security group, the servers' ports, and floating IPs taken
-from the external network and attached to a port. The network quota's floating IPs are the
-world's.
+"""Neutron v2.0 imitated (`/network`): the site's networks (its tenant network, on a tenant-network
+site also a shared one, and the external network, with their subnets), the servers' ports,
+floating IPs taken from the external network and attached to a port, and (in `secgroups`)
+security groups. The network quota's floating IPs are the world's.
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ from typing import Any
 
 from skyctl.sandbox.openstack.http import HttpError, Reply, Request, iso, stable_id
 from skyctl.sandbox.openstack.keystone import Keystone
+from skyctl.sandbox.openstack.secgroups import DEFAULT_SG, SecurityGroups
 from skyctl.sandbox.world import FloatingIPError, QuotaError, SFloatingIP, SiteWorld, SVM
 
 NETWORK_NAME = "private"
+SHARED_NETWORK_NAME = "shared"       # a tenant-network site's second network, shared by its admin
 EXTERNAL_NETWORK_NAME = "public"     # router:external, where floating IPs come from
-DEFAULT_SG = "default"
+
+__all__ = ["DEFAULT_SG", "EXTERNAL_NETWORK_NAME", "NETWORK_NAME", "SHARED_NETWORK_NAME", "Neutron"]
 
 
 class Neutron:
@@ -31,7 +34,26 @@ class Neutron:
         self.external_network_id = stable_id(world.name, "network", EXTERNAL_NETWORK_NAME)
         self.external_subnet_id = stable_id(world.name, "subnet", EXTERNAL_NETWORK_NAME)
         self.router_id = stable_id(world.name, "router", "router1")
-        self.security_groups = {DEFAULT_SG: stable_id(world.name, "sg", DEFAULT_SG)}
+        self.shared_network_id = stable_id(world.name, "network", SHARED_NETWORK_NAME)
+        self.shared_subnet_id = stable_id(world.name, "subnet", SHARED_NETWORK_NAME)
+        self.security_groups = SecurityGroups(world)
+        # The guests ask before they answer SSH: the VM's groups must let the client in.
+        world.admits_ssh = self.security_groups.admits
+
+    def networks(self) -> list[dict[str, Any]]:
+        """Every network of the site: the tenant one, the shared one (tenant-network sites),
+        the external one."""
+        nets = [self._network_view()]
+        if self.world.tenant_network:
+            nets.append(self._network_view(shared=True))
+        return nets + [self._network_view(external=True)]
+
+    def network_name(self, ref: str) -> str | None:
+        """The name of the network an id (or, as the sandbox always allowed, a name) stands for."""
+        for net in self.networks():
+            if ref in (net["id"], net["name"]):
+                return str(net["name"])
+        return None
 
     def route(self, req: Request, rest: list[str]) -> Reply:
         if not rest:
@@ -49,23 +71,27 @@ class Neutron:
         coll = rest[0].removesuffix(".json")
         rest = [coll, *rest[1:]]
         if coll == "networks" and req.method == "GET":
-            nets = [self._network_view(), self._network_view(external=True)]
+            nets = self.networks()
             if len(rest) == 2:
                 found = [n for n in nets if n["id"] == rest[1]]
                 return Reply(200, {"network": found[0]}) if found else _not_found("Network", rest[1])
             return Reply(200, {"networks": [n for n in nets if _matches(n, req.query)]})
         if coll == "subnets" and req.method == "GET":
             subs = [self._subnet_view(), self._subnet_view(external=True)]
+            if self.world.tenant_network:
+                subs.insert(1, self._subnet_view(shared=True))
             if len(rest) == 2:
                 found = [s for s in subs if s["id"] == rest[1]]
                 return Reply(200, {"subnet": found[0]}) if found else _not_found("Subnet", rest[1])
             return Reply(200, {"subnets": [s for s in subs if _matches(s, req.query)]})
-        if coll == "security-groups" and req.method == "GET":
-            assert req.principal is not None
-            groups = [{"id": gid, "name": name, "description": "Default security group", "tenant_id":
-                       req.principal.project_id, "project_id": req.principal.project_id, "stateful": True,
-                       "security_group_rules": [], "tags": []} for name, gid in self.security_groups.items()]
-            return Reply(200, {"security_groups": [g for g in groups if _matches(g, req.query)]})
+        if coll == "routers" and req.method == "GET" and len(rest) <= 2:
+            routers = [self._router_view()] if self.world.tenant_network else []
+            if len(rest) == 2:
+                found = [r for r in routers if r["id"] == rest[1]]
+                return Reply(200, {"router": found[0]}) if found else _not_found("Router", rest[1])
+            return Reply(200, {"routers": [r for r in routers if _matches(r, req.query)]})
+        if coll in ("security-groups", "security-group-rules") and len(rest) <= 2:
+            return self.security_groups.route(req, coll, rest)
         if coll == "ports" and req.method == "GET" and len(rest) <= 2:
             return self._ports(req, rest)
         if coll == "floatingips" and len(rest) <= 2:
@@ -79,20 +105,30 @@ class Neutron:
             return Reply(200, {"extensions": []})
         raise HttpError(404, "The resource could not be found.", "NeutronError")
 
-    def _network_view(self, external: bool = False) -> dict[str, Any]:
-        pid = stable_id(self.world.name, "project", "admin")
-        return {"id": self.external_network_id if external else self.network_id,
-                "name": EXTERNAL_NETWORK_NAME if external else NETWORK_NAME, "status": "ACTIVE",
-                "admin_state_up": True, "shared": not external,
-                "subnets": [self.external_subnet_id if external else self.subnet_id], "tenant_id": pid,
-                "project_id": pid, "router:external": external, "mtu": 1500 if external else 1450,
-                "availability_zones": ["nova"],
+    def _network_view(self, external: bool = False, shared: bool = False) -> dict[str, Any]:
+        admin = stable_id(self.world.name, "project", "admin")
+        # A provider-network site shares its one network with every project; a tenant-network
+        # site gives the member project its own (not shared) and its admin shares a second.
+        if external:
+            nid, name, sid, owner, is_shared = (self.external_network_id, EXTERNAL_NETWORK_NAME,
+                                                self.external_subnet_id, admin, False)
+        elif shared:
+            nid, name, sid, owner, is_shared = (self.shared_network_id, SHARED_NETWORK_NAME,
+                                                self.shared_subnet_id, admin, True)
+        elif self.world.tenant_network:
+            nid, name, sid, owner, is_shared = (self.network_id, NETWORK_NAME, self.subnet_id,
+                                                self.keystone.project_id, False)
+        else:
+            nid, name, sid, owner, is_shared = self.network_id, NETWORK_NAME, self.subnet_id, admin, True
+        return {"id": nid, "name": name, "status": "ACTIVE", "admin_state_up": True, "shared": is_shared,
+                "subnets": [sid], "tenant_id": owner, "project_id": owner, "router:external": external,
+                "mtu": 1500 if external else 1450, "availability_zones": ["nova"],
                 "availability_zone_hints": [], "ipv4_address_scope": None, "ipv6_address_scope": None,
                 "port_security_enabled": True, "is_default": external, "description": "", "tags": [],
                 "created_at": iso(0), "updated_at": iso(0), "revision_number": 1,
                 "provider:network_type": "flat" if external else "geneve", "l2_adjacency": True}
 
-    def _subnet_view(self, external: bool = False) -> dict[str, Any]:
+    def _subnet_view(self, external: bool = False, shared: bool = False) -> dict[str, Any]:
         pid = stable_id(self.world.name, "project", "admin")
         if external:
             octet = self.world.floating_octet
@@ -101,11 +137,37 @@ class Neutron:
                     "gateway_ip": f"127.{octet}.0.1", "enable_dhcp": False, "tenant_id": pid, "project_id": pid,
                     "allocation_pools": [{"start": f"127.{octet}.0.2", "end": f"127.{octet}.255.254"}],
                     "dns_nameservers": [], "host_routes": [], "description": "", "tags": []}
-        return {"id": self.subnet_id, "name": f"{NETWORK_NAME}-subnet", "network_id": self.network_id,
+        name, sid, nid = ((SHARED_NETWORK_NAME, self.shared_subnet_id, self.shared_network_id) if shared
+                          else (NETWORK_NAME, self.subnet_id, self.network_id))
+        return {"id": sid, "name": f"{name}-subnet", "network_id": nid,
                 "ip_version": 4, "cidr": "127.0.0.0/8", "gateway_ip": None, "enable_dhcp": True,
                 "tenant_id": pid, "project_id": pid, "allocation_pools": [
                     {"start": "127.0.0.2", "end": "127.255.255.254"}], "dns_nameservers": [],
                 "host_routes": [], "description": "", "tags": []}
+
+    def _router_view(self) -> dict[str, Any]:
+        """A tenant-network site's router: its gateway on the external network, an interface on
+        the project's own network (floating IPs reach the VMs behind it)."""
+        pid = self.keystone.project_id
+        return {"id": self.router_id, "name": "router1", "status": "ACTIVE", "admin_state_up": True,
+                "tenant_id": pid, "project_id": pid, "distributed": False, "ha": False, "routes": [],
+                "external_gateway_info": {"network_id": self.external_network_id, "enable_snat": True,
+                                          "external_fixed_ips": [{"subnet_id": self.external_subnet_id,
+                                                                  "ip_address": f"127.{self.world.floating_octet}.0.1"}]},
+                "availability_zones": ["nova"], "description": "", "tags": [], "revision_number": 3,
+                "created_at": iso(0), "updated_at": iso(0)}
+
+    def _router_port_view(self) -> dict[str, Any]:
+        pid = self.keystone.project_id
+        return {"id": stable_id(self.world.name, "port", "router1", NETWORK_NAME), "name": "",
+                "network_id": self.network_id, "tenant_id": pid, "project_id": pid,
+                "mac_address": "fa:16:3e:ff:00:01", "admin_state_up": True, "status": "ACTIVE",
+                "device_id": self.router_id, "device_owner": "network:router_interface",
+                "fixed_ips": [{"subnet_id": self.subnet_id, "ip_address": "127.0.0.1"}],
+                "allowed_address_pairs": [], "extra_dhcp_opts": [], "security_groups": [],
+                "description": "", "binding:vnic_type": "normal", "port_security_enabled": False,
+                "dns_name": "", "dns_assignment": [], "tags": [], "created_at": iso(0), "updated_at": iso(0),
+                "revision_number": 1}
 
     def _port_id(self, vm: SVM) -> str:
         port_id = vm.extra.get("port_id")
@@ -120,14 +182,16 @@ class Neutron:
 
     def _port_view(self, vm: SVM, now: float) -> dict[str, Any]:
         owner = self.keystone.owner(vm)
-        return {"id": self._port_id(vm), "name": "", "network_id": self.network_id, "tenant_id": owner,
+        shared = vm.extra.get("network") == SHARED_NETWORK_NAME
+        return {"id": self._port_id(vm), "name": "",
+                "network_id": self.shared_network_id if shared else self.network_id, "tenant_id": owner,
                 "project_id": owner, "mac_address": vm.extra.get("mac", "fa:16:3e:00:00:01"),
                 "admin_state_up": True, "status": "ACTIVE" if vm.booted(now) and not vm.stopped else "DOWN",
                 "device_id": vm.id, "device_owner": "compute:nova",
-                "fixed_ips": [{"subnet_id": self.subnet_id, "ip_address": vm.address or "127.0.0.1"}],
+                "fixed_ips": [{"subnet_id": self.shared_subnet_id if shared else self.subnet_id,
+                               "ip_address": vm.address or "127.0.0.1"}],
                 "allowed_address_pairs": [], "extra_dhcp_opts": [],
-                "security_groups": [self.security_groups.get(g, g) for g in
-                                    vm.extra.get("security_groups", [DEFAULT_SG])],
+                "security_groups": list(vm.extra.get("security_group_ids") or ()),
                 "description": "", "binding:vnic_type": "normal", "port_security_enabled": True,
                 "dns_name": "", "dns_assignment": [], "tags": [], "created_at": iso(vm.created),
                 "updated_at": iso(vm.created), "revision_number": 1}
@@ -281,6 +345,8 @@ class Neutron:
             vms = [self.world.vms[d] for d in devices if d in self.world.vms] if devices \
                 else list(self.world.vms.values())
             views = [self._port_view(vm, now) for vm in vms if self._has_port(vm) and self.keystone.visible(req, vm)]
+            if self.world.tenant_network and not devices:
+                views.append(self._router_port_view())
         return Reply(200, {"ports": [v for v in views if _matches(v, req.query)]})
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from skyctl.sandbox.openstack.http import Reply, Request, iso, iso_us, nova_error, short
 from skyctl.sandbox.openstack.keystone import Keystone
-from skyctl.sandbox.openstack.neutron import DEFAULT_SG, NETWORK_NAME, Neutron
+from skyctl.sandbox.openstack.neutron import DEFAULT_SG, Neutron
 from skyctl.sandbox.openstack.quota import QUOTA_DEFAULTS
 from skyctl.sandbox.world import NoHostError, QuotaError, SiteWorld, SVM
 
@@ -334,6 +334,10 @@ class Servers:
                                   "image/block device mapping combination is not valid.")
         if image_ref not in self.world.images:
             raise nova_error(400, f"Image {image_ref} could not be found.")
+        if flavor.disk_gib == 0 and not req.principal.is_admin:
+            # Nova (compute/api.py) refuses an image-backed server on a diskless flavor unless
+            # the policy allows it (admins only by default): BootFromVolumeRequiredForZeroDiskFlavor.
+            raise nova_error(403, "Only volume-backed servers are allowed for flavors with zero disk.")
         user_data = None
         if server.get("user_data") is not None:
             raw = server["user_data"]
@@ -368,13 +372,21 @@ class Servers:
                 raise nova_error(400, "Invalid key_name provided.")
             ssh_keys.append(public)
         network = self._pick_network(req, server.get("networks", "auto"))
-        groups = []
-        for sg in server.get("security_groups") or []:
+        groups: list[str] = []
+        group_ids: list[str] = []
+        for sg in server.get("security_groups") or [{"name": DEFAULT_SG}]:
             sg_name = sg.get("name") if isinstance(sg, dict) else None
-            if sg_name not in self.neutron.security_groups and sg_name not in self.neutron.security_groups.values():
+            found = self.neutron.security_groups.resolve(req.principal.project_id, str(sg_name))
+            if not found:
                 raise nova_error(400, f"Security group {sg_name} not found for project "
                                       f"{req.principal.project_id}.")
-            groups.append(sg_name)
+            if len(found) > 1:
+                # nova/network/security_group_api.py: a name several groups have.
+                raise nova_error(409, f"Multiple security groups found matching '{sg_name}'. Use an ID to be "
+                                      f"more specific.")
+            if found[0].id not in group_ids:
+                groups.append(found[0].name)
+                group_ids.append(found[0].id)
         try:
             min_count = int(server.get("min_count", 1))
             max_count = int(server.get("max_count", min_count))
@@ -390,7 +402,7 @@ class Servers:
                 metadata=dict(metadata), tags=list(dict.fromkeys(tags)), user_data=user_data,
                 key_name=key_name, ssh_keys=list(ssh_keys),
                 extra={"project_id": req.principal.project_id, "user_id": req.principal.user_id,
-                       "network": network, "security_groups": groups or [DEFAULT_SG],
+                       "network": network, "security_groups": groups, "security_group_ids": group_ids,
                        "mac": self._next_mac(), "description": server.get("description"),
                        "hostname": server.get("hostname") or _hostname(name),
                        "config_drive": "True" if server.get("config_drive") else ""},
@@ -416,28 +428,35 @@ class Servers:
             return Reply(202, {"reservation_id": "r-" + first.id[:8]})
         body = {"server": {"id": first.id, "links": self._view(req, first, False, time.time())["links"],
                            "OS-DCF:diskConfig": "MANUAL",
-                           "security_groups": [{"name": g} for g in (groups or [DEFAULT_SG])],
+                           "security_groups": [{"name": g} for g in groups],
                            "adminPass": secrets.token_urlsafe(9)}}
         return Reply(202, body, {"Location": f"{req.base_url}/compute/v2.1/servers/{first.id}"})
 
     def _pick_network(self, req: Request, networks: Any) -> str | None:
+        """The name of the network the server's port goes on (the sandbox gives one port)."""
         if networks == "none":
             return None
-        if networks == "auto" or networks is None:
-            return NETWORK_NAME
+        if networks in ("auto", None, []):
+            # Nova (2.37 "auto") takes the one network the project may use: its own and the
+            # shared ones, never an external one; several is NetworkAmbiguous.
+            usable = [n for n in self.neutron.networks() if not n["router:external"]]
+            if len(usable) > 1:
+                raise nova_error(409, "Multiple possible networks found, use a Network ID to be more specific.")
+            return str(usable[0]["name"])
         if isinstance(networks, list):
-            if not networks:
-                return NETWORK_NAME
+            names: list[str] = []
             for n in networks:
                 if not isinstance(n, dict):
                     break
                 if "port" in n:
                     raise nova_error(400, f"Port {n['port']} could not be found.")
                 uid = n.get("uuid")
-                if uid not in (self.neutron.network_id, NETWORK_NAME) and uid is not None:
+                name = self.neutron.network_name(str(uid)) if uid is not None else None
+                if uid is not None and name is None:
                     raise nova_error(400, f"Network {uid} could not be found.")
+                names.append(name or "")
             else:
-                return NETWORK_NAME
+                return names[0] or str(self.neutron.networks()[0]["name"])
         raise nova_error(400, "Invalid input for field/attribute networks. Value: %s. %s is not valid under any "
                               "of the given schemas" % (short(networks), short(networks)))
 

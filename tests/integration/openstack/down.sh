@@ -31,7 +31,8 @@ for name in $NAMES; do
   pid=$(pid_of "$name") || continue
   if group_alive "$pid"; then
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
-    sleep 0.5
+    # A loaded machine may take a few seconds to reap a killed group (neutron-server's workers).
+    for _ in $(seq 1 20); do group_alive "$pid" || break; sleep 0.25; done
     if group_alive "$pid"; then left+=("$name($pid)"); continue; fi
     echo "stopped $name (pid $pid, after SIGKILL)"
   else

@@ -1,7 +1,7 @@
 """Seed the local OpenStack for skyctl's integration tier. Idempotent.
 
   seed.py catalog    Keystone services/endpoints, project 'demo' with member user 'demo'
-  seed.py resources  flavors m1.tiny..m1.large, image 'cirros' (1 KiB dummy), shared network
+  seed.py resources  flavors m1.tiny..m1.large and diskless d1.small, image 'cirros' (1 KiB dummy), shared network
   seed.py probe      boot one server as the member user, wait for ACTIVE, delete it: proves the
                      stack schedules and builds, and pays the services' first-request costs
 
@@ -25,8 +25,9 @@ SERVICES = [
     ("glance", "image", "http://127.0.0.1:9292"),
     ("neutron", "network", "http://127.0.0.1:9696"),
 ]
+# d1.small is diskless (Sovereign Cloud Stack's kind): Nova boots it only from a volume.
 FLAVORS = [("m1.tiny", 1, 512, 1), ("m1.small", 1, 2048, 20),
-           ("m1.medium", 2, 4096, 40), ("m1.large", 4, 8192, 80)]
+           ("m1.medium", 2, 4096, 40), ("m1.large", 4, 8192, 80), ("d1.small", 1, 2048, 0)]
 NETWORK, SUBNET, CIDR = "skyctl-net", "skyctl-subnet", "10.99.0.0/24"
 
 
