@@ -26,11 +26,13 @@ def scale(
     """
     from skyctl.cli.runtime import open_sky
     from skyctl.errors import EXIT_PARTIAL
+    from skyctl.cli.nodes import forget_in_ssh_config
     from skyctl.ops.groups import scale as do_scale
 
     t = term()
     with open_sky() as sky:
         result = do_scale(sky, group, count)
+    forget_in_ssh_config([n.name for n in result.deleted])
     t.emit(result.to_json(), output, table=lambda d: None)
     launched = result.launched.created if result.launched else []
     t.info(f"{group}: {result.before} -> {result.before + len(launched) - len(result.deleted)} node(s) "
