@@ -159,9 +159,11 @@ def host_entry(node: Node, site: Any, *, key: KeySource, known_hosts: KnownHosts
 # ---------------------------------------------------------------- OpenSSH
 
 
-def _quote(value: str) -> str:
-    """ssh_config's quoting: double quotes around values with spaces."""
-    return f'"{value}"' if re.search(r'[\s"]', value) else value
+def _quote(path: str) -> str:
+    """A path as ssh_config reads it: % doubled (it expands %-tokens in paths), double quotes
+    around one with spaces."""
+    path = path.replace("%", "%%")
+    return f'"{path}"' if re.search(r'[\s"]', path) else path
 
 
 def _host_options(hostname: str, port: int, user: str | None, identity: str, known_hosts: str,

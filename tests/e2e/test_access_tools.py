@@ -117,9 +117,19 @@ def _ansible_env(sky: SkyCli, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _ansible_ping(sky: SkyCli, tmp_path: Path, pattern: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "sky.sh"
+    script.write_text(f'#!/bin/sh\nexec {SKYCTL} inventory "$@"\n')
+    script.chmod(0o755)
+    # The sandbox's VMs run commands on this host: point Ansible at this host's python.
+    python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
+    return subprocess.run([_need("ansible"), pattern, "-i", str(script), "-m", "ping", "-e",
+                           f"ansible_python_interpreter={python}"], env=_ansible_env(sky, tmp_path),
+                          capture_output=True, text=True, timeout=180)
+
+
 def test_ansible_reads_the_inventory_and_pings_a_group(sky: SkyCli, tmp_path: Path) -> None:
     inventory_cmd = _need("ansible-inventory")
-    ansible = _need("ansible")
     script = tmp_path / "sky.sh"
     script.write_text(f'#!/bin/sh\nexec {SKYCTL} inventory "$@"\n')
     script.chmod(0o755)
@@ -137,10 +147,38 @@ def test_ansible_reads_the_inventory_and_pings_a_group(sky: SkyCli, tmp_path: Pa
     assert graph.returncode == 0, graph.stderr
     assert "@demo:" in graph.stdout and "--demo-1" in graph.stdout and "@site_home:" in graph.stdout
 
-    # The sandbox's VMs run commands on this host: point Ansible at this host's python.
-    python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
-    ping = subprocess.run([ansible, "demo", "-i", str(script), "-m", "ping", "-e",
-                           f"ansible_python_interpreter={python}"], env=env, capture_output=True, text=True,
-                          timeout=180)
+    ping = _ansible_ping(sky, tmp_path, "demo")
     assert ping.returncode == 0, ping.stdout + ping.stderr
     assert ping.stdout.count("SUCCESS") == 2 and '"ping": "pong"' in ping.stdout
+
+
+def test_jump_host_through_its_own_checked_block(sky: SkyCli, tmp_path: Path) -> None:
+    """A site behind a bastion (here a sandbox VM of another site, which forwards as sshd does):
+    the generated config reaches its nodes with ProxyJump, both host keys checked."""
+    import yaml
+
+    ssh = _need("ssh")
+    sky.run("launch", "bastion", "--count", "1", "--site", "home", "--wait")
+    b = sky.nodes("bastion")[0]
+    fed = yaml.safe_load((sky.home / "state" / "sandbox" / "sky.yaml").read_text())
+    port = fed["sites"]["cc"]["ssh"]["port"]
+    fed["sites"]["cc"]["ssh"]["jump_host"] = f"skyctl@{b['addresses'][0]}:{port}"
+    jumped = tmp_path / "jumped.yaml"
+    jumped.write_text(yaml.safe_dump(fed))
+    via = SkyCli(sky.home)
+    via.env["SKYCTL_CONFIG"] = str(jumped)
+    try:
+        via.run("launch", "far", "--count", "1", "--site", "cc", "--wait")
+        config = tmp_path / "far.ssh"
+        config.write_text(via.run("ssh-config", "far").stdout)
+        text = config.read_text()
+        assert "Host skyctl-jump-cc\n" in text and "ProxyJump skyctl-jump-cc" in text
+        assert f"HostKeyAlias [{b['addresses'][0]}]:{port}" in text
+        assert _ssh(via, ssh, "-F", str(config), "far-0", "hostname").stdout.strip() == "far-0"
+        hv = via.json("inventory", "--host", "far-0")
+        assert "ProxyCommand=" in hv["ansible_ssh_common_args"]
+        ping = _ansible_ping(via, tmp_path, "far-0")
+        assert ping.returncode == 0 and '"ping": "pong"' in ping.stdout, ping.stdout + ping.stderr
+    finally:
+        via.run("delete", "far", "--yes", ok=(0, 3))
+        sky.run("delete", "bastion", "--yes")
