@@ -45,7 +45,7 @@ class Watch:
         self.on_start = on_start
         self._tick = tick
         self._stop = threading.Event()
-        self.done = 0
+        self.done = 0  # ticks finished
 
     def stop(self) -> None:
         """Finish the tick in progress, then end (safe to call from a signal handler)."""
@@ -69,8 +69,8 @@ class Watch:
         self._stop.wait(seconds)  # wakes at once on stop()
 
     def run_one(self) -> TickReport:
-        self.done += 1
-        self.on_start(self.done)
+        number = self.done + 1
+        self.on_start(number)
         started, t0 = time.time(), time.monotonic()
         tiers: dict[str, Tier] = {}
         try:
@@ -78,8 +78,10 @@ class Watch:
                 tiers = {name: s.tier for name, s in sky.federation.sites.items()}
                 result = self._tick(sky)
         except SkyError as e:
-            return TickReport(self.done, started, time.monotonic() - t0, None, e.line(), tiers)
-        return TickReport(self.done, started, time.monotonic() - t0, result, None, tiers)
+            self.done = number
+            return TickReport(number, started, time.monotonic() - t0, None, e.line(), tiers)
+        self.done = number  # counted once finished: Ctrl-C in the middle leaves it out
+        return TickReport(number, started, time.monotonic() - t0, result, None, tiers)
 
 
 def tick_event(report: TickReport) -> dict[str, Any]:
