@@ -252,14 +252,14 @@ def bench_exec(results: dict[str, Any], runs: int, tmp: Path, quick: bool) -> No
                                           capture_output=True, text=True).stdout)
         names = [n["name"] for n in nodes]
 
-        def both(targets: list[str]) -> tuple[float, float]:
-            listed = "\n".join(targets) + "\n"
+        def both(targets: list[str], hosts: list[str]) -> tuple[float, float]:
+            listed = "\n".join(hosts) + "\n"
             openssh = ["sh", "-c", f"printf '{listed}' | xargs -P {parallel} -I NODE {ssh} -F {config} NODE hostname"]
             skyctl = [SKYCTL, "exec", *targets, "--parallel", str(parallel), "-o", "json", "--", "hostname"]
             return median_pair(lambda: timed(skyctl, sb.env), lambda: timed(openssh, sb.env), max(3, runs // 2))
 
-        sky_t, ssh_t = both(["ex"])  # the group: skyctl resolves it, the ssh side gets the names ready-made
-        few_sky, few_ssh = both(names[:10])
+        sky_t, ssh_t = both(["ex"], names)  # skyctl resolves the group; the ssh side gets the names ready-made
+        few_sky, few_ssh = both(names[:10], names[:10])
         results.update(exec100_s=round(sky_t, 3), exec100_openssh_s=round(ssh_t, 3),
                        exec100_vs_openssh=round(sky_t / ssh_t, 3), exec_nodes=count, exec_parallel=parallel,
                        exec10_s=round(few_sky, 3), exec10_openssh_s=round(few_ssh, 3),
