@@ -40,9 +40,9 @@ IT_S=$(since "$t")
 # Its sandbox-only tests (fault knobs) report as skipped. Where Nova's answer depends on how
 # fast its conductor is (servers still building), a test waits for the state in which both
 # agree (ACTIVE): an expected failure that depends on timing would fail this step by chance.
-step "sandbox SDK-level tests against real Nova (tests/sandbox/test_openstack_api.py)"
+step "sandbox SDK-level tests against real Nova (tests/component/test_openstack_api.py)"
 t=$(date +%s)
-"$PY" -m pytest tests/sandbox/test_openstack_api.py -q -rsxX || status=1
+"$PY" -m pytest tests/component/test_openstack_api.py -q -rsxX || status=1
 SDK_S=$(since "$t")
 
 exit "$status"

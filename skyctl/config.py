@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from skyctl.errors import ConfigError
 from skyctl.model import parse_memory_mib
-from skyctl.site import NAME_RE, SiteConfig, SshConfig, Strict
+from skyctl.site import NAME_RE, SiteConfig, Strict
 from skyctl.validation import FieldProblem, first_problem
 
 # Images and sizes are often named after releases (ubuntu-24.04, m1.large).

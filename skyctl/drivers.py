@@ -1,6 +1,6 @@
 """The Driver contract and the driver registry.
 
-A driver adapts one cloud API to skyctl's model. Rules (checked by tests/contract):
+A driver adapts one cloud API to skyctl's model. Rules (the contract suite, skyctl.testing.contract, checks them):
 - `__init__` does no network I/O and imports no SDK; the SDK is imported on first use.
 - Provider objects never leave the driver: it returns `skyctl.model` values, leftovers go in
   `extra`.

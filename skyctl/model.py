@@ -21,7 +21,6 @@ L_OWNER = "owner"
 L_INDEX = "index"
 L_NAME = "name"
 L_USER = "user"  # the login user the node's context created (skyctl ssh logs in as it)
-LABEL_KEYS = (L_GROUP, L_LAUNCH, L_OWNER, L_INDEX, L_NAME, L_USER)
 
 Labels = Mapping[str, str]
 

@@ -21,7 +21,6 @@ from skyctl.errors import ContextError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 VAR_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-VAR_TYPES = ("string", "int", "bool", "list")
 
 
 class _Strict(BaseModel):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import Runner, federation
+from skyctl.testing.cli import Runner, federation
 
 
 def _one_error_line(err: str) -> str:

@@ -8,7 +8,7 @@ from skyctl.site import SiteConfig
 from skyctl.model import Flavor, ImageRef, NodeSpec, RenderedContext, node_labels
 from skyctl.state import State
 from skyctl.testing import memory as memdriver
-from tests.cli.conftest import Runner, federation
+from skyctl.testing.cli import Runner, federation
 
 
 def _sites(nodes: list[dict[str, Any]]) -> dict[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from skyctl.testing import memory as memdriver
-from tests.cli.conftest import Runner, federation
+from skyctl.testing.cli import Runner, federation
 
 NODE_KEYS = {"name", "group", "site", "driver", "id", "state", "addresses", "image", "size", "created_at", "labels"}
 

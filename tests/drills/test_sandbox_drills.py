@@ -13,27 +13,32 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.skycli import SkyCli as Sky
-from tests.skycli import SKYCTL, sandbox
+from skyctl.testing.cli import SKYCTL, SkyCli as Sky
 
 pytestmark = pytest.mark.drill
 
 
 @pytest.fixture(scope="module")
-def sky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sky]:
-    with sandbox(tmp_path_factory.mktemp("drill-home"), boot_delay=0.3) as s:
+def sky(tmp_path_factory: pytest.TempPathFactory, skyctl_sandbox: Any) -> Iterator[Sky]:
+    with skyctl_sandbox(tmp_path_factory.mktemp("drill-home"), boot_delay=0.3) as s:
         yield s
+
+
+def clear_faults(sky: Sky) -> None:
+    for site in ("home", "cc", "sara"):
+        sky.run("sandbox", "fault", site, "--latency", "0", "--error-rate", "0", "--up")
 
 
 @pytest.fixture
 def clean(sky: Sky) -> Iterator[Sky]:
-    sky.clear_faults()
+    clear_faults(sky)
     sky.wipe()
     yield sky
-    sky.clear_faults()
+    clear_faults(sky)
 
 
 @pytest.mark.parametrize("round_", range(3))
@@ -42,7 +47,7 @@ def test_errors_and_latency_everywhere_launch_exactly_40(clean: Sky, round_: int
         clean.run("sandbox", "fault", site, "--error-rate", "0.2", "--latency", "50")
     res = clean.json("launch", "flaky", "--count", "40", "--image", "alma9", "--size", "small", ok=(0, 3))
     assert res["created"] == 40, (res["full_sites"], res["failures"], res["missing_reason"])
-    clean.clear_faults()
+    clear_faults(clean)
     nodes = [n for n in clean.nodes() if n["group"] == "flaky"]
     names = Counter(n["name"] for n in nodes)
     assert len(nodes) == 40, names

@@ -12,10 +12,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from typing import Any
+
 import pytest
 
 from skyctl.polling import iterate_timeout
-from tests.skycli import SKYCTL, SkyCli, sandbox
+from skyctl.testing.cli import SKYCTL, SkyCli
 
 
 def _need(tool: str) -> str:
@@ -29,8 +31,8 @@ def _need(tool: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def sky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SkyCli]:
-    with sandbox(tmp_path_factory.mktemp("access-home"), boot_delay=0.1) as s:
+def sky(tmp_path_factory: pytest.TempPathFactory, skyctl_sandbox: Any) -> Iterator[SkyCli]:
+    with skyctl_sandbox(tmp_path_factory.mktemp("access-home"), boot_delay=0.1) as s:
         s.run("launch", "demo", "--count", "2", "--site", "home", "--wait")
         yield s
 

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 
 from skyctl.polling import iterate_timeout
-from tests.skycli import SKYCTL, SkyCli, sandbox
+from skyctl.testing.cli import SKYCTL, SkyCli
 
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def sky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SkyCli]:
-    with sandbox(tmp_path_factory.mktemp("service-home"), boot_delay=0.1) as s:
+def sky(tmp_path_factory: pytest.TempPathFactory, skyctl_sandbox: Any) -> Iterator[SkyCli]:
+    with skyctl_sandbox(tmp_path_factory.mktemp("service-home"), boot_delay=0.1) as s:
         yield s
 
 

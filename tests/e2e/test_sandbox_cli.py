@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import socket
 import stat
 import subprocess
@@ -23,19 +22,7 @@ import paramiko
 import pytest
 import yaml
 
-from tests.polling import until
-from tests.skycli import SKYCTL
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SKYCTL_", "OS_", "ONE_"))}
-    env.update(SKYCTL_HOME=str(home), NO_COLOR="1")
-    proc = subprocess.run([SKYCTL, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"skyctl {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
-    return proc
+from skyctl.polling import iterate_timeout
 
 
 def pid_gone(pid: int) -> bool:
@@ -47,38 +34,10 @@ def pid_gone(pid: int) -> bool:
         return True
 
 
-class Sandbox:
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.dir = home / "state" / "sandbox"
-        self.status = json.loads(run(home, "sandbox", "status", "-o", "json").stdout)
-
-    def site(self, name: str) -> dict[str, Any]:
-        return next(s for s in self.status["sites"] if s["name"] == name)
-
-    def openstack(self, name: str = "home") -> Any:
-        import openstack
-        from openstack import config as os_config
-
-        site = self.site(name)
-        cloud = os_config.OpenStackConfig(config_files=[site["clouds_yaml"]], vendor_files=[])
-        return openstack.connection.Connection(config=cloud.get_one(cloud=site["cloud"]))
-
-    def one(self, name: str = "cc") -> Any:
-        import pyone
-
-        site = self.site(name)
-        return pyone.OneServer(site["endpoint"], session=Path(site["one_auth"]).read_text().strip())
-
-
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    home = tmp_path_factory.mktemp("sandbox-home")
-    try:
-        run(home, "sandbox", "up", "--boot-delay", "0.2")
-        yield Sandbox(home)
-    finally:
-        run(home, "sandbox", "down", check=False)
+def sandbox(tmp_path_factory: pytest.TempPathFactory, sandbox_up: Any) -> Iterator[Any]:
+    with sandbox_up(tmp_path_factory.mktemp("sandbox-home"), "--boot-delay", "0.2") as running:
+        yield running
 
 
 def new_key() -> paramiko.PKey:
@@ -105,15 +64,15 @@ def execute(client: paramiko.SSHClient, command: str) -> tuple[int, str, str]:
     return rc, out.read().decode(), err.read().decode()
 
 
-def status_once_up(home: Path) -> str | None:
-    shown = run(home, "sandbox", "status", "-o", "json", check=False)
+def status_once_up(skyctl_at: Any, home: Path) -> str | None:
+    shown = skyctl_at(home, "sandbox", "status", "-o", "json", check=False)
     return shown.stdout if shown.returncode == 0 else None
 
 
 # ---------------------------------------------------------------- up / status / files
 
 
-def test_status_json_is_the_documented_document(sandbox: Sandbox) -> None:
+def test_status_json_is_the_documented_document(sandbox: Any) -> None:
     doc = sandbox.status
     assert set(doc) == {"pid", "config", "sites"}
     assert isinstance(doc["pid"], int) and not pid_gone(doc["pid"])
@@ -129,7 +88,7 @@ def test_status_json_is_the_documented_document(sandbox: Sandbox) -> None:
     assert Path(doc["config"]).is_file()
 
 
-def test_files_are_private_and_passwords_never_printed(sandbox: Sandbox) -> None:
+def test_files_are_private_and_passwords_never_printed(sandbox: Any) -> None:
     d = sandbox.dir
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
     for name in ("sky.yaml", "clouds.yaml", "one_auth", "sandbox.pid", "runtime.json", "sandbox.log"):
@@ -145,13 +104,13 @@ def test_files_are_private_and_passwords_never_printed(sandbox: Sandbox) -> None
     secrets = [c["auth"]["password"] for c in clouds.values()] + [one_password]
     assert len(set(secrets)) == 3
     secrets.append(json.loads((d / "runtime.json").read_text())["control"]["token"])
-    shown = run(sandbox.home, "sandbox", "status").stdout + json.dumps(sandbox.status)
+    shown = sandbox.run("sandbox", "status").stdout + json.dumps(sandbox.status)
     shown += (d / "sandbox.log").read_text() + (d / "sky.yaml").read_text()
     for secret in secrets:
         assert secret not in shown
 
 
-def test_federation_file_uses_the_drivers_option_names(sandbox: Sandbox) -> None:
+def test_federation_file_uses_the_drivers_option_names(sandbox: Any) -> None:
     from skyctl import config
 
     # Validated as every skyctl command will: drivers' option models and bursting rules included.
@@ -176,8 +135,8 @@ def test_federation_file_uses_the_drivers_option_names(sandbox: Sandbox) -> None
     assert fed.rules[0].home.cooldown_s == 30 and fed.rules[0].home.max_moves == 4
 
 
-def test_up_again_says_so_and_keeps_the_process(sandbox: Sandbox) -> None:
-    again = run(sandbox.home, "sandbox", "up", "-o", "json")
+def test_up_again_says_so_and_keeps_the_process(sandbox: Any) -> None:
+    again = sandbox.run("sandbox", "up", "-o", "json")
     assert "already running" in again.stderr
     assert json.loads(again.stdout)["pid"] == sandbox.status["pid"]
 
@@ -185,9 +144,9 @@ def test_up_again_says_so_and_keeps_the_process(sandbox: Sandbox) -> None:
 # ---------------------------------------------------------------- the fronts, through the real SDKs
 
 
-def test_openstack_site_answers_openstacksdk_with_clouds_yaml(sandbox: Sandbox) -> None:
+def test_openstack_site_answers_openstacksdk_with_clouds_yaml(sandbox: Any) -> None:
     def requests() -> int:
-        shown = json.loads(run(sandbox.home, "sandbox", "status", "-o", "json").stdout)
+        shown = json.loads(sandbox.run("sandbox", "status", "-o", "json").stdout)
         return next(s for s in shown["sites"] if s["name"] == "sara")["requests"]
 
     before = requests()
@@ -197,17 +156,17 @@ def test_openstack_site_answers_openstacksdk_with_clouds_yaml(sandbox: Sandbox) 
     assert requests() > before  # status counts what the site served (and is no request itself)
 
 
-def test_opennebula_site_answers_pyone_with_one_auth(sandbox: Sandbox) -> None:
+def test_opennebula_site_answers_pyone_with_one_auth(sandbox: Any) -> None:
     version = sandbox.one().system.version()
     assert str(version).split(".")[0].isdigit()
 
 
-def test_fault_down_refuses_connections_and_up_restores(sandbox: Sandbox) -> None:
+def test_fault_down_refuses_connections_and_up_restores(sandbox: Any) -> None:
     from keystoneauth1.exceptions import ConnectFailure, DiscoveryFailure
 
     port = int(sandbox.site("home")["endpoint"].split(":")[2].split("/")[0])
     try:
-        out = run(sandbox.home, "sandbox", "fault", "home", "--down", "-o", "json")
+        out = sandbox.run("sandbox", "fault", "home", "--down", "-o", "json")
         assert json.loads(out.stdout)["faults"]["down"] is True
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
@@ -216,45 +175,45 @@ def test_fault_down_refuses_connections_and_up_restores(sandbox: Sandbox) -> Non
         # The other sites go on serving.
         assert list(sandbox.openstack("sara").compute.flavors())
     finally:
-        run(sandbox.home, "sandbox", "fault", "home", "--up")
+        sandbox.run("sandbox", "fault", "home", "--up")
     assert list(sandbox.openstack("home").compute.flavors())
     assert sandbox.site("home")["endpoint"].endswith(f":{port}/identity/v3")  # same port as before
 
 
-def test_fault_error_rate_answers_server_errors_until_cleared(sandbox: Sandbox) -> None:
+def test_fault_error_rate_answers_server_errors_until_cleared(sandbox: Any) -> None:
     from openstack.exceptions import HttpException
 
     conn = sandbox.openstack("sara")
     list(conn.compute.flavors())  # authenticated before the fault
-    run(sandbox.home, "sandbox", "fault", "sara", "--error-rate", "1")
+    sandbox.run("sandbox", "fault", "sara", "--error-rate", "1")
     try:
         with pytest.raises(HttpException) as err:
             list(conn.compute.flavors())
         assert err.value.status_code is not None and err.value.status_code >= 500
     finally:
-        shown = run(sandbox.home, "sandbox", "fault", "sara", "--error-rate", "0", "-o", "json")
+        shown = sandbox.run("sandbox", "fault", "sara", "--error-rate", "0", "-o", "json")
     assert json.loads(shown.stdout)["faults"]["error_rate"] == 0
     assert list(conn.compute.flavors())
 
 
-def test_fault_rejects_unknown_site_and_bad_values(sandbox: Sandbox) -> None:
-    unknown = run(sandbox.home, "sandbox", "fault", "nowhere", "--down", check=False)
+def test_fault_rejects_unknown_site_and_bad_values(sandbox: Any) -> None:
+    unknown = sandbox.run("sandbox", "fault", "nowhere", "--down", check=False)
     assert unknown.returncode == 2 and "unknown site 'nowhere'" in unknown.stderr
-    bad = run(sandbox.home, "sandbox", "fault", "home", "--error-rate", "1.5", check=False)
+    bad = sandbox.run("sandbox", "fault", "home", "--error-rate", "1.5", check=False)
     assert bad.returncode == 2
-    shown = json.loads(run(sandbox.home, "sandbox", "fault", "cc", "-o", "json").stdout)
+    shown = json.loads(sandbox.run("sandbox", "fault", "cc", "-o", "json").stdout)
     assert shown == {"name": "cc", "driver": "opennebula", "faults": shown["faults"]}
     assert shown["faults"]["down"] is False
-    slow = json.loads(run(sandbox.home, "sandbox", "fault", "cc", "--boot-delay", "1.5", "--latency", "3",
+    slow = json.loads(sandbox.run("sandbox", "fault", "cc", "--boot-delay", "1.5", "--latency", "3",
                           "-o", "json").stdout)
-    run(sandbox.home, "sandbox", "fault", "cc", "--boot-delay", "0.2", "--latency", "0")
+    sandbox.run("sandbox", "fault", "cc", "--boot-delay", "0.2", "--latency", "0")
     assert slow["faults"] == {**shown["faults"], "boot_delay": 1.5, "latency_ms": 3}
 
 
 # ---------------------------------------------------------------- VMs you can reach
 
 
-def _boot_openstack_vm(sandbox: Sandbox, name: str, key_name: str | None, user_data: str) -> tuple[Any, str]:
+def _boot_openstack_vm(sandbox: Any, name: str, key_name: str | None, user_data: str) -> tuple[Any, str]:
     conn = sandbox.openstack("home")
     image = next(i for i in conn.image.images() if i.name == "AlmaLinux-9-GenericCloud")
     flavor = next(f for f in conn.compute.flavors() if f.name == "m1.small")
@@ -266,7 +225,7 @@ def _boot_openstack_vm(sandbox: Sandbox, name: str, key_name: str | None, user_d
 
 
 @pytest.fixture(scope="module")
-def os_vm(sandbox: Sandbox) -> Iterator[dict[str, Any]]:
+def os_vm(sandbox: Any) -> Iterator[dict[str, Any]]:
     keypair_key, user_data_key = new_key(), new_key()
     conn = sandbox.openstack("home")
     conn.compute.create_keypair(name="e2e-key", public_key=public(keypair_key))
@@ -338,7 +297,7 @@ def test_sftp_relative_paths_agree_with_exec_cwd(os_vm: dict[str, Any]) -> None:
         client.close()
 
 
-def test_deleted_vm_stops_answering_ssh(sandbox: Sandbox) -> None:
+def test_deleted_vm_stops_answering_ssh(sandbox: Any) -> None:
     key = new_key()
     (conn, server), address = _boot_openstack_vm(
         sandbox, "short-lived", None, f"#cloud-config\nssh_authorized_keys: ['{public(key)}']\n")
@@ -354,10 +313,12 @@ def test_deleted_vm_stops_answering_ssh(sandbox: Sandbox) -> None:
             return True
         return False
 
-    until(refused)
+    for _ in iterate_timeout(20, "the deleted VM's SSH port refuses connections", interval=0.05):
+        if refused():
+            break
 
 
-def test_opennebula_vm_accepts_ssh_public_key_and_reports_ready(sandbox: Sandbox) -> None:
+def test_opennebula_vm_accepts_ssh_public_key_and_reports_ready(sandbox: Any) -> None:
     one = sandbox.one()
     key = new_key()
     template = next(t for t in one.templatepool.info(-2, -1, -1).VMTEMPLATE if t.NAME == "AlmaLinux 9")
@@ -369,7 +330,9 @@ def test_opennebula_vm_accepts_ssh_public_key_and_reports_ready(sandbox: Sandbox
             info = one.vm.info(vm_id)
             return info if info.USER_TEMPLATE.get("READY") == "YES" else None
 
-        info = until(ready)
+        for _ in iterate_timeout(20, "the VM reports READY=YES", interval=0.05):
+            if info := ready():
+                break
         nic = info.TEMPLATE["NIC"]
         address = (nic[0] if isinstance(nic, list) else nic)["IP"]
         client = ssh(address, sandbox.site("cc")["ssh_port"], key, user="root")
@@ -386,46 +349,49 @@ def test_opennebula_vm_accepts_ssh_public_key_and_reports_ready(sandbox: Sandbox
 # ---------------------------------------------------------------- lifecycle of the process
 
 
-def test_bad_spec_is_a_config_error_and_starts_nothing(tmp_path: Path) -> None:
+def test_bad_spec_is_a_config_error_and_starts_nothing(tmp_path: Path, skyctl_at: Any) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text("sites:\n  home:\n    quota: {instances: many}\n")
-    out = run(tmp_path, "sandbox", "up", "--spec", str(spec), check=False)
+    out = skyctl_at(tmp_path, "sandbox", "up", "--spec", str(spec), check=False)
     assert out.returncode == 2 and "sites.home.quota.instances" in out.stderr
     assert not (tmp_path / "state" / "sandbox" / "sandbox.pid").exists()
-    assert run(tmp_path, "sandbox", "status", check=False).returncode == 1
+    assert skyctl_at(tmp_path, "sandbox", "status", check=False).returncode == 1
 
 
-def test_down_stops_the_process_and_is_idempotent(tmp_path: Path) -> None:
+def test_down_stops_the_process_and_is_idempotent(tmp_path: Path, skyctl_at: Any) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text("sites:\n  cc: null\n  sara: null\n")  # one site is enough here
     try:
-        run(tmp_path, "sandbox", "up", "--spec", str(spec), "--boot-delay", "0", "--no-wait")
-        status = json.loads(until(lambda: status_once_up(tmp_path)))
+        skyctl_at(tmp_path, "sandbox", "up", "--spec", str(spec), "--boot-delay", "0", "--no-wait")
+        for _ in iterate_timeout(20, "sandbox status answers", interval=0.05):
+            if shown := status_once_up(skyctl_at, tmp_path):
+                break
+        status = json.loads(shown)
         assert [s["name"] for s in status["sites"]] == ["home"]
         pid = status["pid"]
         assert not pid_gone(pid)
     finally:
-        down = run(tmp_path, "sandbox", "down", check=False)
+        down = skyctl_at(tmp_path, "sandbox", "down", check=False)
     assert down.returncode == 0
     assert pid_gone(pid)
     assert not (tmp_path / "state" / "sandbox" / "sandbox.pid").exists()
-    again = run(tmp_path, "sandbox", "down")
+    again = skyctl_at(tmp_path, "sandbox", "down")
     assert "not running" in again.stderr
-    assert run(tmp_path, "sandbox", "status", check=False).returncode == 1
-    assert run(tmp_path, "sandbox", "fault", "home", "--down", check=False).returncode == 1
+    assert skyctl_at(tmp_path, "sandbox", "status", check=False).returncode == 1
+    assert skyctl_at(tmp_path, "sandbox", "fault", "home", "--down", check=False).returncode == 1
 
 
-def test_a_stale_pid_file_never_gets_another_process_killed(tmp_path: Path) -> None:
+def test_a_stale_pid_file_never_gets_another_process_killed(tmp_path: Path, skyctl_at: Any) -> None:
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         state = tmp_path / "state" / "sandbox"
         state.mkdir(parents=True, mode=0o700)
         (state / "sandbox.pid").write_text(f"{bystander.pid}\n")
-        down = run(tmp_path, "sandbox", "down")
+        down = skyctl_at(tmp_path, "sandbox", "down")
         assert "not running" in down.stderr
         assert bystander.poll() is None
         assert not (state / "sandbox.pid").exists()  # the stale file is cleaned up
-        assert run(tmp_path, "sandbox", "status", check=False).returncode == 1
+        assert skyctl_at(tmp_path, "sandbox", "status", check=False).returncode == 1
     finally:
         bystander.kill()
         bystander.wait()

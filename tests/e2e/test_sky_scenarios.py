@@ -13,14 +13,13 @@ from typing import Any
 import pytest
 
 from skyctl.polling import iterate_timeout
-from tests.skycli import SkyCli as Sky
-from tests.skycli import SKYCTL, sandbox
+from skyctl.testing.cli import SKYCTL, SkyCli as Sky
 
 
 
 @pytest.fixture(scope="module")
-def sky(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sky]:
-    with sandbox(tmp_path_factory.mktemp("sky-home"), boot_delay=0.2) as s:
+def sky(tmp_path_factory: pytest.TempPathFactory, skyctl_sandbox: Any) -> Iterator[Sky]:
+    with skyctl_sandbox(tmp_path_factory.mktemp("sky-home"), boot_delay=0.2) as s:
         yield s
 
 
@@ -68,6 +67,46 @@ def test_overflow_move_home_and_fill_order(sky: Sky) -> None:
     sky.run("launch", "one", "--count", "1", ok=(4,))
 
 
+class Running:
+    """skyctl started as a user would, its stderr read as it comes, so a test can act on
+    what skyctl said (never on how long it took)."""
+
+    def __init__(self, sky: Sky, *args: str) -> None:
+        import queue
+
+        self.proc = subprocess.Popen([SKYCTL, *args], env=sky.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self._reader = threading.Thread(target=lambda: [self._lines.put(ln) for ln in self.proc.stderr],  # type: ignore[union-attr]
+                                        daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> str:
+        import queue
+
+        while True:
+            try:
+                self.seen.append(self._lines.get_nowait())
+            except queue.Empty:
+                return "".join(self.seen)
+
+    def wait_for(self, text: str) -> None:
+        for _ in iterate_timeout(60, f"skyctl to say {text!r}", interval=0.05):
+            if text in self._drain():
+                return
+
+    def interrupt(self) -> None:
+        import signal
+
+        self.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+
+    def finish(self) -> tuple[int, str]:
+        self.proc.wait(timeout=120)
+        self._reader.join(timeout=60)  # it ends at the end of skyctl's stderr
+        return self.proc.returncode, self._drain()
+
+
 def _vms(sky: Sky, site: str) -> int:
     status = sky.json("sandbox", "status")
     return int(next(s for s in status["sites"] if s["name"] == site)["vms"])
@@ -76,30 +115,19 @@ def _vms(sky: Sky, site: str) -> int:
 def test_ctrl_c_mid_launch_keeps_what_was_made_and_loses_nothing(sky: Sky) -> None:
     """The sandbox holds creates after the second, so the interrupt lands, whatever the
     machine's speed, when the cloud holds two VMs and more creates are on the wire."""
-    import queue
-    import signal
-    import threading
-
     sky.wipe()
     sky.run("sandbox", "fault", "sara", "--hold-creates-after", "2")
-    proc = subprocess.Popen([SKYCTL, "launch", "cc1", "--count", "30", "--site", "sara"], env=sky.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stderr], daemon=True).start()  # type: ignore[union-attr]
+    run = Running(sky, "launch", "cc1", "--count", "30", "--site", "sara")
     try:
         for _ in iterate_timeout(60, "sara to hold 2 VMs", interval=0.05):
             if _vms(sky, "sara") >= 2:
                 break
-        proc.send_signal(signal.SIGINT)
-        seen: list[str] = []
-        for _ in iterate_timeout(60, "skyctl to say it waits for the creates on the wire", interval=0.05):
-            if any("interrupted: waiting for" in ln for ln in _drain(lines, seen)):
-                break
+        run.interrupt()
+        run.wait_for("interrupted: waiting for")
     finally:
         sky.run("sandbox", "fault", "sara", "--release-creates")
-    proc.wait(timeout=120)
-    stderr = "".join(seen + _drain(lines, []))
-    assert proc.returncode == 130, stderr
+    code, stderr = run.finish()
+    assert code == 130, stderr
     errors = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1 and "interrupted" in errors[0] and "Traceback" not in stderr
     on_cloud = sky.json("ps", "cc1")
@@ -110,35 +138,13 @@ def test_ctrl_c_mid_launch_keeps_what_was_made_and_loses_nothing(sky: Sky) -> No
     sky.run("delete", "cc1", "--yes")
 
 
-def _drain(lines: Any, seen: list[str]) -> list[str]:
-    """What the reader thread has put in `lines` so far, added to `seen`."""
-    import queue
-
-    while True:
-        try:
-            seen.append(lines.get_nowait())
-        except queue.Empty:
-            return seen
-
-
 def test_burst_watch_stops_cleanly_on_ctrl_c(sky: Sky) -> None:
-    import signal
-
-    # Ctrl-C once the first tick has been reported (a fixed delay raced the tick on a busy machine).
-    proc = subprocess.Popen([SKYCTL, "burst", "watch", "--interval", "1"], env=sky.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    seen: list[str] = []
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        seen.append(line)
-        if line.startswith("tick 1:"):
-            break
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, "".join(seen) + err)
-    assert done.returncode == 0, done.stderr
-    assert "tick 1:" in done.stderr and "stopped after" in done.stderr
-    assert "Traceback" not in done.stderr
+    run = Running(sky, "burst", "watch", "--interval", "1")
+    run.wait_for("tick 1:")
+    run.interrupt()
+    code, stderr = run.finish()
+    assert code == 0, stderr
+    assert "stopped after" in stderr and "Traceback" not in stderr
 
 
 def _on_a_terminal(sky: Sky, args: list[str], answer: str) -> tuple[int, str]:

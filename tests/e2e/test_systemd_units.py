@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.skycli import SKYCTL
+from skyctl.testing.cli import SKYCTL
 
 UNITS = Path(__file__).resolve().parents[2] / "examples" / "systemd"
 INSTALLED = "/usr/local/bin/skyctl"

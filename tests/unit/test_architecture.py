@@ -252,3 +252,57 @@ def test_layers_form_no_cycle() -> None:
     """The allowed layer imports themselves are a one-way order."""
     layers = {k: {a for a in v if a in ALLOWED and a != k and a != "skyctl"} for k, v in ALLOWED.items()}
     assert _cycles(layers) == []
+
+
+# ---------------------------------------------------------------- the tests themselves
+
+TEST_TREES = [ROOT / "tests", *sorted((ROOT / "drivers").glob("*/tests"))]
+
+
+def _test_files() -> list[Path]:
+    return sorted(p for tree in TEST_TREES for p in tree.rglob("*.py"))
+
+
+def _imports_of_tests(source: str, local_names: set[str]) -> list[str]:
+    """What `source` imports from the test trees: `tests.*`, relative imports, any conftest, or
+    a module that lives beside the tests (`local_names`, as pytest's rootdir imports allow)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [(a.name, 0) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = [(node.module or "", node.level)]
+        else:
+            continue
+        for name, level in names:
+            parts = name.split(".")
+            if level or parts[0] == "tests" or "conftest" in parts or parts[0] in local_names:
+                found.append("." * level + name)
+    return found
+
+
+@pytest.mark.parametrize("path", _test_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_test_modules_import_no_other_test_module(path: Path) -> None:
+    """Tests share through fixtures (a conftest.py) or skyctl.testing, never by importing each
+    other: a test module stays movable between tiers, and pytest alone decides what a conftest
+    provides to whom."""
+    local = {p.stem for p in _test_files()} - {"__init__"}
+    found = _imports_of_tests(path.read_text(encoding="utf-8"), local)
+    assert not found, f"{path.relative_to(ROOT)} imports {found}: share it as a fixture (conftest.py) or in skyctl.testing"
+
+
+def test_the_test_import_check_sees_every_way_in() -> None:
+    source = ("import tests.skycli\nfrom tests.cli.conftest import run\nfrom . import helper\n"
+              "from conftest import Runner\nimport test_other\nfrom skyctl.testing.cli import SkyCli\nimport json\n")
+    assert _imports_of_tests(source, {"test_other"}) == [
+        "tests.skycli", "tests.cli.conftest", ".", "conftest", "test_other"]
+
+
+def test_unit_tests_cannot_open_sockets(no_sockets: list[str]) -> None:
+    """tests/unit/conftest.py's guard: a socket in a unit test fails it, even one the code swallowed."""
+    import socket
+
+    with pytest.raises(RuntimeError, match="unit tests run without any"):
+        socket.create_connection(("127.0.0.1", 9), timeout=1)
+    assert no_sockets
+    no_sockets.clear()  # seen: this test itself must pass

@@ -5,7 +5,7 @@ $SKYCTL_OPENSTACK_DIR (default ~/.cache/skyctl-openstack), member cloud `skyctl`
 `skyctl-admin`, image `cirros`, flavor `m1.tiny`, shared network `skyctl-net`. Any other cloud
 works the same way: OS_CLIENT_CONFIG_FILE names the clouds.yaml and the
 SKYCTL_TEST_OPENSTACK_{CLOUD,ADMIN_CLOUD,IMAGE,FLAVOR,NETWORK} variables the rest (the same
-variables point tests/sandbox/test_openstack_api.py at a real cloud).
+variables point tests/component/test_openstack_api.py at a real cloud).
 
 Nothing here runs at import time, so collecting this folder in the default run (which
 deselects the `integration` marker) costs nothing and needs no cloud.

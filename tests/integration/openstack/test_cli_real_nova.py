@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.openstack.conftest import RealCloud
-from tests.polling import until
-from tests.skycli import SKYCTL
+from skyctl.polling import iterate_timeout
+from skyctl.testing.cli import SKYCTL
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +43,7 @@ class Sky:
                               check=False)
 
 
-def _federation(real: RealCloud, network: str, max_parallel: int) -> dict[str, Any]:
+def _federation(real: Any, network: str, max_parallel: int) -> dict[str, Any]:
     return {
         "sites": {SITE: {"driver": "openstack", "tier": "local", "cloud": real.cloud,
                          "clouds_yaml": str(real.clouds_yaml), "network": network,
@@ -57,7 +56,7 @@ def _federation(real: RealCloud, network: str, max_parallel: int) -> dict[str, A
 
 @pytest.fixture
 def make_sky(tmp_path: Path) -> Callable[..., Sky]:
-    def make(real: RealCloud, *, network: str = "none", max_parallel: int = 8) -> Sky:
+    def make(real: Any, *, network: str = "none", max_parallel: int = 8) -> Sky:
         home = tmp_path / "home"
         (home / "user").mkdir(parents=True, exist_ok=True)
         config = tmp_path / "sky.yaml"
@@ -68,20 +67,26 @@ def make_sky(tmp_path: Path) -> Callable[..., Sky]:
 
 
 @pytest.fixture
-def group(real_cloud: RealCloud) -> Iterator[str]:
+def group(real_cloud: Any) -> Iterator[str]:
     """A fresh group name; whatever of it is left on Nova afterwards is deleted."""
     name = f"it-{uuid.uuid4().hex[:8]}"
     yield name
     for s in _group_on_nova(real_cloud, name):
         real_cloud.conn.compute.delete_server(s["id"], ignore_missing=True)
-    until(lambda: not _group_on_nova(real_cloud, name), 120, what=f"leftovers of {name} are deleted", interval=0.5)
+    _wait_group_gone(real_cloud, name)
 
 
-def _group_on_nova(real: RealCloud, group: str) -> list[dict[str, Any]]:
+def _group_on_nova(real: Any, group: str) -> list[dict[str, Any]]:
     return real.servers(tags=f"skyctl,skyctl-group={group}")
 
 
-def _settled(real: RealCloud, group: str, timeout: float = 60) -> list[dict[str, Any]]:
+def _wait_group_gone(real: Any, group: str) -> None:
+    for _ in iterate_timeout(120, f"Nova to delete the servers of group {group}", interval=0.5):
+        if not _group_on_nova(real, group):
+            return
+
+
+def _settled(real: Any, group: str, timeout: float = 60) -> list[dict[str, Any]]:
     """The group's servers on Nova once none is still building (possibly none at all)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -100,7 +105,7 @@ def _quota_named(text: str) -> bool:
 # ---------------------------------------------------------------- launch / ps / delete
 
 
-def test_launch_ps_delete_on_real_nova(real_cloud: RealCloud, make_sky: Callable[..., Sky], group: str) -> None:
+def test_launch_ps_delete_on_real_nova(real_cloud: Any, make_sky: Callable[..., Sky], group: str) -> None:
     sky = make_sky(real_cloud, network=real_cloud.network)
     launched = sky.run("launch", group, "--count", "2", "--image", "cirros", "--size", real_cloud.flavor,
                        "--site", SITE, "-o", "json")
@@ -128,7 +133,9 @@ def test_launch_ps_delete_on_real_nova(real_cloud: RealCloud, make_sky: Callable
         nodes = json.loads(shown.stdout)
         return nodes if len(nodes) == 2 and all(n["state"] == "running" for n in nodes) else None
 
-    nodes = until(running, 120, what="ps shows both nodes running", interval=0.5)
+    for _ in iterate_timeout(120, "ps to show both nodes running", interval=0.5):
+        if nodes := running():
+            break
     assert {n["id"] for n in nodes} == set(made)
     for n in nodes:
         assert n["site"] == SITE and n["driver"] == "openstack" and n["group"] == group
@@ -140,7 +147,7 @@ def test_launch_ps_delete_on_real_nova(real_cloud: RealCloud, make_sky: Callable
     gone = sky.run("delete", group, "--yes", "-o", "json")
     assert gone.returncode == 0, gone.stderr
     assert {d["id"] for d in json.loads(gone.stdout)} == set(made)
-    until(lambda: not _group_on_nova(real_cloud, group), 120, what="Nova has deleted the group", interval=0.5)
+    _wait_group_gone(real_cloud, group)
     after = sky.run("ps", group, "-o", "json")
     assert after.returncode == 0 and json.loads(after.stdout) == []
 
@@ -148,20 +155,20 @@ def test_launch_ps_delete_on_real_nova(real_cloud: RealCloud, make_sky: Callable
 # ---------------------------------------------------------------- quota runs out
 
 
-def _launch_three(real: RealCloud, sky: Sky, group: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+def _launch_three(real: Any, sky: Sky, group: str) -> tuple[subprocess.CompletedProcess[str], Any]:
     launched = sky.run("launch", group, "--count", "3", "--image", "cirros", "--size", real.flavor,
                        "--site", SITE, "-o", "json")
     assert "Traceback" not in launched.stderr
     return launched, json.loads(launched.stdout) if launched.stdout.strip() else None
 
 
-def _delete_group(real: RealCloud, sky: Sky, group: str) -> None:
+def _delete_group(real: Any, sky: Sky, group: str) -> None:
     deleted = sky.run("delete", group, "--yes")
     assert deleted.returncode == 0, deleted.stderr
-    until(lambda: not _group_on_nova(real, group), 120, what="Nova has deleted the group", interval=0.5)
+    _wait_group_gone(real, group)
 
 
-def _assert_made_exactly_one(real: RealCloud, launched: subprocess.CompletedProcess[str], result: Any,
+def _assert_made_exactly_one(real: Any, launched: subprocess.CompletedProcess[str], result: Any,
                              group: str) -> None:
     assert launched.returncode == EXIT_PARTIAL, (launched.returncode, launched.stderr)
     assert result["created"] == 1 and result["missing"] == 2
@@ -172,14 +179,14 @@ def _assert_made_exactly_one(real: RealCloud, launched: subprocess.CompletedProc
 
 
 @pytest.fixture
-def room_for_one_in_project(real_cloud: RealCloud) -> Iterator[None]:
+def room_for_one_in_project(real_cloud: Any) -> Iterator[None]:
     real_cloud.set_instance_quota(real_cloud.instances_used() + 1)
     yield
     real_cloud.set_instance_quota(None)
 
 
 @pytest.fixture
-def room_for_one_for_user(real_cloud: RealCloud) -> Iterator[None]:
+def room_for_one_for_user(real_cloud: Any) -> Iterator[None]:
     """The member user's own quota allows one more, while the project's limits (what skyctl plans
     from: Nova's GET /limits reports only the project's) still show room for all three, so the
     quota runs out mid-launch, on Nova's side."""
@@ -191,14 +198,14 @@ def room_for_one_for_user(real_cloud: RealCloud) -> Iterator[None]:
 
 
 def test_project_quota_allows_one_more_launch_makes_one_and_exits_3(
-        real_cloud: RealCloud, make_sky: Callable[..., Sky], group: str, room_for_one_in_project: None) -> None:
+        real_cloud: Any, make_sky: Callable[..., Sky], group: str, room_for_one_in_project: None) -> None:
     sky = make_sky(real_cloud)
     launched, result = _launch_three(real_cloud, sky, group)
     _assert_made_exactly_one(real_cloud, launched, result, group)
     _delete_group(real_cloud, sky, group)
 
 
-def test_project_quota_shortfall_is_named(real_cloud: RealCloud, make_sky: Callable[..., Sky], group: str,
+def test_project_quota_shortfall_is_named(real_cloud: Any, make_sky: Callable[..., Sky], group: str,
                                           room_for_one_in_project: None) -> None:
     sky = make_sky(real_cloud)
     launched, _ = _launch_three(real_cloud, sky, group)
@@ -210,7 +217,7 @@ def test_project_quota_shortfall_is_named(real_cloud: RealCloud, make_sky: Calla
 
 
 def test_quota_runs_out_mid_launch_makes_one_and_exits_3(
-        real_cloud: RealCloud, make_sky: Callable[..., Sky], group: str, room_for_one_for_user: None) -> None:
+        real_cloud: Any, make_sky: Callable[..., Sky], group: str, room_for_one_for_user: None) -> None:
     # One create at a time. When the first is in Nova's cell database before the second is
     # sent, Nova refuses the second at once with 403 "Quota exceeded for instances"; when not,
     # the second is accepted and fails in ERROR (413 fault) a moment later. Either way skyctl
@@ -223,7 +230,7 @@ def test_quota_runs_out_mid_launch_makes_one_and_exits_3(
 
 
 def test_quota_runs_out_mid_launch_with_parallel_creates(
-        real_cloud: RealCloud, make_sky: Callable[..., Sky], group: str, room_for_one_for_user: None) -> None:
+        real_cloud: Any, make_sky: Callable[..., Sky], group: str, room_for_one_for_user: None) -> None:
     sky = make_sky(real_cloud)   # the default: creates go out in parallel
     launched, result = _launch_three(real_cloud, sky, group)
     try:

@@ -9,19 +9,19 @@ shared network (ports bound through Neutron).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from skyctl.site import SiteConfig
 from skyctl_openstack.driver import OpenStackDriver
 from skyctl.testing.contract import ContractTarget, DriverContract
-from tests.integration.openstack.conftest import RealCloud
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(params=["none", "seeded-network"])
-def target(request: pytest.FixtureRequest, real_cloud: RealCloud) -> Iterator[ContractTarget]:
+def target(request: pytest.FixtureRequest, real_cloud: Any) -> Iterator[ContractTarget]:
     network = real_cloud.network if request.param == "seeded-network" else "none"
 
     def make_driver() -> OpenStackDriver:

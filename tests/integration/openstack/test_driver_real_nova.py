@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from skyctl.site import SiteConfig
 from skyctl.model import CAPACITY_FAULT, NodeSpec, RenderedContext, node_labels
 from skyctl_openstack.driver import OpenStackDriver
-from tests.integration.openstack.conftest import RealCloud
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ HUGE_FLAVOR = ("it.huge", 8000, 512, 1)
 
 
 @pytest.fixture
-def driver(real_cloud: RealCloud) -> Iterator[OpenStackDriver]:
+def driver(real_cloud: Any) -> Iterator[OpenStackDriver]:
     options = OpenStackDriver.options_model(cloud=real_cloud.cloud, clouds_yaml=str(real_cloud.clouds_yaml),
                                             network="none")
     d = OpenStackDriver(SiteConfig(name="nova", driver="openstack", options=options))
@@ -34,7 +34,7 @@ def driver(real_cloud: RealCloud) -> Iterator[OpenStackDriver]:
 
 
 @pytest.fixture
-def huge_flavor_without_core_quota(real_cloud: RealCloud) -> Iterator[str]:
+def huge_flavor_without_core_quota(real_cloud: Any) -> Iterator[str]:
     """A public flavor no host can take, and no cores quota in the way of asking for it."""
     name, vcpus, ram, disk = HUGE_FLAVOR
     if real_cloud.admin.compute.find_flavor(name) is None:
@@ -45,7 +45,7 @@ def huge_flavor_without_core_quota(real_cloud: RealCloud) -> Iterator[str]:
 
 
 def test_no_valid_host_is_flagged_as_a_capacity_fault(
-        real_cloud: RealCloud, driver: OpenStackDriver, huge_flavor_without_core_quota: str) -> None:
+        real_cloud: Any, driver: OpenStackDriver, huge_flavor_without_core_quota: str) -> None:
     """Nova accepts the create (202) and schedules afterwards: the server goes to ERROR with
     'No valid host' a moment later. The driver's list marks it capacity_fault (reading the
     fault, which /servers/detail leaves out), so ops deletes it and fails over."""

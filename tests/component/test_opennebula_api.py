@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import time
 import xmlrpc.client
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pyone
 import pytest
@@ -21,7 +21,6 @@ from skyctl.sandbox.opennebula.template import parse_template
 from skyctl.sandbox.world import SiteWorld
 from skyctl.testing.sandbox import make_opennebula_world as make_world
 from skyctl.testing.sandbox import serving_opennebula as serving
-from tests.sandbox import one_xsd
 
 PASSWORD = "s3cret-sandbox-pw"
 SESSION = f"oneadmin:{PASSWORD}"
@@ -98,7 +97,8 @@ def test_pools_parse_through_pyone(front: OpenNebulaFront, one: pyone.OneServer)
     assert PASSWORD not in str(raw(front).one.user.info(SESSION, -1))   # oned shows a hash
 
 
-def test_bodies_follow_the_official_schemas(front: OpenNebulaFront, one: pyone.OneServer) -> None:
+def test_bodies_follow_the_official_schemas(front: OpenNebulaFront, one: pyone.OneServer,
+                                            one_schema_errors: Callable[[str, str], list[str]]) -> None:
     vm_id = instantiate(one)
     wait_running(one, vm_id)
     r = raw(front).one
@@ -113,11 +113,11 @@ def test_bodies_follow_the_official_schemas(front: OpenNebulaFront, one: pyone.O
         "vnet_pool.xsd": r.vnpool.info(SESSION, -2, -1, -1)[1],
     }
     for xsd, body in bodies.items():
-        assert one_xsd.errors(body, xsd) == [], xsd
+        assert one_schema_errors(body, xsd) == [], xsd
     # a pending VM (no history yet) validates too
     front.world.faults.boot_delay = 60
     pending = instantiate(one, "vm-pending")
-    assert one_xsd.errors(r.vm.info(SESSION, pending)[1], "vm.xsd") == []
+    assert one_schema_errors(r.vm.info(SESSION, pending)[1], "vm.xsd") == []
 
 
 # ---------------------------------------------------------------- VMs
