@@ -10,7 +10,7 @@ import typer
 from skyctl.cli.terminal import OutputFormat, term
 
 TargetsArg = Annotated[list[str] | None, typer.Argument(
-    metavar="[GROUP|NODE]...", help="Groups and/or node names (default: every node).")]
+    metavar="GROUP|NODE", help="Groups and/or node names (default: every node).")]
 PinOpt = Annotated[bool, typer.Option(
     "--pin/--no-pin", help="Log in once to nodes whose host key skyctl has not pinned yet, to pin it "
     "(--no-pin leaves them out, with a warning).")]
