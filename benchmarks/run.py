@@ -7,8 +7,9 @@ under a temporary SKYCTL_HOME) is the target of the cloud benchmarks; baselines 
 typer app with as many commands, the OpenStack client, and the slowest single site.
 Goals (ratios unless named): help_vs_typer <= 1.2, help_vs_openstack <= 0.25,
 list1000_vs_osc <= 0.1, launch100_vs_ideal <= 1.2, ps3_vs_slowest <= 1.2,
-plan_10k_50_s <= 0.2, ps_rss_mib <= 60, exec100_vs_openssh <= 1.0 (`skyctl exec` on 100 nodes vs
-the system ssh through `skyctl ssh-config`'s file with `xargs -P` at the same parallelism).
+plan_10k_50_s <= 0.2, ps_rss_mib <= 60, rank_50_sites_24h_ms <= 5, simulate_10k_jobs_s <= 10,
+exec100_vs_openssh <= 1.0 (`skyctl exec` on 100 nodes vs the system ssh through `skyctl
+ssh-config`'s file with `xargs -P` at the same parallelism).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SKYCTL = str(BIN / "skyctl")
 GOALS = {"help_vs_typer": 1.2, "help_vs_openstack": 0.25, "list1000_vs_osc": 0.1, "launch100_vs_ideal": 1.2,
-         "ps3_vs_slowest": 1.2, "plan_10k_50_s": 0.2, "ps_rss_mib": 60, "exec100_vs_openssh": 1.0}
+         "ps3_vs_slowest": 1.2, "plan_10k_50_s": 0.2, "ps_rss_mib": 60, "rank_50_sites_24h_ms": 5,
+         "simulate_10k_jobs_s": 10, "exec100_vs_openssh": 1.0}
 
 
 def log(msg: str) -> None:
@@ -115,6 +117,66 @@ def bench_plan(results: dict[str, Any], runs: int) -> None:
         times.append(time.perf_counter() - t0)
         assert plan.placed == 10_000
     results["plan_10k_50_s"] = round(statistics.median(times), 5)
+
+
+def _energy(i: int) -> Any:
+    from skyctl.policy.energy import parse_energy
+
+    zones = ("UTC", "Europe/Paris", "America/New_York", "Asia/Tokyo", "Australia/Sydney")
+    price = [round(0.05 + 0.01 * ((h + i) % 24), 3) for h in range(24)]
+    carbon = [100 + 10 * ((h * 7 + i) % 24) for h in range(24)]
+    return parse_energy({"timezone": zones[i % len(zones)], "pue": 1.1 + (i % 5) / 10, "watts_per_vcpu": 8 + i % 6,
+                         "price": {"per_kwh": price}, "carbon": carbon}, path="bench", read_text=lambda p: "")
+
+
+def bench_rank(results: dict[str, Any], runs: int) -> None:
+    """Rank 50 remote sites with hourly price and carbon profiles in five time zones, for a
+    run of 24 hours (24 pieces per site), by the weighted order."""
+    from skyctl.model import Capacity, ImageRef, Limit, Tier
+    from skyctl.policy.placement import Catalog, Request, SiteSnapshot, place
+    from skyctl.policy.rules import parse_rules
+
+    sites = [SiteSnapshot(f"s{i:02d}", "opennebula", Tier.REMOTE, 0.0,
+                          Capacity(Limit("instances", 0, 100), Limit("cores", 0, 400), Limit("ram_mib", 0, None)),
+                          (), (ImageRef("img", "alma9"),), custom_sizes=True, energy=_energy(i)) for i in range(50)]
+    tiers = {s.name: s for s in sites} | {"home": type("L", (), {"tier": Tier.LOCAL})()}
+    rules = parse_rules([{"name": "w", "from": ["home"], "to": [s.name for s in sites], "order": "weighted",
+                          "expected_duration": "24h"}], sites=tiers)
+    catalog = Catalog(images={"alma9": {s.name: "alma9" for s in sites}})
+    req = Request("web", 20, 2, 4096, "alma9")
+    at = 1767571200.0  # 2026-01-05T00:00Z
+    times = []
+    for k in range(runs * 5):
+        t0 = time.perf_counter()
+        plan = place(req, sites, rules, catalog, at=at + k * 3600)
+        times.append(time.perf_counter() - t0)
+        assert plan.placed == 20
+    results["rank_50_sites_24h_ms"] = round(statistics.median(times) * 1000, 3)
+
+
+def bench_simulate(results: dict[str, Any], runs: int) -> None:
+    """10,000 synthetic jobs over 3 sites (one local), under 2 rule sets."""
+    from skyctl.model import Tier
+    from skyctl.policy.rules import parse_rules
+    from skyctl.policy.simulate import SimSite, simulate
+    from skyctl.policy.traces import synthetic
+
+    sites = [SimSite("home", Tier.LOCAL, 64, 0.0, _energy(0)), SimSite("night", Tier.REMOTE, 128, 0.0, _energy(1)),
+             SimSite("solar", Tier.REMOTE, None, 0.0, _energy(3))]
+    by_name = {s.name: s for s in sites}
+    rule_sets = [parse_rules([{"name": "cost", "from": ["home"], "to": ["night", "solar"], "order": "cost",
+                               "home": {"cooldown": "5m", "max_moves": 2}}], sites=by_name),
+                 parse_rules([{"name": "carbon", "from": ["home"], "to": ["night", "solar"], "order": "carbon",
+                               "overflow": {"max_utilisation": "90%"},
+                               "home": {"cooldown": "10m", "max_moves": 4, "hysteresis_cores": 4}}], sites=by_name)]
+    trace = synthetic(1, jobs=10_000, start=1767571200.0, cores=64)
+    times = []
+    for _ in range(max(runs // 3, 1)):
+        t0 = time.perf_counter()
+        for rules in rule_sets:
+            simulate(trace, sites, rules)
+        times.append(time.perf_counter() - t0)
+    results["simulate_10k_jobs_s"] = round(statistics.median(times), 3)
 
 
 # ---------------------------------------------------------------- the sandbox
@@ -283,6 +345,10 @@ def main() -> int:
         bench_help(results, 5 if args.quick else 31, tmp)
         log("planning")
         bench_plan(results, runs)
+        log("ranking by energy, price and carbon")
+        bench_rank(results, runs)
+        log("simulating bursting rules")
+        bench_simulate(results, runs)
         log("sandbox")
         bench_sandbox(results, runs, tmp, args.quick)
         log("exec vs OpenSSH")

@@ -92,6 +92,7 @@ class Federation:
     rules: tuple[Any, ...] = ()
     defaults: Defaults = field(default_factory=Defaults)
     source: Path | None = None
+    energy: Mapping[str, Any] = field(default_factory=dict)  # site -> policy.energy.EnergyModel
 
     def site(self, name: str) -> SiteConfig:
         try:
@@ -140,6 +141,7 @@ def parse(data: Any, *, source: Path | None = None, validate_drivers: bool = Tru
             site = _validate_driver_options(site, src)
         sites[name] = site
 
+    energy = _energy_models(sites, source, src)
     rules: tuple[Any, ...] = ()
     if model.bursting:
         from skyctl.policy.rules import parse_rules  # pure; raises ConfigError with paths
@@ -150,7 +152,25 @@ def parse(data: Any, *, source: Path | None = None, validate_drivers: bool = Tru
     if model.defaults.size and model.defaults.size not in model.sizes:
         raise ConfigError(f"unknown size {model.defaults.size!r}", path="defaults.size", source=src)
     return Federation(sites=sites, images=images, sizes=dict(model.sizes), rules=rules,
-                      defaults=model.defaults, source=source)
+                      defaults=model.defaults, source=source, energy=energy)
+
+
+def _energy_models(sites: Mapping[str, SiteConfig], source: Path | None, src: str | None) -> dict[str, Any]:
+    """Each site's energy, price and carbon model; CSV series are read here, beside the file."""
+    from skyctl.policy.energy import FIELDS, parse_energy
+
+    base = source.parent if source else Path.cwd()
+
+    def read_text(name: str) -> str:
+        return (base / Path(name).expanduser()).read_text(encoding="utf-8")
+
+    out: dict[str, Any] = {}
+    for name, site in sites.items():
+        raw = {k: getattr(site, k) for k in FIELDS}
+        model = parse_energy(raw, path=f"sites.{name}", read_text=read_text, source=src)
+        if model is not None:
+            out[name] = model
+    return out
 
 
 def _validate_driver_options(site: SiteConfig, src: str | None) -> SiteConfig:

@@ -43,6 +43,12 @@ class SiteConfig(BaseModel):
     request_timeout: float = Field(30.0, gt=0, description="seconds per API request")
     ready_timeout: float = Field(600.0, gt=0, description="seconds a node may take to become ready")
     ssh: SshConfig = SshConfig()
+    # Energy, price and carbon: checked by skyctl.policy.energy when the file loads (config.py).
+    timezone: Any = None
+    pue: Any = None
+    watts_per_vcpu: Any = None
+    price: Any = None
+    carbon: Any = None
     # Filled after validation with the driver's own options model instance.
     options: Any = None
 

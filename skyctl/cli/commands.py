@@ -6,7 +6,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from skyctl.cli import access, context, groups, launch, nodes, sandbox, ssh
+    from skyctl.cli import access, context, groups, launch, nodes, sandbox, simulate, ssh
 
     app.command()(nodes.sites)
     app.command()(launch.launch)
@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
     access.register(app)  # ssh-config, inventory
     app.command()(groups.scale)
     app.command()(groups.reconcile)
+    groups.burst_app.command("simulate")(simulate.simulate)
     app.add_typer(groups.burst_app, name="burst")
     app.add_typer(context.app, name="context")
     app.add_typer(sandbox.app, name="sandbox")

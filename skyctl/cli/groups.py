@@ -11,7 +11,8 @@ import typer
 from skyctl.cli.options import OutputOpt, YesOpt
 from skyctl.cli.terminal import OutputFormat, term
 
-burst_app = typer.Typer(help="Bursting rules: see what each rule sees, run one tick, or keep watching.",
+burst_app = typer.Typer(help="Bursting rules: see what each rule sees, run one tick, keep watching, or "
+                        "simulate a trace.",
                         no_args_is_help=True)
 
 

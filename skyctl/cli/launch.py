@@ -25,15 +25,64 @@ ContextOpt = Annotated[list[str] | None, typer.Option("--context", metavar="PROF
 WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every node is ready: running, "
                                         "SSH login works with the delivered key, context finished.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan with its reasons; create nothing.")]
+AtOpt = Annotated[str | None, typer.Option("--at", metavar="TIME", help="Read prices and carbon at this time "
+                                           "(ISO 8601, e.g. 2026-01-05T02:00Z; no zone = UTC). Default: now.")]
+DurationOpt = Annotated[str | None, typer.Option("--duration", metavar="DURATION", help="How long the nodes are "
+                                                 "expected to run, e.g. 2h (default: the rule's expected_duration, "
+                                                 "else 1h).")]
 
 
 def _plan_table(p: dict[str, Any]) -> Any:
     title = f"plan for {p['group']}: {p['placed']} of {p['requested']} placed"
     if p["unplaced"]:
         title += f"; {p['unplaced']} unplaced ({p['unplaced_reason']})"
-    return term().table(["SITE", "NODES", "IMAGE", "FLAVOR", "WHY"],
-                        [(d["site"], d["count"], d["image"] or "-", d["flavor"] or "-",
+    return term().table(["SITE", "NODES", "IMAGE", "FLAVOR", "KWH", "COST", "GCO2", "SCALED COST/CO2/ROOM", "WHY"],
+                        [(d["site"], d["count"], d["image"] or "-", d["flavor"] or "-", _num(d.get("kwh")),
+                          _num(d.get("cost")), _num(d.get("gco2")), _scaled(d.get("scaled")),
                           "; ".join(r["text"] for r in d["reasons"])) for d in p["sites"]], title=title)
+
+
+def _scaled(terms: Any) -> str:
+    """Each term between the best (0) and the worst (1) candidate of the site's tier."""
+    if not terms:
+        return "-"
+    return f"{terms['cost']:.2f}/{terms['carbon']:.2f}/{terms['free_room']:.2f}"
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def parse_at(text: str | None) -> float | None:
+    """--at TIME (ISO 8601; no zone means UTC) -> epoch seconds."""
+    if text is None:
+        return None
+    from datetime import datetime, timezone
+
+    from skyctl.errors import UsageError
+
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--at {text!r}: expected an ISO 8601 time such as 2026-01-05T02:00Z") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def parse_duration_opt(text: str | None, option: str = "--duration") -> float | None:
+    if text is None:
+        return None
+    from skyctl.errors import UsageError
+    from skyctl.policy.rules import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise UsageError(f"{option} {text!r}: {e}") from None
+    if seconds <= 0:
+        raise UsageError(f"{option} {text!r}: must be longer than 0s")
+    return seconds
 
 
 def launch(
@@ -96,19 +145,24 @@ def plan(
     cpus: CpusOpt = None,
     memory: MemoryOpt = None,
     site: SiteOpt = None,
+    at: AtOpt = None,
+    duration: DurationOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Show where a launch would place its nodes, and why each site was chosen or passed over.
 
-    Creates nothing (same as 'skyctl launch ... --dry-run').
+    Creates nothing (same as 'skyctl launch ... --dry-run'). Each candidate shows the kWh, cost
+    and gCO2 of the whole request there over the expected duration; --at fixes the clock so a
+    plan can be reproduced.
     """
     from skyctl.cli.runtime import open_sky
     from skyctl.ops.launch import plan_launch
     from skyctl.ops.request import resolve
 
+    when, seconds = parse_at(at), parse_duration_opt(duration)
     with open_sky() as sky:
         req = resolve(sky.federation, group, count, image=image, size=size, cpus=cpus, memory=memory, site=site)
-        p = plan_launch(sky, req)
+        p = plan_launch(sky, req, at=when, duration_s=seconds)
     _show_plan(p, output)
 
 

@@ -106,7 +106,7 @@ def snapshot(sky: Sky, sites: list[str] | None = None,
             flavors = () if custom else tuple(retrying(driver.flavors, SNAPSHOT_ATTEMPTS))
             return SiteSnapshot(name=cfg.name, driver=cfg.driver, tier=cfg.tier, cost=cfg.cost,
                                 capacity=capacity, flavors=flavors, images=tuple(images.result()),
-                                custom_sizes=custom)
+                                custom_sizes=custom, energy=sky.federation.energy.get(cfg.name))
 
     names = list(sites) if sites is not None else sky.site_names
     found, failed = sky.gather(look, names, retry=False)  # `look` retries each read itself
@@ -117,16 +117,19 @@ def snapshot(sky: Sky, sites: list[str] | None = None,
         if name in failed:
             cfg = sky.federation.sites[name]
             out.append(SiteSnapshot(name=name, driver=cfg.driver, tier=cfg.tier, cost=cfg.cost,
-                                    error=failed[name].line()))
+                                    error=failed[name].line(), energy=sky.federation.energy.get(name)))
         else:
             out.append(found[name])
     return out
 
 
-def plan_launch(sky: Sky, request: Request, snaps: list[SiteSnapshot] | None = None) -> Plan:
+def plan_launch(sky: Sky, request: Request, snaps: list[SiteSnapshot] | None = None, *,
+                at: float | None = None, duration_s: float | None = None) -> Plan:
+    """`at` fixes the clock prices and carbon are read at (default: now)."""
     if snaps is None:
         snaps = snapshot(sky, [request.site] if request.site else None)
-    return place(request, snaps, sky.federation.rules, catalog_of(sky))
+    return place(request, snaps, sky.federation.rules, catalog_of(sky),
+                 at=time.time() if at is None else at, duration_s=duration_s)
 
 
 def _create_one(driver: Any, spec: NodeSpec, name: str, ctx: RenderedContext) -> Node:
@@ -193,7 +196,7 @@ def _place_and_create(sky: Sky, request: Request, pending: list[str], snaps: lis
         now = [s if s.name not in result.full_sites else _mark_full(s, result.full_sites[s.name]) for s in snaps]
         now = [consume(s, landed.get(s.name, 0), flavor_of[s.name].cpus, flavor_of[s.name].memory_mib)
                if s.name in flavor_of else s for s in now]
-        plan = place(_with_count(request, len(pending)), now, sky.federation.rules, catalog_of(sky))
+        plan = place(_with_count(request, len(pending)), now, sky.federation.rules, catalog_of(sky), at=time.time())
         result.plans.append(plan)
         sky.reporter.plan_ready(plan)
         if plan.placed == 0:

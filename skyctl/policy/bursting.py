@@ -83,16 +83,23 @@ def decide_moves(rule: Rule, sites: Sequence[SiteSnapshot], burst: Sequence[Burs
     order = sorted(mine, key=lambda n: (-cost.get(n.site, 0.0), -n.index, n.name))
     moves: list[Move] = []
     reasons: list[str] = []
+    # Nodes alike (same site and shape) get the same answer until a move changes the locals:
+    # asked once, so a tick costs one look per kind of node, not per node.
+    verdicts: dict[tuple[Any, ...], tuple[SiteSnapshot | None, str]] = {}
     for node in order:
         if len(moves) >= home.max_moves:
             reasons.append(f"step: at most {home.max_moves} move(s) per tick")
             break
-        target, why = _home_for(node, locals_, rule, catalog)
+        kind = (node.site, node.group, node.image, node.size, node.cpus, node.memory_mib)
+        if kind not in verdicts:
+            verdicts[kind] = _home_for(node, locals_, rule, catalog)
+        target, why = verdicts[kind]
         if target is None:
             reasons.append(f"{node.name}: {why}")
             continue
         moves.append(Move(node.name, node.group, node.site, target.name, why))
         locals_ = [consume(s, 1, node.cpus, node.memory_mib) if s.name == target.name else s for s in locals_]
+        verdicts.clear()
     return RuleTick(rule.name, tuple(moves), len(mine), tuple(dict.fromkeys(reasons)))
 
 

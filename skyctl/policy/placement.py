@@ -4,8 +4,11 @@
 and returns a `Plan` that places every node it can and records, for every site, why it was
 chosen or passed over. No I/O: the ops layer takes the snapshot and carries the plan out.
 
-Ranking (deterministic): local tier first; then, among remote sites, the governing rule's
-order (`listed`: the rule's `to` list; `cost`: cheapest); then most free room; then name.
+Ranking (deterministic): local tier first; then the governing rule's order: `listed` (the
+rule's `to` list, then most free room), `cost` or `carbon` (least for the request's nodes over
+the expected duration, from `skyctl.policy.energy`, then most free room), or `weighted` (least
+weighted sum of the scaled terms); then name. Scaled terms put each candidate between the best
+(0) and the worst (1) of its tier; a site with unknown carbon counts as the worst.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from skyctl.model import Capacity, Flavor, ImageRef, Limit, Resources, Tier
-from skyctl.policy.rules import Rule, RuleOrder, rule_for
+from skyctl.policy.energy import EnergyModel, Footprint, footprint
+from skyctl.policy.rules import DEFAULT_DURATION_S, Rule, RuleOrder, Weights, rule_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +36,7 @@ class SiteSnapshot:
     custom_sizes: bool = False        # any cpus/memory is accepted (OpenNebula)
     error: str | None = None
     full: str | None = None           # marked full during this launch, with the reason
+    energy: EnergyModel | None = None  # power, price and carbon (None: static `cost` per core-hour)
 
 
 def consume(site: SiteSnapshot, count: int, cpus: int, memory_mib: int) -> SiteSnapshot:
@@ -65,7 +70,8 @@ class Reason:
 
     Codes: no_answer, marked_full, not_in_rule, no_image, no_flavor, quota, hosts_full,
     overflow_line (the rule keeps room free on a local site), and the rank of a candidate:
-    tier_order (local site), rule_order (listed by the rule), cost_order (remote, by cost).
+    tier_order (local site), rule_order (listed by the rule), cost_order (remote, by cost),
+    carbon_order (remote, by gCO2), weighted_order (remote, by the weighted scaled terms).
     """
 
     code: str
@@ -86,13 +92,37 @@ class SiteDecision:
     image: ImageRef | None = None
     flavor: Flavor | None = None
     room: int | None = None           # how many would fit (None = no limit known)
+    footprint: Footprint | None = None  # the whole request here for the expected duration
+    scaled: Scaled | None = None
 
     def to_json(self) -> dict[str, Any]:
+        fp = self.footprint
         return {"site": self.site, "count": self.count, "reasons": [r.to_json() for r in self.reasons],
                 "image": self.image.name if self.image else None,
                 "image_id": self.image.id if self.image else None,
                 "flavor": self.flavor.name if self.flavor else None,
-                "room": self.room}
+                "room": self.room,
+                "kwh": _round(fp.kwh) if fp else None, "cost": _round(fp.cost) if fp else None,
+                "gco2": _round(fp.gco2) if fp else None,
+                "scaled": self.scaled.to_json() if self.scaled else None}
+
+
+@dataclass(frozen=True, slots=True)
+class Scaled:
+    """A candidate's terms scaled across the candidates of its tier: 0 best, 1 worst."""
+
+    cost: float
+    carbon: float
+    free_room: float
+    score: float        # the rule's weights applied (equal weights when the rule is not weighted)
+
+    def to_json(self) -> dict[str, float]:
+        return {"cost": round(self.cost, 6), "carbon": round(self.carbon, 6), "free_room": round(self.free_room, 6),
+                "score": round(self.score, 6)}
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(v, 6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +131,8 @@ class Plan:
     decisions: tuple[SiteDecision, ...]     # every site considered, in rank order
     rule: str | None = None
     unplaced_reason: str | None = None
+    at: float | None = None           # the clock the energy figures were taken at (epoch s)
+    duration_s: float = DEFAULT_DURATION_S
 
     @property
     def placements(self) -> list[SiteDecision]:
@@ -119,6 +151,7 @@ class Plan:
         return {"group": r.group, "requested": r.count, "placed": self.placed, "unplaced": self.unplaced,
                 "unplaced_reason": self.unplaced_reason, "rule": self.rule,
                 "cpus": r.cpus, "memory_mib": r.memory_mib, "image": r.image, "size": r.size,
+                "at": self.at, "duration_s": self.duration_s,
                 "sites": [d.to_json() for d in self.decisions]}
 
 
@@ -198,20 +231,67 @@ def room_on(site: SiteSnapshot, flavor: Flavor, rule: Rule | None) -> tuple[int 
     return room, why
 
 
-def _rank_key(site: SiteSnapshot, room: int | None, rule: Rule | None) -> tuple[Any, ...]:
+def _scale(values: Sequence[float | None], *, higher_is_better: bool = False) -> list[float]:
+    """Each value between the best (0) and the worst (1) of `values`; unknown (None) is worst."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return [0.0] * len(values)
+    lo, hi = min(known), max(known)
+    span = hi - lo
+    out = []
+    for v in values:
+        if v is None:
+            out.append(1.0)
+        elif span <= 0:
+            out.append(0.0)
+        else:
+            out.append((hi - v) / span if higher_is_better else (v - lo) / span)
+    return out
+
+
+_UNLIMITED = 1 << 30
+
+
+def _scaled_terms(cands: Sequence[tuple[SiteSnapshot, SiteDecision, int | None]], weights: Weights) -> list[Scaled]:
+    """Scaled cost, carbon and free room of each candidate, against the others of its tier."""
+    out: list[Scaled | None] = [None] * len(cands)
+    total = (weights.cost + weights.carbon + weights.free_room) or 1.0
+    for tier in (Tier.LOCAL, Tier.REMOTE):
+        idx = [i for i, c in enumerate(cands) if (c[0].tier is Tier.LOCAL) == (tier is Tier.LOCAL)]
+        fps = [cands[i][1].footprint for i in idx]
+        cost = _scale([fp.cost if fp else None for fp in fps])
+        carbon = _scale([fp.gco2 if fp else None for fp in fps])
+        room = _scale([float(_UNLIMITED if cands[i][2] is None else cands[i][2]) for i in idx], higher_is_better=True)
+        for k, i in enumerate(idx):
+            score = (weights.cost * cost[k] + weights.carbon * carbon[k] + weights.free_room * room[k]) / total
+            out[i] = Scaled(cost[k], carbon[k], room[k], score)
+    return [s for s in out if s is not None]
+
+
+def _rank_key(site: SiteSnapshot, dec: SiteDecision, room: int | None, rule: Rule | None) -> tuple[Any, ...]:
     tier = 0 if site.tier is Tier.LOCAL else 1
-    order: tuple[Any, ...]
-    if rule is not None and rule.order is RuleOrder.LISTED and site.name in rule.to_sites:
-        order = (rule.to_sites.index(site.name), 0.0)
-    else:
-        order = (0, site.cost)
-    free = -(room if room is not None else 1 << 30)
-    return (tier, *order, free, site.name)
+    free = -(room if room is not None else _UNLIMITED)
+    order = rule.order if rule is not None else RuleOrder.COST
+    fp, scaled = dec.footprint, dec.scaled
+    if order is RuleOrder.LISTED:
+        listed = rule is not None and site.name in rule.to_sites
+        return (tier, rule.to_sites.index(site.name) if listed and rule else 0, 0.0 if listed else site.cost,
+                free, site.name)
+    if order is RuleOrder.CARBON:
+        unknown = fp is None or fp.gco2 is None
+        return (tier, unknown, 0.0 if unknown or fp is None else fp.gco2, free, site.name)
+    if order is RuleOrder.WEIGHTED and scaled is not None:
+        return (tier, scaled.score, site.name)
+    return (tier, fp.cost if fp is not None else site.cost, free, site.name)
 
 
 def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (),
-          catalog: Catalog = Catalog()) -> Plan:
+          catalog: Catalog = Catalog(), *, at: float = 0.0, duration_s: float | None = None) -> Plan:
+    """`at` is the clock (epoch seconds) the energy, price and carbon figures are taken at, from
+    the caller: placement reads no clock. `duration_s` defaults to the rule's expected duration."""
     rule = rule_for(rules, req.group) if rules else None
+    if duration_s is None:
+        duration_s = rule.expected_duration_s if rule is not None else DEFAULT_DURATION_S
     candidates: list[tuple[SiteSnapshot, SiteDecision, int | None]] = []
     passed: list[SiteDecision] = []
 
@@ -244,14 +324,18 @@ def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (
                                        image, flavor, 0))
             continue
         reasons = (limit_why,) if limit_why else ()
-        candidates.append((site, SiteDecision(site.name, 0, reasons, image, flavor, room), room))
+        fp = footprint(site.energy, site.cost, req.count * flavor.cpus, at, duration_s)
+        candidates.append((site, SiteDecision(site.name, 0, reasons, image, flavor, room, fp), room))
 
-    candidates.sort(key=lambda c: _rank_key(c[0], c[2], rule))
+    weights = rule.weights if rule is not None and rule.order is RuleOrder.WEIGHTED else Weights()
+    candidates = [(site, replace(dec, scaled=sc), room)
+                  for (site, dec, room), sc in zip(candidates, _scaled_terms(candidates, weights), strict=True)]
+    candidates.sort(key=lambda c: _rank_key(c[0], c[1], c[2], rule))
     remaining = req.count
     chosen: list[SiteDecision] = []
     for rank, (site, dec, room) in enumerate(candidates):
         take = remaining if room is None else min(room, remaining)
-        code, why = _rank_reason(site, rank, rule)
+        code, why = _rank_reason(site, dec, rank, rule, req.count, duration_s)
         if take > 0:
             fits = "no known limit" if room is None else f"room for {room}"
             chosen.append(replace(dec, count=take, reasons=(*dec.reasons, Reason(code, f"{why}; {fits}"))))
@@ -267,7 +351,7 @@ def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (
             unplaced_reason = f"no site has room for the rest ({full})"
         else:
             unplaced_reason = "no site can host this request"
-    return Plan(req, tuple(chosen + passed), rule.name if rule else None, unplaced_reason)
+    return Plan(req, tuple(chosen + passed), rule.name if rule else None, unplaced_reason, at, duration_s)
 
 
 def _binding_limit(site: SiteSnapshot, flavor: Flavor) -> str:
@@ -295,9 +379,31 @@ def _quota_reason(site: SiteSnapshot, flavor: Flavor) -> Reason:
     return Reason("hosts_full", "hosts have no room")
 
 
-def _rank_reason(site: SiteSnapshot, rank: int, rule: Rule | None) -> tuple[str, str]:
+def _hours(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g}h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
+
+
+def _rank_reason(site: SiteSnapshot, dec: SiteDecision, rank: int, rule: Rule | None, count: int,
+                 duration_s: float) -> tuple[str, str]:
     if site.tier is Tier.LOCAL:
         return "tier_order", f"rank {rank + 1}: local site"
-    if rule is not None and rule.order is RuleOrder.LISTED:
+    order = rule.order if rule is not None else RuleOrder.COST
+    if rule is not None and order is RuleOrder.LISTED:
         return "rule_order", f"rank {rank + 1}: listed by rule {rule.name}"
-    return "cost_order", f"rank {rank + 1}: remote, cost {site.cost:g}"
+    fp, scaled = dec.footprint, dec.scaled
+    run = f"{count} node(s) for {_hours(duration_s)}"
+    if order is RuleOrder.CARBON:
+        gco2 = "carbon unknown" if fp is None or fp.gco2 is None else f"{fp.gco2:.4g} gCO2"
+        return "carbon_order", f"rank {rank + 1}: remote, {gco2} for {run}"
+    if order is RuleOrder.WEIGHTED and rule is not None and scaled is not None:
+        w = rule.weights
+        return "weighted_order", (f"rank {rank + 1}: remote, score {scaled.score:.3f} from scaled cost "
+                                  f"{scaled.cost:.2f} x{w.cost:g}, carbon {scaled.carbon:.2f} x{w.carbon:g}, "
+                                  f"free room {scaled.free_room:.2f} x{w.free_room:g}")
+    if fp is None or not fp.priced:
+        return "cost_order", f"rank {rank + 1}: remote, cost {site.cost:g}"
+    return "cost_order", f"rank {rank + 1}: remote, cost {fp.cost:.4g} for {run}"

@@ -31,8 +31,25 @@ _PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
 class RuleOrder(str, enum.Enum):
-    COST = "cost"      # cheapest first, then most free room, then name
-    LISTED = "listed"  # the order of the rule's `from` / `to` lists
+    COST = "cost"          # cheapest for the expected run first, then most free room, then name
+    LISTED = "listed"      # the order of the rule's `from` / `to` lists
+    CARBON = "carbon"      # least gCO2 for the expected run first, then most free room, then name
+    WEIGHTED = "weighted"  # least weighted sum of scaled cost, carbon and (lack of) free room
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """How much each scaled term (0 = best candidate, 1 = worst) counts in `order: weighted`."""
+
+    cost: float = 1.0
+    carbon: float = 1.0
+    free_room: float = 1.0
+
+    def to_json(self) -> dict[str, float]:
+        return {"cost": self.cost, "carbon": self.carbon, "free_room": self.free_room}
+
+
+DEFAULT_DURATION_S = 3600.0  # how long placement expects new nodes to run, unless a rule says
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +106,8 @@ class Rule:
     home: HomePolicy | None = None  # None: burst load stays where it is
     # Empty: the rule covers every group. Otherwise only these, with their size bounds.
     groups: Mapping[str, GroupBounds] = field(default_factory=dict)
+    weights: Weights = Weights()              # used by order: weighted
+    expected_duration_s: float = DEFAULT_DURATION_S
 
     def applies_to(self, group: str) -> bool:
         return not self.groups or group in self.groups
@@ -105,6 +124,8 @@ class Rule:
             "overflow": self.overflow.to_json(),
             "home": self.home.to_json() if self.home else None,
             "groups": {g: b.to_json() for g, b in self.groups.items()},
+            "weights": self.weights.to_json() if self.order is RuleOrder.WEIGHTED else None,
+            "expected_duration_s": self.expected_duration_s,
         }
 
 
@@ -167,6 +188,11 @@ def _seconds(value: Any) -> float:
             except (ValueError, OverflowError):  # more digits than Python or a float will take
                 pass
     raise ValueError("must be a duration such as 300s or 5m")
+
+
+def parse_duration(value: Any) -> float:
+    """300, '300s', '5m', '1h30m' -> seconds (ValueError with the house message otherwise)."""
+    return _seconds(value)
 
 
 def _fraction(value: Any) -> float:
@@ -318,6 +344,34 @@ class _BoundsSpec(_Spec):
         return GroupBounds(min=self.min, max=self.max)
 
 
+def _weight(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError("must be a number >= 0")
+    return float(value)
+
+
+def _positive_seconds(value: Any) -> float:
+    seconds = _seconds(value)
+    if seconds <= 0:
+        raise ValueError("must be a duration longer than 0s, such as 1h or 30m")
+    return seconds
+
+
+class _WeightsSpec(_Spec):
+    cost: Annotated[float, PlainValidator(_weight)] = 0.0
+    carbon: Annotated[float, PlainValidator(_weight)] = 0.0
+    free_room: Annotated[float, PlainValidator(_weight)] = 0.0
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> _WeightsSpec:
+        if not (self.cost or self.carbon or self.free_room):
+            raise ValueError("give at least one weight above 0 (cost, carbon, free_room)")
+        return self
+
+    def weights(self) -> Weights:
+        return Weights(cost=self.cost, carbon=self.carbon, free_room=self.free_room)
+
+
 class _RuleSpec(_Spec):
     name: Annotated[str, PlainValidator(_rule_name)]
     from_: Annotated[tuple[str, ...], PlainValidator(_sites_of(Tier.LOCAL))] = Field(alias="from")
@@ -327,11 +381,21 @@ class _RuleSpec(_Spec):
     home: Annotated[_HomeSpec | None, _Defaults] = None  # absent: burst load stays where it is
     groups: Annotated[dict[Annotated[str, PlainValidator(_group_name)], Annotated[_BoundsSpec, _Defaults]] | None,
                       BeforeValidator(_group_mapping)] = None
+    weights: _WeightsSpec | None = None
+    expected_duration: Annotated[float, PlainValidator(_positive_seconds)] = DEFAULT_DURATION_S
+
+    @classmethod
+    def _keys_together(cls, data: Mapping[str, Any]) -> None:
+        if "weights" in data and data.get("order") != RuleOrder.WEIGHTED.value:
+            raise FieldProblem("weights are read only with order: weighted", below=("weights",),
+                               hint="set order: weighted, or remove weights")
 
     def rule(self) -> Rule:
         return Rule(name=self.name, from_sites=self.from_, to_sites=self.to, order=self.order,
                     overflow=self.overflow.overflow(), home=self.home.policy() if self.home else None,
-                    groups={g: b.bounds() for g, b in (self.groups or {}).items()})
+                    groups={g: b.bounds() for g, b in (self.groups or {}).items()},
+                    weights=self.weights.weights() if self.weights else Weights(),
+                    expected_duration_s=self.expected_duration)
 
 
 def parse_rules(raw: Any, *, sites: Mapping[str, Any], path: str = "bursting",

@@ -154,7 +154,7 @@ def test_the_pytest_plugin_loads_nothing_heavy() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-HEAVY = ("openstack", "keystoneauth1", "pyone", "paramiko")
+HEAVY = ("openstack", "keystoneauth1", "pyone", "paramiko", "matplotlib")
 PROBE = """
 import sys
 from skyctl.cli.main import main

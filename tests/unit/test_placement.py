@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 import yaml
 
 from skyctl.model import Capacity, Flavor, ImageRef, Limit, Resources, Tier
+from skyctl.policy.energy import parse_energy
 from skyctl.policy.placement import Catalog, Request, SiteSnapshot, place
 from skyctl.policy.rules import parse_rules
 
@@ -24,8 +26,18 @@ def _site(d: dict[str, Any]) -> SiteSnapshot:
     cap = Capacity(Limit("instances", *inst), Limit("cores", *cores), Limit("ram_mib", 0, None))
     flavors = tuple(Flavor(f"f-{n}", n, c, m) for n, c, m in d.get("flavors", STOCK_FLAVORS))
     images = tuple(ImageRef(f"id-{i}", i) for i in d.get("images", ["alma9"]))
+    energy = parse_energy(d["energy"], path=f"sites.{d['name']}", read_text=_no_files) if "energy" in d else None
     return SiteSnapshot(d["name"], "x", Tier(d.get("tier", "remote")), float(d.get("cost", 0)), cap,
-                        flavors, images)
+                        flavors, images, energy=energy)
+
+
+def _no_files(path: str) -> str:
+    raise FileNotFoundError(path)
+
+
+def _at(data: dict[str, Any]) -> float:
+    """The case's clock (`at:`, ISO 8601), or the epoch when the case does not depend on it."""
+    return datetime.fromisoformat(data["at"].replace("Z", "+00:00")).timestamp() if "at" in data else 0.0
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
@@ -36,11 +48,22 @@ def test_case(case: Path) -> None:
     rules = parse_rules(data.get("rules"), sites=tiers) if data.get("rules") else []
     catalog = Catalog(images={"alma9": {s.name: "alma9" for s in sites}},
                       sizes={"small": Resources(1, 2048), "medium": Resources(2, 4096), "large": Resources(4, 8192)})
-    plan = place(Request(**data["request"]), sites, rules, catalog)
+    plan = place(Request(**data["request"]), sites, rules, catalog, at=_at(data))
     expect = data["expect"]
     assert {d.site: d.count for d in plan.placements} == expect["placed"]
     if "order" in expect:
         assert [d.site for d in plan.placements] == expect["order"]
+    if "ranks" in expect:  # every candidate, chosen or not, in rank order
+        assert [d.site for d in plan.decisions if d.footprint is not None] == expect["ranks"]
+    figures = {d.site: d for d in plan.decisions}
+    for key in ("cost", "kwh", "gco2"):
+        for site, value in expect.get(key, {}).items():
+            assert figures[site].to_json()[key] == pytest.approx(value), (site, key)
+    for site, (cost, carbon, room, score) in expect.get("scaled", {}).items():
+        scaled = figures[site].scaled
+        assert scaled is not None
+        got = (scaled.cost, scaled.carbon, scaled.free_room, scaled.score)
+        assert got == pytest.approx((cost, carbon, room, score)), site
     reasons = {d.site: " ".join(r.text for r in d.reasons) for d in plan.decisions}
     for site, text in expect.get("reason_contains", {}).items():
         assert text in reasons[site], f"{site}: {reasons[site]}"

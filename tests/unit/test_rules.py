@@ -17,8 +17,8 @@ from skyctl.policy.rules import (GroupBounds, HomePolicy, Overflow, Rule, RuleOr
 SITES: dict[str, Any] = {"home": SimpleNamespace(tier=Tier.LOCAL), "lab": SimpleNamespace(tier="local"),
                          "cc": SimpleNamespace(tier=Tier.REMOTE), "sara": object()}
 KNOWN = "home, lab, cc, sara"
-RULE_SHAPE = "must be a mapping with keys name, from, to, order, overflow, home, groups"
-RULE_KEYS = "known: name, from, to, order, overflow, home, groups"
+RULE_SHAPE = "must be a mapping with keys name, from, to, order, overflow, home, groups, weights, expected_duration"
+RULE_KEYS = "known: name, from, to, order, overflow, home, groups, weights, expected_duration"
 SITE_LIST = "must be a non-empty list of site names"
 DURATION = "must be a duration such as 300s or 5m"
 PERCENT_RANGE = "must be a percentage such as 90% (more than 0, at most 100)"
@@ -116,13 +116,13 @@ BAD: list[tuple[str, Any, str, str, str | None]] = [
     ("name-before-from", R(name="X", **{"from": ["x"]}),
      "bursting[0].name", "must be a name of lowercase letters, digits and '-'", None),
     ("order-bad", R(order="cheap"),
-     "bursting[0].order", "must be one of: cost, listed", None),
+     "bursting[0].order", "must be one of: cost, listed, carbon, weighted", None),
     ("order-none", R(order=None),
-     "bursting[0].order", "must be one of: cost, listed", None),
+     "bursting[0].order", "must be one of: cost, listed, carbon, weighted", None),
     ("order-list", R(order=["cost"]),
-     "bursting[0].order", "must be one of: cost, listed", None),
+     "bursting[0].order", "must be one of: cost, listed, carbon, weighted", None),
     ("order-int", R(order=1),
-     "bursting[0].order", "must be one of: cost, listed", None),
+     "bursting[0].order", "must be one of: cost, listed, carbon, weighted", None),
     ("overflow-list", R(overflow=[1]),
      "bursting[0].overflow", "must be a mapping with keys keep_free_cores, max_utilisation", None),
     ("overflow-str", R(overflow="4"),
@@ -274,7 +274,7 @@ BAD: list[tuple[str, Any, str, str, str | None]] = [
     ("dup-before-later-bad", [R()[0], R()[0], {"x": 1}],
      "bursting[1].name", "rule 'r' is already defined at bursting[0]", None),
     ("second-rule-bad", [R()[0], R(name="s", order="x")[0]],
-     "bursting[1].order", "must be one of: cost, listed", None),
+     "bursting[1].order", "must be one of: cost, listed, carbon, weighted", None),
 ]
 
 
@@ -291,7 +291,7 @@ def test_the_path_prefix_and_source_are_the_callers() -> None:
     with pytest.raises(ConfigError) as info:
         parse_rules(R(order="x"), sites=SITES, path="rules")
     assert (info.value.path, str(info.value), info.value.source) ==\
-        ("rules[0].order", "rules[0].order: must be one of: cost, listed", None)
+        ("rules[0].order", "rules[0].order: must be one of: cost, listed, carbon, weighted", None)
 
 
 def test_nothing_is_no_rules() -> None:
