@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from skyctl import yamlsafe
 from skyctl.errors import ConfigError
 from skyctl.model import parse_memory_mib
 from skyctl.site import NAME_RE, SiteConfig, Strict
@@ -61,7 +62,7 @@ class _FederationModel(Strict):
     @classmethod
     def _site_names(cls, v: dict[str, Any]) -> dict[str, Any]:
         for key in v:
-            if not re.match(NAME_RE, str(key)):
+            if not re.fullmatch(NAME_RE, str(key)):
                 raise ValueError(f"{key!r} is not a valid site name (lowercase letters, digits, '-')")
         return v
 
@@ -69,7 +70,7 @@ class _FederationModel(Strict):
     @classmethod
     def _catalog_names(cls, v: dict[str, Any]) -> dict[str, Any]:
         for key in v:
-            if not re.match(CATALOG_NAME_RE, str(key)):
+            if not re.fullmatch(CATALOG_NAME_RE, str(key)):
                 raise ValueError(f"{key!r} is not a valid name (lowercase letters, digits, '.', '_', '-')")
         return v
 
@@ -223,7 +224,7 @@ def load(explicit: str | os.PathLike[str] | None = None, *, validate_drivers: bo
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read {path}: {e.__class__.__name__}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yamlsafe.load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""

@@ -101,6 +101,12 @@ class Driver(abc.ABC):
         """Non-secret facts for `skyctl sites` (endpoint, cloud name...)."""
         return {}
 
+    def identity(self) -> str | None:
+        """Who this site knows the caller as (Keystone user id, OpenNebula user name), the
+        same from any machine with the same credentials; None when the driver cannot say.
+        skyctl labels nodes with it (their owner) and acts only on its own."""
+        return None
+
 
 class DriverRegistry:
     """Maps driver names to classes. Entry points are read once and loaded on first use."""

@@ -6,7 +6,7 @@ Two families side by side under SkyError: DriverError (the cloud said no) and Gu
 The CLI maps each error to one line and one exit code; nothing else prints errors.
 Exit codes (documented in README and `skyctl --help`):
   0 ok, 1 error, 2 usage/config error, 3 partial success, 4 no capacity anywhere,
-  5 authentication failed, 130 interrupted.
+  5 authentication failed, 6 no site answered, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ EXIT_USAGE = 2
 EXIT_PARTIAL = 3
 EXIT_NO_CAPACITY = 4
 EXIT_AUTH = 5
+EXIT_UNREACHABLE = 6
 EXIT_INTERRUPTED = 130
 
 
@@ -83,6 +84,12 @@ class NoCapacity(SkyError):
 
 class Interrupted(SkyError):
     exit_code = EXIT_INTERRUPTED
+
+
+class NoSiteAnswered(SkyError):
+    """Every site asked failed to answer (down, unreachable, overloaded): try again later."""
+
+    exit_code = EXIT_UNREACHABLE
 
 
 # ---------------------------------------------------------------- driver errors

@@ -131,11 +131,17 @@ class ImageRef:
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    """One quota line. limit None means unlimited."""
+    """One quota line. limit None means unlimited. `scope` names whose quota it is when not
+    the user's own (OpenNebula: "group 1"), so a plan can say which one binds."""
 
     resource: str
     used: int
     limit: int | None
+    scope: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.resource} ({self.scope})" if self.scope else self.resource
 
     @property
     def free(self) -> int | None:
@@ -169,7 +175,7 @@ class Capacity:
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for lim in (self.instances, self.cores, self.ram_mib):
-            out[lim.resource] = {"used": lim.used, "limit": lim.limit}
+            out[lim.resource] = {"used": lim.used, "limit": lim.limit, **({"scope": lim.scope} if lim.scope else {})}
         if self.host_free_cpus is not None or self.host_free_memory_mib is not None:
             out["hosts_free"] = {"cpus": self.host_free_cpus, "memory_mib": self.host_free_memory_mib}
         return out

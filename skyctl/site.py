@@ -55,7 +55,7 @@ class SiteConfig(BaseModel):
     @field_validator("driver")
     @classmethod
     def _driver_name(cls, v: str) -> str:
-        if not re.match(r"^[a-z][a-z0-9_-]*$", v):
+        if not re.fullmatch(r"^[a-z][a-z0-9_-]*$", v):
             raise ValueError("must be a driver name such as openstack or opennebula")
         return v
 

@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +23,7 @@ from skyctl.errors import StateError
 from skyctl.model import GroupSpec
 
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another skyctl's transaction
 
 # Migration N brings the schema from N-1 to N. Never edit a released one; append.
 MIGRATIONS: dict[int, list[str]] = {
@@ -85,17 +86,56 @@ class Intent:
 
 
 def default_path() -> Path:
-    from skyctl.paths import state_dir
+    from skyctl.paths import base
 
-    return state_dir() / "state.db"
+    return base("state") / "state.db"
+
+
+def problem(path: Path, e: BaseException) -> StateError:
+    """One line for a state file skyctl cannot use: which file, what is wrong, what to do."""
+    text = str(e).lower()
+    if isinstance(e, IsADirectoryError) or (path.is_dir()):
+        return StateError(f"the state file {path} is a directory",
+                          hint="move it out of the way; skyctl creates a new state file")
+    if isinstance(e, PermissionError) or "readonly" in text or "read-only" in text:
+        return StateError(f"cannot write the state file {path} (read-only file or folder)",
+                          hint=f"make {path.parent} writable, or set SKYCTL_HOME to a writable folder")
+    if "locked" in text or "busy" in text:
+        return StateError(f"the state file {path} stayed locked by another skyctl for {BUSY_TIMEOUT_S:g} s",
+                          hint="let the other command finish (see 'fuser " + str(path) + "'), then try again")
+    if isinstance(e, OSError):
+        return StateError(f"cannot use the state file {path}: {e.strerror or e}")
+    return StateError(f"state database {path} is unusable: {e}",
+                      hint="move it out of the way; 'skyctl reconcile' rebuilds what the clouds know")
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """File-system and SQLite failures of a State method become one StateError line."""
+    import functools
+
+    @functools.wraps(fn)
+    def call(self: State, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except StateError:
+            raise
+        except (OSError, sqlite3.Error) as e:
+            raise problem(self.path, e) from None
+
+    return call
 
 
 class State:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_path()
         self._local = threading.local()
-        self._ensure_file()
-        self._migrate()
+        try:
+            self._ensure_file()
+            self._migrate()
+        except StateError:
+            raise
+        except (OSError, sqlite3.Error) as e:
+            raise problem(self.path, e) from None
 
     # ---------------------------------------------------------------- connection
     def _ensure_file(self) -> None:
@@ -113,12 +153,13 @@ class State:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
                 conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA busy_timeout=30000")
                 conn.execute("PRAGMA synchronous=NORMAL")
-            except sqlite3.DatabaseError as e:
-                raise StateError(f"state database {self.path} is unusable: {e}") from None
+            except sqlite3.Error as e:
+                raise problem(self.path, e) from None
             self._local.conn = conn
         return conn
 
@@ -155,20 +196,23 @@ class State:
                     db.execute(f"PRAGMA user_version = {v}")
                 if version == 0:
                     db.execute("INSERT INTO meta VALUES ('install_id', ?)", (uuid.uuid4().hex[:12],))
-        except sqlite3.DatabaseError as e:
-            raise StateError(f"state database {self.path} is unusable: {e}") from None
+        except sqlite3.Error as e:
+            raise problem(self.path, e) from None
 
     @property
+    @_guarded
     def schema_version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     @property
+    @_guarded
     def install_id(self) -> str:
         """Stable id of this skyctl installation; goes into every node's owner label."""
         row = self.db.execute("SELECT value FROM meta WHERE key='install_id'").fetchone()
         return str(row[0])
 
     # ---------------------------------------------------------------- groups
+    @_guarded
     def ensure_group(self, name: str, spec: GroupSpec) -> None:
         with self.tx() as db:
             db.execute(
@@ -176,13 +220,16 @@ class State:
                 "ON CONFLICT(name) DO UPDATE SET spec=excluded.spec",
                 (name, json.dumps(spec.to_json(), sort_keys=True), time.time()))
 
+    @_guarded
     def group_spec(self, name: str) -> GroupSpec | None:
         row = self.db.execute("SELECT spec FROM groups WHERE name=?", (name,)).fetchone()
         return GroupSpec.from_json(json.loads(row[0])) if row else None
 
+    @_guarded
     def groups(self) -> list[str]:
         return [r[0] for r in self.db.execute("SELECT name FROM groups ORDER BY name")]
 
+    @_guarded
     def reserve_indices(self, group: str, count: int, *, at_least: int = 0) -> list[int]:
         """Atomically take `count` fresh node indices for `group` (names never repeat)."""
         with self.tx() as db:
@@ -193,12 +240,14 @@ class State:
             db.execute("UPDATE groups SET next_index=? WHERE name=?", (start + count, group))
         return list(range(start, start + count))
 
+    @_guarded
     def delete_group(self, name: str) -> None:
         with self.tx() as db:
             db.execute("DELETE FROM groups WHERE name=?", (name,))
             db.execute("DELETE FROM nodes WHERE grp=?", (name,))
 
     # ---------------------------------------------------------------- nodes
+    @_guarded
     def record_node(self, name: str, group: str, site: str, cloud_id: str | None, launch_id: str) -> None:
         with self.tx() as db:
             db.execute(
@@ -207,10 +256,12 @@ class State:
                 "launch_id=excluded.launch_id",
                 (name, group, site, cloud_id, launch_id, time.time()))
 
+    @_guarded
     def forget_node(self, name: str) -> None:
         with self.tx() as db:
             db.execute("DELETE FROM nodes WHERE name=?", (name,))
 
+    @_guarded
     def nodes(self, group: str | None = None) -> list[NodeRecord]:
         q = "SELECT name, grp, site, cloud_id, launch_id, created_at FROM nodes"
         rows = self.db.execute(q + (" WHERE grp=? ORDER BY name" if group else " ORDER BY name"),
@@ -218,6 +269,7 @@ class State:
         return [NodeRecord(*r) for r in rows]
 
     # ---------------------------------------------------------------- intents
+    @_guarded
     def begin(self, launch_id: str, op: str, group: str, node: str, site: str) -> int:
         now = time.time()
         with self.tx() as db:
@@ -226,11 +278,13 @@ class State:
                 "VALUES (?,?,?,?,?, 'pending', ?, ?)", (launch_id, op, group, node, site, now, now))
             return int(cur.lastrowid or 0)
 
+    @_guarded
     def finish(self, intent_id: int, status: str, detail: str | None = None) -> None:
         with self.tx() as db:
             db.execute("UPDATE intents SET status=?, detail=?, updated_at=? WHERE id=?",
                        (status, detail, time.time(), intent_id))
 
+    @_guarded
     def intents(self, status: str | None = None) -> list[Intent]:
         q = "SELECT id, launch_id, op, grp, node, site, status, detail, created_at FROM intents"
         rows = self.db.execute(q + (" WHERE status=? ORDER BY id" if status else " ORDER BY id"),
@@ -238,10 +292,12 @@ class State:
         return [Intent(*r) for r in rows]
 
     # ---------------------------------------------------------------- bursting
+    @_guarded
     def log_burst(self, rule: str, action: str) -> None:
         with self.tx() as db:
             db.execute("INSERT INTO burst_log VALUES (?,?,?)", (rule, time.time(), action))
 
+    @_guarded
     def last_burst(self, rule: str) -> float | None:
         row = self.db.execute("SELECT MAX(at) FROM burst_log WHERE rule=?", (rule,)).fetchone()
         return float(row[0]) if row and row[0] is not None else None

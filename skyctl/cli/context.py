@@ -70,6 +70,12 @@ def render(
                                                  help="Node name, for profiles that use node.name.")] = None,
     reveal_secrets: Annotated[bool, typer.Option("--reveal-secrets",
                                                  help="Print secret values instead of ****.")] = False,
+    site: Annotated[str | None, typer.Option("--site", metavar="SITE",
+                                             help="OpenNebula: merge into this site's template CONTEXT, as a "
+                                                  "launch there does.")] = None,
+    image: Annotated[str | None, typer.Option("--image", metavar="IMAGE",
+                                              help="With --site: the logical image (default: the federation's).")]
+    = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Print exactly what the cloud will receive: user-data for OpenStack, the CONTEXT for OpenNebula."""
@@ -85,7 +91,31 @@ def render(
     if for_ is Cloud.openstack:
         term().emit({"user_data": ctx.user_data}, output, table=lambda d: d["user_data"])
     else:
-        term().emit({"context": dict(ctx.one_context)}, output, table=lambda d: one_template(d["context"]))
+        context = _site_context(ctx, site, image) if site else dict(ctx.one_context)
+        term().emit({"context": context}, output, table=lambda d: one_template(d["context"]))
+
+
+def _site_context(ctx, site_name: str, image: str | None) -> dict:  # type: ignore[no-untyped-def]
+    """The CONTEXT as `site_name`'s driver sends it: merged into its template's own."""
+    from skyctl.cli.runtime import load_federation
+    from skyctl.drivers import registry
+    from skyctl.errors import ConfigError
+
+    fed = load_federation()
+    site = fed.site(site_name)
+    logical = image or fed.defaults.image
+    if logical is None:
+        raise ConfigError("no image to read the template of: give --image", path="--image")
+    template = str((fed.images.get(logical) or {}).get(site_name, logical))
+    driver = registry.load(site.driver, site=site_name)(site)
+    try:
+        merge = getattr(driver, "site_context", None)
+        if merge is None:
+            raise ConfigError(f"site {site_name!r} ({site.driver}) has no template CONTEXT to merge into",
+                              path="--site")
+        return merge(ctx, template)
+    finally:
+        driver.close()
 
 
 @app.command()

@@ -51,8 +51,9 @@ def reconcile(
 ) -> None:
     """Make local state agree with what the clouds hold (after a crash or kill -9).
 
-    Adopts nodes an interrupted launch created, closes its open intents, forgets records of
-    nodes that are gone, and reports orphans (deleted with --delete-orphans).
+    Adopts nodes an interrupted launch created, closes its open intents, finishes or undoes an
+    interrupted move home (the group ends at its size), forgets records of nodes that are
+    gone, and reports orphans (deleted with --delete-orphans).
     """
     from skyctl.cli.runtime import exit_partial, open_sky
     from skyctl.errors import UsageError
@@ -69,6 +70,10 @@ def reconcile(
     t.info(f"adopted {len(result.adopted)}, forgot {len(result.forgotten)}, closed {result.intents_closed} "
            f"intent(s), {len(result.orphans)} orphan(s), {len(result.duplicates)} duplicate(s), "
            f"deleted {len(result.deleted)}")
+    for name in result.moves_finished:
+        t.info(f"finished the interrupted move home of {name} (its replacement runs; {name} deleted)")
+    for name in result.moves_undone:
+        t.info(f"undid the interrupted move home of {name} ({name} stays; its replacement was removed)")
     for n in result.orphans:
         t.warn(f"orphan: {n.name} on {n.site} ({n.id}); group {n.group!r} is unknown here")
     exit_partial(result.site_errors)

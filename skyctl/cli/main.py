@@ -18,7 +18,7 @@ from skyctl.cli.terminal import term
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 error, 2 usage or config error, 3 partial success (some sites or nodes "
-    "failed), 4 no capacity anywhere, 5 authentication failed, 130 interrupted."
+    "failed), 4 no capacity anywhere, 5 authentication failed, 6 no site answered, 130 interrupted."
 )
 
 app = typer.Typer(
@@ -47,10 +47,14 @@ def _global(
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr.")] = 0,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and driver requests.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also NO_COLOR=1).")] = False,
+    owner: Annotated[str | None, typer.Option("--owner", metavar="NAME",
+                                              help="Act on the nodes of this owner (a colleague's, as "
+                                              "'ps --all-owners' shows it), not your own.")] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
     runtime.CONFIG_PATH = config
+    runtime.ACTING_FOR = owner
     t = term()
     t.verbose = verbose + (2 if debug else 0)
     t.debug = debug

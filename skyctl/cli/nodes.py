@@ -13,20 +13,23 @@ from skyctl.cli.terminal import OutputFormat, term
 SiteOpt = Annotated[str | None, typer.Option("--site", "-s", help="Only this site.")]
 
 
-def node_table(nodes: list[dict[str, Any]]) -> Any:
+def node_table(nodes: list[dict[str, Any]], *, owners: bool = False) -> Any:
+    columns = ["NAME", "GROUP", "SITE", "STATE", "ADDRESSES", "IMAGE", "SIZE", "ID"] + (["OWNER"] if owners else [])
     return term().table(
-        ["NAME", "GROUP", "SITE", "STATE", "ADDRESSES", "IMAGE", "SIZE", "ID"],
+        columns,
         [(n["name"], n["group"] or "-", n["site"], n["state"], ",".join(n["addresses"]), n["image"], n["size"],
-          n["id"]) for n in nodes])
+          n["id"], *([(n.get("labels") or {}).get("owner") or "-"] if owners else [])) for n in nodes])
 
 
 def ps(
     group: Annotated[str | None, typer.Argument(help="Only this group.")] = None,
     site: SiteOpt = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Also VMs that skyctl did not create.")] = False,
+    all_owners: Annotated[bool, typer.Option("--all-owners", help="Everyone's nodes, with an OWNER column "
+                                             "(by default only yours).")] = False,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
-    """List nodes on every site at once (the clouds are the source of truth).
+    """List your nodes on every site at once (the clouds are the source of truth).
 
     A site that is down or refuses credentials is named in a warning, the others still answer,
     and skyctl exits 3.
@@ -35,9 +38,10 @@ def ps(
     from skyctl.ops.inventory import list_nodes
 
     with open_sky() as sky:
-        listing = list_nodes(sky, group=group, site=site, include_foreign=all_)
+        listing = list_nodes(sky, group=group, site=site, include_foreign=all_, all_owners=all_owners)
         raise_if_failed(listing.outcome(1 if site else len(sky.site_names)))
-    term().emit([n.to_json() for n in listing.nodes], output, table=node_table)
+    term().emit([n.to_json() for n in listing.nodes], output,
+                table=lambda rows: node_table(rows, owners=all_owners or all_))
     exit_partial(listing.errors)
 
 
@@ -77,11 +81,21 @@ def delete(
     from skyctl.errors import UsageError
     from skyctl.ops.inventory import delete_nodes, resolve_targets
 
+    from contextlib import ExitStack
+
+    from skyctl.ops.grouplock import group_lock
+    from skyctl.ops.request import GROUP_RE
+
     t = term()
-    with open_sky() as sky:
+    with open_sky() as sky, ExitStack() as held:
+        for g in sorted({x for x in targets if GROUP_RE.fullmatch(x)}):  # one writer per group
+            held.enter_context(group_lock(g, say=t.info))
         nodes, listing = resolve_targets(sky, targets, site=site)
+        # A group is forgotten only when every site answered that its nodes are gone: a site
+        # that did not answer (or was not asked, with --site) may still hold some.
+        everyone_answered = not listing.errors and site is None
         if not nodes:
-            if not listing.errors:
+            if everyone_answered:
                 for g in set(targets) & set(sky.state.groups()):
                     sky.state.delete_group(g)  # an empty group: forget it
             t.info("nothing to delete")
@@ -97,8 +111,9 @@ def delete(
         deleted = [n for n in nodes if n.site not in errors]
         groups = {n.group for n in deleted if n.group in targets}
         remaining = {n.group for n in listing.nodes if n not in deleted}
-        for g in groups - remaining:
-            sky.state.delete_group(g)  # the whole group is gone
+        if everyone_answered and not errors:
+            for g in groups - remaining:
+                sky.state.delete_group(g)  # the whole group is gone
     forget_in_ssh_config([n.name for n in deleted])
     t.info(f"deleted {len(deleted)} node(s)")
     term().emit([{"name": n.name, "site": n.site, "id": n.id} for n in deleted], output,

@@ -9,6 +9,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from skyctl.ops.sky import Sky
 
 CONFIG_PATH: str | None = None
+ACTING_FOR: str | None = None  # --owner: act on someone else's nodes (said on stderr)
 
 
 def load_federation() -> Federation:
@@ -22,7 +23,12 @@ def open_sky(reporter: Any = None) -> Sky:
     from skyctl.cli.progress import TerminalReporter
     from skyctl.ops.sky import Sky
 
-    return Sky(load_federation(), reporter=reporter or TerminalReporter())
+    sky = Sky(load_federation(), reporter=reporter or TerminalReporter(), acting_for=ACTING_FOR)
+    if ACTING_FOR:
+        from skyctl.cli.terminal import term
+
+        term().warn(f"acting for owner {sky.owner(sky.site_names[0])} (--owner), not as yourself")
+    return sky
 
 
 def raise_if_failed(outcome: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -52,19 +53,21 @@ class Terminal:
         return sys.stderr.isatty() and sys.stdin.isatty()
 
     # ---------------------------------------------------------------- messages (stderr)
+    # Messages carry text clouds and nodes chose (names, addresses, fault messages): never
+    # markup, and control characters are shown escaped, not obeyed.
     def info(self, msg: str) -> None:
-        self.err.print(msg, markup=False)
+        self.err.print(printable(msg, lines=True), markup=False)
 
     def detail(self, msg: str) -> None:
         """Shown with -v."""
         if self.verbose:
-            self.err.print(msg, markup=False, style="dim")
+            self.err.print(printable(msg, lines=True), markup=False, style="dim")
 
     def warn(self, msg: str) -> None:
-        self.err.print(f"warning: {msg}", markup=False, style="yellow")
+        self.err.print(f"warning: {printable(msg, lines=True)}", markup=False, style="yellow")
 
     def error(self, msg: str) -> None:
-        self.err.print(f"error: {msg}", markup=False, style="bold red")
+        self.err.print(f"error: {printable(msg, lines=True)}", markup=False, style="bold red")
 
     # ---------------------------------------------------------------- results (stdout)
     def emit(self, data: Any, fmt: OutputFormat, *, table: Callable[[Any], Any] | None = None) -> None:
@@ -87,12 +90,13 @@ class Terminal:
 
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None):  # type: ignore[no-untyped-def]
         from rich.table import Table
+        from rich.text import Text
 
         t = Table(title=title, box=None, pad_edge=False, header_style="bold")
         for c in columns:
             t.add_column(c, overflow="fold")
-        for r in rows:
-            t.add_row(*("" if v is None else str(v) for v in r))
+        for r in rows:  # Text, not str: a cell's `[bold]` is shown, not interpreted
+            t.add_row(*(Text("" if v is None else printable(str(v))) for v in r))
         return t
 
     def confirm(self, question: str) -> bool:
@@ -101,6 +105,23 @@ class Terminal:
         from rich.prompt import Confirm
 
         return Confirm.ask(question, console=self.err, default=False)
+
+
+# C0 and C1 controls (ESC starts terminal sequences, CR rewrites a line), DEL, and the
+# invisible direction marks and overrides that make text read differently than it is.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """`text` safe to print on a terminal: controls and bidi overrides written as escapes
+    (`\\x1b`, `\\u202e`); newlines kept only with `lines` (a message, never a table cell)."""
+    return (_UNPRINTABLE_BUT_NEWLINE if lines else _UNPRINTABLE).sub(_escaped, text)
 
 
 def _block_dumper() -> Any:

@@ -37,6 +37,7 @@ class BuiltContext:
     rendered: RenderedContext          # what the clouds receive
     masked: RenderedContext            # the same with every secret as ****, for output/logs/state
     secrets: list[str]                 # register each with skyctl.logsafe.register_secret
+    secret_names: tuple[str, ...] = () # the variables declared secret, whatever their type
     profiles: tuple[str, ...] = ()
     per_node: bool = False             # the profiles use node.name: build once per node
     warnings: tuple[str, ...] = field(default_factory=tuple)
@@ -120,7 +121,7 @@ def _check_rendered(r: dict[str, Any], c) -> None:  # type: ignore[no-untyped-de
     seen: dict[str, str] = {}
     for i, u in enumerate(r.get("users") or []):
         field_, name = f"users[{i}].name", str(u.get("name", ""))
-        if not _USER_RE.match(name):
+        if not _USER_RE.fullmatch(name):
             raise ContextError(f"{field_}: {name!r} is not a valid user name", source=f"profile '{c.origin_of(field_)}'")
         if name in seen:
             raise ContextError(f"{field_}: user '{name}' is also {seen[name]}; give both the same name text "
@@ -191,6 +192,7 @@ def build_context(profiles: list[str], *, variables: dict[str, str] | None = Non
     else:
         masked = rendered
     return BuiltContext(rendered=rendered, masked=masked, secrets=secrets, profiles=c.names,
+                        secret_names=tuple(name for name, d in c.declared.items() if d.secret),
                         per_node=uses(c.data, "node"), warnings=tuple(warnings))
 
 

@@ -172,7 +172,7 @@ def check_nova_size(text: str | None, *, profiles: tuple[str, ...] = ()) -> None
 
 
 def check_hostname(name: str, *, field: str = "hostname", profile: str | None = None) -> str:
-    if not HOSTNAME_RE.match(name) or len(name) > 253:
+    if not HOSTNAME_RE.fullmatch(name) or len(name) > 253:
         raise ContextError(f"{field}: {name!r} is not a valid host name (letters, digits, '-', dots)",
                            source=f"profile '{profile}'" if profile else None)
     return name

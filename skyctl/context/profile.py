@@ -113,7 +113,7 @@ class Profile(_Strict):
     @classmethod
     def _names(cls, v: dict[str, Variable]) -> dict[str, Variable]:
         for name in v:
-            if not VAR_NAME_RE.match(name):
+            if not VAR_NAME_RE.fullmatch(name):
                 raise ValueError(f"variable name {name!r} must be letters, digits and _ (not starting with a digit)")
             if name in BUILTIN_NAMES:
                 raise ValueError(f"variable name {name!r} is reserved (skyctl provides it)")
@@ -177,8 +177,10 @@ def _errors_line(e: ValidationError) -> str:
 def parse_profile(text: str, *, name: str, source: str) -> tuple[Profile, dict[str, Any]]:
     import yaml
 
+    from skyctl import yamlsafe
+
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlsafe.load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -267,7 +269,7 @@ def find(ref: str) -> LoadedProfile:
         if not p.is_file():
             raise ContextError(f"no such context profile file: {ref}")
         return load_file(p, origin="path")
-    if not NAME_RE.match(ref):
+    if not NAME_RE.fullmatch(ref):
         raise ContextError(f"not a context profile name: {ref!r}")
     p = _yaml_in(user_dir(), ref)
     if p is not None:
@@ -285,6 +287,6 @@ def available() -> dict[str, tuple[str, Path]]:
     for origin, folder in (("builtin", builtin_dir()), ("user", user_dir())):
         if folder.is_dir():
             for p in sorted(folder.iterdir()):
-                if p.suffix in (".yaml", ".yml") and p.is_file() and NAME_RE.match(p.stem):
+                if p.suffix in (".yaml", ".yml") and p.is_file() and NAME_RE.fullmatch(p.stem):
                     out[p.stem] = (origin, p)
     return dict(sorted(out.items()))

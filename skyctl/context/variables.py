@@ -58,8 +58,10 @@ def coerce(vtype: str, value: Any) -> Any:
         if text.startswith("["):
             import yaml
 
+            from skyctl import yamlsafe
+
             try:
-                parsed = yaml.safe_load(text)
+                parsed = yamlsafe.load(text)
             except yaml.YAMLError:
                 raise ValueError(f"not a list: {value!r}") from None
             return coerce("list", parsed)
@@ -87,17 +89,20 @@ class Declared:
 def load_var_file(path: str) -> dict[str, Any]:
     import yaml
 
+    from skyctl import yamlsafe
+
     p = Path(path).expanduser()
     try:
         text = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ContextError(f"cannot read variables file {path}: {e.strerror if isinstance(e, OSError) else e}") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yamlsafe.load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ContextError(f"variables file {path} is not valid YAML{where}") from None
+        why = f": {e.problem}" if isinstance(e, yamlsafe.RefusedYaml) else ""
+        raise ContextError(f"variables file {path} is not valid YAML{where}{why}") from None
     if doc is None:
         return {}
     if not isinstance(doc, dict) or not all(isinstance(k, str) for k in doc):

@@ -8,11 +8,13 @@ replacement (if any) is removed and the remote node stays: capacity never drops.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from skyctl.errors import DriverError, SkyError
+from skyctl.errors import DriverError, NotFound, SkyError
 from skyctl.model import Node, Tier
+from skyctl.ops.grouplock import group_lock
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.launch import catalog_of, launch, snapshot, wait_running
 from skyctl.ops.request import context_of_group, request_for
@@ -77,34 +79,57 @@ def run_tick(sky: Sky, *, dry_run: bool = False) -> TickResult:
 
 
 def move_home(sky: Sky, move: Move, old: Node) -> MoveOutcome:
+    """Make-before-break, holding the group's lock; the node must still be there once the lock
+    is ours (another `burst run` may have moved it while this one waited)."""
+    with group_lock(move.group, say=sky.reporter.message):
+        try:
+            retrying(lambda: sky.driver(old.site).get(old.id))
+        except NotFound:
+            return MoveOutcome(move, False, error=f"{old.name} is gone already (moved or deleted meanwhile)")
+        except DriverError as e:
+            return MoveOutcome(move, False, error=e.line())
+        return _move_home(sky, move, old)
+
+
+def _move_home(sky: Sky, move: Move, old: Node) -> MoveOutcome:
     spec = sky.state.group_spec(move.group)
     if spec is None:
         return MoveOutcome(move, False, error=f"group {move.group!r} is not known here")
     context_for = context_of_group(spec, reporter=sky.reporter)  # a missing secret stops the tick
     sky.reporter.message(f"moving {move.node} from {move.from_site} to {move.to_site}")
+    # In the intent log before anything is created: if skyctl dies half-way (kill -9 with the
+    # replacement up and the remote node not yet deleted), `reconcile` finishes or undoes it.
+    # The replacement is created under this launch id, which is how reconcile finds it.
+    launch_id = uuid.uuid4().hex[:12]
+    intent = sky.state.begin(launch_id, "move", move.group, old.name, old.site)
     try:
         res = launch(sky, request_for(move.group, spec, 1, site=move.to_site), context_for=context_for,
-                     group_spec=spec)
+                     group_spec=spec, launch_id=launch_id)
     except SkyError as e:
+        sky.state.finish(intent, "failed", e.line())
         return MoveOutcome(move, False, error=e.line())
     if not res.created:
         why = "; ".join(f"{s}: {w}" for s, w in res.full_sites.items()) or res.unplaced_reason or "not created"
+        sky.state.finish(intent, "failed", why)
         return MoveOutcome(move, False, error=why)
     new = res.created[0]
     try:
         new = wait_running(sky, [new], res.launch_id)[0]
     except (SkyError, KeyboardInterrupt) as e:
         # The replacement never came up: remove it, keep the remote node (break nothing).
-        delete_nodes(sky, [new])  # reports its own failure; the remote node stays either way
+        errors = delete_nodes(sky, [new])  # reports its own failure; the remote node stays either way
+        if not errors:
+            sky.state.finish(intent, "failed", f"{new.name} did not become running; removed")
         if isinstance(e, KeyboardInterrupt):
             raise
         return MoveOutcome(move, False, new.name, error=f"{new.name} did not become running: {e.line()}")
     try:
         retrying(lambda: sky.driver(old.site).delete([old.id]))
-    except DriverError as e:
+    except DriverError as e:  # the intent stays pending: reconcile deletes the remote node later
         return MoveOutcome(move, False, new.name, error=f"replacement {new.name} is running but "
                                                         f"{old.name} could not be deleted: {e.line()}")
     sky.state.forget_node(old.name)
+    sky.state.finish(intent, "done", f"{old.name} -> {new.name}")
     sky.reporter.node_deleted(old)
     return MoveOutcome(move, True, new.name)
 

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skyctl.errors import DriverError, NotFound, SkyError, UsageError
-from skyctl.model import Node, Tier
+from skyctl.model import Node, NodeState, Tier
+from skyctl.ops.grouplock import group_lock
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.launch import LaunchResult, launch
+from skyctl.ops.outcome import raise_if_none_answered
 from skyctl.ops.request import context_of_group, request_for
 from skyctl.ops.sky import Sky
 from skyctl.policy.rules import group_bounds
@@ -54,6 +56,13 @@ class ScaleResult:
 
 
 def scale(sky: Sky, group: str, target: int) -> ScaleResult:
+    """Grow or shrink `group` to `target` nodes, holding the group's lock throughout (so two
+    scales at once end at the size asked, not at the sum)."""
+    with group_lock(group, say=sky.reporter.message):
+        return _scale(sky, group, target)
+
+
+def _scale(sky: Sky, group: str, target: int) -> ScaleResult:
     """Grow through the same placement as a launch (the context rebuilt from the group's spec),
     or shrink, burst nodes first."""
     spec = sky.state.group_spec(group)
@@ -64,6 +73,7 @@ def scale(sky: Sky, group: str, target: int) -> ScaleResult:
         raise UsageError(f"group {group} must stay between {bounds.min} and {bounds.max or 'any'} nodes "
                          "(bursting rules, groups.{group})")
     listing = list_nodes(sky, group=group)
+    raise_if_none_answered(listing.errors, len(sky.site_names))
     if listing.errors:
         names = ", ".join(sorted(listing.errors))
         raise SkyError(f"cannot scale {group}: {names} did not answer, so its size is unknown")
@@ -87,6 +97,8 @@ class ReconcileResult:
     orphans: list[Node] = field(default_factory=list)     # ours on a cloud, group unknown here
     duplicates: list[Node] = field(default_factory=list)  # a second node with the same name
     deleted: list[str] = field(default_factory=list)
+    moves_finished: list[str] = field(default_factory=list)  # half-done moves home: remote node deleted
+    moves_undone: list[str] = field(default_factory=list)    # half-done moves home: replacement removed
     intents_closed: int = 0
     site_errors: dict[str, DriverError] = field(default_factory=dict)
 
@@ -94,17 +106,47 @@ class ReconcileResult:
         return {"adopted": self.adopted, "forgotten": self.forgotten,
                 "orphans": [n.to_json() for n in self.orphans],
                 "duplicates": [n.to_json() for n in self.duplicates], "deleted": self.deleted,
+                "moves_finished": self.moves_finished, "moves_undone": self.moves_undone,
                 "intents_closed": self.intents_closed,
                 "site_errors": {s: e.line() for s, e in self.site_errors.items()}}
 
 
+def _settle_move(sky: Sky, intent: Any, ours: list[Node], by_name: dict[str, Node], out: ReconcileResult) -> bool:
+    """A move home that skyctl did not finish: the group ends at its size either way. With the
+    replacement running, the remote node goes (the move is finished); otherwise the
+    replacement goes (undone). True when the intent could be closed."""
+    state = sky.state
+    old = by_name.get(intent.node)
+    old = old if old is not None and old.site == intent.site else None
+    new = next((n for n in ours if n.launch_id == intent.launch_id), None)
+    if old is None:
+        state.finish(intent.id, "done", "the remote node is gone")
+        return True
+    if new is None:
+        state.finish(intent.id, "failed", "undone by reconcile: no replacement was created")
+        out.moves_undone.append(intent.node)
+        return True
+    keep, drop = (new, old) if new.state is NodeState.RUNNING else (old, new)
+    if delete_nodes(sky, [drop]):
+        return False
+    by_name.pop(drop.name, None)
+    state.forget_node(drop.name)
+    if keep is new:
+        state.finish(intent.id, "done", f"finished by reconcile: {old.name} -> {new.name}")
+        out.moves_finished.append(old.name)
+    else:
+        state.finish(intent.id, "failed", f"undone by reconcile: {new.name} was not running")
+        out.moves_undone.append(old.name)
+    return True
+
+
 def reconcile(sky: Sky, *, delete_orphans: bool = False) -> ReconcileResult:
     state = sky.state
-    owner = sky.federation.defaults.owner or state.install_id
     listing = list_nodes(sky)
+    raise_if_none_answered(listing.errors, len(sky.site_names))
     out = ReconcileResult(site_errors=dict(listing.errors))
     answered = set(sky.site_names) - set(listing.errors)
-    ours = [n for n in listing.nodes if n.labels.get("owner") == owner]
+    ours = [n for n in listing.nodes if n.labels.get("owner") == sky.owner(n.site)]
     known_groups = set(state.groups())
 
     # The oldest node of a name is the real one; a later twin is a duplicate.
@@ -116,6 +158,10 @@ def reconcile(sky: Sky, *, delete_orphans: bool = False) -> ReconcileResult:
             by_name[n.name] = n
 
     for intent in state.intents("pending"):
+        if intent.op == "move":
+            if not listing.errors and _settle_move(sky, intent, ours, by_name, out):
+                out.intents_closed += 1
+            continue  # a move with a site silent stays pending: its nodes cannot all be seen
         node = by_name.get(intent.node)
         if node is not None:
             state.finish(intent.id, "done", f"adopted {node.id}")

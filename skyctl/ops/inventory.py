@@ -7,7 +7,7 @@ from typing import Any
 
 from skyctl.errors import DriverError, NotFound, UsageError
 from skyctl.model import Node
-from skyctl.ops.outcome import Outcome, classify_reads
+from skyctl.ops.outcome import Outcome, classify_reads, raise_if_none_answered
 from skyctl.ops.sky import Sky, retrying
 
 
@@ -26,10 +26,17 @@ class Listing:
 
 
 def list_nodes(sky: Sky, *, group: str | None = None, site: str | None = None,
-               include_foreign: bool = False) -> Listing:
+               include_foreign: bool = False, all_owners: bool = False) -> Listing:
+    """The caller's own nodes (their owner label on each site is `sky.owner(site)`); with
+    `all_owners` everyone's, with `include_foreign` also VMs skyctl did not create."""
     sites = [sky.federation.site(site).name] if site else sky.site_names
-    selector = {"group": group} if group else None
-    answers, errors = sky.gather(lambda d: d.list(selector, managed_only=not include_foreign), sites)
+    selector = {"group": group} if group else {}
+
+    def one(driver: Any) -> list[Node]:
+        mine = {} if all_owners or include_foreign else {"owner": sky.owner(driver.site_name)}
+        return driver.list({**selector, **mine} or None, managed_only=not include_foreign)
+
+    answers, errors = sky.gather(one, sites)
     nodes = [n for listed in answers.values() for n in listed]
     nodes.sort(key=lambda n: (n.group or "~", _natural(n.name), n.site))
     return Listing(nodes, errors)
@@ -44,12 +51,13 @@ def _natural(name: str) -> tuple[Any, ...]:
 def resolve_targets(sky: Sky, names: list[str], *, site: str | None = None) -> tuple[list[Node], Listing]:
     """Each name is a group or a node name (or, with --site, the cloud's own id)."""
     listing = list_nodes(sky, site=site)
+    raise_if_none_answered(listing.errors, 1 if site else len(sky.site_names))
     by_group: dict[str, list[Node]] = {}
-    by_name: dict[str, Node] = {}
+    by_name: dict[str, list[Node]] = {}
     by_id: dict[str, Node] = {}
     for n in listing.nodes:
         by_group.setdefault(n.group or "", []).append(n)
-        by_name[n.name] = n
+        by_name.setdefault(n.name, []).append(n)
         by_id[n.id] = n
     found: dict[tuple[str, str], Node] = {}
     missing: list[str] = []
@@ -61,7 +69,12 @@ def resolve_targets(sky: Sky, names: list[str], *, site: str | None = None) -> t
             for n in by_group[name]:
                 found[(n.site, n.id)] = n
         elif name in by_name:
-            n = by_name[name]
+            same = by_name[name]
+            if len(same) > 1:  # never a silent pick: duplicates after a crash, or a name reused
+                each = ", ".join(f"{n.id} on {n.site}" for n in same)
+                raise UsageError(f"{name!r} names {len(same)} nodes ({each})",
+                                 hint="name one by its id with --site SITE, or run 'skyctl reconcile'")
+            n = same[0]
             found[(n.site, n.id)] = n
         elif site and name in by_id:
             found[(site, name)] = by_id[name]

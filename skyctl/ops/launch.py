@@ -19,8 +19,9 @@ from typing import Any
 
 from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient, with_site
 from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, GroupSpec, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
-from skyctl.ops.inventory import delete_nodes, prepare_access
-from skyctl.ops.outcome import Outcome, classify_launch
+from skyctl.ops.grouplock import group_lock
+from skyctl.ops.inventory import delete_nodes, list_nodes, prepare_access
+from skyctl.ops.outcome import Outcome, classify_launch, raise_if_none_answered
 from skyctl.ops.request import ContextFor
 from skyctl.ops.sky import Sky, retrying
 from skyctl.polling import iterate_timeout, remaining
@@ -127,7 +128,9 @@ def plan_launch(sky: Sky, request: Request, snaps: list[SiteSnapshot] | None = N
                 at: float | None = None, duration_s: float | None = None) -> Plan:
     """`at` fixes the clock prices and carbon are read at (default: now)."""
     if snaps is None:
-        snaps = snapshot(sky, [request.site] if request.site else None)
+        errors: dict[str, DriverError] = {}
+        snaps = snapshot(sky, [request.site] if request.site else None, errors)
+        raise_if_none_answered(errors, len(snaps))
     return place(request, snaps, sky.federation.rules, catalog_of(sky),
                  at=time.time() if at is None else at, duration_s=duration_s)
 
@@ -154,11 +157,27 @@ def _create_one(driver: Any, spec: NodeSpec, name: str, ctx: RenderedContext) ->
 
 def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: GroupSpec,
            wait_ready: bool = False, launch_id: str | None = None) -> LaunchResult:
+    """Create `request.count` more nodes of the group, holding the group's lock throughout."""
+    with group_lock(request.group, say=sky.reporter.message):
+        return _launch(sky, request, context_for=context_for, group_spec=group_spec, wait_ready=wait_ready,
+                       launch_id=launch_id)
+
+
+def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: GroupSpec,
+            wait_ready: bool, launch_id: str | None) -> LaunchResult:
     state = sky.state
     launch_id = launch_id or uuid.uuid4().hex[:12]
-    owner = sky.federation.defaults.owner or state.install_id
+    owner = sky.owner
+    at_least = 0
+    if state.group_spec(request.group) is None:
+        # New to this state (first launch, or the state was emptied): your nodes of this
+        # group may still be on the clouds, and their names must not come again.
+        existing = list_nodes(sky, group=request.group).nodes
+        at_least = max((int(n.labels.get("index", "-1")) for n in existing
+                        if str(n.labels.get("index", "")).isdigit()), default=-1) + 1
     state.ensure_group(request.group, group_spec)
-    pending = [f"{request.group}-{i}" for i in state.reserve_indices(request.group, request.count)]
+    pending = [f"{request.group}-{i}"
+               for i in state.reserve_indices(request.group, request.count, at_least=at_least)]
     result = LaunchResult(request.group, launch_id, request.count)
     snaps = snapshot(sky, [request.site] if request.site else None, result.site_errors)
     rep = sky.reporter
@@ -184,7 +203,8 @@ def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: G
 
 
 def _place_and_create(sky: Sky, request: Request, pending: list[str], snaps: list[SiteSnapshot],
-                      result: LaunchResult, context_for: ContextFor, owner: str, launch_id: str) -> list[str]:
+                      result: LaunchResult, context_for: ContextFor, owner: Callable[[str], str],
+                      launch_id: str) -> list[str]:
     """Rounds of plan -> parallel creates until every name is created or nothing more fits.
     Returns the names left over."""
     while pending:
@@ -258,7 +278,7 @@ def _any_new_full(result: LaunchResult, plan: Plan) -> bool:
 
 
 def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, context_for: ContextFor,
-               owner: str, launch_id: str) -> list[str]:
+               owner: Callable[[str], str], launch_id: str) -> list[str]:
     """Create the plan's nodes in parallel (bounded per site). Returns the names not created
     because their site turned out full or broken (to be placed again)."""
     state, rep = sky.state, sky.reporter
@@ -283,7 +303,7 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
             index = int(name.rsplit("-", 1)[1])
             ctx = context_for(name)
             spec = NodeSpec(group=plan.request.group, site=site, image=dec.image, flavor=dec.flavor,
-                            labels=node_labels(plan.request.group, launch_id, owner, index, name,
+                            labels=node_labels(plan.request.group, launch_id, owner(site), index, name,
                                                ctx.login_user),
                             image_name=plan.request.image, size_name=plan.request.size or dec.flavor.name)
             intent = state.begin(launch_id, "create", plan.request.group, name, site)

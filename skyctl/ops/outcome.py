@@ -1,8 +1,9 @@
 """What an operation came to, in one word the CLI turns into an exit code: ok, partial, no
-capacity, auth, or failed (with the error that decides it).
+capacity, auth, unreachable, or failed (with the error that decides it).
 
-One place for "every site failed: the first authentication error is the outcome", so a
-credentials problem is reported as exit 5 whichever command met it.
+One place for "every site failed: the first authentication error is the outcome; if none
+answered at all, that is the outcome", so a credentials problem is exit 5 and a sky that
+does not answer is exit 6 whichever command met it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from skyctl.errors import EXIT_AUTH, SkyError
+from skyctl.errors import EXIT_AUTH, DriverTimeout, NoSiteAnswered, SkyError, Unreachable
 
 
 class Kind(str, enum.Enum):
@@ -19,6 +20,7 @@ class Kind(str, enum.Enum):
     PARTIAL = "partial"            # some of it was done; the rest is named
     NO_CAPACITY = "no_capacity"    # nothing could be placed or created anywhere
     AUTH = "auth"                  # every site refused the credentials
+    UNREACHABLE = "unreachable"    # no site answered at all (down, unreachable, overloaded)
     FAILED = "failed"              # every site failed for another reason
 
 
@@ -33,6 +35,11 @@ def _is_auth(error: SkyError) -> bool:
     return error.exit_code == EXIT_AUTH
 
 
+def _no_answer(error: SkyError) -> bool:
+    """The site did not answer usefully: connection refused, reset, timed out, 5xx."""
+    return bool(getattr(error, "retryable", False)) or isinstance(error, (DriverTimeout, Unreachable))
+
+
 def first_error(errors: Iterable[SkyError]) -> SkyError:
     """The error to report when all failed: an authentication error if there is one."""
     errs = list(errors)
@@ -41,7 +48,22 @@ def first_error(errors: Iterable[SkyError]) -> SkyError:
 
 def _all_failed(errors: Mapping[str, SkyError]) -> Outcome:
     err = first_error(errors.values())
-    return Outcome(Kind.AUTH if _is_auth(err) else Kind.FAILED, err)
+    if _is_auth(err):
+        return Outcome(Kind.AUTH, err)
+    if all(_no_answer(e) for e in errors.values()):
+        each = "; ".join(f"{site}: {e.reason()}" for site, e in sorted(errors.items()))
+        return Outcome(Kind.UNREACHABLE, NoSiteAnswered(
+            f"no site answered ({each})", hint="check the network and the sites' status, then try again"))
+    return Outcome(Kind.FAILED, err)
+
+
+def raise_if_none_answered(errors: Mapping[str, SkyError], asked: int) -> None:
+    """Before acting on a listing or snapshot: when all `asked` sites failed, the deciding
+    error (auth 5, no answer 6, else the first) is the result, never "not found" or "full"."""
+    if errors and len(errors) >= asked:
+        outcome = _all_failed(errors)
+        assert outcome.error is not None
+        raise outcome.error
 
 
 def classify_reads(errors: Mapping[str, SkyError], asked: int, answered_anything: bool) -> Outcome:
@@ -55,7 +77,7 @@ def classify_launch(requested: int, created: int, errors: Mapping[str, SkyError]
     """A launch: `errors` are what each site answered (refusals and failures), `considered` how
     many sites the first plan looked at."""
     if created == 0:
-        if len(errors) >= considered > 0 and all(_is_auth(e) for e in errors.values()):
+        if len(errors) >= considered > 0 and all(_is_auth(e) or _no_answer(e) for e in errors.values()):
             return _all_failed(errors)
         return Outcome(Kind.NO_CAPACITY)
     return Outcome(Kind.PARTIAL if created < requested else Kind.OK)

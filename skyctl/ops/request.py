@@ -26,7 +26,7 @@ MIB_PER_CPU = 2048   # --cpus without --memory
 def resolve(fed: Federation, group: str, count: int, *, image: str | None = None, size: str | None = None,
             cpus: int | None = None, memory: str | None = None, site: str | None = None) -> Request:
     """Check the names against the federation file and fill in its defaults."""
-    if not GROUP_RE.match(group):
+    if not GROUP_RE.fullmatch(group):
         raise UsageError(f"group name {group!r} must be lowercase letters, digits and '-', "
                          "starting with a letter (at most 40)")
     if site is not None:
@@ -99,8 +99,8 @@ def build_group_context(profiles: Sequence[str], variables: dict[str, str], var_
         (reporter or Reporter()).warning(w)
     for cloud in sorted(set(clouds)):
         check_for_cloud(first.rendered, cloud, profiles=first.profiles)
-    secret_values = set(first.secrets)
-    secret_names = tuple(k for k, v in variables.items() if v in secret_values)
+    # by declaration, not by value: a list or int secret given as `--var n=a,b` is no single secret value
+    secret_names = tuple(k for k in variables if k in first.secret_names)
     if not first.per_node:
         return GroupContext(lambda _name: first.rendered, secret_names)
 

@@ -6,6 +6,8 @@ the state store, and the reporter that progress events go out through.
 
 from __future__ import annotations
 
+import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,12 @@ T = TypeVar("T")
 
 
 READ_ATTEMPTS = 4
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.@-]")
+
+
+def owner_label(who: str) -> str:
+    """A name or id as a label value every cloud takes (no spaces, commas or slashes; short)."""
+    return _LABEL_UNSAFE.sub("_", who.strip())[:63] or "unknown"
 
 
 def retrying(call: Callable[[], T], attempts: int = READ_ATTEMPTS) -> T:
@@ -37,11 +45,13 @@ def retrying(call: Callable[[], T], attempts: int = READ_ATTEMPTS) -> T:
 
 class Sky:
     def __init__(self, federation: Federation, *, state: State | None = None,
-                 reporter: Reporter | None = None) -> None:
+                 reporter: Reporter | None = None, acting_for: str | None = None) -> None:
         self.federation = federation
         self._state = state
         self.reporter = reporter or Reporter()
         self._drivers: dict[str, Driver] = {}
+        self._owners: dict[str, str] = {}
+        self._acting_for = acting_for
         self._lock = threading.Lock()
 
     @property
@@ -49,6 +59,28 @@ class Sky:
         if self._state is None:
             self._state = State()
         return self._state
+
+    def owner(self, site: str) -> str:
+        """The owner label of the caller's nodes on `site`: `acting_for` (the CLI's --owner),
+        else SKYCTL_OWNER, else `owner:` in the
+        federation file's defaults (a shared robot account), else who the site knows the
+        caller as (Keystone user id, OpenNebula user), else the local login name. Never
+        anything kept in local state, so an emptied state does not change who you are."""
+        with self._lock:
+            known = self._owners.get(site)
+        if known is not None:
+            return known
+        who = self._acting_for or os.environ.get("SKYCTL_OWNER") or self.federation.defaults.owner
+        if not who:
+            who = retrying(self.driver(site).identity)
+        if not who:
+            import getpass
+
+            who = getpass.getuser()
+        label = owner_label(who)
+        with self._lock:
+            self._owners[site] = label
+        return label
 
     @property
     def site_names(self) -> list[str]:

@@ -359,7 +359,7 @@ def _binding_limit(site: SiteSnapshot, flavor: Flavor) -> str:
     cap = site.capacity
     if cap is None:
         return "no limit known"
-    lines = [(lim.free // per, f"quota {lim.resource} {lim.used}/{lim.limit} used")
+    lines = [(lim.free // per, f"quota {lim.label} {lim.used}/{lim.limit} used")
              for lim, per in ((cap.instances, 1), (cap.cores, flavor.cpus), (cap.ram_mib, flavor.memory_mib))
              if lim.free is not None and per > 0]
     lines += [(max(free, 0) // per, f"hosts have {free} {what} free")
@@ -375,7 +375,7 @@ def _quota_reason(site: SiteSnapshot, flavor: Flavor) -> Reason:
         return Reason("quota", "no room")
     for lim, per in ((cap.instances, 1), (cap.cores, flavor.cpus), (cap.ram_mib, flavor.memory_mib)):
         if lim.free is not None and lim.free < per:
-            return Reason("quota", f"quota: {lim.resource} {lim.used}/{lim.limit} used")
+            return Reason("quota", f"quota: {lim.label} {lim.used}/{lim.limit} used")
     return Reason("hosts_full", "hosts have no room")
 
 

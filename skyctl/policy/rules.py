@@ -180,7 +180,7 @@ def _seconds(value: Any) -> float:
             return seconds
     elif isinstance(value, str):
         text = value.strip()
-        match = _DURATION_RE.match(text)
+        match = _DURATION_RE.fullmatch(text)
         if text and match:
             try:
                 h, m, s = (int(g) if g else 0 for g in match.groups())
@@ -200,7 +200,7 @@ def _fraction(value: Any) -> float:
     message = "must be a percentage such as 90%"
     number: float | None = None
     if isinstance(value, str):
-        match = _PERCENT_RE.match(value)
+        match = _PERCENT_RE.fullmatch(value)
         number = float(match.group(1)) if match else None
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if 0 < value < 1:
@@ -212,7 +212,7 @@ def _fraction(value: Any) -> float:
 
 
 def _rule_name(value: Any) -> str:
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise ValueError("must be a name of lowercase letters, digits and '-'")
     return value
 

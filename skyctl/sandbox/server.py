@@ -44,7 +44,7 @@ CONFIG_FILE = "sky.yaml"
 CLOUDS_FILE = "clouds.yaml"
 ONE_AUTH_FILE = "one_auth"
 OPENSTACK_USER, OPENSTACK_PROJECT, OPENSTACK_REGION = "demo", "demo", "RegionOne"
-ONE_USER = "oneadmin"
+ONE_USER = "skyuser"   # an ordinary user in group users, as at a real site
 
 
 class Site:

@@ -51,8 +51,10 @@ DEFAULT_SPEC: dict[str, Any] = {
     "sites": {
         "home": {"driver": "openstack", "tier": "local", "cost": 0,
                  "quota": {"instances": 8, "cores": 16}},
+        # As a production OpenNebula runs: an ordinary user in group `users`, oneadmin's
+        # templates/images/networks, a group quota, no OneGate endpoint.
         "cc": {"driver": "opennebula", "tier": "remote", "cost": 1,
-               "quota": {"instances": 16, "cores": 32}},
+               "quota": {"instances": 16, "cores": 32}, "group_quota": {"instances": 24, "cores": 48}},
         "sara": {"driver": "openstack", "tier": "remote", "cost": 2,
                  "quota": {"instances": 32, "cores": 64}},
     },
@@ -102,7 +104,7 @@ def _checked_when_absent() -> Any:
 
 
 def _site_name(value: Any) -> str:
-    if not re.match(NAME_RE, str(value)):
+    if not re.fullmatch(NAME_RE, str(value)):
         raise ValueError("not a valid site name (lowercase letters, digits, '-')")
     return str(value)
 
@@ -185,6 +187,16 @@ class SiteSpec(_Section):
     host_cpus: Annotated[int | None, _number(integer=True, null_ok=True)] = None   # None: unlimited
     host_ram_mib: Annotated[int | None, _number(integer=True, null_ok=True)] = None
     quota: QuotaSpec = QuotaSpec()
+    # OpenNebula only: the group's quota, oned.conf's ONEGATE_ENDPOINT (none: TOKEN=YES is
+    # refused), how long PROLOG and BOOT last (absent: shares of boot_delay), and the share of
+    # VMs that end in PROLOG_FAILURE / BOOT_FAILURE.
+    group_quota: QuotaSpec = QuotaSpec()
+    onegate_endpoint: Annotated[str | None, _check(lambda v: isinstance(v, str) and v.startswith(("http://", "https://")),
+                                                   "must be an http(s) URL", null_ok=True)] = None
+    prolog_seconds: Annotated[float | None, _number(hi=3600, null_ok=True)] = None
+    boot_seconds: Annotated[float | None, _number(hi=3600, null_ok=True)] = None
+    prolog_failure_rate: Annotated[float, _number(hi=1)] = 0
+    boot_failure_rate: Annotated[float, _number(hi=1)] = 0
     flavors: Annotated[list[FlavorSpec], BeforeValidator(_flavor_list)] = []
 
     @field_validator("floating_ip")
@@ -192,6 +204,14 @@ class SiteSpec(_Section):
     def _openstack_only(cls, value: bool, info: ValidationInfo) -> bool:
         if value and info.data.get("driver") != "openstack":
             raise ValueError("floating IPs exist on OpenStack sites only")
+        return value
+
+    @field_validator("onegate_endpoint", "prolog_seconds", "boot_seconds", "prolog_failure_rate",
+                     "boot_failure_rate")
+    @classmethod
+    def _opennebula_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value and info.data.get("driver") != "opennebula":
+            raise ValueError("exists on OpenNebula sites only")
         return value
 
 
@@ -267,9 +287,11 @@ def validate(spec: Mapping[str, Any]) -> None:
 def load_file(path: str | Path) -> dict[str, Any]:
     import yaml
 
+    from skyctl import yamlsafe
+
     p = Path(path).expanduser()
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yamlsafe.load(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"no sandbox spec file at {p}", path="--spec") from None
     except yaml.YAMLError as e:
@@ -310,6 +332,10 @@ def build_world(name: str, site: Mapping[str, Any], spec: Mapping[str, Any], *, 
                                    ram_mib=int(f["ram_mib"]), disk_gib=int(f.get("disk_gib", 10))))
     world = SiteWorld(name, driver, quota=quota, flavors=flavors, images=images,
                       host_cpus=site.get("host_cpus"), host_ram_mib=site.get("host_ram_mib"), seed=seed)
+    gq = site.get("group_quota", {}) if driver == "opennebula" else {}
+    world.group_quota = Quota(**{"floating_ips": -1, "key_pairs": -1, **{k: int(v) for k, v in gq.items()}})
+    world.settings = {k: site[k] for k in ("onegate_endpoint", "prolog_seconds", "boot_seconds",
+                                           "prolog_failure_rate", "boot_failure_rate") if site.get(k) is not None}
     world.faults.boot_delay = site_boot_delay(spec, site)
     world.faults.latency_ms = float(site.get("latency_ms", 0))
     world.faults.error_rate = float(site.get("error_rate", 0))

@@ -21,12 +21,13 @@ from typing import Any
 class QuotaError(Exception):
     """Quota would be exceeded. Carries what real services put in their message."""
 
-    def __init__(self, resource: str, requested: int, used: int, limit: int) -> None:
+    def __init__(self, resource: str, requested: int, used: int, limit: int, scope: str = "user") -> None:
         super().__init__(resource)
         self.resource = resource      # "instances" | "cores" | "ram"
         self.requested = requested
         self.used = used
         self.limit = limit
+        self.scope = scope            # "user" | "group": whose quota ran out
 
 
 class NoHostError(Exception):
@@ -143,6 +144,11 @@ class SiteWorld:
         self.name = name
         self.kind = kind              # "openstack" | "opennebula"
         self.quota = quota
+        # The quota of the user's group (OpenNebula enforces both; -1 everywhere: none).
+        self.group_quota = Quota(floating_ips=-1, key_pairs=-1)
+        # Front-specific settings from the spec (OpenNebula: onegate_endpoint, prolog/boot
+        # seconds, failure rates); the world itself does not read them.
+        self.settings: dict[str, Any] = {}
         self.flavors = {f.id: f for f in flavors}
         self.images = {i.id: i for i in images}
         self.host_cpus = host_cpus
@@ -207,14 +213,20 @@ class SiteWorld:
             return str(i)
 
     def check_quota(self, vcpus: int, ram_mib: int) -> None:
+        """The user's quota, then its group's (the sandbox's one user is its group's only member)."""
         n, cores, ram = self.usage()
-        q = self.quota
-        if q.instances >= 0 and n + 1 > q.instances:
-            raise QuotaError("instances", 1, n, q.instances)
-        if q.cores >= 0 and cores + vcpus > q.cores:
-            raise QuotaError("cores", vcpus, cores, q.cores)
-        if q.ram_mib >= 0 and ram + ram_mib > q.ram_mib:
-            raise QuotaError("ram", ram_mib, ram, q.ram_mib)
+        for scope, q in (("user", self.quota), ("group", self.group_quota)):
+            if q.instances >= 0 and n + 1 > q.instances:
+                raise QuotaError("instances", 1, n, q.instances, scope)
+            if q.cores >= 0 and cores + vcpus > q.cores:
+                raise QuotaError("cores", vcpus, cores, q.cores, scope)
+            if q.ram_mib >= 0 and ram + ram_mib > q.ram_mib:
+                raise QuotaError("ram", ram_mib, ram, q.ram_mib, scope)
+
+    def chance(self, rate: float) -> bool:
+        """True with probability `rate`, from the world's seeded generator."""
+        with self.lock:
+            return rate > 0 and self._rng.random() < rate
 
     def hosts_have_room(self, vcpus: int, ram_mib: int) -> bool:
         _, cores, ram = self.usage()
@@ -226,16 +238,20 @@ class SiteWorld:
 
     # ------------------------------------------------------------ lifecycle
     def create_vm(self, *, name: str, vcpus: int, ram_mib: int, image_id: str,
-                  flavor_id: str | None = None, vm_id: str | None = None, **attrs: Any) -> SVM:
-        """Create a VM or raise QuotaError. A VM for which no host has room is created in
-        error (as Nova does); the front-end decides how to show that."""
+                  flavor_id: str | None = None, vm_id: str | None = None, quota: bool = True,
+                  boot_delay: float | None = None, **attrs: Any) -> SVM:
+        """Create a VM or raise QuotaError (`quota=False`: an administrator, whom no quota
+        binds). A VM for which no host has room is created in error (as Nova does); the
+        front-end decides how to show that."""
         self._admit_create()
         with self.lock:
-            self.check_quota(vcpus, ram_mib)
+            if quota:
+                self.check_quota(vcpus, ram_mib)
             room = self.hosts_have_room(vcpus, ram_mib)
             vm = SVM(id=vm_id or (str(uuid.uuid4()) if self.kind == "openstack" else self.next_int_id()),
                      name=name, vcpus=vcpus, ram_mib=ram_mib, image_id=image_id,
-                     flavor_id=flavor_id, created=time.time(), boot_delay=self.faults.boot_delay,
+                     flavor_id=flavor_id, created=time.time(),
+                     boot_delay=self.faults.boot_delay if boot_delay is None else boot_delay,
                      **attrs)
             if not room:
                 vm.error = "No valid host was found. There are not enough hosts available."

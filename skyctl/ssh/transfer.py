@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from skyctl.errors import NotFound, SkyError, Unreachable, UsageError
+from skyctl.errors import GuestError, NotFound, SkyError, Unreachable, UsageError
 from skyctl.model import Node
 from skyctl.ssh.session import Session, SshOptions
 
@@ -151,6 +151,15 @@ def _put_session(s: Session, local: Path, remote: str, recursive: bool) -> list[
     return written
 
 
+def _check_entry_name(name: str, node: Node, rdir: str) -> None:
+    """A directory entry from the node must be one ordinary name, never a path."""
+    bad = (name in ("", ".", "..") or "/" in name or "\0" in name
+           or os.sep in name or (os.altsep is not None and os.altsep in name))
+    if bad:
+        raise GuestError(f"{node.name}:{rdir}: the node sent the file name {name!r}, which is not a "
+                         "plain name; refusing to copy it (the node may be compromised)", site=node.site)
+
+
 def _get_session(s: Session, remote: str, local: Path, recursive: bool) -> list[Path]:
     sftp = s.sftp()
     node = s.target.node
@@ -163,12 +172,18 @@ def _get_session(s: Session, remote: str, local: Path, recursive: bool) -> list[
         raise UsageError(f"{node.name}:{remote} is a directory (use -r)")
     name = PurePosixPath(remote).name or node.name
     dest = local / name if local.is_dir() or str(local).endswith(os.sep) else local
+    inside = dest.resolve()
     fetched: list[Path] = []
 
     def pull(rpath: str, lpath: Path, is_directory: bool) -> None:
+        # The node names the files of a directory: a hostile one could send `../x` or `/x`
+        # (scp's CVE-2019-6111), so each name is one plain component and stays under dest.
+        if lpath.resolve() != inside and not lpath.resolve().is_relative_to(inside):
+            raise GuestError(f"{node.name}:{rpath}: refusing to write {lpath}, outside {dest}", site=node.site)
         if is_directory:
             lpath.mkdir(parents=True, exist_ok=True)
             for entry in sorted(sftp.listdir_attr(rpath), key=lambda a: a.filename):
+                _check_entry_name(entry.filename, node, rpath)
                 pull(str(PurePosixPath(rpath, entry.filename)), lpath / entry.filename,
                      stat.S_ISDIR(entry.st_mode or 0))
         else:

@@ -31,6 +31,7 @@ class MemoryOptions(BaseModel):
     images: list[str] = ["alma9", "ubuntu-24.04"]
     auth_ok: bool = True
     down: bool = False
+    user: str = "memory-user"  # who the cloud knows the caller as (its owner label)
 
 
 FLAVORS = [Flavor("f1", "m1.small", 1, 2048), Flavor("f2", "m1.medium", 2, 4096), Flavor("f4", "m1.large", 4, 8192)]
@@ -92,6 +93,10 @@ class MemoryDriver(Driver):
     def _instance_limit(self) -> int:
         q = self.cloud.quota_instances
         return self.options.instances if q is None else q
+
+    def identity(self) -> str | None:
+        self._check()
+        return self.options.user
 
     def capacity(self) -> Capacity:
         self._check()

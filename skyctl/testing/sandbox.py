@@ -84,7 +84,7 @@ def make_opennebula_world(boot_delay: float = 0.05, *, seed: int = 1, **site: ob
 
 @contextmanager
 def serving_opennebula(world: SiteWorld, password: str) -> Iterator[OpenNebulaFront]:
-    """`world` behind an XML-RPC front (user oneadmin) while the block runs."""
+    """`world` behind an XML-RPC front (the ordinary user `skyuser`) while the block runs."""
     front = OpenNebulaFront(world, password=password)
     front.start()
     try:
@@ -100,6 +100,7 @@ class OpenNebulaSite:
     world: SiteWorld
     front: OpenNebulaFront
     one_auth: Path
+    ca_bundle: Path | None = None     # with tls=True: the CA that signed the front's certificate
     default_quota: Quota = field(init=False)
 
     def __post_init__(self) -> None:
@@ -117,15 +118,24 @@ class OpenNebulaSite:
         self.front.stop()
 
 
-def start_opennebula_site(directory: Path, *, boot_delay: float = 0.05, seed: int = 1,
+def start_opennebula_site(directory: Path, *, boot_delay: float = 0.05, seed: int = 1, tls: bool = False,
                           **site: object) -> OpenNebulaSite:
     """Start the sandbox federation's OpenNebula site (fields in `site` merged over it) and write
-    `directory`/one_auth for its user."""
+    `directory`/one_auth for its user (an ordinary one, in group users). `tls`: serve HTTPS
+    with a certificate from a fresh CA written in `directory`."""
+    from skyctl.sandbox.opennebula.methods import SANDBOX_USER as front_user
+
     world = make_opennebula_world(boot_delay, seed=seed, **site)
     password = secrets.token_urlsafe(12)
     one_auth = directory / "one_auth"
-    one_auth.write_text(f"oneadmin:{password}\n", encoding="utf-8")
+    one_auth.write_text(f"{front_user}:{password}\n", encoding="utf-8")
     one_auth.chmod(0o600)
-    front = OpenNebulaFront(world, password=password)
+    server_tls = None
+    if tls:
+        from skyctl.sandbox.tls import make_server_tls
+
+        server_tls = make_server_tls(directory, "one")
+    front = OpenNebulaFront(world, username=front_user, password=password,
+                            tls=server_tls.context() if server_tls else None)
     front.start()
-    return OpenNebulaSite(world, front, one_auth)
+    return OpenNebulaSite(world, front, one_auth, server_tls.ca_pem if server_tls else None)

@@ -41,7 +41,7 @@ def _crashed_create(site: str, group: str, name: str, index: int, owner: str) ->
 def test_reconcile_adopts_forgets_and_reports_orphans(run: Runner, two_sites) -> None:  # type: ignore[no-untyped-def]
     assert run("launch", "r", "--count", "2").code == 0
     st = State()
-    owner = st.install_id
+    owner = "memory-user"  # who the memory cloud knows the caller as: the owner label of our nodes
     # The crashed launch: an intent written, the node made on the cloud, nothing recorded.
     st.begin("l-crashed", "create", "r", "r-7", "cc")
     _crashed_create("cc", "r", "r-7", 7, owner)

@@ -23,7 +23,7 @@ from skyctl.testing.sandbox import make_opennebula_world as make_world
 from skyctl.testing.sandbox import serving_opennebula as serving
 
 PASSWORD = "s3cret-sandbox-pw"
-SESSION = f"oneadmin:{PASSWORD}"
+SESSION = f"skyuser:{PASSWORD}"
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_pools_parse_through_pyone(front: OpenNebulaFront, one: pyone.OneServer)
     hosts = one.hostpool.info()
     assert len(hosts.HOST) == 2 and all(h.HOST_SHARE.MAX_CPU > 0 for h in hosts.HOST)
     user = one.user.info(-1)
-    assert user.NAME == "oneadmin"
+    assert user.NAME == "skyuser" and user.GNAME == "users"
     assert PASSWORD not in str(raw(front).one.user.info(SESSION, -1))   # oned shows a hash
 
 
@@ -184,8 +184,9 @@ def test_address_from_the_runtime_goes_in_the_nic(one: pyone.OneServer) -> None:
 
 
 def test_allocate_with_a_full_template(front: OpenNebulaFront, one: pyone.OneServer) -> None:
-    vm_id = one.vm.allocate('NAME = "full"\nCPU = "2"\nMEMORY = "1024"\nDISK = [ IMAGE = "Ubuntu 24.04" ]\n'
-                            'NIC = [ NETWORK = "sandbox-net" ]\nCONTEXT = [ NETWORK = "YES" ]', False)
+    vm_id = one.vm.allocate('NAME = "full"\nCPU = "2"\nMEMORY = "1024"\n'
+                            'DISK = [ IMAGE = "Ubuntu 24.04", IMAGE_UNAME = "oneadmin" ]\n'
+                            'NIC = [ NETWORK = "sandbox-net", NETWORK_UID = "0" ]\nCONTEXT = [ NETWORK = "YES" ]', False)
     vm = wait_running(one, vm_id)
     assert vm.NAME == "full" and vm.TEMPLATE["DISK"]["IMAGE"] == "Ubuntu 24.04"
     assert front.world.get_vm(str(vm_id)).vcpus == 2
@@ -248,7 +249,7 @@ def test_quota_exhaustion_answers_like_oned(front: OpenNebulaFront, one: pyone.O
     instantiate(one, "b")
     with pytest.raises(pyone.OneAuthorizationException) as info:
         instantiate(one, "c")
-    assert str(info.value) == ("[one.template.instantiate] User [0] : user [0] limit of 2 reached "
+    assert str(info.value) == ("[one.template.instantiate] User [2] : user [2] limit of 2 reached "
                                "for VMS quota in VM.")
     reply = raw(front).one.template.instantiate(SESSION, 0, "c", False, 'MEMORY="64"', False)
     assert reply[0] is False and reply[2] == 0x200
@@ -284,7 +285,7 @@ def test_missing_objects(front: OpenNebulaFront, one: pyone.OneServer) -> None:
 
 
 def test_bad_session(front: OpenNebulaFront) -> None:
-    bad = pyone.OneServer(front.endpoint, session="oneadmin:wrong")
+    bad = pyone.OneServer(front.endpoint, session="skyuser:wrong")
     with pytest.raises(pyone.OneAuthenticationException) as info:
         bad.hostpool.info()
     assert str(info.value) == "[one.hostpool.info] User couldn't be authenticated, aborting call."
@@ -339,6 +340,7 @@ def test_keep_alive_serves_many_calls_on_one_connection(front: OpenNebulaFront) 
 def test_a_thousand_vms_list_and_parse(front: OpenNebulaFront, one: pyone.OneServer) -> None:
     world = front.world
     world.quota.instances = world.quota.cores = -1
+    world.group_quota.instances = world.group_quota.cores = -1
     for i in range(1000):
         world.create_vm(name=f"bulk-{i}", vcpus=1, ram_mib=512, image_id="0", vm_id=world.next_int_id(),
                         metadata={"SKYCTL_GROUP": "bulk"}, extra={"one": {"host": i % 2}})
@@ -401,10 +403,10 @@ def test_context_variables_are_substituted(front: OpenNebulaFront, one: pyone.On
 
 
 def test_user_quota_sets_limits(front: OpenNebulaFront, one: pyone.OneServer) -> None:
-    one.user.quota(0, "VM = [ VMS = 3, CPU = 4, MEMORY = 2048 ]")
+    one.user.quota(2, "VM = [ VMS = 3, CPU = 4, MEMORY = 2048 ]")
     q = front.world.quota
     assert (q.instances, q.cores, q.ram_mib) == (3, 4, 2048)
-    one.user.quota(0, "VM = [ VMS = -2 ]")
+    one.user.quota(2, "VM = [ VMS = -2 ]")
     assert front.world.quota.instances == -1
 
 

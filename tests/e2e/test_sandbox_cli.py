@@ -100,7 +100,7 @@ def test_files_are_private_and_passwords_never_printed(sandbox: Any) -> None:
     assert home["auth"]["user_domain_name"] == home["auth"]["project_domain_name"] == "Default"
     assert home["region_name"] == "RegionOne" and home["identity_api_version"] == 3
     user, _, one_password = (d / "one_auth").read_text().strip().partition(":")
-    assert user == "oneadmin" and len(one_password) >= 16
+    assert user == "skyuser" and len(one_password) >= 16
     secrets = [c["auth"]["password"] for c in clouds.values()] + [one_password]
     assert len(set(secrets)) == 3
     secrets.append(json.loads((d / "runtime.json").read_text())["control"]["token"])

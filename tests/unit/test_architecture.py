@@ -23,7 +23,7 @@ PKG = ROOT / "skyctl"
 # module prefix -> skyctl modules it may import (prefix match). Light helpers (paths, logsafe,
 # validation) sit beside model/errors at the bottom.
 BOTTOM = ("skyctl.model", "skyctl.errors", "skyctl.paths", "skyctl.logsafe", "skyctl.polling", "skyctl.validation",
-          "skyctl")
+          "skyctl.yamlsafe", "skyctl")
 ALLOWED: dict[str, tuple[str, ...]] = {
     "skyctl": (),  # the package itself (version); new modules land here and must declare a layer
     "skyctl.model": (),
@@ -32,6 +32,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "skyctl.logsafe": ("skyctl.model",),
     "skyctl.polling": (),
     "skyctl.validation": (),
+    "skyctl.yamlsafe": (),
     "skyctl.site": ("skyctl.model",),
     "skyctl.keys": ("skyctl.model", "skyctl.errors", "skyctl.paths"),
     "skyctl.policy": (*BOTTOM, "skyctl.policy"),

@@ -12,8 +12,18 @@ from skyctl.errors import AuthError
 DEFAULT_ENDPOINT = "http://localhost:2633/RPC2"
 
 
+def check_endpoint(url: str) -> str:
+    """An XML-RPC endpoint is an http(s) URL. pyone 7.2+ takes anything else for a gRPC
+    endpoint, which skyctl does not speak: say so instead of failing later."""
+    if not url.strip().lower().startswith(("http://", "https://")):
+        raise ValueError(f"OpenNebula endpoint {url!r} needs http:// or https:// (skyctl speaks oned's XML-RPC "
+                         "API, e.g. https://one.example.org:2633/RPC2; gRPC endpoints are not supported)")
+    return url.strip()
+
+
 def resolve_endpoint(configured: str | None) -> str:
-    return configured or os.environ.get("ONE_XMLRPC") or DEFAULT_ENDPOINT
+    """The endpoint to use; ValueError when it is not an http(s) URL."""
+    return check_endpoint(configured or os.environ.get("ONE_XMLRPC") or DEFAULT_ENDPOINT)
 
 
 def public_endpoint(url: str) -> str:
@@ -44,5 +54,6 @@ def read_session(configured: str | None, *, site: str) -> tuple[str, str]:
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     user, sep, secret = line.partition(":")
     if not sep or not user or not secret:
-        raise AuthError(f"ONE_AUTH file {path} must hold one line user:password", site=site)
+        # `user:token` (a login token from `oneuser token-create`) has the same shape
+        raise AuthError(f"ONE_AUTH file {path} must hold one line user:password or user:token", site=site)
     return line, user

@@ -26,6 +26,10 @@ LABEL_ATTR_PREFIX = LABEL_PREFIX.upper() + "_"     # USER_TEMPLATE/SKYCTL_GROUP 
 DISPLAY_ATTRS = (LABEL_ATTR_PREFIX + "IMAGE", LABEL_ATTR_PREFIX + "SIZE")
 
 
+# LCM states in which a VM failed to be set up on its host; oned deletes them on terminate.
+SETUP_FAILURES = frozenset({"BOOT_FAILURE", "PROLOG_FAILURE"})
+
+
 class BadReply(ValueError):
     """The body is not the XML the call returns."""
 
@@ -197,6 +201,10 @@ def to_node(rec: VmRecord, *, site: str, driver: str = "opennebula") -> Node:
     ready = rec.user_template.get("READY", "").upper() == "YES"
     extra: dict[str, Any] = {"one_state": state, "one_lcm_state": lcm, "ready": ready,
                              "host": rec.hostname, "template_id": rec.template_id}
+    if lcm in SETUP_FAILURES:
+        # the image copy or the boot failed on the host: try elsewhere, as for no host
+        extra[CAPACITY_FAULT] = True
+        extra["fault"] = f"{lcm}: {rec.user_template.get('ERROR') or 'no reason given'}"
     if rec.user_template.get("SCHED_MESSAGE"):
         extra["sched_message"] = rec.user_template["SCHED_MESSAGE"]
         if state == "PENDING" and _NO_HOST.search(extra["sched_message"]):
@@ -332,6 +340,57 @@ def parse_image_pool(body: str | bytes) -> list[ImageRef]:
 def parse_vnet_pool(body: str | bytes) -> list[tuple[str, str]]:
     return [((_text(v, "ID") or "").strip(), _text(v, "NAME", "") or "")
             for v in _root(body, "VNET_POOL").findall("VNET")]
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A pool object as a name lookup needs it: id, name, owner's id and name."""
+
+    id: str
+    name: str
+    uid: str
+    uname: str
+
+
+def parse_owned(body: str | bytes, pool: str, element: str) -> list[Owned]:
+    """VNET_POOL/VNET, IMAGE_POOL/IMAGE...: who owns which name."""
+    return [Owned((_text(o, "ID") or "").strip(), _text(o, "NAME", "") or "", (_text(o, "UID") or "").strip(),
+                  _text(o, "UNAME", "") or "") for o in _root(body, pool).findall(element)]
+
+
+def parse_template(body: str | bytes) -> tuple[dict[str, str], float | None, int | None]:
+    """one.template.info -> (its CONTEXT, CPU, VCPU)."""
+    tmpl = _root(body, "VMTEMPLATE").find("TEMPLATE")
+    return _flat(tmpl.find("CONTEXT") if tmpl is not None else None), _to_float(_text(tmpl, "CPU")), \
+        _to_int(_text(tmpl, "VCPU"))
+
+
+def parse_user_groups(body: str | bytes) -> list[str]:
+    """The groups of `one.user.info`'s user, primary first."""
+    user = _root(body, "USER")
+    gid = (_text(user, "GID") or "").strip()
+    rest = [g.text.strip() for g in user.findall("GROUPS/ID") if g.text and g.text.strip() != gid]
+    return ([gid] if gid else []) + rest
+
+
+def parse_group_quota(body: str | bytes) -> tuple[Limit, Limit, Limit]:
+    """(instances, cores, ram_mib) from `one.group.info`'s VM_QUOTA and DEFAULT_GROUP_QUOTAS."""
+    group = _root(body, "GROUP")
+    own = _global_vm_quota(group.find("VM_QUOTA"))
+    default = _global_vm_quota(group.find("DEFAULT_GROUP_QUOTAS/VM_QUOTA"))
+    return (_limit("instances", own, default, "VMS"), _limit("cores", own, default, "CPU"),
+            _limit("ram_mib", own, default, "MEMORY"))
+
+
+def tighter(mine: Limit, group: Limit, *, scope: str) -> Limit:
+    """The quota line that leaves less room (oned enforces both the user's and the group's);
+    the group's is marked with `scope`."""
+    if group.limit is None:
+        return mine
+    theirs = Limit(group.resource, group.used, group.limit, scope)
+    if mine.limit is None:
+        return theirs
+    return mine if (mine.free or 0) <= (theirs.free or 0) else theirs
 
 
 def first_id_seen(records: Iterable[VmRecord], seen: set[str]) -> bool:

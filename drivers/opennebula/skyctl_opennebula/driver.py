@@ -6,12 +6,13 @@ loading this module for config validation or `skyctl --help` costs nothing.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skyctl.drivers import Driver
 from skyctl.errors import NotFound, Transient
@@ -27,6 +28,20 @@ POOL_MINE_AND_GROUPS = -1
 POOL_ALL = -2
 STATE_ANY_BUT_DONE = -1
 PAGE_SIZE = 1000
+DELETE_RETRY = 0.5     # seconds between terminate attempts on a VM still in PROLOG/BOOT
+DELETE_WAIT = 120.0    # at most this long (or ready_timeout) per delete call; ops retries the call
+
+
+log = logging.getLogger("skyctl.opennebula")
+
+
+class OwnedName(BaseModel):
+    """An object named with its owner: `{name: private, owner: oneadmin}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
 
 
 class OpenNebulaOptions(BaseModel):
@@ -37,8 +52,22 @@ class OpenNebulaOptions(BaseModel):
     endpoint: str | None = None          # default $ONE_XMLRPC, then http://localhost:2633/RPC2
     one_auth: str | None = None          # a user:password file; default $ONE_AUTH, then ~/.one/one_auth
     verify_tls: bool = True
+    ca_bundle: str | None = None         # a PEM file of the CA that signed the endpoint's certificate
     mode: Literal["instantiate", "allocate"] = "instantiate"
-    network: str | None = None           # virtual network name or id for the NIC
+    # The NIC: a network id, a name (looked up among the networks the user may use), or
+    # {name, owner}. None: the template's own NICs.
+    network: int | str | OwnedName | None = None
+    # oned.conf has ONEGATE_ENDPOINT: send TOKEN/REPORT_READY (oned refuses them otherwise).
+    onegate: bool = False
+    # CPU per VCPU sent (0.25: four virtual CPUs per physical one); None: the template's ratio.
+    cpu_ratio: float | None = Field(None, gt=0, le=64)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _xmlrpc_url(cls, value: str | None) -> str | None:
+        from skyctl_opennebula.auth import check_endpoint
+
+        return None if value is None else check_endpoint(value)
 
 
 class OpenNebulaDriver(Driver):
@@ -55,15 +84,32 @@ class OpenNebulaDriver(Driver):
             opts = OpenNebulaOptions.model_validate(site.driver_fields())
         self.options: OpenNebulaOptions = opts
         self._client: Client | None = None
+        self._user = ""
         self._lock = threading.Lock()
         self._version: str | None = None
+        self._templates: dict[int, Any] = {}
+        self._network_nic: dict[str, str] | None = None
 
     # ------------------------------------------------------------ plumbing
     @property
     def endpoint(self) -> str:
+        from skyctl.errors import ConfigError
         from skyctl_opennebula.auth import resolve_endpoint
 
-        return resolve_endpoint(self.options.endpoint)
+        try:
+            return resolve_endpoint(self.options.endpoint)
+        except ValueError as e:
+            raise ConfigError(str(e), path=f"sites.{self.site_name}.endpoint") from None
+
+    def _ca_bundle(self) -> str:
+        from pathlib import Path
+
+        from skyctl.errors import ConfigError
+
+        path = Path(str(self.options.ca_bundle)).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"no CA bundle file at {path}", path=f"sites.{self.site_name}.ca_bundle")
+        return str(path)
 
     def _api(self) -> Client:
         if self._client is None:
@@ -72,11 +118,19 @@ class OpenNebulaDriver(Driver):
                     from skyctl_opennebula.transport import Client
                     from skyctl_opennebula.auth import read_session
 
-                    session, _user = read_session(self.options.one_auth, site=self.site_name)
+                    session, self._user = read_session(self.options.one_auth, site=self.site_name)
+                    verify: bool | str = self.options.verify_tls
+                    if verify and self.options.ca_bundle:
+                        verify = self._ca_bundle()
                     self._client = Client(self.endpoint, session, site=self.site_name,
-                                             verify=self.options.verify_tls, timeout=self.site.request_timeout,
-                                             pool_size=max(self.site.max_parallel, 4))
+                                          verify=verify, timeout=self.site.request_timeout,
+                                          pool_size=max(self.site.max_parallel, 4))
         return self._client
+
+    def identity(self) -> str | None:
+        from skyctl_opennebula.auth import read_session
+
+        return read_session(self.options.one_auth, site=self.site_name)[1]
 
     def _call(self, method: str, *params: Any) -> Any:
         return self._api().call(method, *params)
@@ -116,10 +170,23 @@ class OpenNebulaDriver(Driver):
 
     # ------------------------------------------------------------ what the site offers
     def capacity(self) -> Capacity:
-        from skyctl.errors import AuthError
+        """The user's quota and, line by line, its groups' where tighter (oned enforces both)."""
+        from skyctl.errors import AuthError, InvalidRequest
         from skyctl_opennebula import convert
 
-        quota = self._parsed(convert.parse_user_quota, "user.info", -1)
+        body = self._call("user.info", -1)
+        try:
+            quota = convert.parse_user_quota(body)
+            groups = convert.parse_user_groups(body)
+        except convert.BadReply as e:
+            raise Transient(f"one.user.info: {e}", site=self.site_name) from None
+        for gid in groups:
+            try:
+                group = self._parsed(convert.parse_group_quota, "group.info", int(gid), False)
+            except (AuthError, NotFound, InvalidRequest):   # a group the user may not read (oned still
+                continue                                       # enforces it), a server without the call
+            quota = tuple(convert.tighter(mine, theirs, scope=f"group {gid}")   # type: ignore[assignment]
+                          for mine, theirs in zip(quota, group, strict=True))
         try:
             hosts = self._parsed(convert.parse_host_pool, "hostpool.info")
         except (AuthError, NotFound):       # regular users may not see the hosts
@@ -137,22 +204,92 @@ class OpenNebulaDriver(Driver):
             return self._parsed(convert.parse_image_pool, "imagepool.info", POOL_ALL, -1, -1)
         return self._parsed(convert.parse_template_pool, "templatepool.info", POOL_ALL, -1, -1)
 
+    # ------------------------------------------------------------ what a create sends
+    def _nic(self) -> dict[str, str] | None:
+        """The NIC for `network:`: by id, by name with its owner, or None (the template's NICs).
+        A bare name is looked up among the networks the user may use, since oned looks it up
+        among the user's own only (src/vnm/VirtualNetworkPool.cc)."""
+        from skyctl.errors import InvalidRequest
+        from skyctl_opennebula import convert
+
+        net = self.options.network
+        if net is None:
+            return None
+        if isinstance(net, OwnedName):
+            return {"NETWORK": net.name, "NETWORK_UNAME": net.owner}
+        if isinstance(net, int) or str(net).isdigit():
+            return {"NETWORK_ID": str(net)}
+        if self._network_nic is None:
+            found = [v for v in self._parsed(lambda b: convert.parse_owned(b, "VNET_POOL", "VNET"), "vnpool.info",
+                                             POOL_ALL, -1, -1) if v.name == net]
+            if not found:
+                raise InvalidRequest(f"no virtual network named {net!r} that this user may use",
+                                     site=self.site_name, field="network")
+            mine = [v for v in found if v.uname == self._user]
+            if len(found) > 1 and not mine:
+                owners = ", ".join(sorted(v.uname for v in found))
+                raise InvalidRequest(f"several networks are named {net!r} (owners: {owners}); name one as "
+                                     f"{{name: {net}, owner: ...}} or by id", site=self.site_name, field="network")
+            v = (mine or found)[0]
+            self._network_nic = {"NETWORK": v.name, "NETWORK_UID": v.uid}
+        return dict(self._network_nic)
+
+    def _site_template(self, template_id: int) -> Any:
+        """The template's CONTEXT and CPU ratio, read once per template (skyctl merges into
+        them: oned's merge would replace them)."""
+        from skyctl_opennebula import convert
+        from skyctl_opennebula.template import SiteTemplate
+
+        cached = self._templates.get(template_id)
+        if cached is None:
+            context, cpu, vcpu = self._parsed(convert.parse_template, "template.info", template_id, False, False)
+            cached = self._templates[template_id] = SiteTemplate(context=context, cpu=cpu, vcpu=vcpu)
+        return cached
+
+    def render_template(self, spec: NodeSpec, context: RenderedContext, *, name: str) -> str:
+        """The template a create sends (instantiate: the extra one, merged over the site's)."""
+        from skyctl_opennebula import template
+
+        common = {"nic": self._nic(), "onegate": self.options.onegate, "cpu_ratio": self.options.cpu_ratio}
+        if self.options.mode == "allocate":
+            body, clashes = template.vm_template(spec, context, name=name, image_id=str(spec.image.id), **common)
+        else:
+            body, clashes = template.vm_template(spec, context, site_template=self._site_template(int(spec.image.id)),
+                                                 **common)
+        if clashes:
+            log.info("%s: template %s sets CONTEXT %s too; skyctl's value is used", self.site_name, spec.image.id,
+                     ", ".join(clashes))
+        return body
+
+    def site_context(self, context: RenderedContext, template: str) -> dict[str, str]:
+        """The CONTEXT a VM from `template` (a template name or id) gets: the template's with
+        skyctl's variables over it, as create sends it (`skyctl context render --site`)."""
+        from skyctl.errors import InvalidRequest
+        from skyctl_opennebula import template as one_template
+
+        if self.options.mode == "allocate":
+            return one_template.one_context(context, onegate=self.options.onegate)
+        found = [i for i in self.images() if template in (i.id, i.name)]
+        if not found:
+            raise InvalidRequest(f"no VM template {template!r} on this site", site=self.site_name, field="image")
+        site_template = self._site_template(int(found[0].id))
+        merged, _ = one_template.merge_context(site_template.context,
+                                               one_template.one_context(context, onegate=self.options.onegate))
+        return merged
+
     # ------------------------------------------------------------ nodes
     def create(self, spec: NodeSpec, name: str, context: RenderedContext) -> Node:
         from skyctl.errors import InvalidRequest
         from skyctl.model import Node as _Node
-        from skyctl_opennebula import template
 
         if not str(spec.image.id).isdigit():
             raise InvalidRequest(f"OpenNebula ids are numbers, not {spec.image.id!r}", site=self.site_name,
                                  field="image")
+        body = self.render_template(spec, context, name=name)
         try:
             if self.options.mode == "allocate":
-                body = template.vm_template(spec, context, network=self.options.network, name=name,
-                                            image_id=str(spec.image.id))
                 vm_id = self._call("vm.allocate", body, False)
             else:
-                body = template.vm_template(spec, context, network=self.options.network)
                 vm_id = self._call("template.instantiate", int(spec.image.id), name, False, body, False)
         except Transient:
             # The request may have reached oned: find it by its labels before anyone retries.
@@ -215,17 +352,44 @@ class OpenNebulaDriver(Driver):
                              driver=self.name)
 
     def delete(self, node_ids: Sequence[str]) -> None:
-        """terminate-hard each VM; a missing one is success. One failure does not spare the rest."""
+        """terminate-hard each VM; a missing one is success. oned refuses while a VM is being
+        set up (PROLOG, BOOT, HOTPLUG...: "wrong state"): those are tried again until they go,
+        up to the site's ready_timeout (at most DELETE_WAIT), then reported as still deleting
+        (Transient: the nodes stay recorded, a later delete or reconcile finishes). One failure
+        does not spare the rest."""
+        from skyctl.errors import InvalidRequest
+        from skyctl.polling import Expired, iterate_timeout
+        from skyctl_opennebula.errors import WRONG_STATE
+
         first_error: Exception | None = None
-        for node_id in node_ids:
-            if not str(node_id).isdigit():
-                continue            # cannot exist here
-            try:
-                self._call("vm.action", "terminate-hard", int(node_id))
-            except NotFound:
-                pass                # already gone
-            except Exception as e:  # noqa: BLE001 - re-raised below once all were tried
-                first_error = first_error or e
+        pending = [int(i) for i in node_ids if str(i).isdigit()]   # others cannot exist here
+        refused: dict[int, str] = {}
+        try:
+            for _ in iterate_timeout(min(self.site.ready_timeout, DELETE_WAIT), "VMs to leave PROLOG/BOOT",
+                                     interval=DELETE_RETRY):
+                for vm_id in pending:
+                    try:
+                        self._call("vm.action", "terminate-hard", vm_id)
+                    except NotFound:
+                        pass            # already gone
+                    except InvalidRequest as e:
+                        if WRONG_STATE not in str(e):
+                            first_error = first_error or e
+                            continue
+                        refused[vm_id] = str(e)
+                        continue
+                    except Exception as e:  # noqa: BLE001 - re-raised below once all were tried
+                        first_error = first_error or e
+                        continue
+                    refused.pop(vm_id, None)
+                pending = sorted(refused)
+                if not pending:
+                    break
+                log.info("%s: VM(s) %s not terminable yet (being set up); trying again", self.site_name,
+                         ", ".join(map(str, pending)))
+        except Expired:
+            raise Transient(f"VM(s) {', '.join(map(str, pending))} still deleting: oned refuses to terminate them "
+                            f"yet ({refused[pending[0]]})", site=self.site_name) from None
         if first_error is not None:
             raise first_error
 

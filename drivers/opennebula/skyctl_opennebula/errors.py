@@ -34,8 +34,27 @@ QUOTA_RESOURCES = {
 }
 
 
+# oned's own words for refusals a site's configuration explains (source file in oned's tree).
+NO_ONEGATE = "onegate endpoint was not defined"          # src/vm/VirtualMachineContext.cc
+NOT_OWNER_RE = re.compile(r"User (?P<uid>\d+) does not own an? (?P<what>network|image) with name: (?P<name>.*?) \. "
+                          r"Set (?P<attr>NETWORK|IMAGE)_UNAME")   # src/vnm/VirtualNetworkPool.cc, src/image/ImageManager.cc
+WRONG_STATE = "wrong state"                              # src/dm/DispatchManagerActions.cc ("Could not terminate VM")
+# A template oned cannot parse comes back as INTERNAL: no retry will parse it.
+PARSE_ERROR_RE = re.compile(r"syntax error|parse error|error parsing", re.IGNORECASE)
+
+
 def error_for_code(code: int, message: str, *, site: str) -> DriverError:
     message = (message or "").strip() or f"OpenNebula error 0x{code:04x}"
+    if NO_ONEGATE in message:
+        return _with_hint(InvalidRequest(message, site=site, field="onegate"),
+                          f"this site has no OneGate: set `onegate: false` in sites.{site} (skyctl then sends no "
+                          "TOKEN/REPORT_READY and waits on SSH)")
+    m = NOT_OWNER_RE.search(message)
+    if m:
+        field_ = "network" if m.group("what") == "network" else "image"
+        return _with_hint(InvalidRequest(message, site=site, field=field_),
+                          f"name the owner in sites.{site}.{field_}: {{name: {m.group('name')}, owner: oneadmin}} "
+                          "(or its id)")
     if code == AUTHORIZATION:
         m = QUOTA_RE.search(message)
         if m:
@@ -48,10 +67,17 @@ def error_for_code(code: int, message: str, *, site: str) -> DriverError:
         return AuthError(message, site=site)
     if code == NO_EXISTS:
         return NotFound(message, site=site)
+    if code == INTERNAL and PARSE_ERROR_RE.search(message):
+        return InvalidRequest(message, site=site)
     if code in (INTERNAL, LOCKED):
         return Transient(message, site=site)
     # ACTION (wrong state), API (bad arguments), ALLOCATE (template rejected), anything else
     return InvalidRequest(message, site=site)
+
+
+def _with_hint(err: DriverError, hint: str) -> DriverError:
+    err.hint = hint
+    return err
 
 
 def error_for_exception(e: Exception, call: str, *, endpoint: str, timeout: float, site: str) -> DriverError | None:
@@ -64,6 +90,11 @@ def error_for_exception(e: Exception, call: str, *, endpoint: str, timeout: floa
     import requests
 
     # The order is the order of precedence (Timeout and ConnectionError are RequestExceptions).
+    if isinstance(e, requests.exceptions.SSLError):
+        # an untrusted certificate stays untrusted: no retry helps
+        return _with_hint(InvalidRequest(f"{call}: TLS with {endpoint} failed: certificate not trusted or "
+                                         "handshake refused", site=site, field="ca_bundle"),
+                          f"set ca_bundle: in sites.{site} to the PEM file of the site's CA")
     if isinstance(e, requests.Timeout):
         return Transient(f"{call}: no answer from {endpoint} within {timeout:g}s", site=site)
     if isinstance(e, requests.ConnectionError):

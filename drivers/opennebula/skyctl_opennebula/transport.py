@@ -31,13 +31,14 @@ LOCK_BACKOFF = 0.5
 class SessionTransport(xmlrpc.client.Transport):
     """xmlrpc.client transport on a requests.Session: connection reuse and real timeouts."""
 
-    def __init__(self, *, https: bool, verify: bool, connect_timeout: float, read_timeout: float,
+    def __init__(self, *, https: bool, verify: bool | str, connect_timeout: float, read_timeout: float,
                  pool_size: int) -> None:
         super().__init__()
         self.scheme = "https" if https else "http"
         self.timeout = (connect_timeout, read_timeout)
         self.session = requests.Session()
         self.session.verify = verify
+        self.verify = verify
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
@@ -46,7 +47,9 @@ class SessionTransport(xmlrpc.client.Transport):
 
     def request(self, host: str, handler: str, request_body: bytes, verbose: bool = False) -> Any:
         url = f"{self.scheme}://{host}/{handler.lstrip('/')}"
-        resp = self.session.post(url, data=request_body, timeout=self.timeout)
+        # verify per request: requests lets $REQUESTS_CA_BUNDLE override a session's own
+        # verify (a ca_bundle, or verify_tls: false), but not a request's
+        resp = self.session.post(url, data=request_body, timeout=self.timeout, verify=self.verify)
         if resp.status_code != 200:
             raise xmlrpc.client.ProtocolError(url, resp.status_code, resp.reason or "", {})
         parser, unmarshaller = self.getparser()
@@ -73,16 +76,25 @@ def _pyone_version() -> str:
         return "?"
 
 
+def _xmlrpc_server(endpoint: str, **kwargs: Any) -> Any:
+    try:
+        from pyone.server_xrpc import OneServerXRPC
+    except ImportError:  # pragma: no cover - pyone before 7.2 has only the XML-RPC client
+        return pyone.OneServer(endpoint, **kwargs)
+    return OneServerXRPC(endpoint, **kwargs)
+
+
 class Client:
-    def __init__(self, endpoint: str, session: str, *, site: str, verify: bool, timeout: float,
+    def __init__(self, endpoint: str, session: str, *, site: str, verify: bool | str, timeout: float,
                  pool_size: int) -> None:
         register_secret(session)
         register_secret(session.partition(":")[2])
         self.site = site
         self.endpoint = public_endpoint(endpoint)     # for messages
         self._timeout = timeout
-        # No `timeout=` to pyone: it would set the process-wide socket default.
-        self._server = pyone.OneServer(endpoint, session=session, https_verify=verify)
+        # No `timeout=` to pyone: it would set the process-wide socket default. The XML-RPC
+        # client itself: pyone's factory would pick gRPC for $ONEAPI_PROTOCOL=grpc.
+        self._server = _xmlrpc_server(endpoint, session=session, https_verify=bool(verify))
         self._transport = SessionTransport(https=endpoint.startswith("https"), verify=verify,
                                            connect_timeout=min(timeout, 10.0), read_timeout=timeout,
                                            pool_size=pool_size)

@@ -25,5 +25,5 @@ def front(opennebula_sandbox_site: OpenNebulaSite) -> OpenNebulaFront:
 
 @pytest.fixture
 def one_auth(opennebula_sandbox_site: OpenNebulaSite) -> Path:
-    """A ONE_AUTH file (oneadmin:password) for the sandbox site."""
+    """A ONE_AUTH file (skyuser:password, an ordinary user) for the sandbox site."""
     return opennebula_sandbox_site.one_auth

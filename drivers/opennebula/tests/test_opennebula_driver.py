@@ -114,8 +114,10 @@ def test_rendered_one_context_is_sent_as_is(front: OpenNebulaFront, drv: OpenNeb
     assert "USER_DATA" not in svm.context
 
 
-def test_ready_report_reaches_the_node(front: OpenNebulaFront, drv: OpenNebulaDriver, one_auth: Path) -> None:
-    ctx = RenderedContext(one_context={"NETWORK": "YES", "REPORT_READY": "YES"})
+def test_ready_report_reaches_the_node(front: OpenNebulaFront, one_auth: Path) -> None:
+    front.world.settings["onegate_endpoint"] = "http://127.0.0.1:5030"    # a site with OneGate
+    drv = OpenNebulaDriver(site_for(front, one_auth, onegate=True))
+    ctx = RenderedContext(one_context={"NETWORK": "YES", "REPORT_READY": "YES", "TOKEN": "YES"})
     node = drv.create(make_spec(drv, target_of(front, one_auth), "rdy", "rdy-0"), "rdy-0", ctx)
     assert wait_state(drv, node.id, {NodeState.RUNNING}, 10).extra["ready"] is False
     front.world.get_vm(node.id).ready = True
@@ -268,7 +270,8 @@ def test_options_model_is_strict() -> None:
         OpenNebulaOptions.model_validate({"endpoint": "http://x", "password": "no"})
     with pytest.raises(ValidationError):
         OpenNebulaOptions.model_validate({"mode": "clone"})
-    assert set(OpenNebulaOptions.model_fields) == {"endpoint", "one_auth", "verify_tls", "mode", "network"}
+    assert set(OpenNebulaOptions.model_fields) == {"endpoint", "one_auth", "verify_tls", "ca_bundle", "mode",
+                                                   "network", "onegate", "cpu_ratio"}
 
 
 def test_concurrent_creates_never_exceed_the_quota(front: OpenNebulaFront, drv: OpenNebulaDriver,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient
-from skyctl_opennebula.errors import error_for_code, error_for_exception
+from skyctl_opennebula.errors import WRONG_STATE, error_for_code, error_for_exception
 
 
 @pytest.mark.parametrize(("message", "resource", "limit"), [
@@ -55,3 +55,28 @@ def test_wire_failures_name_the_call_and_endpoint_and_bugs_are_left_alone() -> N
     assert type(mapped(xmlrpc.client.ProtocolError("u", 503, "busy", {}))) is Transient
     assert "is this an OpenNebula XML-RPC endpoint?" in mapped(xmlrpc.client.ProtocolError("u", 404, "x", {})).line()
     assert mapped(KeyError("a bug")) is None
+
+
+# oned's own words, from its sources (file named with each).
+@pytest.mark.parametrize("message, field", [
+    # src/vm/VirtualMachineContext.cc
+    ("[one.template.instantiate] Error allocating a new virtual machine template. TOKEN set, but onegate endpoint "
+     "was not defined in oned.conf.", "onegate"),
+    # src/vnm/VirtualNetworkPool.cc
+    ("[one.template.instantiate] Error allocating a new virtual machine template. User 5 does not own a network "
+     "with name: private . Set NETWORK_UNAME or NETWORK_UID of owner in NIC.", "network"),
+    # src/image/ImageManager.cc
+    ("[one.vm.allocate] Error allocating a new virtual machine. User 5 does not own an image with name: "
+     "Alma 9 . Set IMAGE_UNAME or IMAGE_UID of owner in DISK.", "image"),
+])
+def test_site_configuration_refusals_name_the_field(message: str, field: str) -> None:
+    err = error_for_code(0x4000, message, site="cc")
+    assert isinstance(err, InvalidRequest) and not err.retryable
+    assert err.field == field and "sites.cc" in (err.hint or "")
+
+
+def test_terminate_in_prolog_is_a_wrong_state_refusal() -> None:
+    # src/dm/DispatchManagerActions.cc, wrapped by RequestManagerVirtualMachine
+    err = error_for_code(0x800, '[one.vm.action] Error performing action "terminate-hard": Could not terminate '
+                                "VM 12, wrong state ACTIVE.", site="cc")
+    assert isinstance(err, InvalidRequest) and WRONG_STATE in str(err)

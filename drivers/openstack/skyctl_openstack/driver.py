@@ -127,6 +127,9 @@ class OpenStackDriver(Driver):
             facts["problem"] = e.message
         return facts
 
+    def identity(self) -> str | None:
+        return self._api().user_id()
+
     # ------------------------------------------------------------------ what the site offers
     def capacity(self) -> Capacity:
         _, body = self._compute("GET", "/limits", what="limits")

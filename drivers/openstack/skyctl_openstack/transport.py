@@ -72,6 +72,10 @@ class Client:
         """Get the token once, before parallel callers need it."""
         self._guard(lambda: self.conn.session.get_token(), "authenticate")
 
+    def user_id(self) -> str | None:
+        """The Keystone user id of the token (the same user from any machine)."""
+        return self._guard(lambda: self.conn.session.get_user_id(), "authenticate") or None
+
     def compute_microversion(self) -> tuple[int, int]:
         with self._lock:
             if self._compute_mv is None:

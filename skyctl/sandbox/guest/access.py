@@ -22,12 +22,14 @@ def cloud_config_docs(user_data: str | None) -> list[dict[str, Any]]:
     """The cloud-config documents in user-data: plain `#cloud-config` or MIME multipart parts."""
     import yaml
 
+    from skyctl import yamlsafe
+
     if not user_data:
         return []
     text = user_data.lstrip()
     if text.startswith("#cloud-config"):
         try:
-            doc = yaml.safe_load(text)
+            doc = yamlsafe.load(text)
         except yaml.YAMLError:
             return []
         return [doc] if isinstance(doc, dict) else []

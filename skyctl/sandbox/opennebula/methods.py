@@ -1,6 +1,12 @@
 """The `one.*` methods the sandbox answers, as oned 7.x does: argument handling, pool filters
-and pages, allocation (quota, CONTEXT, hosts), VM actions per state, user quotas. Each one
-returns a body from `views` or raises `OneError` with oned's code and message."""
+and pages, allocation (quota, CONTEXT, OneGate, name lookups, hosts), VM actions per state,
+user and group quotas. Each one returns a body from `views` or raises `OneError` with oned's
+code and message.
+
+As a production site runs it: the caller is an ordinary user in group `users`; the templates,
+images and the network belong to oneadmin and are usable by that group; a name is looked up
+among the caller's own objects unless *_UNAME / *_UID says whose; no OneGate endpoint unless
+the spec sets one."""
 
 from __future__ import annotations
 
@@ -16,24 +22,30 @@ from skyctl.sandbox.opennebula.template import (
     VM_TEMPLATE_ATTRS, Template, first, merge_templates, parse_template, substitute,
 )
 from skyctl.sandbox.opennebula.views import (
-    L_RUNNING, NETWORK_ID, NETWORK_NAME, ONE_VERSION, S_ACTIVE, S_HOLD, S_PENDING, S_POWEROFF, S_STOPPED,
-    S_SUSPENDED, S_UNDEPLOYED, Owner, Views, context_network, find_image, host_usage, hosts, live_vms,
-    nic_variables, one_extra, state_name, vm_state,
+    L_BOOT_FAILURE, L_PROLOG_FAILURE, L_RUNNING, L_UNKNOWN, NETWORK_ID, NETWORK_NAME, OBJECT_UID, OBJECT_UNAME,
+    ONE_VERSION, S_ACTIVE, S_HOLD, S_PENDING, S_POWEROFF, S_STOPPED, S_SUSPENDED, S_UNDEPLOYED, SHARED_GID,
+    SHARED_GNAME, TERMINABLE_FAILURES, Owner, Views, boot_phases, context_network, find_image, host_usage, hosts,
+    live_vms, nic_variables, one_extra, state_name, vm_state,
 )
 from skyctl.sandbox.opennebula.xmlrpc import (
-    ACTION, ALLOCATE, AUTHORIZATION, NO_EXISTS, XML_RPC_API, OneError, XmlRpcFront,
+    ACTION, ALLOCATE, AUTHORIZATION, INTERNAL, NO_EXISTS, XML_RPC_API, OneError, XmlRpcFront,
 )
 from skyctl.sandbox.world import QuotaError, SiteWorld, SVM
 
 
+# The ordinary user skyctl logs in as (oned numbers users from 2 after oneadmin and serveradmin).
+SANDBOX_USER = "skyuser"
+SANDBOX_UID = 2
+
+
 class OpenNebulaFront(XmlRpcFront):
-    """XML-RPC `one.*` front-end for one `SiteWorld`."""
+    """XML-RPC `one.*` front-end for one `SiteWorld`, as one user (an ordinary one by default)."""
 
     def __init__(self, world: SiteWorld, *, host: str = "127.0.0.1", port: int = 0,
-                 username: str = "oneadmin", password: str = "sandbox") -> None:
-        self.uid = 0 if username == "oneadmin" else 2
-        self.gid, self.gname = (0, "oneadmin") if username == "oneadmin" else (1, "users")
-        super().__init__(world, host=host, port=port, username=username, password=password)
+                 username: str = SANDBOX_USER, password: str = "sandbox", tls: Any = None) -> None:
+        self.uid = 0 if username == OBJECT_UNAME else SANDBOX_UID
+        self.gid, self.gname = (0, "oneadmin") if username == OBJECT_UNAME else (SHARED_GID, SHARED_GNAME)
+        super().__init__(world, host=host, port=port, username=username, password=password, tls=tls)
         self.views = Views(world, Owner(self.uid, self.gid, self.gname, username), int(time.time()))
 
     def method_table(self) -> dict[str, Callable[..., Any]]:
@@ -50,6 +62,7 @@ class OpenNebulaFront(XmlRpcFront):
             "one.vm.update": self._vm_update,
             "one.user.info": self._user_info,
             "one.user.quota": self._user_quota,
+            "one.group.info": self._group_info,
             "one.hostpool.info": self._hostpool_info,
             "one.imagepool.info": self._imagepool_info,
             "one.vnpool.info": self._vnpool_info,
@@ -70,9 +83,12 @@ class OpenNebulaFront(XmlRpcFront):
         out = []
         for image in sorted(self.world.images.values(), key=lambda i: int(i.id) if i.id.isdigit() else 0):
             tid = int(image.id) if image.id.isdigit() else 0
+            # The site's own CONTEXT (init scripts, the owner's key, a DNS variable) and NIC,
+            # and CPU=0.5: half a physical core per virtual one, the site's overcommit.
             tmpl: Template = [
-                ("CONTEXT", {"NETWORK": "YES", "SSH_PUBLIC_KEY": "$USER[SSH_PUBLIC_KEY]"}),
-                ("CPU", "1"),
+                ("CONTEXT", {"NETWORK": "YES", "SSH_PUBLIC_KEY": "$USER[SSH_PUBLIC_KEY]",
+                             "INIT_SCRIPTS": "site-init.sh", "DNS": "127.0.0.53", "SET_HOSTNAME": "$NAME"}),
+                ("CPU", "0.5"),
                 ("DISK", {"IMAGE": image.name, "IMAGE_UNAME": "oneadmin"}),
                 ("GRAPHICS", {"LISTEN": "0.0.0.0", "TYPE": "VNC"}),
                 ("HYPERVISOR", "kvm"),
@@ -96,10 +112,41 @@ class OpenNebulaFront(XmlRpcFront):
         return [i for i in items if key(i) >= lo and (end == -1 or key(i) <= end)]
 
     def _check_filter(self, flag: int) -> bool:
-        """Pool filter: -4 primary group, -3 mine, -2 all, -1 mine+my groups, >= 0 a user id."""
+        """Pool filter for the caller's own objects (VMs): -4 primary group, -3 mine, -2 all,
+        -1 mine+my groups, >= 0 a user id."""
         if flag < -4:
             raise OneError(XML_RPC_API, "Incorrect filter_flag.")
         return flag < 0 or flag == self.uid
+
+    def _shared_visible(self, flag: int) -> bool:
+        """The same filter for oneadmin's objects in group `users`: not "mine" unless the
+        caller is oneadmin; in "my groups" for a member of `users`; all when usable."""
+        if flag < -4:
+            raise OneError(XML_RPC_API, "Incorrect filter_flag.")
+        if flag == -3:
+            return self.uid == OBJECT_UID
+        if flag in (-4, -1):
+            return self.uid == OBJECT_UID or self.gid == SHARED_GID
+        return flag == -2 or flag == OBJECT_UID
+
+    def _owner_uid(self, method: str, vector: dict[str, str], kind: str, where: str) -> int:
+        """Whose objects a name is looked up among: *_UID, else *_UNAME, else the caller's own
+        (src/vnm/VirtualNetworkPool.cc, src/image/ImageManager.cc)."""
+        uid = vector.get(f"{kind}_UID", "")
+        if uid != "":
+            try:
+                return int(uid)
+            except ValueError:
+                raise OneError(ALLOCATE, f"[{method}] Error allocating a new virtual machine. "
+                                         f"Wrong {kind}_UID in {where}.") from None
+        uname = vector.get(f"{kind}_UNAME", "")
+        if uname:
+            users = {OBJECT_UNAME: OBJECT_UID, self.username: self.uid}
+            if uname not in users:
+                raise OneError(ALLOCATE, f"[{method}] Error allocating a new virtual machine. "
+                                         f"User set in {kind}_UNAME does not exist")
+            return users[uname]
+        return self.uid
 
     def _get_vm(self, method: str, vm_id: Any, what: str = "virtual machine") -> SVM:
         vm = self.world.get_vm(str(vm_id)) if isinstance(vm_id, int) else None
@@ -113,7 +160,7 @@ class OpenNebulaFront(XmlRpcFront):
         return ONE_VERSION
 
     def _templatepool_info(self, method: str, flag: int = -2, start: int = -1, end: int = -1) -> str:
-        items = self._templates() if self._check_filter(flag) else []
+        items = self._templates() if self._shared_visible(flag) else []
         items = self._page(items, start, end, key=lambda t: t[0])
         return self.views.template_pool(items)
 
@@ -132,7 +179,8 @@ class OpenNebulaFront(XmlRpcFront):
         try:
             extra_tmpl = parse_template(extra)
         except ValueError as e:
-            raise OneError(XML_RPC_API, f"[{method}] Parse error: {e}") from None
+            # oned answers a user template it cannot parse with INTERNAL (0x2000)
+            raise OneError(INTERNAL, f"[{method}] Parse error: {e}") from None
         merged = merge_templates(base, [kv for kv in extra_tmpl if kv[0] != "NAME"])
         merged.append(("TEMPLATE_ID", str(tid)))
         return self._create(method, merged, name, hold, default_name=tname)
@@ -172,8 +220,10 @@ class OpenNebulaFront(XmlRpcFront):
                 image = find_image(self.world, image_id=str(disk["IMAGE_ID"]))
                 missing = f"[{method}] Error getting image [{disk['IMAGE_ID']}]."
             elif disk.get("IMAGE"):
-                image = find_image(self.world, name=disk["IMAGE"])
-                missing = f"[{method}] Error getting image named {disk['IMAGE']}."
+                owner = self._owner_uid(method, disk, "IMAGE", "DISK")
+                image = find_image(self.world, name=disk["IMAGE"]) if owner == OBJECT_UID else None
+                missing = (f"[{method}] Error allocating a new virtual machine. User {owner} does not own an image "
+                           f"with name: {disk['IMAGE']} . Set IMAGE_UNAME or IMAGE_UID of owner in DISK.")
             else:
                 missing = ""
             if missing and image is None:
@@ -181,14 +231,28 @@ class OpenNebulaFront(XmlRpcFront):
             image_id = image.id if image is not None else ""
         nic = first(tmpl, "NIC")
         if isinstance(nic, dict):
-            net = nic.get("NETWORK_ID", nic.get("NETWORK"))
-            if net not in (None, "", str(NETWORK_ID), NETWORK_NAME):
-                raise OneError(ALLOCATE, f"[{method}] Error getting virtual network [{net}].")
+            if nic.get("NETWORK_ID", "") != "":
+                if nic["NETWORK_ID"] != str(NETWORK_ID):
+                    raise OneError(ALLOCATE, f"[{method}] Error allocating a new virtual machine. "
+                                             f"Virtual network {nic['NETWORK_ID']} does not exist.")
+            elif nic.get("NETWORK"):
+                owner = self._owner_uid(method, nic, "NETWORK", "NIC")
+                if owner != OBJECT_UID or nic["NETWORK"] != NETWORK_NAME:
+                    raise OneError(ALLOCATE, f"[{method}] Error allocating a new virtual machine. User {owner} does "
+                                             f"not own a network with name: {nic['NETWORK']} . Set NETWORK_UNAME or "
+                                             "NETWORK_UID of owner in NIC.")
 
         vm_id = self.world.next_int_id()
         name = name or f"{default_name}-{vm_id}"
         context_raw = first(tmpl, "CONTEXT")
         context: dict[str, str] = {}
+        onegate = self.world.settings.get("onegate_endpoint")
+        if isinstance(context_raw, dict) and str(context_raw.get("TOKEN", "")).upper() == "YES":
+            if not onegate:
+                # src/vm/VirtualMachineContext.cc, generate_token_context
+                raise OneError(ALLOCATE, f"[{method}] Error allocating a new virtual machine. "
+                                         "TOKEN set, but onegate endpoint was not defined in oned.conf.")
+            context_raw = {**context_raw, "ONEGATE_ENDPOINT": str(onegate), "VMID": vm_id}
         if isinstance(context_raw, dict):
             variables = {k: v for k, v in tmpl if isinstance(v, str)}
             variables.update({"NAME": name, "VMID": vm_id, "UID": str(self.uid), "UNAME": self.username,
@@ -212,14 +276,25 @@ class OpenNebulaFront(XmlRpcFront):
         one = {"cpu": _num_str(cpu), "vcpu": str(vcpu if vcpu is not None else vcpus), "hold": bool(hold),
                "template_id": first(tmpl, "TEMPLATE_ID"), "uuid": _uuid_for(self.world.name, vm_id)}
         one["host"] = self._pick_host()
+        settings = self.world.settings
+        boot_delay = self.world.faults.boot_delay
+        if "prolog_seconds" in settings or "boot_seconds" in settings:
+            one["phases"] = boot_phases(boot_delay, settings)
+            boot_delay = sum(one["phases"])
+        if self.world.chance(float(settings.get("prolog_failure_rate", 0))):
+            one["failure"] = L_PROLOG_FAILURE
+        elif self.world.chance(float(settings.get("boot_failure_rate", 0))):
+            one["failure"] = L_BOOT_FAILURE
         try:
             vm = self.world.create_vm(
                 name=name, vcpus=vcpus, ram_mib=int(memory), image_id=image_id,
                 vm_id=vm_id, metadata=user_template, context=context, user_data=user_data,
-                ssh_keys=ssh_keys, extra={"one": one})
+                ssh_keys=ssh_keys, extra={"one": one}, quota=self.uid != OBJECT_UID,
+                boot_delay=boot_delay)
         except QuotaError as q:
             what = {"instances": "VMS", "cores": "CPU", "ram": "MEMORY"}.get(q.resource, q.resource.upper())
-            raise OneError(AUTHORIZATION, f"[{method}] User [{self.uid}] : user [{self.uid}] limit of {q.limit} "
+            whose = f"group [{self.gid}]" if q.scope == "group" else f"user [{self.uid}]"
+            raise OneError(AUTHORIZATION, f"[{method}] User [{self.uid}] : {whose} limit of {q.limit} "
                                           f"reached for {what} quota in VM.") from None
         if vm.context:      # the address is known once the runtime's on_create hook ran
             vm.context.update(context_network(vm.context, vm.id, vm.address or "127.0.0.1"))
@@ -264,8 +339,12 @@ class OpenNebulaFront(XmlRpcFront):
 
             running = state == S_ACTIVE and lcm == L_RUNNING
             if action in ("terminate", "terminate-hard"):
-                if action == "terminate" and state in (S_ACTIVE,) and lcm != L_RUNNING:
-                    raise refuse()
+                # DispatchManager::terminate (src/dm/DispatchManagerActions.cc): an ACTIVE VM
+                # only when RUNNING, UNKNOWN or failed; in PROLOG, BOOT, HOTPLUG, EPILOG... no.
+                if state == S_ACTIVE and lcm not in (L_RUNNING, L_UNKNOWN) and lcm not in TERMINABLE_FAILURES:
+                    raise OneError(ACTION, f'[{method}] Error performing action "{action}": Could not terminate '
+                                           f"VM {vm_id}, wrong state ACTIVE.",
+                                   vm_id)
             elif action in ("poweroff", "poweroff-hard", "suspend", "stop", "undeploy", "undeploy-hard"):
                 if not running:
                     raise refuse()
@@ -347,19 +426,32 @@ class OpenNebulaFront(XmlRpcFront):
                 q.ram_mib = value(vm["MEMORY"])
         return user_id
 
+    def _group_info(self, method: str, group_id: int, decrypt: bool = False) -> str:
+        groups = {0: ("oneadmin", [OBJECT_UID]), SHARED_GID: (SHARED_GNAME, [SANDBOX_UID])}
+        if group_id == -1:
+            group_id = self.gid
+        if group_id not in groups or (self.uid != OBJECT_UID and group_id != self.gid):
+            # an ordinary user may read only its own groups
+            if group_id in groups:
+                raise OneError(AUTHORIZATION, f"[{method}] User [{self.uid}] : Not authorized to perform USE "
+                                              f"GROUP [{group_id}].", group_id)
+            raise OneError(NO_EXISTS, f"[{method}] Error getting group [{group_id}].", group_id)
+        name, members = groups[group_id]
+        return self.views.group(group_id, name, members)
+
     # ------------------------------------------------------------ hosts, images, networks
     def _hostpool_info(self, method: str) -> str:
         return self.views.host_pool()
 
     def _imagepool_info(self, method: str, flag: int = -2, start: int = -1, end: int = -1) -> str:
         images = sorted(self.world.images.values(), key=lambda i: int(i.id) if i.id.isdigit() else 0)
-        if not self._check_filter(flag):
+        if not self._shared_visible(flag):
             images = []
         images = self._page(images, start, end, key=lambda i: int(i.id) if i.id.isdigit() else 0)
         return self.views.image_pool(images)
 
     def _vnpool_info(self, method: str, flag: int = -2, start: int = -1, end: int = -1) -> str:
-        vnets = [] if not self._check_filter(flag) else [NETWORK_ID]
+        vnets = [] if not self._shared_visible(flag) else [NETWORK_ID]
         vnets = self._page(vnets, start, end, key=lambda i: i)
         return self.views.vnet_pool(vnets)
 

@@ -18,12 +18,26 @@ ONE_VERSION = "7.0.0"
 # VM STATE / LCM_STATE numbers used here. The driver maps them in its own states.py on purpose:
 # each side reads oned's reference, so tests must not agree with themselves.
 S_PENDING, S_HOLD, S_ACTIVE, S_STOPPED, S_SUSPENDED, S_DONE, S_POWEROFF, S_UNDEPLOYED = 1, 2, 3, 4, 5, 6, 8, 9
-L_LCM_INIT, L_PROLOG, L_BOOT, L_RUNNING = 0, 1, 2, 3
+L_LCM_INIT, L_PROLOG, L_BOOT, L_RUNNING, L_UNKNOWN = 0, 1, 2, 3, 16
 L_BOOT_POWEROFF, L_BOOT_SUSPENDED, L_BOOT_STOPPED, L_BOOT_UNDEPLOY = 20, 21, 22, 32
+L_BOOT_FAILURE, L_PROLOG_FAILURE = 36, 39
 STATE_NAMES = {0: "INIT", 1: "PENDING", 2: "HOLD", 3: "ACTIVE", 4: "STOPPED", 5: "SUSPENDED",
                6: "DONE", 7: "FAILED", 8: "POWEROFF", 9: "UNDEPLOYED"}
-LCM_NAMES = {0: "LCM_INIT", 1: "PROLOG", 2: "BOOT", 3: "RUNNING", 20: "BOOT_POWEROFF",
-             21: "BOOT_SUSPENDED", 22: "BOOT_STOPPED", 32: "BOOT_UNDEPLOY"}
+LCM_NAMES = {0: "LCM_INIT", 1: "PROLOG", 2: "BOOT", 3: "RUNNING", 16: "UNKNOWN", 20: "BOOT_POWEROFF",
+             21: "BOOT_SUSPENDED", 22: "BOOT_STOPPED", 32: "BOOT_UNDEPLOY", 36: "BOOT_FAILURE",
+             39: "PROLOG_FAILURE"}
+# The LCM states in which oned's DispatchManager::terminate accepts a terminate (besides
+# RUNNING and UNKNOWN): the failures, which it deletes (src/dm/DispatchManagerActions.cc).
+TERMINABLE_FAILURES = frozenset({36, 37, 38, 39, 40, 41, 42, 44, 46, 47, 48, 49, 50, 61})
+# What oned writes in USER_TEMPLATE/ERROR when the transfer or the boot fails.
+FAILURE_MESSAGES = {
+    L_PROLOG_FAILURE: "Error executing image transfer script: Error copying kvm-node-0:/var/lib/one/datastores/1/"
+                      "disk.0: No space left on device",
+    L_BOOT_FAILURE: "Error deploying virtual machine: Could not create domain from /var/lib/one/datastores/0/"
+                    "deployment.0",
+}
+# Who owns the site's templates, images and networks, and the group they are shared with.
+OBJECT_UID, OBJECT_UNAME, SHARED_GID, SHARED_GNAME = 0, "oneadmin", 1, "users"
 # Where a resumed VM boots from, per the state it was in.
 _RESUME_LCM = {S_POWEROFF: L_BOOT_POWEROFF, S_SUSPENDED: L_BOOT_SUSPENDED, S_STOPPED: L_BOOT_STOPPED,
                S_UNDEPLOYED: L_BOOT_UNDEPLOY}
@@ -41,8 +55,18 @@ def one_extra(vm: SVM) -> dict[str, Any]:
     return vm.extra.setdefault("one", {})
 
 
+def boot_phases(boot_delay: float, settings: dict[str, Any]) -> tuple[float, float, float]:
+    """Seconds spent in PENDING, PROLOG and BOOT: the spec's prolog/boot seconds, else shares
+    of the boot delay."""
+    prolog = settings.get("prolog_seconds")
+    boot = settings.get("boot_seconds")
+    return (0.2 * boot_delay, 0.4 * boot_delay if prolog is None else float(prolog),
+            0.4 * boot_delay if boot is None else float(boot))
+
+
 def vm_state(vm: SVM, now: float | None = None) -> tuple[int, int]:
-    """(STATE, LCM_STATE) at `now`: PENDING, PROLOG, BOOT, RUNNING by the VM's boot delay."""
+    """(STATE, LCM_STATE) at `now`: PENDING, PROLOG, BOOT, RUNNING by the VM's boot phases
+    (or its boot delay), or a PROLOG/BOOT failure it was given at creation."""
     one = one_extra(vm)
     if one.get("hold"):
         return S_HOLD, L_LCM_INIT
@@ -59,12 +83,18 @@ def vm_state(vm: SVM, now: float | None = None) -> tuple[int, int]:
             return S_ACTIVE, _RESUME_LCM.get(one.get("resumed_from", S_POWEROFF), L_BOOT_POWEROFF)
         return S_ACTIVE, L_RUNNING
     since = now - one.get("released_at", vm.created)
-    if since < 0.2 * delay:
+    pending, prolog, boot = one.get("phases") or (0.2 * delay, 0.4 * delay, 0.4 * delay)
+    failure = one.get("failure")
+    if since < pending:
         return S_PENDING, L_LCM_INIT
-    if since < 0.6 * delay:
+    if since < pending + prolog:
         return S_ACTIVE, L_PROLOG
-    if since < delay:
+    if failure == L_PROLOG_FAILURE:
+        return S_ACTIVE, L_PROLOG_FAILURE
+    if since < pending + prolog + boot:
         return S_ACTIVE, L_BOOT
+    if failure == L_BOOT_FAILURE:
+        return S_ACTIVE, L_BOOT_FAILURE
     return S_ACTIVE, L_RUNNING
 
 
@@ -168,10 +198,14 @@ def _attrs_xml(items: list[tuple[str, Any]]) -> str:
 _PERMS_VM = ("<PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M><OWNER_A>0</OWNER_A><GROUP_U>0</GROUP_U>"
              "<GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A><OTHER_U>0</OTHER_U><OTHER_M>0</OTHER_M>"
              "<OTHER_A>0</OTHER_A></PERMISSIONS>")
+# oneadmin's objects, usable by the group they are in (chmod 640 in oned's terms).
 _PERMS_SHARED = ("<PERMISSIONS><OWNER_U>1</OWNER_U><OWNER_M>1</OWNER_M><OWNER_A>0</OWNER_A><GROUP_U>1</GROUP_U>"
-                 "<GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A><OTHER_U>1</OTHER_U><OTHER_M>0</OTHER_M>"
+                 "<GROUP_M>0</GROUP_M><GROUP_A>0</GROUP_A><OTHER_U>0</OTHER_U><OTHER_M>0</OTHER_M>"
                  "<OTHER_A>0</OTHER_A></PERMISSIONS>")
 
+
+_SHARED_OWNER = (f"<UID>{OBJECT_UID}</UID><GID>{SHARED_GID}</GID><UNAME>{OBJECT_UNAME}</UNAME>"
+                 f"<GNAME>{SHARED_GNAME}</GNAME>")
 
 # ---------------------------------------------------------------- the bodies
 
@@ -196,8 +230,8 @@ class Views:
 
     # ------------------------------------------------------------ templates
     def template(self, tid: int, name: str, tmpl: Template) -> str:
-        return (f"<VMTEMPLATE><ID>{tid}</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME>"
-                f"<GNAME>oneadmin</GNAME><NAME>{_x(name)}</NAME>{_PERMS_SHARED}"
+        return (f"<VMTEMPLATE><ID>{tid}</ID>{_SHARED_OWNER}"
+                f"<NAME>{_x(name)}</NAME>{_PERMS_SHARED}"
                 f"<REGTIME>{self.started_at}</REGTIME><TEMPLATE>{_attrs_xml(tmpl)}</TEMPLATE></VMTEMPLATE>")
 
     def template_pool(self, items: list[tuple[int, str, Template]]) -> str:
@@ -223,6 +257,9 @@ class Views:
                 "SAVE": "NO", "SIZE": "10240", "SOURCE": f"/var/lib/one//datastores/1/{vm.image_id}",
                 "TARGET": "vda", "TM_MAD": "ssh", "TYPE": "FILE"} if vm.image_id != "" else None
         user_template = dict(vm.metadata)
+        if lcm in FAILURE_MESSAGES and state == S_ACTIVE:
+            user_template["ERROR"] = (time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(now)) + " : "
+                                      + FAILURE_MESSAGES[lcm])
         if vm.error:
             user_template["SCHED_MESSAGE"] = (time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(vm.created))
                                               + " : Cannot dispatch VM: No host with enough capacity to deploy the VM")
@@ -321,13 +358,12 @@ class Views:
         return "<VM_POOL>" + "".join(show(v, now) for v in vms) + "</VM_POOL>"
 
     # ------------------------------------------------------------ the user
-    def user(self, password: str) -> str:
-        """The user with its VM quota and usage; the default quotas as a fresh oned has them."""
-        o = self.owner
+    def _vm_quota(self, q: Any) -> str:
+        """A VM_QUOTA's <VM> entry for limits `q` with the site's usage (the sandbox's one
+        user is its group's only member, so both count the same VMs); empty when unused."""
         with self.world.lock:
             n, cores, ram = self.world.usage()
             vms = self.world.live_vms()
-        q = self.world.quota
         now = time.time()
         running = [v for v in vms if vm_state(v, now)[0] == S_ACTIVE]
 
@@ -336,25 +372,46 @@ class Views:
         def lim(value: int) -> str:
             return "-1" if value < 0 else str(value)
 
-        vm_quota = ""
-        if n or q.instances >= 0 or q.cores >= 0 or q.ram_mib >= 0:
-            fields = [("CPU", lim(q.cores)), ("CPU_USED", str(cores)), ("MEMORY", lim(q.ram_mib)),
-                      ("MEMORY_USED", str(ram)), ("PCI_DEV", "-1"), ("PCI_DEV_USED", "0"), ("PCI_NIC", "-1"),
-                      ("PCI_NIC_USED", "0"), ("RUNNING_CPU", "-1"),
-                      ("RUNNING_CPU_USED", str(sum(v.vcpus for v in running))), ("RUNNING_MEMORY", "-1"),
-                      ("RUNNING_MEMORY_USED", str(sum(v.ram_mib for v in running))),
-                      ("RUNNING_PCI_DEV", "-1"), ("RUNNING_PCI_DEV_USED", "0"), ("RUNNING_PCI_NIC", "-1"),
-                      ("RUNNING_PCI_NIC_USED", "0"), ("RUNNING_VMS", "-1"), ("RUNNING_VMS_USED", str(len(running))),
-                      ("SYSTEM_DISK_SIZE", "-1"), ("SYSTEM_DISK_SIZE_USED", "0"), ("VMS", lim(q.instances)),
-                      ("VMS_USED", str(n))]
-            vm_quota = "<VM>" + "".join(f"<{k}>{_cd(v)}</{k}>" for k, v in fields) + "</VM>"
-        defaults = "<VM>" + "".join(f"<{k}>{_cd(v)}</{k}>" for k, v in (
+        if not (n or q.instances >= 0 or q.cores >= 0 or q.ram_mib >= 0):
+            return ""
+        fields = [("CPU", lim(q.cores)), ("CPU_USED", str(cores)), ("MEMORY", lim(q.ram_mib)),
+                  ("MEMORY_USED", str(ram)), ("PCI_DEV", "-1"), ("PCI_DEV_USED", "0"), ("PCI_NIC", "-1"),
+                  ("PCI_NIC_USED", "0"), ("RUNNING_CPU", "-1"),
+                  ("RUNNING_CPU_USED", str(sum(v.vcpus for v in running))), ("RUNNING_MEMORY", "-1"),
+                  ("RUNNING_MEMORY_USED", str(sum(v.ram_mib for v in running))),
+                  ("RUNNING_PCI_DEV", "-1"), ("RUNNING_PCI_DEV_USED", "0"), ("RUNNING_PCI_NIC", "-1"),
+                  ("RUNNING_PCI_NIC_USED", "0"), ("RUNNING_VMS", "-1"), ("RUNNING_VMS_USED", str(len(running))),
+                  ("SYSTEM_DISK_SIZE", "-1"), ("SYSTEM_DISK_SIZE_USED", "0"), ("VMS", lim(q.instances)),
+                  ("VMS_USED", str(n))]
+        return "<VM>" + "".join(f"<{k}>{_cd(v)}</{k}>" for k, v in fields) + "</VM>"
+
+    @staticmethod
+    def _default_vm_quota() -> str:
+        return "<VM>" + "".join(f"<{k}>{_cd(v)}</{k}>" for k, v in (
             ("CPU", "-2"), ("CPU_USED", "0"), ("MEMORY", "-2"), ("MEMORY_USED", "0"), ("PCI_DEV", "-2"),
             ("PCI_DEV_USED", "0"), ("PCI_NIC", "-2"), ("PCI_NIC_USED", "0"), ("RUNNING_CPU", "-2"),
             ("RUNNING_CPU_USED", "0"), ("RUNNING_MEMORY", "-2"), ("RUNNING_MEMORY_USED", "0"),
             ("RUNNING_PCI_DEV", "-2"), ("RUNNING_PCI_DEV_USED", "0"), ("RUNNING_PCI_NIC", "-2"),
             ("RUNNING_PCI_NIC_USED", "0"), ("RUNNING_VMS", "-2"), ("RUNNING_VMS_USED", "0"),
             ("SYSTEM_DISK_SIZE", "-2"), ("SYSTEM_DISK_SIZE_USED", "0"), ("VMS", "-2"), ("VMS_USED", "0"))) + "</VM>"
+
+    def group(self, gid: int, name: str, members: list[int]) -> str:
+        """one.group.info: the group's VM quota and usage (group.xsd)."""
+        vm_quota = self._vm_quota(self.world.group_quota) if gid == SHARED_GID else ""
+        return (f"<GROUP><ID>{gid}</ID><NAME>{_x(name)}</NAME><TEMPLATE></TEMPLATE>"
+                f"<USERS>{''.join(f'<ID>{u}</ID>' for u in members)}</USERS><ADMINS></ADMINS>"
+                f"<DATASTORE_QUOTA></DATASTORE_QUOTA><NETWORK_QUOTA></NETWORK_QUOTA>"
+                f"<VM_QUOTA>{vm_quota}</VM_QUOTA><IMAGE_QUOTA></IMAGE_QUOTA>"
+                f"<VLAN_RULES><ID>{gid}</ID></VLAN_RULES><DEFAULT_GROUP_QUOTAS><DATASTORE_QUOTA></DATASTORE_QUOTA><NETWORK_QUOTA></NETWORK_QUOTA>"
+                f"<VM_QUOTA>{self._default_vm_quota()}</VM_QUOTA><IMAGE_QUOTA></IMAGE_QUOTA>"
+                f"</DEFAULT_GROUP_QUOTAS></GROUP>")
+
+    def user(self, password: str) -> str:
+        """The user with its VM quota and usage; the default quotas as a fresh oned has them.
+        oneadmin has no quota (oned does not count its VMs)."""
+        o = self.owner
+        vm_quota = "" if o.uid == 0 else self._vm_quota(self.world.quota)
+        defaults = self._default_vm_quota()
         # oned shows the password's hash, never the password
         pw_hash = hashlib.sha256(password.encode()).hexdigest()
         return (f"<USER><ID>{o.uid}</ID><GID>{o.gid}</GID><GROUPS><ID>{o.gid}</ID></GROUPS>"
@@ -415,7 +472,7 @@ class Views:
             vms = sorted(running.get(img.id, []))
             size_mb = max(img.size // (1024 * 1024), 1)
             parts.append(
-                f"<IMAGE><ID>{img.id}</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME><GNAME>oneadmin</GNAME>"
+                f"<IMAGE><ID>{img.id}</ID>{_SHARED_OWNER}"
                 f"<NAME>{_x(img.name)}</NAME>{_PERMS_SHARED}<TYPE>0</TYPE><DISK_TYPE>0</DISK_TYPE>"
                 f"<PERSISTENT>0</PERSISTENT><REGTIME>{self.started_at}</REGTIME><MODTIME>{self.started_at}</MODTIME>"
                 f"<SOURCE><![CDATA[/var/lib/one//datastores/1/{img.checksum}]]></SOURCE>"
@@ -435,7 +492,7 @@ class Views:
         """The site's one network (listed when `vnets` holds its id), its leases one per VM."""
         leases = len(live_vms(self.world))
         body = "".join(
-            f"<VNET><ID>{NETWORK_ID}</ID><UID>0</UID><GID>0</GID><UNAME>oneadmin</UNAME><GNAME>oneadmin</GNAME>"
+            f"<VNET><ID>{NETWORK_ID}</ID>{_SHARED_OWNER}"
             f"<NAME>{NETWORK_NAME}</NAME>{_PERMS_SHARED}<CLUSTERS><ID>0</ID></CLUSTERS><BRIDGE>br0</BRIDGE>"
             f"<BRIDGE_TYPE>linux</BRIDGE_TYPE><STATE>1</STATE><PREV_STATE>0</PREV_STATE>"
             f"<PARENT_NETWORK_ID></PARENT_NETWORK_ID><TEMPLATE_ID>-1</TEMPLATE_ID><VN_MAD>bridge</VN_MAD>"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hmac
 import inspect
 import socket
+import ssl
 import xmlrpc.client
 from collections.abc import Callable
 from typing import Any
@@ -108,12 +109,16 @@ class XmlRpcFront:
     Each method is called as `fn(method_name, *arguments_after_the_session)` and returns the
     reply body or raises `OneError`."""
 
-    def __init__(self, world: SiteWorld, *, host: str, port: int, username: str, password: str) -> None:
+    def __init__(self, world: SiteWorld, *, host: str, port: int, username: str, password: str,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.world = world
+        self.tls = tls                  # serve HTTPS with this context (a site with its own CA)
         self.host = host
         self.port = port
         self.username = username
         self._password = password
+        # Login tokens (`oneuser token-create`): `user:token` logs in as `user:password` does.
+        self.login_tokens: set[str] = set()
         self.connections_accepted = 0   # TCP connections taken; shows whether clients reuse them
         self._server: _Server | None = None
         self._methods = self.method_table()
@@ -121,15 +126,27 @@ class XmlRpcFront:
     def method_table(self) -> dict[str, Callable[..., Any]]:
         raise NotImplementedError
 
+    def _authenticated(self, session: str) -> bool:
+        user, _, secret = session.partition(":")
+        if not hmac.compare_digest(user.encode(), self.username.encode()):
+            return False
+        ok = hmac.compare_digest(secret.encode(), self._password.encode())
+        for token in self.login_tokens:
+            ok |= hmac.compare_digest(secret.encode(), token.encode())
+        return ok
+
     # ------------------------------------------------------------ lifecycle of the server
     @property
     def endpoint(self) -> str:
-        return f"http://{self.host}:{self.port}/RPC2"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/RPC2"
 
     def start(self) -> None:
         if self._server is not None:
             return
         server = _Server(self, (self.host, self.port))
+        if self.tls is not None:
+            # the handshake happens in each connection's thread, on its first read
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
         self.port = server.server_address[1]
         self._server = server
         server.serve_in_thread(f"one-front-{self.world.name}", poll_interval=0.05)
@@ -149,7 +166,7 @@ class XmlRpcFront:
             raise xmlrpc.client.Fault(-501, "Type mismatch")
         if self.world.inject():
             return failure(INTERNAL, f"[{method}] Internal error, the request could not be completed.")
-        if not hmac.compare_digest(params[0].encode(), f"{self.username}:{self._password}".encode()):
+        if not self._authenticated(params[0]):
             return failure(AUTHENTICATION, f"[{method}] User couldn't be authenticated, aborting call.")
         check_arguments(fn, method, params[1:])
         try:
