@@ -94,9 +94,10 @@ def test_metrics_show_a_burst_a_site_down_and_a_move_home(sky: SkyCli) -> None:
         assert sky.sites_of("g") == {"cc": 3}
         m = _until(svc, port, "3 burst nodes", lambda m: _value(m, "skyctl_burst_nodes", rule="overflow-home") == 3
                    and _value(m, "skyctl_overflows_total", site="cc", group="g") == 3)
-        owner = sky.nodes("g")[0]["labels"]["owner"]
+        owner = sky.nodes("g")[0]["labels"]["owner"]  # owners come from each site's identity
+        home_owner = sky.nodes("pin")[0]["labels"]["owner"]
         assert _value(m, "skyctl_nodes", site="cc", group="g", state="running", owner=owner) == 3
-        assert _value(m, "skyctl_nodes", site="home", group="pin", state="running", owner=owner) == 8
+        assert _value(m, "skyctl_nodes", site="home", group="pin", state="running", owner=home_owner) == 8
         assert _value(m, "skyctl_burst_nodes_by_site", site="cc", group="g") == 3
         assert _value(m, "skyctl_site_up", site="sara") == 1 and _value(m, "skyctl_site_errors_total", site="sara") == 0
 
@@ -116,7 +117,7 @@ def test_metrics_show_a_burst_a_site_down_and_a_move_home(sky: SkyCli) -> None:
         m = _until(svc, port, "3 moves home", lambda m: _value(
             m, "skyctl_moves_home_total", rule="overflow-home", from_site="cc", to_site="home", result="ok") == 3
             and _value(m, "skyctl_burst_nodes", rule="overflow-home") == 0)
-        assert _value(m, "skyctl_nodes", site="home", group="g", state="running", owner=owner) == 3
+        assert _value(m, "skyctl_nodes", site="home", group="g", state="running", owner=home_owner) == 3
         assert _value(m, "skyctl_nodes", site="cc", group="g", state="running", owner=owner) is None
         assert _value(m, "skyctl_overflows_total", site="cc", group="g") == 3  # moving home is no overflow
         assert (_value(m, "skyctl_tick_duration_seconds_count") or 0) >= 3
