@@ -8,6 +8,7 @@ typer app with as many commands, the OpenStack client, and the slowest single si
 Goals (ratios unless named): help_vs_typer <= 1.2, help_vs_openstack <= 0.25,
 list1000_vs_osc <= 0.1, launch100_vs_ideal <= 1.2, ps3_vs_slowest <= 1.2,
 plan_10k_50_s <= 0.2, ps_rss_mib <= 60, rank_50_sites_24h_ms <= 5, simulate_10k_jobs_s <= 10,
+slurm_resume_return_s <= 1 (32 nodes), slurm_resume_vs_launch <= 1.1,
 exec100_vs_openssh <= 1.0 (`skyctl exec` on 100 nodes vs the system ssh through `skyctl
 ssh-config`'s file with `xargs -P` at the same parallelism).
 """
@@ -33,7 +34,8 @@ BIN = Path(sys.executable).parent
 SKYCTL = str(BIN / "skyctl")
 GOALS = {"help_vs_typer": 1.2, "help_vs_openstack": 0.25, "list1000_vs_osc": 0.1, "launch100_vs_ideal": 1.2,
          "ps3_vs_slowest": 1.2, "plan_10k_50_s": 0.2, "ps_rss_mib": 60, "rank_50_sites_24h_ms": 5,
-         "simulate_10k_jobs_s": 10, "exec100_vs_openssh": 1.0}
+         "simulate_10k_jobs_s": 10, "slurm_resume_return_s": 1.0, "slurm_resume_vs_launch": 1.1,
+         "exec100_vs_openssh": 1.0}
 
 
 def log(msg: str) -> None:
@@ -286,6 +288,8 @@ def bench_sandbox(results: dict[str, Any], runs: int, tmp: Path, quick: bool) ->
                        launch100_ideal_s=round(ideal, 3), launch100_vs_ideal=round(elapsed / ideal, 3),
                        launch10_s=round(small_t, 3),
                        launch100_marginal_vs_ideal=round((elapsed - small_t) / marginal_ideal, 3))
+        sb.fault("home", "--latency", "0")
+        bench_slurm(results, sb, tmp, quick)
     finally:
         sb.down()
 
@@ -328,6 +332,56 @@ def bench_exec(results: dict[str, Any], runs: int, tmp: Path, quick: bool) -> No
                        exec100_marginal_vs_openssh=round((sky_t - few_sky) / max(ssh_t - few_ssh, 1e-3), 3))
     finally:
         sb.down()
+
+
+def bench_slurm(results: dict[str, Any], sb: Sandbox, tmp: Path, quick: bool) -> None:
+    """`skyctl slurm resume` as slurmctld calls it: the time until it returns (the work goes on
+    detached), and resume --wait of N nodes until all are created vs a plain launch of N."""
+    import yaml
+
+    fed = yaml.safe_load(Path(sb.env["SKYCTL_CONFIG"]).read_text())
+    fed["slurm"] = {"groups": {"bslurm": {"nodes": "bs-[1-32]", "partition": "bench", "contexts": ["base"]}},
+                    "log": str(tmp / "slurm.log"), "programs_dir": str(tmp / "programs")}
+    config = tmp / "slurm-sky.yaml"
+    config.write_text(yaml.safe_dump(fed))
+    env = {**sb.env, "SKYCTL_CONFIG": str(config)}
+    resume_file = tmp / "resume.json"
+
+    def ps_count(group: str) -> int:
+        out = subprocess.run([SKYCTL, "ps", group, "-o", "json"], env=env, capture_output=True, text=True).stdout
+        return len(json.loads(out or "[]"))
+
+    def settle(group: str, n: int) -> None:
+        for _ in range(600):
+            if ps_count(group) >= n:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"{group}: {n} nodes never appeared (see {tmp / 'slurm.log'})")
+
+    returns = []
+    for _ in range(2 if quick else 3):
+        resume_file.write_text(json.dumps({"jobs": [{"job_id": 1, "nodes": "bs-[1-32]"}], "all_nodes": "bs-[1-32]"}))
+        returns.append(timed([SKYCTL, "slurm", "resume", "bs-[1-32]"], {**env, "SLURM_RESUME_FILE": str(resume_file)}))
+        settle("bslurm", 32)
+        timed([SKYCTL, "slurm", "suspend", "bs-[1-32]"], env)
+    results["slurm_resume_return_s"] = round(statistics.median(returns), 3)
+
+    n = 10 if quick else 32
+    hosts = f"bs-[1-{n}]"
+
+    def resume_wait() -> float:
+        t = timed([SKYCTL, "slurm", "resume", "--wait", hosts], env)
+        timed([SKYCTL, "slurm", "suspend", hosts], env)
+        return t
+
+    def plain_launch() -> float:
+        t = timed([SKYCTL, "launch", "bplain", "--count", str(n), "--context", "base", "-o", "json"], env)
+        timed([SKYCTL, "delete", "bplain", "--yes"], env)
+        return t
+
+    resume_t, launch_t = median_pair(resume_wait, plain_launch, 2 if quick else 3)
+    results.update(slurm_resume_s=round(resume_t, 3), slurm_launch_s=round(launch_t, 3),
+                   slurm_resume_vs_launch=round(resume_t / launch_t, 3), slurm_nodes=n)
 
 
 def main() -> int:

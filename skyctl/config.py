@@ -51,12 +51,86 @@ class Defaults(Strict):
     owner: str | None = None
 
 
+SLURM_GROUP_RE = r"^[a-z][a-z0-9-]{0,39}$"
+SLURM_WORD_RE = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class SlurmNodeSet(Strict):
+    """Slurm cloud nodes that one skyctl group provides: which names, in which partition,
+    with which features, launched how."""
+
+    nodes: str                                  # a Slurm hostlist, e.g. sky-[001-032]
+    partition: str = Field(pattern=SLURM_WORD_RE)
+    features: list[str] = []
+    weight: int | None = Field(default=None, ge=0)   # Slurm fills lower weights first
+    image: str | None = None
+    size: str | None = None
+    contexts: list[str] = ["base", "slurm-worker"]
+    variables: dict[str, str | int | bool] = {}
+
+    @field_validator("nodes")
+    @classmethod
+    def _hostlist(cls, v: str) -> str:
+        names = expand_hostlist(v)
+        for name in names:
+            if not re.match(r"^[a-z][a-z0-9-]{0,62}$", name):
+                raise ValueError(f"node name {name!r} must be lowercase letters, digits and '-'")
+        return v
+
+    @field_validator("features")
+    @classmethod
+    def _features(cls, v: list[str]) -> list[str]:
+        for f in v:
+            if not re.match(SLURM_WORD_RE, f):
+                raise ValueError(f"feature {f!r} must be letters, digits, '_', '.', '-'")
+        return v
+
+    @property
+    def names(self) -> list[str]:
+        return expand_hostlist(self.nodes)
+
+
+class SlurmConfig(Strict):
+    """The `slurm:` section: skyctl as the ResumeProgram/SuspendProgram of one slurmctld."""
+
+    groups: dict[str, SlurmNodeSet] = Field(min_length=1)
+    programs_dir: str = "/etc/skyctl/slurm"   # resume, suspend, resume-fail: what slurmctld runs
+    log: str | None = None                  # default: slurm.log in skyctl's state directory
+    suspend_time: int = Field(default=300, ge=1)
+    suspend_timeout: int = Field(default=120, ge=1)
+    resume_timeout: int = Field(default=600, ge=1)
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, v: dict[str, SlurmNodeSet]) -> dict[str, SlurmNodeSet]:
+        owner: dict[str, str] = {}
+        for group, nodeset in v.items():
+            if not re.match(SLURM_GROUP_RE, group):
+                raise ValueError(f"{group!r} is not a valid group name (lowercase letters, digits, '-')")
+            for name in nodeset.names:
+                if name in owner:
+                    raise ValueError(f"node {name!r} is in both {owner[name]!r} and {group!r}")
+                owner[name] = group
+        return v
+
+
+def expand_hostlist(text: str) -> list[str]:
+    """A Slurm hostlist (sky-b[001-032],gpu1) as names, by python-hostlist."""
+    import hostlist
+
+    try:
+        return list(hostlist.expand_hostlist(text))
+    except hostlist.BadHostlist as e:
+        raise ValueError(f"bad hostlist {text!r}: {e}") from None
+
+
 class _FederationModel(Strict):
     sites: dict[str, SiteConfig] = Field(min_length=1)
     images: dict[str, dict[str, str | int]] = {}
     sizes: dict[str, SizeConfig] = {}
     bursting: list[dict[str, Any]] = []
     defaults: Defaults = Defaults()
+    slurm: SlurmConfig | None = None
 
     @field_validator("sites")
     @classmethod
@@ -80,6 +154,13 @@ class _FederationModel(Strict):
             for site in per_site:
                 if site not in self.sites:
                     raise FieldProblem(f"unknown site {site!r}", path=f"images.{logical}.{site}")
+        for group, nodeset in (self.slurm.groups.items() if self.slurm else ()):
+            image = nodeset.image or self.defaults.image
+            if image not in self.images:
+                raise FieldProblem(f"unknown image {image!r}", path=f"slurm.groups.{group}.image")
+            size = nodeset.size or self.defaults.size
+            if size not in self.sizes:
+                raise FieldProblem(f"unknown size {size!r}", path=f"slurm.groups.{group}.size")
         return self
 
 
@@ -94,6 +175,7 @@ class Federation:
     defaults: Defaults = field(default_factory=Defaults)
     source: Path | None = None
     energy: Mapping[str, Any] = field(default_factory=dict)  # site -> policy.energy.EnergyModel
+    slurm: SlurmConfig | None = None
 
     def site(self, name: str) -> SiteConfig:
         try:
@@ -153,7 +235,8 @@ def parse(data: Any, *, source: Path | None = None, validate_drivers: bool = Tru
     if model.defaults.size and model.defaults.size not in model.sizes:
         raise ConfigError(f"unknown size {model.defaults.size!r}", path="defaults.size", source=src)
     return Federation(sites=sites, images=images, sizes=dict(model.sizes), rules=rules,
-                      defaults=model.defaults, source=source, energy=energy)
+                      defaults=model.defaults, source=source, energy=energy,
+                      slurm=model.slurm)
 
 
 def _energy_models(sites: Mapping[str, SiteConfig], source: Path | None, src: str | None) -> dict[str, Any]:

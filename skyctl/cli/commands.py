@@ -6,7 +6,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from skyctl.cli import access, context, groups, launch, nodes, sandbox, simulate, ssh
+    from skyctl.cli import access, context, groups, launch, nodes, sandbox, simulate, slurm, ssh
 
     app.command()(nodes.sites)
     app.command()(launch.launch)
@@ -22,3 +22,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(groups.burst_app, name="burst")
     app.add_typer(context.app, name="context")
     app.add_typer(sandbox.app, name="sandbox")
+    app.add_typer(slurm.app, name="slurm")

@@ -9,6 +9,7 @@ on the others, with the reason recorded. Every create is written to the intent l
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import uuid
@@ -156,15 +157,17 @@ def _create_one(driver: Any, spec: NodeSpec, name: str, ctx: RenderedContext) ->
 
 
 def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: GroupSpec,
-           wait_ready: bool = False, launch_id: str | None = None) -> LaunchResult:
-    """Create `request.count` more nodes of the group, holding the group's lock throughout."""
+           wait_ready: bool = False, launch_id: str | None = None,
+           names: list[str] | None = None) -> LaunchResult:
+    """Launch `request.count` nodes named GROUP-INDEX (fresh indices), or exactly `names`
+    when the caller names them (Slurm's node names), holding the group's lock throughout."""
     with group_lock(request.group, say=sky.reporter.message):
         return _launch(sky, request, context_for=context_for, group_spec=group_spec, wait_ready=wait_ready,
-                       launch_id=launch_id)
+                       launch_id=launch_id, names=names)
 
 
 def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: GroupSpec,
-            wait_ready: bool, launch_id: str | None) -> LaunchResult:
+            wait_ready: bool, launch_id: str | None, names: list[str] | None) -> LaunchResult:
     state = sky.state
     launch_id = launch_id or uuid.uuid4().hex[:12]
     owner = sky.owner
@@ -176,8 +179,12 @@ def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: 
         at_least = max((int(n.labels.get("index", "-1")) for n in existing
                         if str(n.labels.get("index", "")).isdigit()), default=-1) + 1
     state.ensure_group(request.group, group_spec)
-    pending = [f"{request.group}-{i}"
-               for i in state.reserve_indices(request.group, request.count, at_least=at_least)]
+    if names is not None:
+        request = replace(request, count=len(names))
+        pending = list(names)
+    else:
+        pending = [f"{request.group}-{i}"
+                   for i in state.reserve_indices(request.group, request.count, at_least=at_least)]
     result = LaunchResult(request.group, launch_id, request.count)
     snaps = snapshot(sky, [request.site] if request.site else None, result.site_errors)
     rep = sky.reporter
@@ -196,7 +203,7 @@ def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: 
                 break
             # Nodes the cloud accepted but could not host: their sites are full for this
             # launch, and the same names are placed again elsewhere.
-            pending = sorted(pending + faulted, key=lambda n: int(n.rsplit("-", 1)[1]))
+            pending = sorted(pending + faulted, key=_name_order)
     finally:
         rep.finished()
     return result
@@ -300,7 +307,7 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
                     back.append(name)
                     return
             assert dec.image is not None and dec.flavor is not None
-            index = int(name.rsplit("-", 1)[1])
+            index = _name_order(name)[0]
             ctx = context_for(name)
             spec = NodeSpec(group=plan.request.group, site=site, image=dec.image, flavor=dec.flavor,
                             labels=node_labels(plan.request.group, launch_id, owner(site), index, name,
@@ -353,10 +360,16 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
                           f"created and are kept (see 'skyctl ps {plan.request.group}', "
                           f"'skyctl delete {plan.request.group}')") from None
     pool.shutdown(wait=True)
-    result.created.sort(key=lambda n: int(n.name.rsplit("-", 1)[1]))
+    result.created.sort(key=lambda n: _name_order(n.name))
     # Nodes not created go back in their original order.
     order = {n: i for i, n in enumerate(names)}
     return sorted(back + unplaced, key=order.__getitem__)
+
+
+def _name_order(name: str) -> tuple[int, str]:
+    """A node's index (its trailing number: GROUP-7, or a given name such as sky-b007) and name."""
+    digits = re.search(r"(\d+)$", name)
+    return (int(digits.group(1)) if digits else 0, name)
 
 
 def _running(node: Node) -> bool:

@@ -86,13 +86,15 @@ def build_group_context(profiles: Sequence[str], variables: dict[str, str], var_
     before anything launches); render per node only when the profiles use the node's name.
     Every node accepts the key skyctl logs in with. Every secret is registered for
     redaction; warnings go to the reporter."""
-    from skyctl.context import build_context, check_for_cloud
+    from skyctl.context import build_context, check_for_cloud, needs_hostname
     from skyctl.keys import default_ssh_key
     from skyctl.logsafe import register_secret
 
     profiles, files = list(profiles), list(var_files)
     keys = [default_ssh_key().public]
-    first = build_context(profiles, variables=variables, var_files=files, ssh_public_keys=keys)
+    # Profiles that use {{ node.name }} are checked with a stand-in name; each node gets its own.
+    probe = "node-0" if needs_hostname(profiles) else None
+    first = build_context(profiles, variables=variables, var_files=files, ssh_public_keys=keys, hostname=probe)
     for s in first.secrets:
         register_secret(s)
     for w in first.warnings:

@@ -19,10 +19,12 @@ from skyctl.context import build_context, cloud_config_parts
 REPO = Path(__file__).resolve().parents[2]
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE1vY2tLZXlGb3JUZXN0c09ubHlOb3RVc2VkQW55d2hlcmUx test@skyctl"
 # values for the built-ins' required variables
-VARS = {"central_manager": "cm.example.org", "pool_token": "eyJhbGciOiJIUzI1NiJ9.e30.sig", "token": "jupyter-t0ken"}
-BUILTINS = ["base", "htcondor-worker", "cvmfs-client", "docker-host", "jupyter"]
+VARS = {"central_manager": "cm.example.org", "pool_token": "eyJhbGciOiJIUzI1NiJ9.e30.sig", "token": "jupyter-t0ken",
+        "controller": "slurmctld.example.org", "munge_key": "bXVuZ2Uta2V5LWZvci10ZXN0cw=="}
+BUILTINS = ["base", "htcondor-worker", "cvmfs-client", "docker-host", "jupyter", "slurm-worker"]
 CASES = {name: [name] for name in BUILTINS}
 CASES["base-first"] = ["base", "htcondor-worker", "cvmfs-client", "docker-host", "jupyter"]
+CASES["slurm-file-config"] = ["base", "slurm-worker"]
 CASES["fixture-nasty"] = [str(REPO / "tests/fixtures/contexts/nasty.yaml")]
 CASES["fixture-raw"] = [str(REPO / "tests/fixtures/contexts/raw-parts.yaml")]
 
@@ -69,6 +71,10 @@ def test_user_data_and_the_user_data_inside_the_context_pass_the_schema(case: st
     variables = {k: v for k, v in VARS.items() if k != "token" or "jupyter" in profiles}
     if "htcondor-worker" not in profiles:
         variables = {k: v for k, v in variables.items() if k not in ("central_manager", "pool_token")}
+    if "slurm-worker" not in profiles:
+        variables = {k: v for k, v in variables.items() if k not in ("controller", "munge_key")}
+    if case == "slurm-file-config":
+        variables["slurm_conf"] = "ClusterName=sky\nSlurmctldHost=ctl\nNodeName=node-1 State=CLOUD\n"
     if "fixture-nasty" == case:
         variables = {"api_key": "k'e\"y$`"}
     built = build_context(profiles, variables=variables, environ={}, ssh_public_keys=[KEY], hostname="node-1")

@@ -1,0 +1,376 @@
+"""skyctl as Slurm's cloud provisioner: resume (launch the named nodes through normal placement
+and bursting), suspend (delete them), resume-fail (delete, then back to POWER_DOWN), reconcile
+(the clouds against Slurm's view), and the talk with slurmctld through `scontrol`.
+
+Every call writes one line per node to the Slurm log (slurm.log in skyctl's state directory,
+or `slurm.log` of the federation file) with the site and the reason: nothing fails silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from skyctl.config import Federation, SlurmConfig, expand_hostlist
+from skyctl.errors import ConfigError, DriverError, SkyError, UsageError
+from skyctl.model import Node
+from skyctl.ops.inventory import delete_nodes, list_nodes
+from skyctl.ops.sky import Sky
+from skyctl.policy.slurm import NodeMap, NodeSet, Programs, ReconcileAction, conf_lines, map_nodes, reconcile_actions
+
+
+class SlurmctldUnreachable(SkyError):
+    exit_code = 1
+
+
+def slurm_of(fed: Federation) -> SlurmConfig:
+    if fed.slurm is None:
+        raise ConfigError("the federation file has no 'slurm:' section", path="slurm",
+                          hint="add slurm.groups.GROUP with nodes (a hostlist) and partition")
+    return fed.slurm
+
+
+def node_sets(fed: Federation) -> list[NodeSet]:
+    slurm = slurm_of(fed)
+    out = []
+    for group, s in slurm.groups.items():
+        size = fed.sizes[s.size or fed.defaults.size or ""]
+        out.append(NodeSet(group, tuple(s.names), s.partition, tuple(s.features), s.weight,
+                           size.cpus, size.memory_mib))
+    return out
+
+
+def collect_hostlist(names: list[str]) -> str:
+    import hostlist
+
+    return str(hostlist.collect_hostlist(names))
+
+
+def expand(text: str) -> list[str]:
+    try:
+        return expand_hostlist(text)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def owned(fed: Federation, names: list[str]) -> NodeMap:
+    """Names sorted by skyctl group; a name no group owns is an error naming it."""
+    mapped = map_nodes(names, node_sets(fed))
+    if mapped.unknown:
+        raise UsageError(f"not a skyctl node: {collect_hostlist(mapped.unknown)} (slurm.groups in "
+                         f"{fed.source or 'the federation file'} owns {collect_hostlist(all_names(fed))})")
+    return mapped
+
+
+def all_names(fed: Federation) -> list[str]:
+    return [n for s in node_sets(fed) for n in s.names]
+
+
+PROGRAMS = ("resume", "suspend", "resume-fail")
+
+
+def programs_dir(fed: Federation) -> Path:
+    return Path(slurm_of(fed).programs_dir).expanduser()
+
+
+def conf(fed: Federation) -> list[str]:
+    slurm = slurm_of(fed)
+    d = programs_dir(fed)
+    progs = Programs(resume=str(d / "resume"), suspend=str(d / "suspend"), resume_fail=str(d / "resume-fail"),
+                     suspend_time=slurm.suspend_time, suspend_timeout=slurm.suspend_timeout,
+                     resume_timeout=slurm.resume_timeout)
+    return conf_lines(node_sets(fed), progs, collect=collect_hostlist)
+
+
+def write_programs(fed: Federation, skyctl: list[str], environ: dict[str, str]) -> list[Path]:
+    """The three programs slurmctld runs. slurmctld execs a program path with the hostlist as
+    its one argument and an almost empty environment, so each is a small script that sets
+    what skyctl needs (federation file, HOME, PATH), reads DIR/env if present (secrets such as
+    SKYCTL_VAR_munge_key, kept 0600 by the admin), and execs `skyctl slurm VERB`."""
+    import shlex
+
+    if fed.source is None:
+        raise UsageError("the programs need the federation file's path (pass --config)")
+    d = programs_dir(fed)
+    d.mkdir(parents=True, exist_ok=True)
+    keep = {k: environ[k] for k in ("HOME", "PATH", "SKYCTL_HOME") if k in environ}
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in keep.items())
+    out = []
+    for verb in PROGRAMS:
+        path = d / verb
+        path.write_text(
+            "#!/bin/sh\n"
+            f"# written by 'skyctl slurm config --write-programs': slurmctld's {verb} program\n"
+            f"export {exports} SKYCTL_CONFIG={shlex.quote(str(fed.source.resolve()))} SKYCTL_SLURM_QUIET=1\n"
+            f"[ -r {shlex.quote(str(d / 'env'))} ] && set -a && . {shlex.quote(str(d / 'env'))} && set +a\n"
+            # slurmctld closes every fd: stray output (a traceback) goes to DIR/programs.out
+            f"exec {' '.join(shlex.quote(a) for a in skyctl)} slurm {verb} \"$@\" "
+            f"</dev/null >>{shlex.quote(str(d / 'programs.out'))} 2>&1\n", encoding="utf-8")
+        path.chmod(0o755)
+        out.append(path)
+    return out
+
+
+# --- the log ----------------------------------------------------------------------------------
+
+def log_path(fed: Federation) -> Path:
+    slurm = slurm_of(fed)
+    if slurm.log:
+        return Path(slurm.log).expanduser()
+    from skyctl.paths import state_dir
+
+    return state_dir() / "slurm.log"
+
+
+class SlurmLog:
+    """One line per event, `TIME VERB NODE site=SITE: reason`, appended (and echoed to stderr)."""
+
+    def __init__(self, path: Path, *, echo: bool = True) -> None:
+        self.path = path
+        self.echo = echo
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def line(self, verb: str, node: str, site: str | None, why: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        text = f"{stamp} [{os.getpid()}] {verb} {node} site={site or '-'}: {why}"
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(text + "\n")
+        if self.echo and sys.stderr is not None:   # slurmctld closes every fd of its programs
+            try:
+                sys.stderr.write(text + "\n")
+            except (OSError, ValueError):
+                pass
+
+
+# --- slurmctld --------------------------------------------------------------------------------
+
+def scontrol(*args: str, timeout: float = 30) -> str:
+    """Run scontrol ($SKYCTL_SCONTROL if set); an unreachable slurmctld is one clear error."""
+    try:
+        proc = subprocess.run([os.environ.get("SKYCTL_SCONTROL", "scontrol"), *args], capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        raise SlurmctldUnreachable("scontrol not found (install slurm-client)") from None
+    except subprocess.TimeoutExpired:
+        raise SlurmctldUnreachable(f"scontrol {' '.join(args)}: no answer in {timeout:g}s") from None
+    if proc.returncode != 0:
+        msg = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+        raise SlurmctldUnreachable(f"scontrol {' '.join(args)}: {msg[-1] if msg else f'exit {proc.returncode}'}")
+    return proc.stdout
+
+
+def node_states(names: list[str] | None = None) -> dict[str, set[str]]:
+    """Slurm node name -> its state words (IDLE, CLOUD, POWERED_DOWN...)."""
+    out = scontrol("-o", "show", "nodes", *([collect_hostlist(names)] if names else []))
+    states: dict[str, set[str]] = {}
+    for line in out.splitlines():
+        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+        if "NodeName" in fields:
+            states[fields["NodeName"]] = set(fields.get("State", "").split("+"))
+    return states
+
+
+def power_down(names: list[str], why: str) -> None:
+    """Back to POWER_DOWN (idle~), never left DOWN: ready for the next resume."""
+    scontrol("update", f"NodeName={collect_hostlist(names)}", "State=POWER_DOWN_FORCE", f"Reason=skyctl: {why}")
+
+
+# --- resume, suspend, resume-fail -------------------------------------------------------------
+
+def read_resume_file(path: str | None) -> dict[str, Any] | None:
+    """SLURM_RESUME_FILE's JSON (slurmctld removes it after about 10 s: read it at once)."""
+    if not path:
+        return None
+    try:
+        return dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise UsageError(f"SLURM_RESUME_FILE {path} does not exist (read too late?)") from None
+    except (OSError, ValueError, TypeError) as e:
+        raise UsageError(f"SLURM_RESUME_FILE {path}: cannot read it ({type(e).__name__})") from None
+
+
+@dataclass
+class ResumeReport:
+    created: dict[str, str] = field(default_factory=dict)    # node -> site
+    kept: dict[str, str] = field(default_factory=dict)       # node -> site (its VM already ran)
+    failed: dict[str, str] = field(default_factory=dict)     # node -> why
+
+    def to_json(self) -> dict[str, Any]:
+        return {"created": self.created, "kept": self.kept, "failed": self.failed}
+
+
+def _vms(sky: Sky, groups: list[str]) -> tuple[dict[str, Node], dict[str, DriverError]]:
+    nodes: dict[str, Node] = {}
+    errors: dict[str, DriverError] = {}
+    for group in groups:
+        listing = list_nodes(sky, group=group)
+        errors.update(listing.errors)
+        nodes.update({n.name: n for n in listing.nodes})
+    return nodes, errors
+
+
+def _recorded_vms(sky: Sky, names: list[str]) -> dict[str, Node]:
+    """The VMs that already run behind `names`. Only the sites where skyctl's state records one
+    of these names are asked (a resume of nodes skyctl never started asks no cloud: slurmctld
+    waits for this work)."""
+    wanted = set(names)
+    records = [r for r in sky.state.nodes() if r.name in wanted]
+    out: dict[str, Node] = {}
+    for site in sorted({r.site for r in records if r.site in sky.federation.sites}):
+        groups = sorted({r.group for r in records if r.site == site})
+        for group in groups:
+            listing = list_nodes(sky, group=group, site=site)
+            out.update({n.name: n for n in listing.nodes if n.name in wanted})
+    return out
+
+
+def resume(sky: Sky, names: list[str], log: SlurmLog, *, power_down_failed: bool = True) -> ResumeReport:
+    """Launch exactly `names` through normal placement and bursting, one launch per group. A node
+    whose VM already runs is kept; nodes that could not be created are logged with the reason and
+    (unless told otherwise) put back to POWER_DOWN at once instead of waiting for ResumeTimeout."""
+    from skyctl.ops import request as rq
+    from skyctl.ops.launch import launch
+
+    fed = sky.federation
+    slurm = slurm_of(fed)
+    report = ResumeReport()
+    mapped = owned(fed, names)
+    running = _recorded_vms(sky, names)
+    for group, group_names in mapped.by_group.items():
+        nodeset = slurm.groups[group]
+        todo = []
+        for name in group_names:
+            if name in running:
+                report.kept[name] = running[name].site
+                log.line("resume", name, running[name].site, "its VM already runs; kept")
+            else:
+                todo.append(name)
+        if not todo:
+            continue
+        try:
+            req = rq.resolve(fed, group, len(todo), image=nodeset.image, size=nodeset.size)
+            variables = {k: _var(v) for k, v in nodeset.variables.items()}
+            ctx = rq.build_group_context(nodeset.contexts, variables, clouds=rq.clouds_for(fed, req),
+                                         reporter=sky.reporter)
+            spec = rq.group_spec_for(req, nodeset.contexts, variables, ctx.secret_variables)
+            result = launch(sky, req, context_for=ctx.context_for, group_spec=spec, names=todo)
+        except SkyError as e:
+            for name in todo:
+                report.failed[name] = e.line()
+                log.line("resume-failed", name, None, e.line())
+            continue
+        for node in result.created:
+            report.created[node.name] = node.site
+            log.line("resume", node.name, node.site, f"created ({_why_site(result, node.site)})")
+        made = {n.name for n in result.created}
+        why = result.unplaced_reason or "; ".join(f"{s}: {w}" for s, w in result.full_sites.items()) \
+            or "no site could create it"
+        for name in todo:
+            if name not in made:
+                report.failed[name] = why
+                log.line("resume-failed", name, None, why)
+    if report.failed and power_down_failed:
+        try:
+            power_down(sorted(report.failed), "resume failed")
+            for name in report.failed:
+                log.line("power-down", name, None, "back to POWER_DOWN after the failed resume")
+        except SkyError as e:
+            for name in report.failed:
+                log.line("power-down-failed", name, None, e.line())
+    return report
+
+
+def _var(v: str | int | bool) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def _why_site(result: Any, site: str) -> str:
+    """The plan's reasons for `site`, and the sites that stopped taking nodes before it."""
+    texts: list[str] = []
+    for plan in reversed(result.plans):
+        for d in plan.decisions:
+            if d.site == site and d.count:
+                texts = [r.text for r in d.reasons]
+                break
+        if texts:
+            break
+    full = [f"{s} stopped taking nodes: {w}" for s, w in result.full_sites.items() if s != site]
+    return "; ".join(texts + full) or "placed"
+
+
+@dataclass
+class DeleteReport:
+    deleted: dict[str, str] = field(default_factory=dict)    # node -> site
+    absent: list[str] = field(default_factory=list)          # no VM (already gone): fine
+    failed: dict[str, str] = field(default_factory=dict)     # node -> why
+
+    def to_json(self) -> dict[str, Any]:
+        return {"deleted": self.deleted, "absent": self.absent, "failed": self.failed}
+
+
+def suspend(sky: Sky, names: list[str], log: SlurmLog, *, verb: str = "suspend") -> DeleteReport:
+    """Delete the VMs behind `names`; a name without a VM is already done (safe to repeat)."""
+    mapped = owned(sky.federation, names)
+    vms, errors = _vms(sky, list(mapped.by_group))
+    report = DeleteReport()
+    doomed = [vms[n] for n in names if n in vms]
+    failed_sites = delete_nodes(sky, doomed) if doomed else {}
+    for name in names:
+        node = vms.get(name)
+        if node is None:
+            if errors:
+                why = "no VM found, but " + ", ".join(sorted(errors)) + " did not answer"
+                report.failed[name] = why
+                log.line(f"{verb}-failed", name, None, why)
+            else:
+                report.absent.append(name)
+                log.line(verb, name, None, "no VM (already gone)")
+        elif node.site in failed_sites:
+            report.failed[name] = failed_sites[node.site].line()
+            log.line(f"{verb}-failed", name, node.site, failed_sites[node.site].line())
+        else:
+            report.deleted[name] = node.site
+            log.line(verb, name, node.site, "VM deleted")
+    return report
+
+
+def resume_fail(sky: Sky, names: list[str], log: SlurmLog) -> DeleteReport:
+    """Delete what is left of a failed resume, then POWER_DOWN: the node never stays DOWN."""
+    report = suspend(sky, names, log, verb="resume-fail")
+    power_down(names, "resume failed; VM deleted")
+    for name in names:
+        log.line("power-down", name, report.deleted.get(name), "back to POWER_DOWN")
+    return report
+
+
+# --- reconcile --------------------------------------------------------------------------------
+
+def reconcile(sky: Sky, log: SlurmLog, *, dry_run: bool = False) -> list[ReconcileAction]:
+    """Bring the clouds in line with Slurm: VMs behind powered-down nodes deleted, nodes DOWN
+    after a failed resume back to POWER_DOWN."""
+    fed = sky.federation
+    names = all_names(fed)
+    states = node_states(names)
+    vms, errors = _vms(sky, list(slurm_of(fed).groups))
+    if errors:
+        raise DriverError(f"{', '.join(sorted(errors))} did not answer: reconcile deletes nothing on a partial view")
+    actions = reconcile_actions(states, {n: v.site for n, v in vms.items()}, names)
+    if dry_run:
+        return actions
+    doomed = [vms[a.node] for a in actions if a.action == "delete-vm"]
+    failed = delete_nodes(sky, doomed) if doomed else {}
+    downs = [a.node for a in actions if a.action == "power-down"]
+    if downs:
+        power_down(downs, "reconcile: node was DOWN")
+    for a in actions:
+        site = vms[a.node].site if a.node in vms else None
+        if a.action == "delete-vm" and site in failed:
+            log.line("reconcile-failed", a.node, site, failed[site].line())
+        else:
+            log.line(f"reconcile {a.action}", a.node, site, a.why)
+    return actions

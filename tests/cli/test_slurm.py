@@ -1,0 +1,159 @@
+"""skyctl slurm resume/suspend/resume-fail/reconcile/config in-process, on the memory driver,
+with a stand-in scontrol that records its calls."""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from skyctl.testing.cli import Runner, federation
+
+
+def _slurm_federation(tmp_path: Path, **extra: Any) -> dict[str, Any]:
+    doc = federation(
+        home={"driver": "memory", "tier": "local", "instances": 2},
+        cc={"driver": "memory", "tier": "remote", "cost": 1, "instances": 8},
+    )
+    doc["bursting"] = [{"name": "overflow", "from": ["home"], "to": ["cc"]}]
+    doc["slurm"] = {"groups": {"skyb": {"nodes": "sky-[1-12]", "partition": "sky", "features": ["burst"],
+                                        "contexts": ["base"]}},
+                    "log": str(tmp_path / "slurm.log"), "programs_dir": str(tmp_path / "progs"), **extra}
+    return doc
+
+
+@pytest.fixture
+def scontrol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[str]]:
+    """A stand-in scontrol: `show nodes` prints tmp/nodes.txt, every call is recorded."""
+    calls = tmp_path / "scontrol.calls"
+    script = tmp_path / "scontrol"
+    script.write_text(f'#!/bin/sh\necho "$*" >> {calls}\n'
+                      f'case "$*" in *show*) cat {tmp_path}/nodes.txt 2>/dev/null;; esac\n')
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("SKYCTL_SCONTROL", str(script))
+    return lambda: calls.read_text().splitlines() if calls.exists() else []
+
+
+@pytest.fixture
+def slurm_sky(tmp_path: Path, sky_file: Callable[[dict[str, Any]], Path]) -> Path:
+    return sky_file(_slurm_federation(tmp_path))
+
+
+def _log(tmp_path: Path) -> list[str]:
+    return (tmp_path / "slurm.log").read_text().splitlines()
+
+
+def test_resume_launches_exactly_the_named_nodes_home_first_then_bursting(
+        run: Runner, slurm_sky: Path, tmp_path: Path, scontrol: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    resume_file = tmp_path / "resume.json"
+    resume_file.write_text(json.dumps({"jobs": [{"job_id": 7, "nodes": "sky-[1-3]"}], "all_nodes": "sky-[1-3]"}))
+    monkeypatch.setenv("SLURM_RESUME_FILE", str(resume_file))
+    r = run("slurm", "resume", "--wait", "sky-[1-3]")
+    assert r.code == 0, r.err
+    nodes = {n["name"]: n["site"] for n in run("ps", "skyb", "-o", "json").json()}
+    assert nodes == {"sky-1": "home", "sky-2": "home", "sky-3": "cc"}
+    log = _log(tmp_path)
+    created = [ln for ln in log if " resume sky-" in ln]
+    assert len(created) == 3 and any("sky-3 site=cc" in ln for ln in created), log
+    assert any("job 7" in ln for ln in log)
+    # Again: nothing new, each node kept.
+    assert run("slurm", "resume", "--wait", "sky-[1-3]").code == 0
+    assert len(run("ps", "skyb", "-o", "json").json()) == 3
+
+
+def test_suspend_deletes_and_is_safe_to_repeat(run: Runner, slurm_sky: Path, tmp_path: Path, scontrol: Any) -> None:
+    assert run("slurm", "resume", "--wait", "sky-[1-2]").code == 0
+    assert run("slurm", "suspend", "sky-[1-2]").code == 0
+    assert run("ps", "skyb", "-o", "json").json() == []
+    again = run("slurm", "suspend", "sky-[1-2]")
+    assert again.code == 0
+    assert sum("no VM (already gone)" in ln for ln in _log(tmp_path)) == 2
+
+
+def test_resume_fail_deletes_and_powers_down(run: Runner, slurm_sky: Path, scontrol: Any) -> None:
+    assert run("slurm", "resume", "--wait", "sky-1").code == 0
+    r = run("slurm", "resume-fail", "sky-1")
+    assert r.code == 0, r.err
+    assert run("ps", "skyb", "-o", "json").json() == []
+    assert any("State=POWER_DOWN_FORCE" in c and "NodeName=sky-1" in c for c in scontrol())
+
+
+def test_nodes_nowhere_placeable_go_back_to_power_down_at_once(run: Runner, slurm_sky: Path, tmp_path: Path,
+                                                                scontrol: Any) -> None:
+    r = run("slurm", "resume", "--wait", "sky-[1-12]")   # room for 2 at home + 8 on cc
+    assert r.code == 2 and "2 node(s) not created" in r.err
+    assert len(run("ps", "skyb", "-o", "json").json()) == 10
+    failed = [ln for ln in _log(tmp_path) if "resume-failed" in ln]
+    assert len(failed) == 2, _log(tmp_path)
+    assert [c for c in scontrol() if "update" in c and "POWER_DOWN_FORCE" in c]
+
+
+def test_unknown_names_and_bad_input_give_one_line_and_exit_2(run: Runner, slurm_sky: Path, tmp_path: Path,
+                                                              scontrol: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = run("slurm", "suspend", "gpu-1")
+    assert r.code == 2 and "not a skyctl node: gpu-1" in r.err
+    r = run("slurm", "resume", "--wait", "sky-[1")
+    assert r.code == 2 and "bad hostlist" in r.err
+    monkeypatch.setenv("SLURM_RESUME_FILE", str(tmp_path / "gone.json"))
+    r = run("slurm", "resume", "--wait", "sky-1,gpu-1")
+    assert r.code == 2
+    assert "does not exist" in r.err and "not a skyctl node: gpu-1" in r.err
+    assert [n["name"] for n in run("ps", "skyb", "-o", "json").json()] == ["sky-1"]  # still launched
+
+
+def test_slurmctld_unreachable_is_one_clear_line(run: Runner, slurm_sky: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    monkeypatch.setenv("SKYCTL_SCONTROL", str(tmp_path / "no-such-scontrol"))
+    r = run("slurm", "reconcile")
+    assert r.code == 1 and "scontrol not found" in r.err
+
+
+def test_reconcile_deletes_vms_behind_powered_down_nodes_and_clears_down_nodes(
+        run: Runner, slurm_sky: Path, tmp_path: Path, scontrol: Any) -> None:
+    assert run("slurm", "resume", "--wait", "sky-[1-2]").code == 0
+    (tmp_path / "nodes.txt").write_text(
+        "NodeName=sky-1 Arch=x86_64 State=IDLE+CLOUD+POWERED_DOWN Partitions=sky\n"
+        "NodeName=sky-2 State=IDLE Partitions=sky\n"
+        "NodeName=sky-3 State=DOWN+CLOUD+POWERED_DOWN Partitions=sky\n"
+        "NodeName=sky-4 State=IDLE+CLOUD+POWERED_DOWN Partitions=sky\n")
+    dry = run("slurm", "reconcile", "--dry-run", "-o", "json").json()
+    assert {(a["node"], a["action"]) for a in dry} == {("sky-1", "delete-vm"), ("sky-3", "power-down")}
+    assert len(run("ps", "skyb", "-o", "json").json()) == 2
+    done = run("slurm", "reconcile", "-o", "json").json()
+    assert all(a["done"] for a in done)
+    assert [n["name"] for n in run("ps", "skyb", "-o", "json").json()] == ["sky-2"]
+    assert any("NodeName=sky-3" in c and "POWER_DOWN_FORCE" in c for c in scontrol())
+
+
+def test_config_prints_the_slurm_conf_lines_and_writes_the_programs(run: Runner, slurm_sky: Path,
+                                                                     tmp_path: Path) -> None:
+    r = run("slurm", "config", "--write-programs")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    progs = tmp_path / "progs"
+    assert f"ResumeProgram={progs}/resume" in lines
+    assert f"ResumeFailProgram={progs}/resume-fail" in lines
+    assert "NodeName=sky-[1-12] CPUs=1 RealMemory=2048 State=CLOUD Feature=burst,skyctl-skyb" in lines
+    assert "PartitionName=sky Nodes=sky-[1-12] State=UP" in lines
+    resume = (progs / "resume").read_text()
+    assert f"SKYCTL_CONFIG={slurm_sky}" in resume and 'slurm resume "$@" </dev/null' in resume
+    assert (progs / "suspend").stat().st_mode & 0o111
+
+
+@pytest.mark.parametrize(("slurm", "path"), [
+    ({"groups": {"a": {"nodes": "x-[1-2]", "partition": "p"}, "b": {"nodes": "x-2", "partition": "p"}}},
+     "slurm.groups"),
+    ({"groups": {"a": {"nodes": "x-[1-", "partition": "p"}}}, "slurm.groups.a.nodes"),
+    ({"groups": {"a": {"nodes": "x-1", "partition": "p", "size": "huge"}}}, "slurm.groups.a.size"),
+])
+def test_bad_slurm_sections_name_their_field(run: Runner, sky_file: Callable[[dict[str, Any]], Path],
+                                             slurm: dict[str, Any], path: str) -> None:
+    doc = federation(home={"driver": "memory", "tier": "local"})
+    doc["slurm"] = slurm
+    sky_file(doc)
+    r = run("slurm", "config")
+    assert r.code == 2 and path in r.err, r.err

@@ -1,0 +1,278 @@
+"""The real Slurm tier's cluster, started once for the module and stopped whatever happens:
+a private munged, slurmctld with the lines `skyctl slurm config` prints, the sandbox federation
+as its cloud, and the node agent.
+
+The node agent stands in for the guest side of the slurm-worker profile: a sandbox VM is a
+directory and an SSH server, not a machine that can run slurmd, so for every slurm node whose
+VM runs on a sandbox cloud the agent runs that guest's `slurmd -D -b -N NAME` on this host
+(what the profile's `systemctl restart slurmd` starts), and stops it as soon as the VM is gone
+from the cloud (deleted, or killed by a test). Slurm therefore sees exactly the nodes whose VMs
+run, register with their names, run jobs and go idle.
+
+Nothing runs at import: collecting this folder in the default run (which deselects the
+`slurm` marker) costs nothing and needs no Slurm.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+SKYCTL = str(Path(sys.executable).with_name("skyctl"))
+GROUP = "skyb"
+NODES = [f"sky-{i}" for i in range(1, 9)]
+SUSPEND_TIME = 15
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    suspend_time = SUSPEND_TIME
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.home = root / "skyctl"
+        self.conf = root / "slurm.conf"
+        self.sky_yaml = root / "sky.yaml"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("SKYCTL_", "OS_", "ONE_", "SLURM_"))}
+        self.env.update(SKYCTL_HOME=str(self.home), HOME=str(root / "user"), NO_COLOR="1", SLURM_CONF=str(self.conf))
+        (root / "user").mkdir(parents=True, exist_ok=True)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.slurmd: dict[str, subprocess.Popen[bytes]] = {}
+        self.slurmd_started: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._agent: threading.Thread | None = None
+        self.agent_errors: list[str] = []
+        self.hold_slurmd = False     # a test's guest that never finishes booting: no new slurmd
+        self.resume_timeout = 45
+
+    # --- commands ---------------------------------------------------------------------------
+    def run(self, *argv: str, ok: tuple[int, ...] = (0,), timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(list(argv), env=self.env, capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode in ok, f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def sky(self, *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+        return self.run(SKYCTL, "--config", str(self.sky_yaml), *args, ok=ok)
+
+    def vms(self) -> list[dict[str, Any]]:
+        """The slurm group's VMs as the clouds list them."""
+        import json
+
+        return list(json.loads(self.sky("ps", GROUP, "-o", "json", ok=(0, 3)).stdout))
+
+    def scontrol(self, *args: str) -> str:
+        return self.run("scontrol", *args).stdout
+
+    def node_states(self) -> dict[str, str]:
+        out = self.scontrol("-o", "show", "nodes")
+        states = {}
+        for line in out.splitlines():
+            f = dict(p.split("=", 1) for p in line.split() if "=" in p)
+            states[f["NodeName"]] = f.get("State", "")
+        return states
+
+    # --- start ------------------------------------------------------------------------------
+    def start(self, *, home_instances: int = 4) -> None:
+        spec = self.root / "spec.yaml"
+        spec.write_text(yaml.safe_dump({"sites": {"home": {"quota": {"instances": home_instances}}}}))
+        self.run(SKYCTL, "sandbox", "up", "--spec", str(spec), "--boot-delay", "0.5", timeout=180)
+        self._write_federation()
+        self._start_munged()
+        self._write_slurm_conf()
+        self._start_slurmctld()
+        self._agent = threading.Thread(target=self._agent_loop, name="slurm-node-agent", daemon=True)
+        self._agent.start()
+
+    def _write_federation(self) -> None:
+        sandbox = yaml.safe_load((self.home / "state" / "sandbox" / "sky.yaml").read_text())
+        sandbox.pop("bursting", None)
+        sandbox["bursting"] = [{"name": "overflow", "from": ["home"], "to": ["cc", "sara"], "order": "cost"}]
+        sandbox["slurm"] = {
+            "groups": {GROUP: {"nodes": "sky-[1-8]", "partition": "sky", "features": ["burst"],
+                               "size": "small", "contexts": ["base", "slurm-worker"],
+                               "variables": {"controller": "127.0.0.1"}}},
+            "programs_dir": str(self.root / "programs"),
+            "log": str(self.root / "skyctl-slurm.log"),
+            "suspend_time": SUSPEND_TIME, "suspend_timeout": 10, "resume_timeout": self.resume_timeout,
+        }
+        self.sky_yaml.write_text(yaml.safe_dump(sandbox, sort_keys=False))
+
+    def _start_munged(self) -> None:
+        key = self.root / "munge.key"
+        key.write_bytes(os.urandom(1024))
+        key.chmod(0o400)
+        (self.root / "munge").mkdir(exist_ok=True)
+        self.munge_socket = self.root / "munge" / "munge.sock"
+        self.run("munged", "--force", f"--socket={self.munge_socket}", f"--key-file={key}",
+                 f"--pid-file={self.root / 'munge' / 'munged.pid'}", f"--log-file={self.root / 'munge' / 'munged.log'}",
+                 f"--seed-file={self.root / 'munge' / 'munged.seed'}")
+        # The secret the slurm-worker profile receives: from the programs' env file, never the federation file.
+        env = self.root / "programs" / "env"
+        env.parent.mkdir(exist_ok=True)
+        import base64
+
+        env.write_text(f"SKYCTL_VAR_munge_key={base64.b64encode(key.read_bytes()).decode()}\n"
+                       f"SLURM_CONF={self.conf}\n")
+        env.chmod(0o600)
+
+    def _write_slurm_conf(self) -> None:
+        generated = self.sky("slurm", "config", "--write-programs").stdout.splitlines()
+        self.ports = {name: free_port() for name in NODES}
+        ctl_port = free_port()
+        d = self.root
+        for sub in ("state", "spool", "log", "run"):
+            (d / sub).mkdir(exist_ok=True)
+        lines = [
+            "ClusterName=skytier",
+            f"SlurmctldHost={socket.gethostname()}(127.0.0.1)",
+            f"SlurmctldPort={ctl_port}",
+            f"AuthInfo=socket={self.munge_socket}",
+            "SlurmUser=root", "SlurmdUser=root",
+            f"StateSaveLocation={d / 'state'}",
+            f"SlurmdSpoolDir={d / 'spool'}/%n",
+            f"SlurmctldPidFile={d / 'run' / 'slurmctld.pid'}",
+            f"SlurmdPidFile={d / 'run'}/slurmd-%n.pid",
+            f"SlurmctldLogFile={d / 'log' / 'slurmctld.log'}",
+            f"SlurmdLogFile={d / 'log'}/slurmd-%n.log",
+            "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core",
+            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
+            "AccountingStorageType=accounting_storage/none", "JobCompType=jobcomp/none",
+            "JobAcctGatherType=jobacct_gather/none", "MpiDefault=none",
+            "SchedulerParameters=sched_interval=2", "MaxNodeCount=16",
+            "DebugFlags=Power", "SlurmctldDebug=info", "SlurmdDebug=info",
+            "InactiveLimit=0", "KillWait=5", "MinJobAge=300", "Waittime=0",
+        ]
+        for line in generated:
+            if line.startswith("NodeName="):
+                # One slurmd per node on this one host: each needs its own port.
+                rest = line.split(" ", 1)[1]
+                lines += [f"NodeName={n} NodeHostname=127.0.0.1 NodeAddr=127.0.0.1 Port={self.ports[n]} {rest}"
+                          for n in NODES]
+            elif line.startswith("PartitionName="):
+                lines.append(line + " Default=YES MaxTime=10")
+            else:
+                lines.append(line)
+        self.conf.write_text("\n".join(lines) + "\n")
+
+    def _start_slurmctld(self) -> None:
+        log = open(self.root / "log" / "slurmctld.out", "ab")
+        proc = subprocess.Popen(["slurmctld", "-D", "-c", "-i", "-f", str(self.conf)], env=self.env,
+                                stdout=log, stderr=log, start_new_session=True)
+        self.procs.append(proc)
+        for _ in range(60):
+            if subprocess.run(["scontrol", "ping"], env=self.env, capture_output=True).returncode == 0:
+                return
+            assert proc.poll() is None, (self.root / "log" / "slurmctld.log").read_text()[-3000:]
+            time.sleep(0.5)
+        raise AssertionError("slurmctld did not answer scontrol ping")
+
+    # --- the node agent ---------------------------------------------------------------------
+    def _agent_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                running = {v["name"] for v in self.vms() if v["state"] == "running"}
+                self._sync_slurmd(running)
+            except Exception as e:  # noqa: BLE001 - told to the test at the end
+                self.agent_errors.append(f"{type(e).__name__}: {e}")
+            self._stop.wait(0.5)
+
+    def _sync_slurmd(self, running: set[str]) -> None:
+        for name in sorted(running - set(self.slurmd)):
+            if name not in self.ports or self.hold_slurmd:
+                continue
+            log = open(self.root / "log" / f"slurmd-{name}.out", "ab")
+            self.slurmd[name] = subprocess.Popen(["slurmd", "-D", "-b", "-N", name, "-f", str(self.conf)],
+                                                 env=self.env, stdout=log, stderr=log, start_new_session=True)
+            self.slurmd_started[name] = self.slurmd_started.get(name, 0) + 1
+        for name in sorted(set(self.slurmd) - running):
+            self._stop_slurmd(name)
+
+    def _stop_slurmd(self, name: str) -> None:
+        proc = self.slurmd.pop(name)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)   # the VM is gone: its slurmd with it, jobs and all
+        proc.wait(timeout=10)
+
+    # --- waiting ----------------------------------------------------------------------------
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = check()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}\n{self.diagnostics()}")
+
+    def diagnostics(self) -> str:
+        parts = []
+        for name in ("skyctl-slurm.log", "log/slurmctld.log"):
+            p = self.root / name
+            if p.exists():
+                parts.append(f"--- {name} (tail)\n" + "\n".join(p.read_text(errors="replace").splitlines()[-40:]))
+        try:
+            parts.append("--- sinfo\n" + self.run("sinfo", "-N", "-l", ok=(0, 1)).stdout)
+            parts.append("--- squeue\n" + self.run("squeue", ok=(0, 1)).stdout)
+        except Exception as e:  # noqa: BLE001
+            parts.append(f"(sinfo failed: {e})")
+        return "\n".join(parts)
+
+    # --- stop -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+        if self._agent is not None:
+            self._agent.join(timeout=10)
+        for name in list(self.slurmd):
+            self._stop_slurmd(name)
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+        subprocess.run(["munged", "--stop", f"--socket={self.munge_socket}"], capture_output=True, timeout=30)
+        subprocess.run([SKYCTL, "sandbox", "down"], env=self.env, capture_output=True, timeout=120)
+
+
+def require_slurm() -> None:
+    missing = [t for t in ("slurmctld", "slurmd", "munged", "sbatch", "scontrol") if shutil.which(t) is None]
+    if missing:
+        import pytest
+
+        msg = f"{', '.join(missing)} not installed (apt-get install -y slurm-wlm munge)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    require_slurm()
+    # Short: munged's socket path must fit a sockaddr_un.
+    root = Path(tempfile.mkdtemp(prefix="skyslurm-"))
+    c = Cluster(root)
+    try:
+        c.start(home_instances=4)
+        yield c
+    finally:
+        c.stop()
+    assert not c.agent_errors[-3:], c.agent_errors[-3:]
