@@ -8,7 +8,9 @@ typer app with as many commands, the OpenStack client, and the slowest single si
 Goals (ratios unless named): help_vs_typer <= 1.2, help_vs_openstack <= 0.25,
 list1000_vs_osc <= 0.1, launch100_vs_ideal <= 1.2, ps3_vs_slowest <= 1.2,
 plan_10k_50_s <= 0.2, ps_rss_mib <= 60, rank_50_sites_24h_ms <= 5, simulate_10k_jobs_s <= 10,
-slurm_resume_return_s <= 1 (32 nodes), slurm_resume_vs_launch <= 1.1.
+slurm_resume_return_s <= 1 (32 nodes), slurm_resume_vs_launch <= 1.1,
+exec100_vs_openssh <= 1.0 (`skyctl exec` on 100 nodes vs the system ssh through `skyctl
+ssh-config`'s file with `xargs -P` at the same parallelism).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ BIN = Path(sys.executable).parent
 SKYCTL = str(BIN / "skyctl")
 GOALS = {"help_vs_typer": 1.2, "help_vs_openstack": 0.25, "list1000_vs_osc": 0.1, "launch100_vs_ideal": 1.2,
          "ps3_vs_slowest": 1.2, "plan_10k_50_s": 0.2, "ps_rss_mib": 60, "rank_50_sites_24h_ms": 5,
-         "simulate_10k_jobs_s": 10, "slurm_resume_return_s": 1.0, "slurm_resume_vs_launch": 1.1}
+         "simulate_10k_jobs_s": 10, "slurm_resume_return_s": 1.0, "slurm_resume_vs_launch": 1.1,
+         "exec100_vs_openssh": 1.0}
 
 
 def log(msg: str) -> None:
@@ -183,11 +186,11 @@ def bench_simulate(results: dict[str, Any], runs: int) -> None:
 class Sandbox:
     """`skyctl sandbox up` under a private SKYCTL_HOME; `down` at the end."""
 
-    def __init__(self, tmp: Path, spec: dict[str, Any]) -> None:
-        self.home = tmp / "sandbox-home"
+    def __init__(self, tmp: Path, spec: dict[str, Any], name: str = "sandbox") -> None:
+        self.home = tmp / f"{name}-home"
         self.env = {**os.environ, "SKYCTL_HOME": str(self.home), "NO_COLOR": "1"}
         self.env.pop("SKYCTL_CONFIG", None)
-        spec_file = tmp / "bench-spec.json"
+        spec_file = tmp / f"{name}-spec.json"
         spec_file.write_text(json.dumps(spec))
         subprocess.run([SKYCTL, "sandbox", "up", "--spec", str(spec_file)], env=self.env, check=True,
                        stdout=subprocess.DEVNULL)
@@ -291,6 +294,46 @@ def bench_sandbox(results: dict[str, Any], runs: int, tmp: Path, quick: bool) ->
         sb.down()
 
 
+# ---------------------------------------------------------------- exec vs the system ssh
+
+def bench_exec(results: dict[str, Any], runs: int, tmp: Path, quick: bool) -> None:
+    """`skyctl exec GROUP -- hostname` on every node vs what one would script instead: the
+    system ssh through `skyctl ssh-config`'s file, `xargs -P` at the same parallelism."""
+    ssh = shutil.which("ssh")
+    if ssh is None:
+        log("no ssh client: exec100_vs_openssh skipped")
+        return
+    count = 30 if quick else 100
+    parallel = 16  # skyctl exec's default
+    sb = Sandbox(tmp, {"boot_delay": 0.0, "sites": {"home": {"quota": {"instances": -1, "cores": -1,
+                                                                       "ram_mib": -1}}}}, name="exec")
+    try:
+        log(f"launching {count} nodes for exec")
+        subprocess.run([SKYCTL, "launch", "ex", "--count", str(count), "--site", "home", "--wait"], env=sb.env,
+                       check=True, stdout=subprocess.DEVNULL)
+        config = tmp / "exec.ssh"
+        config.write_text(subprocess.run([SKYCTL, "ssh-config", "ex"], env=sb.env, check=True, capture_output=True,
+                                         text=True).stdout)
+        nodes = json.loads(subprocess.run([SKYCTL, "ps", "ex", "-o", "json"], env=sb.env, check=True,
+                                          capture_output=True, text=True).stdout)
+        names = [n["name"] for n in nodes]
+
+        def both(targets: list[str], hosts: list[str]) -> tuple[float, float]:
+            listed = "\n".join(hosts) + "\n"
+            openssh = ["sh", "-c", f"printf '{listed}' | xargs -P {parallel} -I NODE {ssh} -F {config} NODE hostname"]
+            skyctl = [SKYCTL, "exec", *targets, "--parallel", str(parallel), "-o", "json", "--", "hostname"]
+            return median_pair(lambda: timed(skyctl, sb.env), lambda: timed(openssh, sb.env), max(3, runs // 2))
+
+        sky_t, ssh_t = both(["ex"], names)  # skyctl resolves the group; the ssh side gets the names ready-made
+        few_sky, few_ssh = both(names[:10], names[:10])
+        results.update(exec100_s=round(sky_t, 3), exec100_openssh_s=round(ssh_t, 3),
+                       exec100_vs_openssh=round(sky_t / ssh_t, 3), exec_nodes=count, exec_parallel=parallel,
+                       exec10_s=round(few_sky, 3), exec10_openssh_s=round(few_ssh, 3),
+                       exec100_marginal_vs_openssh=round((sky_t - few_sky) / max(ssh_t - few_ssh, 1e-3), 3))
+    finally:
+        sb.down()
+
+
 def bench_slurm(results: dict[str, Any], sb: Sandbox, tmp: Path, quick: bool) -> None:
     """`skyctl slurm resume` as slurmctld calls it: the time until it returns (the work goes on
     detached), and resume --wait of N nodes until all are created vs a plain launch of N."""
@@ -362,6 +405,8 @@ def main() -> int:
         bench_simulate(results, runs)
         log("sandbox")
         bench_sandbox(results, runs, tmp, args.quick)
+        log("exec vs OpenSSH")
+        bench_exec(results, runs, tmp, args.quick)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:

@@ -6,7 +6,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from skyctl.cli import context, groups, launch, nodes, sandbox, simulate, slurm, ssh
+    from skyctl.cli import access, context, groups, launch, nodes, sandbox, simulate, slurm, ssh
 
     app.command()(nodes.sites)
     app.command()(launch.launch)
@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
     app.command()(nodes.show)
     app.command()(nodes.delete)
     ssh.register(app)  # ssh, exec, cp, wait (they keep the words after -- for the node)
+    access.register(app)  # ssh-config, inventory
     app.command()(groups.scale)
     app.command()(groups.reconcile)
     groups.burst_app.command("simulate")(simulate.simulate)

@@ -3,6 +3,7 @@
 # No `from __future__ import annotations` here: typer reads every command's annotations at
 # each start, and string annotations cost it an eval each (about 10 ms of `skyctl --help`).
 
+import enum
 from typing import Annotated, Any
 
 import typer
@@ -27,11 +28,13 @@ def scale(
     """
     from skyctl.cli.runtime import open_sky
     from skyctl.errors import EXIT_PARTIAL
+    from skyctl.cli.nodes import forget_in_ssh_config
     from skyctl.ops.groups import scale as do_scale
 
     t = term()
     with open_sky() as sky:
         result = do_scale(sky, group, count)
+    forget_in_ssh_config([n.name for n in result.deleted])
     t.emit(result.to_json(), output, table=lambda d: None)
     launched = result.launched.created if result.launched else []
     t.info(f"{group}: {result.before} -> {result.before + len(launched) - len(result.deleted)} node(s) "
@@ -132,26 +135,38 @@ def _say_outcomes(result: Any) -> None:
             t.warn(f"could not move {o.move.node} to {o.move.to_site}: {o.error}")
 
 
+class LogFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
 @burst_app.command("watch")
 def burst_watch(
     interval: Annotated[float, typer.Option("--interval", min=1.0, help="Seconds between ticks.")] = 60.0,
-    ticks: Annotated[int, typer.Option("--ticks", min=0, help="Stop after this many ticks (0 = until Ctrl-C).")] = 0,
+    ticks: Annotated[int, typer.Option("--ticks", min=0, help="Stop after this many ticks (0 = until stopped).")] = 0,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", min=0, max=65535, metavar="PORT",
+        help="Serve Prometheus metrics on PORT (/metrics; 0 picks a free port). Needs skyctl[metrics].")] = None,
+    metrics_address: Annotated[str, typer.Option(
+        "--metrics-address", metavar="ADDR", help="Address the metrics listen on.")] = "127.0.0.1",
+    log_format: Annotated[LogFormat, typer.Option(
+        "--log-format", case_sensitive=False, help="text for people, json: one object per event "
+        "(ts, level, event, message, fields).")] = LogFormat.text,
 ) -> None:
-    """Run a bursting tick every --interval seconds until Ctrl-C (which stops cleanly between moves)."""
-    from skyctl.polling import iterate_timeout
+    """Run a bursting tick every --interval seconds, as a service or in a terminal.
 
-    t = term()
-    n = 0
-    try:
-        for _ in iterate_timeout(None, "the next tick", interval=interval):
-            result = _tick(False)
-            n += 1
-            moved = sum(o.ok for o in result.outcomes)
-            t.info(f"tick {n}: {moved} move(s)" + (f"; sites not answering: {', '.join(result.site_errors)}"
-                                                   if result.site_errors else ""))
-            _say_outcomes(result)
-            if ticks and n >= ticks:
-                return
-    except KeyboardInterrupt:
-        t.info(f"stopped after {n} tick(s)")
-        raise typer.Exit(0) from None
+    A site that is down, or a tick that fails, is logged and the next tick comes anyway.
+    SIGTERM (systemctl stop) lets the tick in progress finish, then exits 0; Ctrl-C stops
+    cleanly between moves. Events go to stderr (--log-format json for a log stack), metrics
+    to --metrics-port. See examples/systemd/ for a unit.
+
+    \b
+    Examples:
+      skyctl burst watch --interval 30
+      skyctl burst watch --metrics-port 9464 --log-format json
+      curl -s localhost:9464/metrics | grep skyctl_burst_nodes
+    """
+    from skyctl.cli.service import run_watch
+
+    run_watch(interval=interval, ticks=ticks, metrics_port=metrics_port, metrics_address=metrics_address,
+              log_format=log_format.value)

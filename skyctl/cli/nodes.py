@@ -114,10 +114,19 @@ def delete(
         if everyone_answered and not errors:
             for g in groups - remaining:
                 sky.state.delete_group(g)  # the whole group is gone
+    forget_in_ssh_config([n.name for n in deleted])
     t.info(f"deleted {len(deleted)} node(s)")
     term().emit([{"name": n.name, "site": n.site, "id": n.id} for n in deleted], output,
                 table=lambda rows: None)
     exit_partial({**listing.errors, **errors}, "answer")
+
+
+def forget_in_ssh_config(names: list[str]) -> None:
+    """Deleted nodes leave the file `skyctl ssh-config --write` keeps, if there is one."""
+    from skyctl.ops.access import forget_written
+
+    if names and forget_written(names):
+        term().detail(f"removed {len(names)} node(s) from the written ssh config")
 
 
 def sites(output: OutputOpt = OutputFormat.table) -> None:

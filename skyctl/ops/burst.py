@@ -38,6 +38,7 @@ class TickResult:
     rules: list[RuleTick] = field(default_factory=list)
     outcomes: list[MoveOutcome] = field(default_factory=list)
     site_errors: dict[str, str] = field(default_factory=dict)
+    nodes: list[Node] = field(default_factory=list)  # what the tick saw before its moves (for metrics)
 
     def to_json(self) -> dict[str, Any]:
         return {"rules": [r.to_json() for r in self.rules], "actions": [o.to_json() for o in self.outcomes],
@@ -63,7 +64,7 @@ def assess(sky: Sky, *, now: float | None = None) -> tuple[list[RuleTick], dict[
 
 def run_tick(sky: Sky, *, dry_run: bool = False) -> TickResult:
     ticks, nodes, site_errors = assess(sky)
-    result = TickResult(ticks, [], site_errors)
+    result = TickResult(ticks, [], site_errors, list(nodes.values()))
     if dry_run:
         return result
     for tick in ticks:

@@ -34,7 +34,7 @@ from paramiko.common import MSG_CHANNEL_REQUEST
 
 from skyctl.sandbox.guest.access import GuestAccess, guest_access
 from skyctl.sandbox.guest.boot import Boot
-from skyctl.sandbox.guest.sftp import RootedSftp
+from skyctl.sandbox.guest.sftp import GuestSftpServer, RootedSftp
 from skyctl.sandbox.world import SVM, SiteWorld
 
 log = logging.getLogger("skyctl.sandbox.ssh")
@@ -494,7 +494,7 @@ class VmSshFabric:
         try:
             transport = _GuestTransport(conn)
             transport.add_server_key(guest.host_key)
-            transport.set_subsystem_handler("sftp", paramiko.SFTPServer, RootedSftp, guest.root)
+            transport.set_subsystem_handler("sftp", GuestSftpServer, RootedSftp, guest.root)
             with guest.lock:
                 guest.transports = {t for t in guest.transports if t.is_active()}
                 guest.transports.add(transport)

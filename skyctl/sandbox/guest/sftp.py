@@ -13,6 +13,20 @@ import paramiko
 from paramiko.sftp import SFTP_OK, SFTP_PERMISSION_DENIED
 
 
+def set_attributes(path: str, attr: paramiko.SFTPAttributes) -> None:
+    """SETSTAT/FSETSTAT as sshd's sftp-server does them. Not paramiko's helper: it truncates a
+    file to zero before resizing it, so OpenSSH's scp (which sets the size after writing the
+    data, "truncating at N") would leave N zero bytes."""
+    if attr._flags & attr.FLAG_PERMISSIONS:
+        os.chmod(path, attr.st_mode)
+    if attr._flags & attr.FLAG_UIDGID:
+        os.chown(path, attr.st_uid, attr.st_gid)
+    if attr._flags & attr.FLAG_AMTIME:
+        os.utime(path, (attr.st_atime, attr.st_mtime))
+    if attr._flags & attr.FLAG_SIZE:
+        os.truncate(path, attr.st_size)
+
+
 class _SftpHandle(paramiko.SFTPHandle):
     def stat(self) -> Any:
         try:
@@ -22,10 +36,25 @@ class _SftpHandle(paramiko.SFTPHandle):
 
     def chattr(self, attr: paramiko.SFTPAttributes) -> int:
         try:
-            paramiko.SFTPServer.set_file_attr(self.filename, attr)
+            set_attributes(self.filename, attr)
             return SFTP_OK
         except OSError as e:
             return paramiko.SFTPServer.convert_errno(e.errno)
+
+
+class GuestSftpServer(paramiko.SFTPServer):
+    """paramiko's SFTP subsystem, ending its channel as OpenSSH's sshd does: with exit status 0.
+
+    OpenSSH's scp (SFTP mode, the default since 9.0) fails a copy whose session ended without
+    an exit status ("Exit status -1"), although every byte arrived.
+    """
+
+    def finish_subsystem(self) -> None:
+        try:
+            self.sock.send_exit_status(0)
+        except (OSError, EOFError):
+            pass  # the client is gone already
+        super().finish_subsystem()
 
 
 class RootedSftp(paramiko.SFTPServerInterface):
@@ -78,7 +107,7 @@ class RootedSftp(paramiko.SFTPServerInterface):
             fd = os.open(local, flags, mode if mode is not None else 0o644)
             if (flags & os.O_CREAT) and attr is not None:
                 attr._flags &= ~attr.FLAG_PERMISSIONS
-                paramiko.SFTPServer.set_file_attr(local, attr)
+                set_attributes(local, attr)
             if flags & os.O_WRONLY:
                 fmode = "ab" if flags & os.O_APPEND else "wb"
             elif flags & os.O_RDWR:
@@ -111,7 +140,7 @@ class RootedSftp(paramiko.SFTPServerInterface):
             local = self._local(path)
             os.mkdir(local)
             if attr is not None:
-                paramiko.SFTPServer.set_file_attr(local, attr)
+                set_attributes(local, attr)
             return SFTP_OK
         return self._do(go)
 
@@ -119,7 +148,7 @@ class RootedSftp(paramiko.SFTPServerInterface):
         return self._do(lambda: (os.rmdir(self._local(path)), SFTP_OK)[1])
 
     def chattr(self, path: str, attr: paramiko.SFTPAttributes) -> Any:
-        return self._do(lambda: (paramiko.SFTPServer.set_file_attr(self._local(path), attr), SFTP_OK)[1])
+        return self._do(lambda: (set_attributes(self._local(path), attr), SFTP_OK)[1])
 
     def readlink(self, path: str) -> Any:
         def go() -> str:
