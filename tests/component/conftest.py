@@ -61,3 +61,29 @@ def one_schema_errors() -> Callable[[str, str], list[str]]:
     """one_schema_errors(body, xsd): where an oned reply body breaks the official schema `xsd`
     (tests/fixtures/opennebula/xsd), one line each; [] when it is valid."""
     return _one_schema_errors
+
+
+@pytest.fixture
+def os_site(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
+    """A sandbox OpenStack site whose VMs are SSH guests (floating IPs, security groups)."""
+    from skyctl.sandbox.guest.server import VmSshFabric
+    from skyctl.testing.sandbox import start_openstack_site
+
+    s = start_openstack_site(tmp_path)
+    fabric = VmSshFabric(tmp_path / "vms")
+    fabric.start()
+    fabric.attach(s.world, 0)
+    try:
+        yield s, fabric
+    finally:
+        s.stop()
+        fabric.stop()
+
+
+@pytest.fixture
+def os_conn(os_site: tuple[Any, Any], connect: Callable[[Path, str], Any]) -> Iterator[Any]:
+    """openstacksdk's connection to `os_site`."""
+    site = os_site[0]
+    c = connect(site.clouds_yaml, site.cloud)
+    yield c
+    c.close()

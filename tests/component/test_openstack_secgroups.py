@@ -6,7 +6,7 @@ shows: Nova's 409 when "auto" could mean two of them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +20,11 @@ from skyctl.testing.sandbox import OpenStackSite as SandboxSite
 from skyctl.testing.sandbox import start_openstack_site as start_site
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[SandboxSite, VmSshFabric]]:
-    s = start_site(tmp_path)
-    fabric = VmSshFabric(tmp_path / "vms")
-    fabric.start()
-    fabric.attach(s.world, 0)
-    try:
-        yield s, fabric
-    finally:
-        s.stop()
-        fabric.stop()
-
-
-@pytest.fixture
-def conn(site: tuple[SandboxSite, VmSshFabric], connect: Callable[[Path, str], Any]) -> Iterator[Any]:
-    c = connect(site[0].clouds_yaml, site[0].cloud)
-    yield c
-    c.close()
-
-
-def _boot(conn: Any, name: str, **kw: Any) -> Any:
-    image = conn.image.find_image(IMAGE, ignore_missing=False)
-    flavor = conn.compute.find_flavor("m1.tiny", ignore_missing=False)
-    server = conn.compute.create_server(name=name, image_id=image.id, flavor_id=flavor.id, networks="auto", **kw)
-    return conn.compute.wait_for_server(server, interval=0.05, wait=30)
+def _boot(os_conn: Any, name: str, **kw: Any) -> Any:
+    image = os_conn.image.find_image(IMAGE, ignore_missing=False)
+    flavor = os_conn.compute.find_flavor("m1.tiny", ignore_missing=False)
+    server = os_conn.compute.create_server(name=name, image_id=image.id, flavor_id=flavor.id, networks="auto", **kw)
+    return os_conn.compute.wait_for_server(server, interval=0.05, wait=30)
 
 
 def _login(address: str, port: int, key: paramiko.PKey) -> None:
@@ -56,16 +36,16 @@ def _login(address: str, port: int, key: paramiko.PKey) -> None:
         transport.close()
 
 
-def _ssh_group(conn: Any, name: str, cidr: str = "0.0.0.0/0", port: int = 22) -> Any:
-    group = conn.network.create_security_group(name=name, description="ssh")
-    conn.network.create_security_group_rule(security_group_id=group.id, direction="ingress", ethertype="IPv4",
+def _ssh_group(os_conn: Any, name: str, cidr: str = "0.0.0.0/0", port: int = 22) -> Any:
+    group = os_conn.network.create_security_group(name=name, description="ssh")
+    os_conn.network.create_security_group_rule(security_group_id=group.id, direction="ingress", ethertype="IPv4",
                                             protocol="tcp", port_range_min=port, port_range_max=port,
                                             remote_ip_prefix=cidr)
     return group
 
 
-def test_the_default_group_lets_nothing_in_from_outside(conn: Any) -> None:
-    default = list(conn.network.security_groups(name="default"))
+def test_the_default_group_lets_nothing_in_from_outside(os_conn: Any) -> None:
+    default = list(os_conn.network.security_groups(name="default"))
     assert len(default) == 1
     rules = default[0].security_group_rules
     assert sorted((r["direction"], r["ethertype"]) for r in rules) == [
@@ -74,64 +54,64 @@ def test_the_default_group_lets_nothing_in_from_outside(conn: Any) -> None:
     assert all(r["remote_group_id"] == default[0].id for r in rules if r["direction"] == "ingress")
 
 
-def test_ssh_answers_only_with_a_group_allowing_it(conn: Any, site: tuple[SandboxSite, VmSshFabric]) -> None:
+def test_ssh_answers_only_with_a_group_allowing_it(os_conn: Any, os_site: tuple[SandboxSite, VmSshFabric]) -> None:
     key = new_host_key()
-    conn.compute.create_keypair(name="k", public_key=f"ssh-ed25519 {key.get_base64()} me@x")
-    closed = _boot(conn, "closed", key_name="k")
-    vm = site[0].world.get_vm(closed.id)
-    assert [g["name"] for g in conn.compute.get_server(closed.id).security_groups] == ["default"]
+    os_conn.compute.create_keypair(name="k", public_key=f"ssh-ed25519 {key.get_base64()} me@x")
+    closed = _boot(os_conn, "closed", key_name="k")
+    vm = os_site[0].world.get_vm(closed.id)
+    assert [g["name"] for g in os_conn.compute.get_server(closed.id).security_groups] == ["default"]
     with pytest.raises(paramiko.SSHException):
         _login(vm.address, vm.ssh_port, key)
 
-    group = _ssh_group(conn, "ssh-in")
-    opened = _boot(conn, "open", key_name="k", security_groups=[{"name": group.id}, {"name": "default"}])
-    vm2 = site[0].world.get_vm(opened.id)
+    group = _ssh_group(os_conn, "ssh-in")
+    opened = _boot(os_conn, "open", key_name="k", security_groups=[{"name": group.id}, {"name": "default"}])
+    vm2 = os_site[0].world.get_vm(opened.id)
     _login(vm2.address, vm2.ssh_port, key)
-    port = list(conn.network.ports(device_id=opened.id))[0]
-    default = next(iter(conn.network.security_groups(name="default")))
+    port = list(os_conn.network.ports(device_id=opened.id))[0]
+    default = next(iter(os_conn.network.security_groups(name="default")))
     assert sorted(port.security_group_ids) == sorted([group.id, default.id])
 
     # A rule for another address range does not let this client in.
-    elsewhere = _ssh_group(conn, "ssh-elsewhere", cidr="192.0.2.0/24")
-    far = _boot(conn, "far", key_name="k", security_groups=[{"name": elsewhere.name}])
-    vm3 = site[0].world.get_vm(far.id)
+    elsewhere = _ssh_group(os_conn, "ssh-elsewhere", cidr="192.0.2.0/24")
+    far = _boot(os_conn, "far", key_name="k", security_groups=[{"name": elsewhere.name}])
+    vm3 = os_site[0].world.get_vm(far.id)
     with pytest.raises(paramiko.SSHException):
         _login(vm3.address, vm3.ssh_port, key)
 
 
-def test_group_and_rule_errors_as_neutron_sends_them(conn: Any) -> None:
-    group = _ssh_group(conn, "dup")
+def test_group_and_rule_errors_as_neutron_sends_them(os_conn: Any) -> None:
+    group = _ssh_group(os_conn, "dup")
     with pytest.raises(os_exc.ConflictException, match="Security group rule already exists"):
-        conn.network.create_security_group_rule(security_group_id=group.id, direction="ingress", ethertype="IPv4",
+        os_conn.network.create_security_group_rule(security_group_id=group.id, direction="ingress", ethertype="IPv4",
                                                 protocol="tcp", port_range_min=22, port_range_max=22,
                                                 remote_ip_prefix="0.0.0.0/0")
     with pytest.raises(os_exc.BadRequestException, match="protocol"):
-        conn.network.create_security_group_rule(security_group_id=group.id, direction="ingress",
+        os_conn.network.create_security_group_rule(security_group_id=group.id, direction="ingress",
                                                 port_range_min=22, port_range_max=22)
-    default = next(iter(conn.network.security_groups(name="default")))
+    default = next(iter(os_conn.network.security_groups(name="default")))
     with pytest.raises(os_exc.ConflictException, match="default security group"):
-        conn.network.delete_security_group(default)
+        os_conn.network.delete_security_group(default)
     # Two groups with one name: Nova wants an id.
-    conn.network.create_security_group(name="dup")
-    image = conn.image.find_image(IMAGE, ignore_missing=False)
+    os_conn.network.create_security_group(name="dup")
+    image = os_conn.image.find_image(IMAGE, ignore_missing=False)
     with pytest.raises(os_exc.ConflictException, match="Multiple security groups found matching 'dup'"):
-        conn.compute.create_server(name="x", image_id=image.id, flavor_id="1", networks="auto",
+        os_conn.compute.create_server(name="x", image_id=image.id, flavor_id="1", networks="auto",
                                    security_groups=[{"name": "dup"}])
     # In use: not deleted; after the server, it goes.
-    server = _boot(conn, "user", security_groups=[{"name": group.id}])
+    server = _boot(os_conn, "user", security_groups=[{"name": group.id}])
     with pytest.raises(os_exc.ConflictException, match="in use"):
-        conn.network.delete_security_group(group)
-    conn.compute.delete_server(server)
-    conn.compute.wait_for_delete(server, interval=0.05, wait=30)
-    conn.network.delete_security_group(group)
-    assert conn.network.find_security_group(group.id) is None
+        os_conn.network.delete_security_group(group)
+    os_conn.compute.delete_server(server)
+    os_conn.compute.wait_for_delete(server, interval=0.05, wait=30)
+    os_conn.network.delete_security_group(group)
+    assert os_conn.network.find_security_group(group.id) is None
 
 
-def test_the_security_group_quota_is_neutrons(conn: Any) -> None:
+def test_the_security_group_quota_is_neutrons(os_conn: Any) -> None:
     for i in range(9):   # the default group counts: 10 in all
-        conn.network.create_security_group(name=f"g{i}")
+        os_conn.network.create_security_group(name=f"g{i}")
     with pytest.raises(os_exc.ConflictException, match=r"Quota exceeded for resources: \['security_group'\]"):
-        conn.network.create_security_group(name="one-too-many")
+        os_conn.network.create_security_group(name="one-too-many")
 
 
 def test_a_tenant_network_site_answers_nova_409_when_auto_could_mean_two(tmp_path: Path,
