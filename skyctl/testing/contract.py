@@ -13,7 +13,7 @@ offers, how to set the instance quota):
 
 from __future__ import annotations
 
-import time
+import contextlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import pytest
 
 from skyctl.drivers import Driver
+from skyctl.polling import Expired, iterate_timeout
 from skyctl.errors import DriverError, NotFound, QuotaExceeded
 from skyctl.model import (FLAVOR_UNUSABLE, Capability, Capacity, Flavor, ImageRef, Node, NodeSpec, NodeState, RenderedContext,
                           node_labels)
@@ -64,12 +65,15 @@ def make_spec(driver: Driver, target: ContractTarget, group: str, name: str, ind
 
 
 def wait_state(driver: Driver, node_id: str, want: set[NodeState], timeout: float) -> Node:
-    deadline = time.monotonic() + timeout
-    while True:
+    """The node once its state is in `want`, or as it is when `timeout` runs out (callers assert)."""
+    try:
+        for _ in iterate_timeout(timeout, f"node {node_id} to reach {sorted(s.value for s in want)}", interval=0.1):
+            node = driver.get(node_id)
+            if node.state in want:
+                break
+    except Expired:
         node = driver.get(node_id)
-        if node.state in want or time.monotonic() > deadline:
-            return node
-        time.sleep(0.1)
+    return node
 
 
 class DriverContract:
@@ -129,9 +133,10 @@ class DriverContract:
         assert running.group == group
 
         driver.delete([node.id])
-        deadline = time.monotonic() + target.settle
-        while driver.list({"group": group}) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        with contextlib.suppress(Expired):  # the assertion below names what is left
+            for _ in iterate_timeout(target.settle, f"group {group} to be gone", interval=0.1):
+                if not driver.list({"group": group}):
+                    break
         assert driver.list({"group": group}) == []
         driver.delete([node.id])  # deleting what is gone is success
 

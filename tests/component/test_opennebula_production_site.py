@@ -5,7 +5,6 @@ while a VM is being set up. Driven with pyone directly; messages as oned sends t
 
 from __future__ import annotations
 
-import time
 import xmlrpc.client
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pyone
 import pytest
 
+from skyctl.polling import iterate_timeout
 from skyctl.sandbox.opennebula.methods import OpenNebulaFront
 from skyctl.testing.sandbox import make_opennebula_world as make_world
 from skyctl.testing.sandbox import serving_opennebula as serving
@@ -115,9 +115,9 @@ def test_terminate_is_refused_while_the_vm_is_set_up(site) -> None:
     front, one = site
     front.world.settings.update(prolog_seconds=30, boot_seconds=0.05)
     vm_id = one.template.instantiate(0, "slow", False, SMALL, False)
-    deadline = time.monotonic() + 5
-    while one.vm.info(vm_id).LCM_STATE != 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    for _ in iterate_timeout(5, "the VM to be in PROLOG", interval=0.01):
+        if one.vm.info(vm_id).LCM_STATE == 1:
+            break
     assert (one.vm.info(vm_id).STATE, one.vm.info(vm_id).LCM_STATE) == (3, 1)    # ACTIVE/PROLOG
     with pytest.raises(pyone.OneActionException) as info:
         one.vm.action("terminate-hard", vm_id)
@@ -129,9 +129,9 @@ def test_terminate_is_refused_while_the_vm_is_set_up(site) -> None:
 def test_boot_failure_can_be_injected_and_the_vm_deleted() -> None:
     for front, one in _serve(boot_failure_rate=1.0, boot_seconds=0.05, prolog_seconds=0.05):
         vm_id = one.template.instantiate(0, "bad", False, SMALL, False)
-        deadline = time.monotonic() + 5
-        while one.vm.info(vm_id).LCM_STATE != 36 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        for _ in iterate_timeout(5, "the VM to be in BOOT_FAILURE", interval=0.01):
+            if one.vm.info(vm_id).LCM_STATE == 36:
+                break
         vm = one.vm.info(vm_id)
         assert (vm.STATE, vm.LCM_STATE) == (3, 36)                # BOOT_FAILURE
         assert "Error deploying virtual machine" in vm.USER_TEMPLATE["ERROR"]

@@ -4,13 +4,13 @@ time in PROLOG/BOOT and may fail there."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from skyctl.errors import ConfigError, InvalidRequest, Transient
 from skyctl.model import CAPACITY_FAULT, NodeState, RenderedContext, Resources
+from skyctl.polling import iterate_timeout
 from skyctl.sandbox.opennebula.methods import OpenNebulaFront
 from skyctl.site import SiteConfig
 from skyctl.testing.contract import ContractTarget, make_spec, wait_state
@@ -98,14 +98,16 @@ def test_delete_waits_out_prolog_and_leaves_nothing(front: OpenNebulaFront, one_
     front.world.settings.update(prolog_seconds=60, boot_seconds=0.05)
     d = driver(front, one_auth)
     nodes = [create(d, front, one_auth, f"p-{i}") for i in range(3)]
-    deadline = time.monotonic() + 10
-    while (any(d.get(n.id).extra["one_lcm_state"] != "PROLOG" for n in nodes)
-           and time.monotonic() < deadline):
-        time.sleep(0.02)
-    assert all(d.get(n.id).extra["one_lcm_state"] == "PROLOG" for n in nodes)
+    for _ in iterate_timeout(10, "the VMs to be in PROLOG", interval=0.02):
+        if all(d.get(n.id).extra["one_lcm_state"] == "PROLOG" for n in nodes):
+            break
+    before = front.world.request_count
     deleting = threading.Thread(target=d.delete, args=([n.id for n in nodes],))
     deleting.start()
-    time.sleep(0.3)
+    # Counted on the site, not timed: two rounds of refused terminates, and the driver goes on.
+    for _ in iterate_timeout(30, "the driver to try again after oned refused", interval=0.02):
+        if front.world.request_count >= before + 2 * len(nodes):
+            break
     assert deleting.is_alive() and len(front.world.live_vms()) == 3   # oned refuses: still trying
     for vm in front.world.live_vms():                                # the image copies finish
         vm.extra["one"]["phases"] = (0.0, 0.0, 0.0)
@@ -119,9 +121,9 @@ def test_delete_reports_a_vm_still_deleting(front: OpenNebulaFront, one_auth: Pa
     d = OpenNebulaDriver(SiteConfig(name="cc", driver="opennebula", request_timeout=5.0, ready_timeout=0.6,
                                     options=opts))
     node = create(d, front, one_auth, "s-0")
-    deadline = time.monotonic() + 10
-    while d.get(node.id).extra["one_lcm_state"] != "PROLOG" and time.monotonic() < deadline:
-        time.sleep(0.02)
+    for _ in iterate_timeout(10, "the VM to be in PROLOG", interval=0.02):
+        if d.get(node.id).extra["one_lcm_state"] == "PROLOG":
+            break
     with pytest.raises(Transient, match="still deleting.*Could not terminate VM"):
         d.delete([node.id])
 
