@@ -3,6 +3,12 @@ gets a `default` group that lets nothing in from outside (ingress only from its 
 egress open), as Neutron makes it; groups and rules are created and deleted with Neutron's
 shapes, texts and quotas. `admits` is what the sandbox's guests ask before they answer an SSH
 connection: the VM's groups must let the client's address in on the SSH port.
+
+Where the refusals come from: SecurityGroupNotFound, SecurityGroupInUse,
+SecurityGroupRuleNotFound and SecurityGroupRuleParameterConflict are Neutron's own exception
+texts (neutron/extensions/securitygroup.py); OverQuota is neutron_lib/exceptions/__init__.py
+("Quota exceeded for resources: ..."); the "Invalid input for X. Reason: ..." 400s are the
+API's attribute validation (neutron_lib/api/attributes.py and validators).
 """
 
 from __future__ import annotations
