@@ -15,7 +15,6 @@ Nova's 409.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +23,7 @@ import pytest
 
 from skyctl.errors import AuthError, InvalidRequest
 from skyctl.model import FLAVOR_UNUSABLE, NodeSpec, RenderedContext, node_labels
+from skyctl.polling import iterate_timeout
 from skyctl.site import SiteConfig
 from skyctl_openstack.driver import OpenStackDriver
 from skyctl_openstack.network import ssh_group_name
@@ -40,12 +40,11 @@ def _driver(real: Any, **options: Any) -> OpenStackDriver:
 
 
 def _wait_gone(real: Any, server_ids: list[str]) -> None:
-    deadline = time.monotonic() + 60
     for sid in server_ids:
         real.conn.compute.delete_server(sid, ignore_missing=True)
-    while any(real.conn.compute.find_server(sid) for sid in server_ids):
-        assert time.monotonic() < deadline, "servers are not going away"
-        time.sleep(0.3)
+    for _ in iterate_timeout(60, "the servers to go away", interval=0.3):
+        if not any(real.conn.compute.find_server(sid) for sid in server_ids):
+            break
 
 
 @pytest.fixture(scope="module")
@@ -56,14 +55,12 @@ def own_network(real_cloud: Any) -> Iterator[Any]:
     net = conn.network.create_network(name=OWN_NETWORK)
     conn.network.create_subnet(network_id=net.id, name=f"{OWN_NETWORK}-subnet", ip_version=4, cidr="10.98.0.0/24")
     yield net
-    deadline = time.monotonic() + 60
-    while True:
+    for _ in iterate_timeout(60, "the test network to be free to delete", interval=0.5):
         try:
             conn.network.delete_network(net, ignore_missing=True)
             break
         except Exception:  # noqa: BLE001 - ports of servers being deleted: try again
-            assert time.monotonic() < deadline, "the test network is still in use"
-            time.sleep(0.5)
+            continue
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +111,10 @@ def test_unset_network_takes_the_project_own_and_the_ssh_group_is_made_once(
             == [("tcp", 22, 22, "0.0.0.0/0")]
         default = next(iter(real_cloud.conn.network.security_groups(name="default",
                                                                      project_id=real_cloud.project_id)))
-        deadline = time.monotonic() + 60
         for sid in made:
-            while not (ports := list(real_cloud.conn.network.ports(device_id=sid))):
-                assert time.monotonic() < deadline, "no port was made for the server"
-                time.sleep(0.3)
+            for _ in iterate_timeout(60, f"a port for server {sid}", interval=0.3):
+                if ports := list(real_cloud.conn.network.ports(device_id=sid)):
+                    break
             assert ports[0].network_id == own_network.id
             assert sorted(ports[0].security_group_ids) == sorted([groups[0].id, default.id])
     finally:

@@ -23,13 +23,14 @@ import subprocess
 import sys
 import threading
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from skyctl.polling import Expired, iterate_timeout
 
 SKYCTL = str(Path(sys.executable).with_name("skyctl"))
 GROUP = "skyb"
@@ -177,12 +178,13 @@ class Cluster:
         proc = subprocess.Popen(["slurmctld", "-D", "-c", "-i", "-f", str(self.conf)], env=self.env,
                                 stdout=log, stderr=log, start_new_session=True)
         self.procs.append(proc)
-        for _ in range(60):
-            if subprocess.run(["scontrol", "ping"], env=self.env, capture_output=True).returncode == 0:
-                return
-            assert proc.poll() is None, (self.root / "log" / "slurmctld.log").read_text()[-3000:]
-            time.sleep(0.5)
-        raise AssertionError("slurmctld did not answer scontrol ping")
+        try:
+            for _ in iterate_timeout(30, "slurmctld to answer scontrol ping", interval=0.5):
+                if subprocess.run(["scontrol", "ping"], env=self.env, capture_output=True).returncode == 0:
+                    return
+                assert proc.poll() is None, (self.root / "log" / "slurmctld.log").read_text()[-3000:]
+        except Expired:
+            raise AssertionError("slurmctld did not answer scontrol ping") from None
 
     # --- the node agent ---------------------------------------------------------------------
     def _agent_loop(self) -> None:
@@ -213,13 +215,14 @@ class Cluster:
 
     # --- waiting ----------------------------------------------------------------------------
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
-        deadline = time.monotonic() + timeout
         last = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(interval)
+        try:
+            for _ in iterate_timeout(timeout, what, interval=interval):
+                last = check()
+                if last:
+                    return last
+        except Expired:
+            pass
         raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}\n{self.diagnostics()}")
 
     def diagnostics(self) -> str:
