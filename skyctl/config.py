@@ -44,6 +44,30 @@ class SizeConfig(Strict):
         return parse_memory_mib(self.memory)
 
 
+IMAGE_POLICIES = ("trust", "verify", "require-signed")
+# Keys of a logical image that bind it to an endorsed list entry (the rest name sites).
+BINDING_KEYS = ("list", "identifier", "title", "version", "policy")
+
+
+class ImageListConfig(Strict):
+    """A trusted HEPiX image list: where it is published, whose signature it must carry."""
+
+    url: str | None = None
+    trust: str = Field(min_length=1)     # PEM: the endorser's certificate or its CA(s)
+    subject: str = Field(min_length=1)   # the signer's DN, OpenSSL slash form (/C=../CN=..)
+
+
+@dataclass(frozen=True)
+class ImageBinding:
+    """A logical image bound to one entry of an endorsed list, by identifier or title+version."""
+
+    list: str | None = None
+    identifier: str | None = None
+    title: str | None = None
+    version: str | None = None
+    policy: str | None = None
+
+
 class Defaults(Strict):
     image: str | None = None
     size: str | None = None
@@ -126,7 +150,8 @@ def expand_hostlist(text: str) -> list[str]:
 
 class _FederationModel(Strict):
     sites: dict[str, SiteConfig] = Field(min_length=1)
-    images: dict[str, dict[str, str | int]] = {}
+    images: dict[str, dict[str, str | int] | str] = {}
+    image_lists: dict[str, ImageListConfig] = {}
     sizes: dict[str, SizeConfig] = {}
     bursting: list[dict[str, Any]] = []
     defaults: Defaults = Defaults()
@@ -151,17 +176,47 @@ class _FederationModel(Strict):
     @model_validator(mode="after")
     def _cross_refs(self) -> _FederationModel:
         for logical, per_site in self.images.items():
+            if logical == "policy":
+                if per_site not in IMAGE_POLICIES:
+                    raise FieldProblem(f"must be one of {', '.join(IMAGE_POLICIES)}", path="images.policy")
+                continue
+            if isinstance(per_site, str):
+                raise FieldProblem("must map sites to image names (and may bind a list entry)",
+                                   path=f"images.{logical}")
             for site in per_site:
+                if site in BINDING_KEYS:
+                    continue
                 if site not in self.sites:
                     raise FieldProblem(f"unknown site {site!r}", path=f"images.{logical}.{site}")
+            _check_binding(logical, per_site, self.image_lists)
         for group, nodeset in (self.slurm.groups.items() if self.slurm else ()):
             image = nodeset.image or self.defaults.image
-            if image not in self.images:
+            if image not in self.images or image == "policy":
                 raise FieldProblem(f"unknown image {image!r}", path=f"slurm.groups.{group}.image")
             size = nodeset.size or self.defaults.size
             if size not in self.sizes:
                 raise FieldProblem(f"unknown size {size!r}", path=f"slurm.groups.{group}.size")
         return self
+
+
+def _check_binding(logical: str, spec: Mapping[str, Any], lists: Mapping[str, Any]) -> None:
+    path = f"images.{logical}"
+    for key in BINDING_KEYS:
+        if key in spec and not isinstance(spec[key], str):
+            raise FieldProblem("must be a string", path=f"{path}.{key}")
+    if "policy" in spec and spec["policy"] not in IMAGE_POLICIES:
+        raise FieldProblem(f"must be one of {', '.join(IMAGE_POLICIES)}", path=f"{path}.policy")
+    bound = [k for k in ("identifier", "title", "version") if k in spec]
+    if "list" not in spec:
+        if bound:
+            raise FieldProblem("needs 'list' (the image list the entry is in)", path=f"{path}.{bound[0]}")
+        return
+    if spec["list"] not in lists:
+        raise FieldProblem(f"unknown image list {spec['list']!r} (declare it under image_lists)",
+                           path=f"{path}.list")
+    if "identifier" not in spec and "title" not in spec:
+        raise FieldProblem("a list entry is named by 'identifier', or by 'title' (and 'version')",
+                           path=f"{path}.list")
 
 
 @dataclass(frozen=True)
@@ -176,6 +231,9 @@ class Federation:
     source: Path | None = None
     energy: Mapping[str, Any] = field(default_factory=dict)  # site -> policy.energy.EnergyModel
     slurm: SlurmConfig | None = None
+    image_lists: Mapping[str, ImageListConfig] = field(default_factory=dict)  # trust paths made absolute
+    image_bindings: Mapping[str, ImageBinding] = field(default_factory=dict)
+    image_policy: str = "trust"    # the federation's images.policy; a binding's own policy wins
 
     def site(self, name: str) -> SiteConfig:
         try:
@@ -231,12 +289,24 @@ def parse(data: Any, *, source: Path | None = None, validate_drivers: bool = Tru
 
         rules = tuple(parse_rules(model.bursting, sites=sites, path="bursting", source=src))
 
-    images = {k: {s: str(v) for s, v in per.items()} for k, per in model.images.items()}
+    images: dict[str, dict[str, str]] = {}
+    bindings: dict[str, ImageBinding] = {}
+    for k, per in model.images.items():
+        if isinstance(per, str):
+            continue  # images.policy
+        images[k] = {s: str(v) for s, v in per.items() if s not in BINDING_KEYS}
+        if any(key in per for key in BINDING_KEYS):
+            bindings[k] = ImageBinding(**{key: str(per[key]) for key in BINDING_KEYS if key in per})
+    base = source.parent if source else Path.cwd()
+    image_lists = {name: lst.model_copy(update={"trust": str(base / Path(lst.trust).expanduser())})
+                   for name, lst in model.image_lists.items()}
+    policy = model.images.get("policy")
     if model.defaults.size and model.defaults.size not in model.sizes:
         raise ConfigError(f"unknown size {model.defaults.size!r}", path="defaults.size", source=src)
     return Federation(sites=sites, images=images, sizes=dict(model.sizes), rules=rules,
                       defaults=model.defaults, source=source, energy=energy,
-                      slurm=model.slurm)
+                      slurm=model.slurm, image_lists=image_lists, image_bindings=bindings,
+                      image_policy=policy if isinstance(policy, str) else "trust")
 
 
 def _energy_models(sites: Mapping[str, SiteConfig], source: Path | None, src: str | None) -> dict[str, Any]:

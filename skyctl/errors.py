@@ -92,6 +92,15 @@ class NoSiteAnswered(SkyError):
     exit_code = EXIT_UNREACHABLE
 
 
+class ImageListError(SkyError):
+    """An image list that cannot be trusted: bad signature, wrong signer, expired, malformed.
+    Nothing is imported when it is raised."""
+
+
+class ImageCheckFailed(SkyError):
+    """An image's bytes do not hash to what the endorsed list (or skyctl's record) says."""
+
+
 # ---------------------------------------------------------------- driver errors
 # Every driver converts its SDK's exceptions into exactly one of these, at its edge.
 

@@ -6,7 +6,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from skyctl.cli import access, context, groups, launch, nodes, sandbox, simulate, slurm, ssh
+    from skyctl.cli import access, context, groups, images, launch, nodes, sandbox, simulate, slurm, ssh
 
     app.command()(nodes.sites)
     app.command()(launch.launch)
@@ -21,5 +21,6 @@ def register(app: typer.Typer) -> None:
     groups.burst_app.command("simulate")(simulate.simulate)
     app.add_typer(groups.burst_app, name="burst")
     app.add_typer(context.app, name="context")
+    app.add_typer(images.app, name="image")
     app.add_typer(sandbox.app, name="sandbox")
     app.add_typer(slurm.app, name="slurm")

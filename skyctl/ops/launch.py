@@ -84,9 +84,12 @@ class LaunchResult:
 
 
 def catalog_of(sky: Sky) -> Catalog:
+    from skyctl.ops.images import endorsements
+
     fed = sky.federation
     return Catalog(images=fed.images,
-                   sizes={k: Resources(v.cpus, v.memory_mib) for k, v in fed.sizes.items()})
+                   sizes={k: Resources(v.cpus, v.memory_mib) for k, v in fed.sizes.items()},
+                   endorsed=endorsements(fed))
 
 
 def snapshot(sky: Sky, sites: list[str] | None = None,
@@ -110,8 +113,13 @@ def snapshot(sky: Sky, sites: list[str] | None = None,
                                 capacity=capacity, flavors=flavors, images=tuple(images.result()),
                                 custom_sizes=custom, energy=sky.federation.energy.get(cfg.name))
 
+    from skyctl.ops.images import with_recorded
+    from skyctl.images.store import recorded_hashes
+
     names = list(sites) if sites is not None else sky.site_names
-    found, failed = sky.gather(look, names, retry=False)  # `look` retries each read itself
+    found, failed = sky.gather(look, names, retry=False)
+    recorded = recorded_hashes()
+    found = {n: replace(s, images=with_recorded(n, s.images, recorded)) for n, s in found.items()}  # `look` retries each read itself
     if errors is not None:
         errors.update(failed)
     out: list[SiteSnapshot] = []

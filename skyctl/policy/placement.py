@@ -19,6 +19,7 @@ from typing import Any
 
 from skyctl.model import FLAVOR_UNUSABLE, Capacity, Flavor, ImageRef, Limit, Resources, Tier
 from skyctl.policy.energy import EnergyModel, Footprint, footprint
+from skyctl.policy.images import Endorsed, refusal
 from skyctl.policy.rules import DEFAULT_DURATION_S, Rule, RuleOrder, Weights, rule_for
 
 
@@ -69,7 +70,9 @@ class Reason:
     """Why a site was chosen or passed over: a stable `code` for scripts, a `text` for people.
 
     Codes: no_answer, marked_full, not_in_rule, no_image, no_flavor, quota, hosts_full,
-    overflow_line (the rule keeps room free on a local site), and the rank of a candidate:
+    overflow_line (the rule keeps room free on a local site), image_mismatch, image_unverified,
+    image_unsigned (images.policy, see skyctl.policy.images), replicate (the image is copied
+    there first), and the rank of a candidate:
     tier_order (local site), rule_order (listed by the rule), cost_order (remote, by cost),
     carbon_order (remote, by gCO2), weighted_order (remote, by the weighted scaled terms).
     """
@@ -161,6 +164,7 @@ class Catalog:
 
     images: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     sizes: Mapping[str, Resources] = field(default_factory=dict)
+    endorsed: Mapping[str, Endorsed] = field(default_factory=dict)   # logical image -> its endorsement
 
 
 def _no_image(text: str) -> tuple[None, Reason]:
@@ -319,6 +323,10 @@ def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (
         image, no_image = pick_image(req, site, catalog)
         if image is None:
             skip(no_image or Reason("no_image", "no image"))
+            continue
+        refused = refusal(image, req.image, catalog.endorsed.get(req.image))
+        if refused is not None:
+            skip(Reason(*refused))
             continue
         flavor, no_flavor = pick_flavor(req, site, catalog)
         if flavor is None:

@@ -73,17 +73,40 @@ class SFlavor:
 
 @dataclass(frozen=True)
 class SImage:
+    """An image. A seeded one's bytes are its name (`tampered`: a different copy, as a site
+    holding a corrupted or substituted image has); an uploaded one's live in `path`, hashed
+    as they arrived. `status` follows Glance (queued -> saving -> active) or OpenNebula
+    (LOCKED -> READY)."""
+
     id: str
     name: str
     size: int = 1024
+    tampered: bool = False
+    path: str | None = None            # uploaded bytes on disk
+    md5: str | None = None             # of the uploaded bytes
+    sha512_value: str | None = None
+    status: str = "active"
+    disk_format: str | None = "qcow2"
+    container_format: str | None = "bare"
+    datastore: int = 1
+    created: float = 0.0
 
     @property
-    def checksum(self) -> str:
-        return hashlib.md5(self.name.encode(), usedforsecurity=False).hexdigest()
+    def content(self) -> bytes:
+        """A seeded image's bytes."""
+        return self.name.encode() + (b" (tampered copy)" if self.tampered else b"")
 
     @property
-    def sha512(self) -> str:
-        return hashlib.sha512(self.name.encode()).hexdigest()
+    def checksum(self) -> str | None:
+        if self.path is not None or self.status != "active":
+            return self.md5
+        return hashlib.md5(self.content, usedforsecurity=False).hexdigest()
+
+    @property
+    def sha512(self) -> str | None:
+        if self.path is not None or self.status != "active":
+            return self.sha512_value
+        return hashlib.sha512(self.content).hexdigest()
 
 
 @dataclass
@@ -155,6 +178,7 @@ class SiteWorld:
         self.settings: dict[str, Any] = {}
         self.flavors = {f.id: f for f in flavors}
         self.images = {i.id: i for i in images}
+        self.image_dir: str | None = None   # where uploaded image bytes go (set by the server)
         self.host_cpus = host_cpus
         self.host_ram_mib = host_ram_mib
         self.faults = Faults()

@@ -8,6 +8,7 @@ raise NotFound. It passes the driver contract suite (`skyctl.testing.contract`).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 from collections.abc import Sequence
@@ -29,6 +30,9 @@ class MemoryOptions(BaseModel):
     cores: int = 16
     ram_mib: int = 32768
     images: list[str] = ["alma9", "ubuntu-24.04"]
+    # Glance-like sha512 per image name; an image not named here hashes as sha512(name), so a
+    # test can give one site a wrong copy of an image.
+    image_sha512: dict[str, str] = {}
     auth_ok: bool = True
     down: bool = False
     user: str = "memory-user"  # who the cloud knows the caller as (its owner label)
@@ -113,7 +117,11 @@ class MemoryDriver(Driver):
 
     def images(self) -> list[ImageRef]:
         self._check()
-        return [ImageRef(f"img-{name}", name, checksum=f"md5-{name}") for name in self.options.images]
+        return [ImageRef(f"img-{name}", name, checksum=f"md5-{name}",
+                         extra={"os_hash_algo": "sha512",
+                                "os_hash_value": self.options.image_sha512.get(name)
+                                or hashlib.sha512(name.encode()).hexdigest()})
+                for name in self.options.images]
 
     def create(self, spec: NodeSpec, name: str, context: RenderedContext) -> Node:
         self._check()

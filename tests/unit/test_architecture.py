@@ -40,17 +40,19 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "skyctl.config": (*BOTTOM, "skyctl.site", "skyctl.policy", "skyctl.drivers"),
     "skyctl.drivers": (*BOTTOM, "skyctl.site"),
     "skyctl.state": BOTTOM,
+    "skyctl.images": (*BOTTOM, "skyctl.images"),  # image lists: parse, S/MIME check, store
     "skyctl.ssh": (*BOTTOM, "skyctl.site", "skyctl.keys"),
     "skyctl.sandbox": (*BOTTOM, "skyctl.sandbox", "skyctl.site", "skyctl.config", "skyctl.policy", "skyctl.context"),
     "skyctl.ops": (*BOTTOM, "skyctl.ops", "skyctl.policy", "skyctl.context", "skyctl.site", "skyctl.config",
-                   "skyctl.drivers", "skyctl.state", "skyctl.ssh", "skyctl.keys"),
+                   "skyctl.drivers", "skyctl.state", "skyctl.ssh", "skyctl.keys", "skyctl.images"),
     "skyctl.cli": ("skyctl",),
     "skyctl.testing": (*BOTTOM, "skyctl.testing", "skyctl.site", "skyctl.drivers", "skyctl.sandbox"),
     "skyctl.__main__": ("skyctl.cli",),
 }
 SDKS = {"openstack": "skyctl_openstack", "keystoneauth1": "skyctl_openstack", "pyone": "skyctl_opennebula"}
 PARAMIKO_OK = ("skyctl.ssh", "skyctl.sandbox")
-KEYGEN_OK = ("skyctl.keys", "skyctl.sandbox")  # cryptography: skyctl's key pair; the sandbox's own keys
+# cryptography: skyctl's key pair; the sandbox's own keys; the signer of an image list
+KEYGEN_OK = ("skyctl.keys", "skyctl.sandbox", "skyctl.images.smime", "skyctl.testing.imagelists")
 PYTEST_OK = ("skyctl.testing.plugin", "skyctl.testing.contract")
 
 
