@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -87,6 +87,23 @@ class Driver(abc.ABC):
 
     def console_log(self, node_id: str) -> str:
         raise Unsupported(f"{self.name} driver has no console log", site=self.site_name)
+
+    # -- images (capabilities IMAGE_UPLOAD / IMAGE_DOWNLOAD / IMAGE_FROM_URL)
+    def upload_image(self, name: str, data: Any, size: int, *, disk_format: str = "qcow2") -> ImageRef:
+        """Create an image and send its bytes, iterating `data` (chunks; `len(data)` = size).
+        Returns the image as the cloud now reports it (with its own hash, where it keeps one)."""
+        raise Unsupported(f"{self.name} driver cannot upload images", site=self.site_name)
+
+    def download_image(self, image_id: str) -> Iterator[bytes]:
+        """The image's bytes, streamed in chunks."""
+        raise Unsupported(f"{self.name} driver cannot download images", site=self.site_name)
+
+    def import_image_url(self, name: str, url: str, *, disk_format: str = "qcow2", timeout: float = 1800) -> ImageRef:
+        """Have the cloud fetch `url` into a new image; returns once the image is usable."""
+        raise Unsupported(f"{self.name} driver cannot import images from a URL", site=self.site_name)
+
+    def delete_image(self, image_id: str) -> None:
+        raise Unsupported(f"{self.name} driver cannot delete images", site=self.site_name)
 
     def prepare_access(self, nodes: Sequence[Node]) -> list[Node]:
         """Make running nodes reachable before the SSH readiness check and return them with

@@ -62,6 +62,9 @@ class Capability(str, enum.Enum):
     SERVER_SIDE_LABEL_FILTER = "server_side_label_filter"
     FLOATING_IP = "floating_ip"
     CUSTOM_SIZES = "custom_sizes"  # any cpus/memory is accepted (OpenNebula); no flavor list
+    IMAGE_UPLOAD = "image_upload"      # upload_image: skyctl sends the bytes (Glance)
+    IMAGE_DOWNLOAD = "image_download"  # download_image: skyctl reads the bytes (Glance)
+    IMAGE_FROM_URL = "image_from_url"  # import_image_url: the cloud fetches a URL (OpenNebula PATH)
 
 
 # ---------------------------------------------------------------- sizes and units

@@ -66,3 +66,60 @@ def list_(output: OutputOpt = OutputFormat.table) -> None:
         rows, errors = image_report(sky)
     term().emit(rows, output, table=_table)
     exit_partial(errors)
+
+
+class _Bar:
+    """Bytes, total and rate on a terminal (rich's transfer columns); silent when piped."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> "_Bar":
+        t = term()
+        if t.err.is_terminal:
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                     TransferSpeedColumn(), TimeRemainingColumn(), console=t.err, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=None)
+        return self
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+@app.command()
+def replicate(
+    name: Annotated[str, typer.Argument(metavar="IMAGE", help="A logical image bound to an endorsed list entry.")],
+    to: Annotated[str, typer.Option("--to", metavar="SITE", help="The site that needs a copy.")],
+    from_: Annotated[str | None, typer.Option("--from", metavar="SITE|URL",
+                                              help="Where to read it (default: a site holding a verified copy, "
+                                                   "else the list's hv:uri).")] = None,
+    output: OutputOpt = OutputFormat.table,
+) -> None:
+    """Copy an endorsed image to SITE: stream it, hash it as it streams, upload it, check the
+    hash the cloud reports, and map the logical image to the new copy there.
+
+    A copy whose bytes do not hash to the endorsed sha512 is deleted and the command fails.
+    OpenNebula sites fetch the image themselves from a URL (the list's hv:uri or --from URL);
+    skyctl hashes the same URL and records that hash, as OpenNebula keeps none.
+    """
+    from skyctl.cli.runtime import open_sky
+    from skyctl.ops.replicate import replicate as run
+
+    with open_sky() as sky, _Bar(f"{name} -> {to}") as bar:
+        info = run(sky, name, to, source=from_, progress=bar)
+    if output is OutputFormat.table and info["status"] == "present":
+        term().info(f"{to} already holds a verified copy of {name} ({info['id']})")
+    term().emit(info, output, table=lambda d: term().table(
+        ["IMAGE", "SITE", "ID", "NAME", "SOURCE", "BYTES", "STATUS"],
+        [(d["image"], d["site"], d["id"], d["name"], d["source"] or "-", d["bytes"], d["status"])]))

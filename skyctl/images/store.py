@@ -82,3 +82,23 @@ def record_hash(site: str, image_id: str, sha512: str) -> None:
     data = recorded_hashes()
     data.setdefault(site, {})[image_id] = sha512
     write_private(_hashes_path(), json.dumps(data, indent=1, sort_keys=True))
+
+
+def _replicas_path() -> Path:
+    return data_dir() / "image-replicas.json"
+
+
+def replicas() -> dict[str, dict[str, str]]:
+    """{logical image: {site: image id}}: copies skyctl made (or found) and checked."""
+    try:
+        data: Any = json.loads(_replicas_path().read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
+    return {str(k): {str(s): str(i) for s, i in per.items()} for k, per in data.items()} \
+        if isinstance(data, dict) else {}
+
+
+def record_replica(logical: str, site: str, image_id: str) -> None:
+    data = replicas()
+    data.setdefault(logical, {})[site] = image_id
+    write_private(_replicas_path(), json.dumps(data, indent=1, sort_keys=True))

@@ -140,6 +140,15 @@ def endorsements(fed: Federation, *, now: datetime | None = None) -> dict[str, E
     return out
 
 
+def mapped_images(fed: Federation) -> dict[str, dict[str, str]]:
+    """The federation file's per-site names, with the copies skyctl replicated (by id) on top."""
+    out = {k: dict(v) for k, v in fed.images.items()}
+    for logical, per in store.replicas().items():
+        if logical in out:
+            out[logical].update(per)
+    return out
+
+
 def with_recorded(site: str, images: Sequence[ImageRef], recorded: dict[str, dict[str, str]] | None = None
                   ) -> tuple[ImageRef, ...]:
     """The site's images, each carrying the sha512 skyctl recorded when it uploaded it (if any)."""
@@ -157,9 +166,10 @@ def report(fed: Federation, site_images: dict[str, Sequence[ImageRef] | str], *,
     from skyctl.model import Tier
 
     ends = endorsements(fed, now=now)
-    catalog = Catalog(images=fed.images)
+    mapped = mapped_images(fed)
+    catalog = Catalog(images=mapped)
     rows = []
-    for logical, per_site in fed.images.items():
+    for logical, per_site in mapped.items():
         end = ends[logical]
         binding = fed.image_bindings.get(logical)
         stored = store.load(binding.list) if binding and binding.list else None
@@ -188,7 +198,7 @@ def image_report(sky: Any, *, now: datetime | None = None) -> tuple[list[dict[st
     from skyctl.ops.sky import retrying
 
     fed = sky.federation
-    wanted = [s for s in sky.site_names if any(s in per for per in fed.images.values())]
+    wanted = [s for s in sky.site_names if any(s in per for per in mapped_images(fed).values())]
     found, failed = sky.gather(lambda d: retrying(d.images), wanted, retry=False)
     recorded = store.recorded_hashes()
     site_images: dict[str, Sequence[ImageRef] | str] = {}

@@ -84,10 +84,10 @@ class LaunchResult:
 
 
 def catalog_of(sky: Sky) -> Catalog:
-    from skyctl.ops.images import endorsements
+    from skyctl.ops.images import endorsements, mapped_images
 
     fed = sky.federation
-    return Catalog(images=fed.images,
+    return Catalog(images=mapped_images(fed),
                    sizes={k: Resources(v.cpus, v.memory_mib) for k, v in fed.sizes.items()},
                    endorsed=endorsements(fed))
 

@@ -131,6 +131,7 @@ class Sandbox:
         per_site: dict[str, dict[str, Any]] = {}
         for index, (name, site_spec) in enumerate(self.spec["sites"].items()):
             world = specmod.build_world(name, site_spec, self.spec)
+            world.image_dir = str(private_dir(self.dir / "images" / name))
             self.fabric.attach(world, index)
             password = secrets.token_urlsafe(18) if world.kind == "openstack" else one_auth
             register_secret(password)

@@ -13,6 +13,7 @@ import copy
 import re
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -205,6 +206,10 @@ class SiteSpec(_Section):
     prolog_failure_rate: Annotated[float, _number(hi=1)] = 0
     boot_failure_rate: Annotated[float, _number(hi=1)] = 0
     flavors: Annotated[list[FlavorSpec], BeforeValidator(_flavor_list)] = []
+    # Logical images whose copy on this site differs from everyone else's (a corrupted or
+    # substituted image): it reports another hash, and its bytes are different.
+    tampered_images: Annotated[list[str], _check(lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
+                                                 "must be a list of logical image names")] = []
 
     @field_validator("floating_ip")
     @classmethod
@@ -338,7 +343,8 @@ def build_world(name: str, site: Mapping[str, Any], spec: Mapping[str, Any], *, 
     for i, (logical, image_name) in enumerate(image_names(spec, driver).items()):
         image_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"skyctl-sandbox/{name}/image/{logical}")) \
             if driver == "openstack" else str(i)
-        images.append(SImage(id=image_id, name=image_name, size=1024 * 1024 * (300 + 10 * i)))
+        seeded = SImage(id=image_id, name=image_name, tampered=logical in (site.get("tampered_images") or ()))
+        images.append(replace(seeded, size=len(seeded.content)))   # Glance's size is the bytes it serves
     flavors = []
     if driver == "openstack":
         for i, f in enumerate(site.get("flavors") or DEFAULT_FLAVORS):

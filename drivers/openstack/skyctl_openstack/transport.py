@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import openstack
@@ -121,6 +122,43 @@ class Client:
         raise error_for_status(status, error_message(body, resp.text if body is None else ""), self.site,
                                what=what, service=service)
 
+    def send_data(self, service: str, method: str, path: str, data: Any, *, what: str = "") -> int:
+        """Send a request body streamed from `data` (an iterable of chunks; `len(data)` is sent
+        as Content-Length), as Glance's image upload wants it."""
+        headers = {"Content-Type": "application/octet-stream"}
+        resp = self._guard(lambda: getattr(self.conn, service).request(
+            path, method, raise_exc=False, data=data, headers=headers, status_code_retries=0,
+            connect_retries=0), what or path)
+        if resp.status_code < 400:
+            return int(resp.status_code)
+        body = _json_or_none(resp)
+        raise error_for_status(resp.status_code, error_message(body, resp.text if body is None else ""), self.site,
+                               what=what, service=service)
+
+    def stream(self, service: str, path: str, *, what: str = "", chunk: int = 1024 * 1024) -> Iterator[bytes]:
+        """GET a body in chunks without holding it (image download); the response is closed
+        when the iteration ends or is abandoned."""
+        resp = self._guard(lambda: getattr(self.conn, service).request(
+            path, "GET", raise_exc=False, stream=True, status_code_retries=0), what or path)
+        if resp.status_code >= 400:
+            body = _json_or_none(resp)
+            raise error_for_status(resp.status_code, error_message(body, resp.text if body is None else ""),
+                                   self.site, what=what, service=service)
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                for part in resp.iter_content(chunk):
+                    if part:
+                        yield part
+            except Exception as e:
+                mapped = error_for_exception(e, self.site, what=what or path)
+                if mapped is None:
+                    raise
+                raise mapped from None
+            finally:
+                resp.close()
+        return chunks()
+
     def _guard(self, call: Any, what: str) -> Any:
         """Run an SDK/keystoneauth call; its transport and auth failures leave as DriverErrors."""
         try:
@@ -132,3 +170,12 @@ class Client:
             if mapped is None:
                 raise
             raise mapped from None
+
+
+def _json_or_none(resp: Any) -> Any:
+    if resp.content and "json" in (resp.headers.get("Content-Type") or ""):
+        try:
+            return resp.json()
+        except ValueError:
+            return None
+    return None

@@ -9,6 +9,7 @@ Each response goes out in one write (no Nagle stalls).
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 import uuid
@@ -69,6 +70,7 @@ class Reply:
     body: Any = None                 # dict/list -> JSON; bytes -> as is; None -> empty
     headers: dict[str, str] | None = None
     content_type: str = "application/json"
+    file: str | None = None          # send this file's bytes, streamed from disk (image downloads)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ class Request:
     base_url: str                    # where this front is served: links in bodies point here
     principal: Principal | None = None
     microversion: tuple[int, int] = (2, 1)   # Nova's, its minimum until nova.py reads the header
+    # An image upload's body is not read up front: the route streams it from `stream`.
+    stream: Any = None
+    length: int | None = None
+    chunked: bool = False
 
     def json(self) -> Any:
         # Only Nova reads bodies this way, hence its error key.
@@ -180,7 +186,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         world = self.server.world
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
+        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
+        # Glance image data (PUT .../file) is streamed to disk by the route, never held here.
+        streamed = self.command == "PUT" and self.path.startswith("/image/") and \
+            urlsplit(self.path).path.endswith("/file")
+        body = self.rfile.read(length) if length > 0 and not streamed else b""
         if world.faults.down:
             # An outage: the connection drops without an answer.
             self.close_connection = True
@@ -195,6 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
         split = urlsplit(self.path)
         req = Request(self.command, split.path, parse_qs(split.query, keep_blank_values=True), self.headers, body,
                       self.server.base_url)
+        if streamed:
+            req.stream, req.length, req.chunked = self.rfile, length, chunked
         try:
             reply = self.server.router.handle(req)
         except HttpError as e:
@@ -202,9 +214,14 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as e:  # a bug in the sandbox must look like a 500, not a hung client
             reply = Reply(500, {"computeFault": {"code": 500, "message": "Unexpected API Error. "
                                                  f"{type(e).__name__}: {e}"}})
+        if streamed and req.stream is not None:
+            self.close_connection = True   # the body was not (wholly) read: the stream is not reusable
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
+        if reply.file is not None:
+            self._send_file(reply)
+            return
         if reply.body is None:
             payload = b""
         elif isinstance(reply.body, bytes):
@@ -225,5 +242,21 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.status != 204 and self.command != "HEAD":
             data += payload
         self.wfile.write(data)
+
+    def _send_file(self, reply: Reply) -> None:
+        size = os.path.getsize(reply.file or "")
+        head = [f"HTTP/1.1 {reply.status} {self.responses.get(reply.status, ('',))[0]}",
+                f"Content-Type: {reply.content_type}", f"Content-Length: {size}",
+                f"X-Openstack-Request-Id: req-{uuid.uuid4()}", f"Date: {self.date_time_string()}"]
+        head += [f"{k}: {v}" for k, v in (reply.headers or {}).items()]
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        if self.command == "HEAD":
+            return
+        with open(reply.file or "", "rb") as f:
+            while True:
+                part = f.read(1024 * 1024)
+                if not part:
+                    break
+                self.wfile.write(part)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
