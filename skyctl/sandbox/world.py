@@ -90,6 +90,8 @@ class SImage:
     container_format: str | None = "bare"
     datastore: int = 1
     created: float = 0.0
+    url: str | None = None             # OpenNebula PATH it was fetched from
+    error: str | None = None           # why the fetch failed (OpenNebula ERROR state)
 
     @property
     def content(self) -> bytes:
@@ -98,13 +100,13 @@ class SImage:
 
     @property
     def checksum(self) -> str | None:
-        if self.path is not None or self.status != "active":
+        if self.path is not None or self.status not in ("active", "ready"):
             return self.md5
         return hashlib.md5(self.content, usedforsecurity=False).hexdigest()
 
     @property
     def sha512(self) -> str | None:
-        if self.path is not None or self.status != "active":
+        if self.path is not None or self.status not in ("active", "ready"):
             return self.sha512_value
         return hashlib.sha512(self.content).hexdigest()
 
@@ -179,6 +181,9 @@ class SiteWorld:
         self.flavors = {f.id: f for f in flavors}
         self.images = {i.id: i for i in images}
         self.image_dir: str | None = None   # where uploaded image bytes go (set by the server)
+        # OpenNebula image imports (PATH=URL) wait on this gate while set and not open, so a
+        # test can see an image LOCKED for as long as it likes.
+        self.image_gate: threading.Event | None = None
         self.host_cpus = host_cpus
         self.host_ram_mib = host_ram_mib
         self.faults = Faults()

@@ -327,14 +327,28 @@ IMAGE_STATES = {0: "INIT", 1: "READY", 2: "USED", 3: "DISABLED", 4: "LOCKED", 5:
 
 
 def parse_image_pool(body: str | bytes) -> list[ImageRef]:
-    out = []
-    for img in _root(body, "IMAGE_POOL").findall("IMAGE"):
-        state = _int(img, "STATE")
-        md5 = (_text(img, "TEMPLATE/MD5") or "").strip() or None
-        out.append(ImageRef(id=(_text(img, "ID") or "").strip(), name=_text(img, "NAME", "") or "", checksum=md5,
-                            extra={"kind": "image", "state": IMAGE_STATES.get(state, str(state)),
-                                   "size_mib": _int(img, "SIZE"), "datastore": _text(img, "DATASTORE")}))
-    return out
+    return [_image(img) for img in _root(body, "IMAGE_POOL").findall("IMAGE")]
+
+
+def parse_image(body: str | bytes) -> ImageRef:
+    """one.image.info's <IMAGE>."""
+    return _image(_root(body, "IMAGE"))
+
+
+def _image(img: ET.Element) -> ImageRef:
+    state = _int(img, "STATE")
+    md5 = (_text(img, "TEMPLATE/MD5") or "").strip() or None
+    return ImageRef(id=(_text(img, "ID") or "").strip(), name=_text(img, "NAME", "") or "", checksum=md5,
+                    extra={"kind": "image", "state": IMAGE_STATES.get(state, str(state)),
+                           "size_mib": _int(img, "SIZE"), "datastore": _text(img, "DATASTORE"),
+                           "error": (_text(img, "TEMPLATE/ERROR") or "").strip() or None})
+
+
+def parse_datastore_pool(body: str | bytes) -> list[dict[str, Any]]:
+    """Each datastore's id, name, TYPE (0 image, 1 system, 2 file) and STATE (0 ready)."""
+    return [{"id": _int(ds, "ID"), "name": _text(ds, "NAME", "") or "", "type": _int(ds, "TYPE"),
+             "state": _int(ds, "STATE", 0), "free_mb": _int(ds, "FREE_MB")}
+            for ds in _root(body, "DATASTORE_POOL").findall("DATASTORE")]
 
 
 def parse_vnet_pool(body: str | bytes) -> list[tuple[str, str]]:

@@ -82,6 +82,12 @@ def _el(name: str, value: str | Mapping[str, str]) -> str:
     return f"<{name}>{escape(str(value))}</{name}>"
 
 
+def image_template(name: str, path: str, disk_format: str) -> str:
+    """An OS image that oned's datastore driver fetches from `path` (one.image.allocate)."""
+    return "<TEMPLATE>" + "".join(_el(k, v) for k, v in (("NAME", name), ("PATH", path), ("TYPE", "OS"),
+                                                           ("FORMAT", disk_format))) + "</TEMPLATE>"
+
+
 def vm_template(spec: NodeSpec, context: RenderedContext, *, nic: Mapping[str, str] | None,
                 onegate: bool = False, site_template: SiteTemplate | None = None, cpu_ratio: float | None = None,
                 name: str | None = None, image_id: str | None = None) -> tuple[str, list[str]]:

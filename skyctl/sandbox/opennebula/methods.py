@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from skyctl.sandbox.opennebula.images import ImageMethods
 from skyctl.sandbox.opennebula.template import (
     VM_TEMPLATE_ATTRS, Template, first, merge_templates, parse_template, substitute,
 )
@@ -38,7 +39,7 @@ SANDBOX_USER = "skyuser"
 SANDBOX_UID = 2
 
 
-class OpenNebulaFront(XmlRpcFront):
+class OpenNebulaFront(ImageMethods, XmlRpcFront):
     """XML-RPC `one.*` front-end for one `SiteWorld`, as one user (an ordinary one by default)."""
 
     def __init__(self, world: SiteWorld, *, host: str = "127.0.0.1", port: int = 0,
@@ -66,6 +67,7 @@ class OpenNebulaFront(XmlRpcFront):
             "one.hostpool.info": self._hostpool_info,
             "one.imagepool.info": self._imagepool_info,
             "one.vnpool.info": self._vnpool_info,
+            **self.image_methods(),
         }
 
     @staticmethod
@@ -446,7 +448,7 @@ class OpenNebulaFront(XmlRpcFront):
     def _imagepool_info(self, method: str, flag: int = -2, start: int = -1, end: int = -1) -> str:
         images = sorted(self.world.images.values(), key=lambda i: int(i.id) if i.id.isdigit() else 0)
         if not self._shared_visible(flag):
-            images = []
+            images = [i for i in images if i.created > 0]   # the user's own images stay visible
         images = self._page(images, start, end, key=lambda i: int(i.id) if i.id.isdigit() else 0)
         return self.views.image_pool(images)
 

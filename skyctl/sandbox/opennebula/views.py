@@ -45,6 +45,10 @@ _RESUME_LCM = {S_POWEROFF: L_BOOT_POWEROFF, S_SUSPENDED: L_BOOT_SUSPENDED, S_STO
 NETWORK_NAME = "sandbox-net"
 NETWORK_ID = 0
 DATASTORE_ID = 1
+# oned's default datastores: id -> (name, TYPE 0 image / 1 system / 2 file, DS_MAD, TM_MAD).
+DATASTORES = {0: ("system", 1, "-", "ssh"), 1: ("default", 0, "fs", "ssh"), 2: ("files", 2, "fs", "ssh")}
+DS_TYPE_NAMES = {0: "IMAGE_DS", 1: "SYSTEM_DS", 2: "FILE_DS"}
+DATASTORE_TOTAL_MB = 512000
 
 
 # ---------------------------------------------------------------- VM state, computed lazily
@@ -462,31 +466,57 @@ class Views:
         return "<HOST_POOL>" + "".join(parts) + "</HOST_POOL>"
 
     def image_pool(self, images: list[Any]) -> str:
+        return "<IMAGE_POOL>" + "".join(self.image(img) for img in images) + "</IMAGE_POOL>"
+
+    def image(self, img: Any) -> str:
+        """One <IMAGE>: the site's seeded ones belong to oneadmin; those the user allocated
+        (`created` set) to the user. STATE follows the image: LOCKED (4) while oned's
+        datastore driver copies PATH in, READY (1) or USED (2) after, ERROR (5) if that failed."""
         now = time.time()
-        running: dict[str, list[int]] = {}
-        for vm in live_vms(self.world):
-            if vm_state(vm, now)[0] not in (S_PENDING, S_HOLD):
-                running.setdefault(vm.image_id, []).append(int(vm.id))
-        parts = []
-        for img in images:
-            vms = sorted(running.get(img.id, []))
-            size_mb = max(img.size // (1024 * 1024), 1)
-            parts.append(
-                f"<IMAGE><ID>{img.id}</ID>{_SHARED_OWNER}"
-                f"<NAME>{_x(img.name)}</NAME>{_PERMS_SHARED}<TYPE>0</TYPE><DISK_TYPE>0</DISK_TYPE>"
-                f"<PERSISTENT>0</PERSISTENT><REGTIME>{self.started_at}</REGTIME><MODTIME>{self.started_at}</MODTIME>"
-                f"<SOURCE><![CDATA[/var/lib/one//datastores/1/{img.checksum}]]></SOURCE>"
-                f"<PATH><![CDATA[]]></PATH><FORMAT><![CDATA[qcow2]]></FORMAT><FS><![CDATA[]]></FS>"
-                f"<SIZE>{size_mb}</SIZE><STATE>{2 if vms else 1}</STATE><PREV_STATE>1</PREV_STATE>"
+        vms = sorted(int(vm.id) for vm in live_vms(self.world)
+                     if vm.image_id == img.id and vm_state(vm, now)[0] not in (S_PENDING, S_HOLD))
+        size_mb = max(img.size // (1024 * 1024), 1)
+        mine = img.created > 0
+        owner = (f"<UID>{self.owner.uid}</UID><GID>{self.owner.gid}</GID><UNAME>{_x(self.owner.username)}</UNAME>"
+                 f"<GNAME>{_x(self.owner.gname)}</GNAME>") if mine else _SHARED_OWNER
+        state = {"locked": 4, "error": 5}.get(img.status, 2 if vms else 1)
+        regtime = int(img.created) if mine else self.started_at
+        source = f"/var/lib/one//datastores/{img.datastore}/{img.checksum or img.id}" if img.status != "locked" else ""
+        extra = f"<ERROR>{_cd(img.error)}</ERROR>" if getattr(img, "error", None) else ""
+        md5 = f"<MD5>{_cd(img.checksum)}</MD5>" if img.checksum else ""
+        return (f"<IMAGE><ID>{img.id}</ID>{owner}"
+                f"<NAME>{_x(img.name)}</NAME>{_PERMS_VM if mine else _PERMS_SHARED}<TYPE>0</TYPE><DISK_TYPE>0</DISK_TYPE>"
+                f"<PERSISTENT>0</PERSISTENT><REGTIME>{regtime}</REGTIME><MODTIME>{regtime}</MODTIME>"
+                f"<SOURCE>{_cd(source)}</SOURCE>"
+                f"<PATH>{_cd(img.url or '')}</PATH><FORMAT><![CDATA[{img.disk_format or 'qcow2'}]]></FORMAT>"
+                f"<FS><![CDATA[]]></FS>"
+                f"<SIZE>{size_mb}</SIZE><STATE>{state}</STATE><PREV_STATE>{4 if mine else 1}</PREV_STATE>"
                 f"<RUNNING_VMS>{len(vms)}</RUNNING_VMS><CLONING_OPS>0</CLONING_OPS><CLONING_ID>-1</CLONING_ID>"
-                f"<TARGET_SNAPSHOT>-1</TARGET_SNAPSHOT><DATASTORE_ID>{DATASTORE_ID}</DATASTORE_ID>"
-                f"<DATASTORE>default</DATASTORE><VMS>{''.join(f'<ID>{i}</ID>' for i in vms)}</VMS>"
+                f"<TARGET_SNAPSHOT>-1</TARGET_SNAPSHOT><DATASTORE_ID>{img.datastore}</DATASTORE_ID>"
+                f"<DATASTORE>{DATASTORES[img.datastore][0]}</DATASTORE><VMS>{''.join(f'<ID>{i}</ID>' for i in vms)}</VMS>"
                 f"<CLONES></CLONES><APP_CLONES></APP_CLONES>"
-                f"<TEMPLATE><DEV_PREFIX><![CDATA[vd]]></DEV_PREFIX><MD5><![CDATA[{img.checksum}]]></MD5></TEMPLATE>"
+                f"<TEMPLATE><DEV_PREFIX><![CDATA[vd]]></DEV_PREFIX>{extra}{md5}</TEMPLATE>"
                 f"<SNAPSHOTS><ALLOW_ORPHANS><![CDATA[FORMAT]]></ALLOW_ORPHANS><CURRENT_BASE><![CDATA[-1]]>"
                 f"</CURRENT_BASE><NEXT_SNAPSHOT><![CDATA[0]]></NEXT_SNAPSHOT></SNAPSHOTS>"
                 f"<BACKUP_INCREMENTS></BACKUP_INCREMENTS></IMAGE>")
-        return "<IMAGE_POOL>" + "".join(parts) + "</IMAGE_POOL>"
+
+    def datastore_pool(self) -> str:
+        """oned's three default datastores: system (0), default images (1), files (2)."""
+        parts = []
+        for ds_id, (name, ds_type, ds_mad, tm_mad) in sorted(DATASTORES.items()):
+            images = [i.id for i in self.world.images.values() if ds_type == 0 and i.datastore == ds_id]
+            used = sum(max(i.size // (1024 * 1024), 1) for i in self.world.images.values() if i.datastore == ds_id)
+            template = (f"<DS_MAD>{_cd(ds_mad)}</DS_MAD>" if ds_mad != "-" else "") + \
+                f"<TM_MAD>{_cd(tm_mad)}</TM_MAD><TYPE>{_cd(DS_TYPE_NAMES[ds_type])}</TYPE>"
+            parts.append(
+                f"<DATASTORE><ID>{ds_id}</ID>{_SHARED_OWNER}<NAME>{name}</NAME>{_PERMS_SHARED}"
+                f"<DS_MAD>{_cd(ds_mad)}</DS_MAD><TM_MAD>{_cd(tm_mad)}</TM_MAD>"
+                f"<BASE_PATH>/var/lib/one//datastores/{ds_id}</BASE_PATH><TYPE>{ds_type}</TYPE>"
+                f"<DISK_TYPE>0</DISK_TYPE><STATE>0</STATE><CLUSTERS><ID>0</ID></CLUSTERS>"
+                f"<TOTAL_MB>{DATASTORE_TOTAL_MB}</TOTAL_MB><FREE_MB>{DATASTORE_TOTAL_MB - used}</FREE_MB>"
+                f"<USED_MB>{used}</USED_MB><IMAGES>{''.join(f'<ID>{i}</ID>' for i in images)}</IMAGES>"
+                f"<TEMPLATE>{template}</TEMPLATE></DATASTORE>")
+        return "<DATASTORE_POOL>" + "".join(parts) + "</DATASTORE_POOL>"
 
     def vnet_pool(self, vnets: list[int]) -> str:
         """The site's one network (listed when `vnets` holds its id), its leases one per VM."""
