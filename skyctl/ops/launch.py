@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient, with_site
-from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, GroupSpec, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
+from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, GroupSpec, ImageRef, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
 from skyctl.ops.grouplock import group_lock
 from skyctl.ops.inventory import delete_nodes, list_nodes, prepare_access
 from skyctl.ops.outcome import Outcome, classify_launch, raise_if_none_answered
@@ -111,7 +111,9 @@ def snapshot(sky: Sky, sites: list[str] | None = None,
             flavors = () if custom else tuple(retrying(driver.flavors, SNAPSHOT_ATTEMPTS))
             return SiteSnapshot(name=cfg.name, driver=cfg.driver, tier=cfg.tier, cost=cfg.cost,
                                 capacity=capacity, flavors=flavors, images=tuple(images.result()),
-                                custom_sizes=custom, energy=sky.federation.energy.get(cfg.name))
+                                custom_sizes=custom, energy=sky.federation.energy.get(cfg.name),
+                                receives_images=bool({Capability.IMAGE_UPLOAD, Capability.IMAGE_FROM_URL}
+                                                     & driver.capabilities))
 
     from skyctl.ops.images import with_recorded
     from skyctl.images.store import recorded_hashes
@@ -234,6 +236,8 @@ def _place_and_create(sky: Sky, request: Request, pending: list[str], snaps: lis
         plan = place(_with_count(request, len(pending)), now, sky.federation.rules, catalog_of(sky), at=time.time())
         result.plans.append(plan)
         sky.reporter.plan_ready(plan)
+        if _replicate_first(sky, plan, snaps, result):
+            continue   # the copies are mapped now: plan again with them
         if plan.placed == 0:
             result.unplaced_reason = plan.unplaced_reason
             break
@@ -295,6 +299,30 @@ def _with_count(req: Request, n: int) -> Request:
 
 def _mark_full(s: SiteSnapshot, why: str) -> SiteSnapshot:
     return replace(s, full=why)
+
+
+def _replicate_first(sky: Sky, plan: Plan, snaps: list[SiteSnapshot], result: LaunchResult) -> bool:
+    """Copy the endorsed image to every placement the plan marked `replicate` (a bursting rule
+    with `replicate: auto`); a site whose copy fails is marked full with the reason. True when
+    anything was attempted (the caller plans again)."""
+    from skyctl.errors import SkyError
+    from skyctl.ops.replicate import replicate
+    from skyctl.policy.placement import REPLICATE
+
+    todo = [d for d in plan.placements if d.image is not None and d.image.extra.get(REPLICATE)]
+    for dec in todo:
+        sky.reporter.message(f"replicating image {plan.request.image} to {dec.site} before placing nodes there")
+        try:
+            info = replicate(sky, plan.request.image, dec.site)
+        except SkyError as e:
+            result.full_sites[dec.site] = f"could not replicate image {plan.request.image}: {e.reason()}"
+            sky.reporter.site_full(dec.site, result.full_sites[dec.site])
+            continue
+        copy = ImageRef(info["id"], info["name"], extra={"sha512": info["sha512"]})
+        for i, s in enumerate(snaps):
+            if s.name == dec.site:
+                snaps[i] = replace(s, images=(*s.images, copy))
+    return bool(todo)
 
 
 def _any_new_full(result: LaunchResult, plan: Plan) -> bool:

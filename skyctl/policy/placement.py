@@ -38,6 +38,7 @@ class SiteSnapshot:
     error: str | None = None
     full: str | None = None           # marked full during this launch, with the reason
     energy: EnergyModel | None = None  # power, price and carbon (None: static `cost` per core-hour)
+    receives_images: bool = False     # its driver can take a replicated image (upload or URL import)
 
 
 def consume(site: SiteSnapshot, count: int, cpus: int, memory_mib: int) -> SiteSnapshot:
@@ -102,7 +103,8 @@ class SiteDecision:
         fp = self.footprint
         return {"site": self.site, "count": self.count, "reasons": [r.to_json() for r in self.reasons],
                 "image": self.image.name if self.image else None,
-                "image_id": self.image.id if self.image else None,
+                "image_id": (self.image.id or None) if self.image else None,
+                "replicate": bool(self.image and self.image.extra.get(REPLICATE)),
                 "flavor": self.flavor.name if self.flavor else None,
                 "room": self.room,
                 "kwh": _round(fp.kwh) if fp else None, "cost": _round(fp.cost) if fp else None,
@@ -194,6 +196,21 @@ def pick_image(req: Request, site: SiteSnapshot, catalog: Catalog) -> tuple[Imag
     if matches:
         return matches[0], None
     return _no_image(f"site has no image {wanted!r}")
+
+
+REPLICATE = "replicate"   # ImageRef.extra key of a planned image that is to be replicated first
+
+
+def _replicate_here(req: Request, site: SiteSnapshot, catalog: Catalog, rule: Rule | None,
+                    why: Reason | None) -> Reason | None:
+    """Under a rule with `replicate: auto`, a target that lacks the endorsed image (or holds a
+    copy the policy refuses) becomes a candidate: the image is copied there before placing."""
+    end = catalog.endorsed.get(req.image)
+    if rule is None or rule.replicate != "auto" or site.name not in rule.to_sites or end is None \
+            or end.sha512 is None or not site.receives_images or req.image not in catalog.images:
+        return None
+    had = f" ({why.text})" if why is not None else ""
+    return Reason(REPLICATE, f"image {req.image!r} will be replicated here first from list {end.list}{had}")
 
 
 def pick_flavor(req: Request, site: SiteSnapshot, catalog: Catalog) -> tuple[Flavor | None, Reason | None]:
@@ -321,13 +338,14 @@ def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (
             skip(Reason("not_in_rule", f"not in rule {rule.name}"))
             continue
         image, no_image = pick_image(req, site, catalog)
-        if image is None:
-            skip(no_image or Reason("no_image", "no image"))
-            continue
-        refused = refusal(image, req.image, catalog.endorsed.get(req.image))
-        if refused is not None:
-            skip(Reason(*refused))
-            continue
+        refused = refusal(image, req.image, catalog.endorsed.get(req.image)) if image is not None else None
+        replicating = None
+        if image is None or refused is not None:
+            replicating = _replicate_here(req, site, catalog, rule, no_image if image is None else Reason(*refused))
+            if replicating is None:
+                skip((no_image or Reason("no_image", "no image")) if image is None else Reason(*refused))
+                continue
+            image = ImageRef(id="", name=req.image, extra={REPLICATE: True})
         flavor, no_flavor = pick_flavor(req, site, catalog)
         if flavor is None:
             skip(no_flavor or Reason("no_flavor", "no flavor"))
@@ -337,7 +355,7 @@ def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (
             passed.append(SiteDecision(site.name, 0, (limit_why or _quota_reason(site, flavor),),
                                        image, flavor, 0))
             continue
-        reasons = (limit_why,) if limit_why else ()
+        reasons = tuple(r for r in (replicating, limit_why) if r)
         fp = footprint(site.energy, site.cost, req.count * flavor.cpus, at, duration_s)
         candidates.append((site, SiteDecision(site.name, 0, reasons, image, flavor, room, fp), room))
 

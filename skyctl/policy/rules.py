@@ -108,6 +108,7 @@ class Rule:
     groups: Mapping[str, GroupBounds] = field(default_factory=dict)
     weights: Weights = Weights()              # used by order: weighted
     expected_duration_s: float = DEFAULT_DURATION_S
+    replicate: str = "never"   # "auto": copy an endorsed image to a target that lacks it, then place
 
     def applies_to(self, group: str) -> bool:
         return not self.groups or group in self.groups
@@ -126,6 +127,7 @@ class Rule:
             "groups": {g: b.to_json() for g, b in self.groups.items()},
             "weights": self.weights.to_json() if self.order is RuleOrder.WEIGHTED else None,
             "expected_duration_s": self.expected_duration_s,
+            "replicate": self.replicate,
         }
 
 
@@ -350,6 +352,12 @@ def _weight(value: Any) -> float:
     return float(value)
 
 
+def _replicate(value: Any) -> str:
+    if value not in ("auto", "never"):
+        raise ValueError("must be auto (copy an endorsed image to a target that lacks it) or never")
+    return str(value)
+
+
 def _positive_seconds(value: Any) -> float:
     seconds = _seconds(value)
     if seconds <= 0:
@@ -383,6 +391,7 @@ class _RuleSpec(_Spec):
                       BeforeValidator(_group_mapping)] = None
     weights: _WeightsSpec | None = None
     expected_duration: Annotated[float, PlainValidator(_positive_seconds)] = DEFAULT_DURATION_S
+    replicate: Annotated[str, PlainValidator(_replicate)] = "never"
 
     @classmethod
     def _keys_together(cls, data: Mapping[str, Any]) -> None:
@@ -395,7 +404,7 @@ class _RuleSpec(_Spec):
                     overflow=self.overflow.overflow(), home=self.home.policy() if self.home else None,
                     groups={g: b.bounds() for g, b in (self.groups or {}).items()},
                     weights=self.weights.weights() if self.weights else Weights(),
-                    expected_duration_s=self.expected_duration)
+                    expected_duration_s=self.expected_duration, replicate=self.replicate)
 
 
 def parse_rules(raw: Any, *, sites: Mapping[str, Any], path: str = "bursting",

@@ -165,3 +165,30 @@ def test_glance_upload_twice_is_a_conflict(sites: dict[str, OpenStackSite], conn
         assert got.content == b"abc" and got.headers["Content-MD5"] == hashlib.md5(b"abc").hexdigest()
     finally:
         conn.close()
+
+
+def test_a_burst_replicates_first_and_nodes_boot_from_the_verified_copy(
+        sky: Runner, sites: dict[str, OpenStackSite], tmp_path: Path) -> None:
+    doc = yaml.safe_load((tmp_path / "sky.yaml").read_text())
+    del doc["images"]["alma9"]["sara"]                  # sara has no copy at all
+    doc["bursting"] = [{"name": "out", "from": ["home"], "to": ["sara"], "replicate": "auto"}]
+    (tmp_path / "sky.yaml").write_text(yaml.safe_dump(doc))
+    sites["home"].set_instance_quota(1)
+
+    plan = sky("plan", "web", "-n", "3", "-o", "json")
+    assert plan.code == 0, plan.err
+    by_site = {d["site"]: d for d in plan.json()["sites"]}
+    assert by_site["home"]["count"] == 1 and by_site["sara"]["count"] == 2
+    assert by_site["sara"]["replicate"] is True
+    assert by_site["sara"]["reasons"][0]["code"] == "replicate"
+    assert by_site["sara"]["reasons"][0]["text"].startswith(
+        "image 'alma9' will be replicated here first from list egi-base (image 'alma9' is not mapped to this site)")
+    assert not any(i.created for i in sites["sara"].world.images.values())   # plan copies nothing
+
+    res = sky("launch", "web", "-n", "3", "-o", "json")
+    assert res.code == 0, res.err
+    (copy,) = [i for i in sites["sara"].world.images.values() if i.created]
+    assert copy.sha512 == GOOD_SHA and copy.status == "active"
+    booted = [vm.image_id for vm in sites["sara"].world.vms.values()]
+    assert booted == [copy.id, copy.id]
+    assert _statuses(sky)["sara"] == "verified"
