@@ -10,7 +10,8 @@ list1000_vs_osc <= 0.1, launch100_vs_ideal <= 1.2, ps3_vs_slowest <= 1.2,
 plan_10k_50_s <= 0.2, ps_rss_mib <= 60, rank_50_sites_24h_ms <= 5, simulate_10k_jobs_s <= 10,
 slurm_resume_return_s <= 1 (32 nodes), slurm_resume_vs_launch <= 1.1,
 exec100_vs_openssh <= 1.0 (`skyctl exec` on 100 nodes vs the system ssh through `skyctl
-ssh-config`'s file with `xargs -P` at the same parallelism).
+ssh-config`'s file with `xargs -P` at the same parallelism), image_replicate_vs_copy <= 1.3
+and image_replicate_rss_growth_mib <= 8 (benchmarks/images.py).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ SKYCTL = str(BIN / "skyctl")
 GOALS = {"help_vs_typer": 1.2, "help_vs_openstack": 0.25, "list1000_vs_osc": 0.1, "launch100_vs_ideal": 1.2,
          "ps3_vs_slowest": 1.2, "plan_10k_50_s": 0.2, "ps_rss_mib": 60, "rank_50_sites_24h_ms": 5,
          "simulate_10k_jobs_s": 10, "slurm_resume_return_s": 1.0, "slurm_resume_vs_launch": 1.1,
-         "exec100_vs_openssh": 1.0}
+         "exec100_vs_openssh": 1.0, "image_replicate_vs_copy": 1.3, "image_replicate_rss_growth_mib": 8}
 
 
 def log(msg: str) -> None:
@@ -407,6 +408,11 @@ def main() -> int:
         bench_sandbox(results, runs, tmp, args.quick)
         log("exec vs OpenSSH")
         bench_exec(results, runs, tmp, args.quick)
+        log("image replication")
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from images import bench_images
+
+        bench_images(results, 3 if args.quick else 5, tmp, args.quick)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
