@@ -10,6 +10,8 @@ hashes the same URL as it streams it, and records that hash, since OpenNebula ke
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -30,25 +32,65 @@ Progress = Callable[[int, int | None], None]   # (bytes so far, total or None)
 
 class HashingReader:
     """An upload body over a chunk iterator: iterable (requests then streams it chunk by chunk
-    with `len()` as Content-Length), hashing and counting every byte that passes."""
+    with `len()` as Content-Length), hashing and counting every byte that passes.
 
-    def __init__(self, chunks: Iterator[bytes], size: int | None, progress: Progress | None = None) -> None:
+    A reader thread keeps up to `depth` chunks ahead (reading the source and hashing while
+    the previous chunk is being sent), so memory stays at a few chunks whatever the size."""
+
+    def __init__(self, chunks: Iterator[bytes], size: int | None, progress: Progress | None = None,
+                 *, depth: int = 4) -> None:
         self._chunks = chunks
         self._size = size
         self._progress = progress
+        self._depth = depth
         self._sha = hashlib.sha512()
         self.done = 0
 
     def __len__(self) -> int:
         return self._size or 0
 
+    def _pump(self, q: queue.Queue[Any], stop: threading.Event) -> None:
+        def put(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for part in self._chunks:
+                self._sha.update(part)
+                if not put(part):
+                    return
+            put(_END)
+        except BaseException as e:  # handed to the consumer, raised there
+            put(e)
+        finally:
+            close = getattr(self._chunks, "close", None)
+            if close is not None:
+                close()
+
     def __iter__(self) -> Iterator[bytes]:
-        for part in self._chunks:
-            self._sha.update(part)
-            self.done += len(part)
-            if self._progress is not None:
-                self._progress(self.done, self._size)
-            yield part
+        q: queue.Queue[Any] = queue.Queue(maxsize=self._depth)
+        stop = threading.Event()
+        pump = threading.Thread(target=self._pump, args=(q, stop), daemon=True, name="image-read")
+        pump.start()
+        try:
+            while True:
+                item = q.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                self.done += len(item)
+                if self._progress is not None:
+                    self._progress(self.done, self._size)
+                yield item
+        finally:
+            stop.set()
+            pump.join(timeout=5)
 
     def drain(self) -> None:
         for _ in self:
@@ -57,6 +99,9 @@ class HashingReader:
     @property
     def sha512(self) -> str:
         return self._sha.hexdigest()
+
+
+_END = object()
 
 
 @dataclass(frozen=True)
@@ -103,21 +148,34 @@ def _site_images(sky: Sky, site: str) -> tuple[ImageRef, ...]:
     return with_recorded(site, retrying(sky.driver(site).images))
 
 
-def find_source(sky: Sky, logical: str, end: Endorsed, *, to_site: str, wanted: str | None) -> Source:
-    """`--from SITE|URL`, else a site holding a verified copy that can send it, else hv:uri."""
+def _candidates(sky: Sky, logical: str, to_site: str, wanted: str | None) -> list[str]:
+    if wanted is not None and "://" in wanted:
+        return []
+    mapping = mapped_images(sky.federation).get(logical, {})
+    return [wanted] if wanted else [s for s in sky.site_names if s != to_site and s in mapping
+                                     and Capability.IMAGE_DOWNLOAD in sky.driver(s).capabilities]
+
+
+def find_source(sky: Sky, logical: str, end: Endorsed, *, to_site: str, wanted: str | None,
+                listed: dict[str, Any] | None = None) -> Source:
+    """`--from SITE|URL`, else a site holding a verified copy that can send it, else hv:uri.
+    `listed`: the sites' images already read (site -> images or the DriverError)."""
     mapping = mapped_images(sky.federation).get(logical, {})
     if wanted is not None and "://" in wanted:
         return Source(wanted, url=wanted)
-    candidates = [wanted] if wanted else [s for s in sky.site_names if s != to_site and s in mapping]
-    for site in candidates:
+    listed = listed or {}
+    for site in _candidates(sky, logical, to_site, wanted):
         sky.federation.site(site)
         driver = sky.driver(site)
         if Capability.IMAGE_DOWNLOAD not in driver.capabilities:
             if wanted:
                 raise UsageError(f"--from {site}: the {driver.name} driver cannot send image bytes")
             continue
+        got = listed.get(site)
         try:
-            images = _site_images(sky, site)
+            if isinstance(got, DriverError):
+                raise got
+            images = with_recorded(site, got) if got is not None else _site_images(sky, site)
         except DriverError:
             if wanted:
                 raise
@@ -147,8 +205,15 @@ def replicate(sky: Sky, logical: str, to_site: str, *, source: str | None = None
     fed = sky.federation
     end = _endorsed(fed, logical)
     fed.site(to_site)
+    if source is not None and "://" not in source:
+        fed.site(source)
     target = sky.driver(to_site)
-    images = _site_images(sky, to_site)
+    # The target's images and every possible source's, asked at once (one round of auth).
+    listed = sky.fanout(lambda d: retrying(d.images), [to_site, *_candidates(sky, logical, to_site, source)],
+                        retry=False)
+    if isinstance(listed[to_site], DriverError):
+        raise listed[to_site]
+    images = with_recorded(to_site, listed[to_site])
     mapping = mapped_images(fed).get(logical, {})
     have = _mapped(images, mapping.get(to_site))
     if have is None:   # an unmapped copy with the endorsed hash is as good
@@ -158,7 +223,7 @@ def replicate(sky: Sky, logical: str, to_site: str, *, source: str | None = None
         return {"image": logical, "site": to_site, "id": have.id, "name": have.name, "sha512": end.sha512,
                 "source": None, "bytes": 0, "status": "present"}
     name = f"{logical}-{end.sha512[:12]}"
-    src = find_source(sky, logical, end, to_site=to_site, wanted=source)
+    src = find_source(sky, logical, end, to_site=to_site, wanted=source, listed=listed)
     caps = target.capabilities
     if Capability.IMAGE_UPLOAD in caps:
         if src.url is not None:
