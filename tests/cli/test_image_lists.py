@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from skyctl.testing import imagelists as il
 from skyctl.testing.cli import Runner, federation
@@ -227,3 +228,33 @@ def test_import_without_configured_lists_is_a_usage_error(run: Runner, sky_file:
     sky_file(federation(home={"driver": "memory", "tier": "local"}))
     res = run("image", "import", os.fspath(tmp_path / "x"))
     assert res.code == 2 and "no image lists are configured" in res.err
+
+
+def test_replicate_needs_an_endorsed_checksum_and_a_driver_that_takes_images(
+        run: Runner, fed: Callable[..., Path], pki: Any, tmp_path: Path) -> None:
+    fed(bind=False)
+    res = run("image", "replicate", "alma9", "--to", "cc")
+    assert res.code == 1
+    assert res.err.strip() == ("error: image 'alma9' cannot be replicated: it is bound to no image list; there is "
+                               "nothing to check a copy against (bind it to a list entry (list:, identifier:) "
+                               "and import the list)")
+    fed(wrong_on="cc")
+    assert run("image", "import", str(_signed(pki, tmp_path))).code == 0
+    res = run("image", "replicate", "alma9", "--to", "cc")
+    assert res.code == 2 and res.err.strip() == "error: the memory driver of cc cannot receive images"
+    res = run("image", "replicate", "nope", "--to", "cc")
+    assert res.code == 2 and "unknown image 'nope'" in res.err
+
+
+def test_a_configured_lists_url_is_fetched_by_name(run: Runner, fed: Callable[..., Path], pki: Any,
+                                                   tmp_path: Path) -> None:
+    path = fed()
+    signed = _signed(pki, tmp_path)
+    doc = yaml.safe_load(path.read_text())
+    doc["image_lists"]["egi-base"]["url"] = signed.as_uri()
+    path.write_text(yaml.safe_dump(doc))
+    res = run("image", "import", "egi-base", "-o", "json")
+    assert res.code == 0, res.err
+    assert res.json()["source"] == signed.as_uri()
+    missing = run("image", "import", (tmp_path / "gone.smime").as_uri())
+    assert missing.code == 1 and "cannot fetch" in missing.err
