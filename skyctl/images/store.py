@@ -18,7 +18,7 @@ from typing import Any
 
 from skyctl.errors import ImageListError
 from skyctl.images.hepix import ImageList, parse, parse_time
-from skyctl.paths import data_dir, private_dir, write_private
+from skyctl.paths import base, data_dir, private_dir, write_private
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ def save(name: str, *, raw: bytes, content: bytes, source: str, signer_dn: str, 
 
 
 def load(name: str) -> StoredList | None:
-    path = data_dir() / "imagelists" / f"{name}.json"
+    path = base("data") / "imagelists" / f"{name}.json"   # reading creates no folder
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
         return StoredList(name=meta["name"], source=meta["source"],
@@ -64,7 +64,7 @@ def load(name: str) -> StoredList | None:
 
 
 def _hashes_path() -> Path:
-    return data_dir() / "image-hashes.json"
+    return base("data") / "image-hashes.json"
 
 
 def recorded_hashes() -> dict[str, dict[str, str]]:
@@ -85,7 +85,7 @@ def record_hash(site: str, image_id: str, sha512: str) -> None:
 
 
 def _replicas_path() -> Path:
-    return data_dir() / "image-replicas.json"
+    return base("data") / "image-replicas.json"
 
 
 def replicas() -> dict[str, dict[str, str]]:
