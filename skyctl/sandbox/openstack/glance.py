@@ -74,8 +74,8 @@ class Glance:
         created = iso(0)
         return {"id": img.id, "name": img.name, "status": "active", "visibility": "public", "protected": False,
                 "os_hidden": False, "checksum": img.checksum, "os_hash_algo": "sha512",
-                "os_hash_value": img.sha512, "size": img.size, "virtual_size": None, "min_disk": 0,
-                "min_ram": 0, "disk_format": "qcow2", "container_format": "bare",
+                "os_hash_value": img.sha512, "size": img.size, "virtual_size": None, "min_disk": img.min_disk,
+                "min_ram": img.min_ram, "disk_format": "qcow2", "container_format": "bare",
                 "owner": stable_id(self.world.name, "project", "admin"), "tags": [],
                 "created_at": created, "updated_at": created, "self": f"/v2/images/{img.id}",
                 "file": f"/v2/images/{img.id}/file", "schema": "/v2/schemas/image"}

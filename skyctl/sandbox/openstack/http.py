@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from skyctl.sandbox.serving import KeepAliveServer
 from skyctl.sandbox.world import SiteWorld
@@ -227,3 +227,37 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+
+
+def neutron_page(req: Request, items: list[dict[str, Any]], collection: str,
+                 not_found: Callable[[str], Reply]) -> Reply:
+    """A Neutron list answer, paged as Neutron pages (`limit`, `marker` by id): a full page
+    carries `<collection>_links` with a `next` link (and `previous` after a marker)."""
+    marker = req.q("marker")
+    if marker is not None:
+        ids = [str(i.get("id")) for i in items]
+        if marker not in ids:
+            return not_found(marker)   # Neutron looks the marker object up first
+        items = items[ids.index(marker) + 1:]
+    raw = req.q("limit")
+    if raw is None:
+        return Reply(200, {collection: items})
+    try:
+        limit = int(raw)
+    except ValueError:
+        # neutron/api/api_common.py _get_limit_param, a BadRequest(resource='limit').
+        return Reply(400, {"NeutronError": {"type": "BadRequest", "detail": "",
+                                            "message": f"Bad limit request: Limit must be an integer 0 or "
+                                                       f"greater and not '{raw}'"}})
+    page = items[:limit] if limit > 0 else items
+    body: dict[str, Any] = {collection: page}
+    links = []
+    base = f"{req.base_url}{req.path}"
+    params = {k: v[-1] for k, v in req.query.items()}
+    if limit > 0 and len(page) == limit and page:
+        links.append({"rel": "next", "href": f"{base}?{urlencode({**params, 'marker': page[-1]['id']})}"})
+    if marker is not None and page:
+        links.append({"rel": "previous", "href": f"{base}?{urlencode({**params, 'marker': page[0]['id'], 'page_reverse': 'True'})}"})
+    if links:
+        body[f"{collection}_links"] = links
+    return Reply(200, body)

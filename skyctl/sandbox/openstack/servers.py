@@ -14,10 +14,12 @@ import json
 import re
 import secrets
 import time
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
+from skyctl.sandbox.openstack.bootvolume import BOOT_SEQUENCE, boot_volume, check_flavor, make_volume
 from skyctl.sandbox.openstack.http import Reply, Request, iso, iso_us, nova_error, short
 from skyctl.sandbox.openstack.keystone import Keystone
 from skyctl.sandbox.openstack.neutron import DEFAULT_SG, Neutron
@@ -130,7 +132,8 @@ class Servers:
             "tenant_id": owner, "user_id": vm.extra.get("user_id", ""),
             "metadata": dict(vm.metadata),
             "hostId": hashlib.sha224((owner + "sandbox-host").encode()).hexdigest() if status != "BUILD" else "",
-            "image": {"id": vm.image_id, "links": [
+            # A server booted from a volume shows no image, as Nova's view does.
+            "image": "" if not vm.image_id else {"id": vm.image_id, "links": [
                 {"rel": "bookmark", "href": f"{req.base_url}/compute/images/{vm.image_id}"}]},
             "flavor": flavor_view,
             "created": iso(vm.created), "updated": iso(updated),
@@ -147,7 +150,9 @@ class Servers:
             if status != "ERROR" and vm.extra.get("network") is not None else [],
             "OS-EXT-STS:task_state": task_state, "OS-EXT-STS:vm_state": vm_state,
             "OS-EXT-STS:power_state": power,
-            "os-extended-volumes:volumes_attached": [],
+            "os-extended-volumes:volumes_attached": [
+                {"id": v.id, "delete_on_termination": v.delete_on_termination} if req.mv(2, 3) else {"id": v.id}
+                for v in self.world.vm_volumes(vm.id)],
         }
         if req.mv(2, 9):
             body["locked"] = False
@@ -329,15 +334,14 @@ class Servers:
         if flavor is None:
             raise nova_error(400, f"Flavor {flavor_ref} could not be found.")
         image_ref = str(server.get("imageRef") or "").rstrip("/").rsplit("/", 1)[-1]
-        if not image_ref:
-            raise nova_error(400, "Block Device Mapping is Invalid: Boot sequence for the instance and "
-                                  "image/block device mapping combination is not valid.")
-        if image_ref not in self.world.images:
-            raise nova_error(400, f"Image {image_ref} could not be found.")
-        if flavor.disk_gib == 0 and not req.principal.is_admin:
-            # Nova (compute/api.py) refuses an image-backed server on a diskless flavor unless
-            # the policy allows it (admins only by default): BootFromVolumeRequiredForZeroDiskFlavor.
-            raise nova_error(403, "Only volume-backed servers are allowed for flavors with zero disk.")
+        boot = boot_volume(self.world, server.get("block_device_mapping_v2"), image_ref)
+        if boot is None:
+            if not image_ref:
+                raise nova_error(400, BOOT_SEQUENCE)
+            if image_ref not in self.world.images:
+                raise nova_error(400, f"Image {image_ref} could not be found.")
+        image = self.world.images.get(boot.image_id or "" if boot is not None else image_ref)
+        check_flavor(flavor, image, boot, admin=req.principal.is_admin)
         user_data = None
         if server.get("user_data") is not None:
             raw = server["user_data"]
@@ -408,10 +412,23 @@ class Servers:
                        "config_drive": "True" if server.get("config_drive") else ""},
             )
             vm_name = name if max_count == 1 else f"{name}-{i + 1}"
+            if network is not None:
+                self.neutron.check_port_quota(req.principal.project_id)
+            vm_id = str(uuid.uuid4())
+            volume_id = None
+            if boot is not None:
+                # The host makes the boot volume while building; Cinder's refusal is the build's fault.
+                volume_id, fault = make_volume(self.world, boot, req.principal.project_id, vm_id)
+                if fault is not None:
+                    attrs["error"] = fault
+                attrs["extra"]["boot_volume"] = True   # type: ignore[index]
             try:
                 made.append(self.world.create_vm(name=vm_name, vcpus=flavor.vcpus, ram_mib=flavor.ram_mib,
-                                                 image_id=image_ref, flavor_id=flavor.id, **attrs))
+                                                 image_id="" if boot is not None else image_ref,
+                                                 flavor_id=flavor.id, vm_id=vm_id, **attrs))
             except QuotaError as q:
+                if volume_id is not None:
+                    self.world.volumes.pop(volume_id, None)
                 if len(made) >= min_count:
                     break
                 for vm in made:
