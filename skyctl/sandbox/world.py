@@ -72,6 +72,7 @@ class SFlavor:
     vcpus: int
     ram_mib: int
     disk_gib: int = 10
+    extra_specs: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,8 @@ class SiteWorld:
         # OpenStack: a block storage service (Cinder) and its volumes.
         self.block_storage = True
         self.volumes: dict[str, SVolume] = {}
+        # Neutron's pagination_max_limit: every list is paged to it (None: lists come whole).
+        self.neutron_max_limit: int | None = None
 
     # ------------------------------------------------------------ faults
     def inject(self) -> bool:

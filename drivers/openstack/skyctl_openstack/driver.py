@@ -10,18 +10,18 @@ import base64
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skyctl.drivers import Driver
-from skyctl.errors import DriverError, InvalidRequest, Transient
-from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageRef, Labels, Node, NodeSpec,
-                          NodeState, RenderedContext)
+from skyctl.errors import DriverError, InvalidRequest, Transient, Unsupported
+from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec,
+                          NodeState, RenderedContext, boot_volume_gib)
 from skyctl_openstack import convert as cv
-from skyctl_openstack.errors import error_for_status, error_message
-from skyctl_openstack.network import Neutron
+from skyctl_openstack.errors import error_for_exception, error_for_status, error_message
+from skyctl_openstack.network import Neutron, neutron_get
 
 if TYPE_CHECKING:  # pragma: no cover
     from skyctl.site import SiteConfig
@@ -51,6 +51,15 @@ class OpenStackOptions(BaseModel):
     floating_network: str | None = Field(
         None, description="external network (name or id) for floating IPs (ssh.floating_ip); default: the only "
                           "network with router:external")
+    boot_from_volume: bool = Field(
+        False, description="boot every node from a new volume (diskless flavors always do where the site has "
+                           "Cinder); deleted with the node")
+    config_drive: bool | None = Field(None, description="ask Nova for a config drive (unset: the site's default)")
+    availability_zone: str | None = Field(None, min_length=1, description="the availability zone nodes go to")
+    scheduler_hints: dict[str, Any] = Field({}, description="Nova scheduler hints given with every node")
+    server_group: Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"] | None = Field(
+        None, description="put each skyctl group's nodes on this site in a Nova server group with this policy "
+                          "(made with the group's first node, deleted with its last)")
 
     @field_validator("network")
     @classmethod
@@ -83,6 +92,8 @@ class OpenStackDriver(Driver):
         self._keypairs: set[str] = set()
         self._neutron = Neutron(self._api, self.site_name)
         self._floating_network_id: str | None = None
+        self._volumes: bool | None = None
+        self._server_groups: dict[str, str] = {}   # skyctl group -> Nova server group id
 
     # ------------------------------------------------------------------ plumbing
     def _api(self) -> Client:
@@ -142,15 +153,74 @@ class OpenStackDriver(Driver):
     # ------------------------------------------------------------------ what the site offers
     def capacity(self) -> Capacity:
         _, body = self._compute("GET", "/limits", what="limits")
-        return cv.capacity_from_limits(((body or {}).get("limits") or {}).get("absolute") or {})
+        absolute = ((body or {}).get("limits") or {}).get("absolute") or {}
+        return cv.capacity_from_limits(absolute, self._neutron_lines() + self._cinder_lines())
+
+    def _neutron_lines(self) -> tuple[Limit, ...]:
+        """The project's Neutron quota lines a node takes from: a port per NIC, a floating IP
+        where one will be attached, skyctl's SSH group once if it is still to be made."""
+        api = self._api()
+        project = api.project_id()
+        if not project:
+            return ()
+        status, body = neutron_get(api, f"/quotas/{project}/details", ok=(404,), what="network quota")
+        if status == 404:
+            return ()   # no quota-details extension: nothing to count against
+        nets = self._networks()
+        ports = len(nets) if isinstance(nets, list) else (0 if nets == "none" else 1)
+        fips = 1 if ports and self._needs_floating_ip() else 0
+        groups = 1 if ports and self.site.ssh.cidr and not self._neutron.has_ssh_group(
+            self.site.ssh.cidr, self.site.ssh.port) else 0
+        return cv.neutron_lines((body or {}).get("quota") or {}, ports=ports, floating_ips=fips,
+                                security_groups=groups)
+
+    def _needs_floating_ip(self) -> bool:
+        mode = self.site.ssh.floating_ip
+        if mode is False:
+            return False
+        if mode is True:
+            return True
+        nets = self._networks()
+        ids = {n["uuid"] for n in nets} if isinstance(nets, list) else set()
+        routed = self._neutron.routed_networks()
+        return bool(routed and (ids & routed or not ids))
+
+    def _cinder_lines(self) -> tuple[Limit, ...]:
+        if not self._has_volumes():
+            return ()
+        _, body = self._api().request("block_storage", "GET", "/limits", what="volume limits")
+        return cv.cinder_lines(((body or {}).get("limits") or {}).get("absolute") or {})
+
+    def _has_volumes(self) -> bool:
+        """Whether the site's catalog has a block storage service (boot volumes need it)."""
+        if self._volumes is None:
+            api = self._api()
+            found = False
+            for kind in ("block-storage", "volumev3"):
+                try:
+                    found = bool(api.conn.endpoint_for(kind))
+                except Exception as e:  # keystoneauth's EndpointNotFound and kin: mapped, not swallowed
+                    mapped = error_for_exception(e, self.site_name, what="block storage endpoint")
+                    if mapped is None:
+                        raise
+                    if not isinstance(mapped, Unsupported):
+                        raise mapped from None
+                if found:
+                    break
+            self._volumes = found
+        return self._volumes
 
     def flavors(self) -> list[Flavor]:
         out: list[Flavor] = []
         params: dict[str, Any] = {}
+        # From 2.61 the flavor list carries the extra specs (special hardware is told by them).
+        mv = {"microversion": "2.61"} if self._api().compute_microversion() >= (2, 61) else {}
+        volumes = self._has_volumes()
         while True:
-            _, body = self._compute("GET", "/flavors/detail", params=params or None, what="flavors")
+            _, body = self._compute("GET", "/flavors/detail", params=params or None, what="flavors", **mv)
             page = (body or {}).get("flavors") or []
-            out.extend(cv.flavor_from(f) for f in page if not f.get("OS-FLV-DISABLED:disabled"))
+            out.extend(cv.flavor_from(f, volumes=volumes, boot_from_volume=self.options.boot_from_volume)
+                       for f in page if not f.get("OS-FLV-DISABLED:disabled"))
             if not page or not (body or {}).get("flavors_links"):
                 return out
             params = {"marker": page[-1]["id"]}
@@ -177,6 +247,22 @@ class OpenStackDriver(Driver):
                                               size=spec.size_name or spec.flavor.name),
             "networks": self._networks(),
         }
+        if spec.flavor.boot_volume or self.options.boot_from_volume:
+            if not self._has_volumes():
+                raise InvalidRequest(f"flavor {spec.flavor.name} boots from a volume (disk {spec.flavor.disk_gib}, "
+                                     f"boot_from_volume {self.options.boot_from_volume}) and the site has no block "
+                                     f"storage (Cinder)", site=self.site_name, field="boot_from_volume")
+            # A new volume from the image, deleted with the server: nothing is left behind.
+            del server["imageRef"]
+            server["block_device_mapping_v2"] = cv.boot_volume_mapping(
+                spec.image.id, boot_volume_gib(spec.disk_gib, spec.image))
+        if self.options.config_drive is not None:
+            server["config_drive"] = self.options.config_drive
+        if self.options.availability_zone:
+            server["availability_zone"] = self.options.availability_zone
+        hints = dict(self.options.scheduler_hints)
+        if self.options.server_group and spec.group:
+            hints["group"] = self._server_group(spec.group)
         if context.user_data:
             encoded = base64.b64encode(context.user_data.encode()).decode()
             if len(encoded) > MAX_USER_DATA:
@@ -198,8 +284,11 @@ class OpenStackDriver(Driver):
         mv = self._api().compute_microversion()
         if mv >= (2, 52):
             server["tags"] = tags
+        payload: dict[str, Any] = {"server": server}
+        if hints:
+            payload["os:scheduler_hints"] = hints
         try:
-            _, body = self._compute("POST", "/servers", json={"server": server}, what=f"create {name}")
+            _, body = self._compute("POST", "/servers", json=payload, what=f"create {name}")
         except Transient:
             # The answer was lost, not necessarily the server: look it up by its labels so a
             # retry cannot make a second one.
@@ -216,6 +305,41 @@ class OpenStackDriver(Driver):
         return cv.server_to_node({"id": server_id, "name": name, "status": "BUILD", "metadata": server["metadata"],
                                   "tags": tags, "flavor": {"id": spec.flavor.id}, "image": {"id": spec.image.id}},
                                  self.site_name)
+
+    # ------------------------------------------------------------------ server groups
+    def _server_group(self, group: str) -> str:
+        """The id of the Nova server group for skyctl group `group` on this site: found by its
+        name, else made with the site's policy (once per driver)."""
+        with self._lock:
+            if group in self._server_groups:
+                return self._server_groups[group]
+        name = cv.server_group_name(group)
+        found = [g for g in self._list_server_groups() if g.get("name") == name]
+        if found:
+            gid = str(found[0]["id"])
+        else:
+            _, body = self._compute("POST", "/os-server-groups", what=f"server group {name}",
+                                    json={"server_group": {"name": name, "policies": [self.options.server_group]}})
+            gid = str(((body or {}).get("server_group") or {})["id"])
+        with self._lock:
+            self._server_groups[group] = gid
+        return gid
+
+    def _list_server_groups(self) -> list[dict[str, Any]]:
+        _, body = self._compute("GET", "/os-server-groups", what="server groups")
+        return list((body or {}).get("server_groups") or [])
+
+    def _drop_empty_server_groups(self, deleted: Sequence[str]) -> None:
+        """Delete skyctl's server groups left with no member but the servers just deleted."""
+        gone = set(deleted)
+        for g in self._list_server_groups():
+            if cv.server_group_owner(g) is None:
+                continue
+            if not set(g.get("members") or ()) - gone:
+                self._compute("DELETE", f"/os-server-groups/{g['id']}", ok=(404,), what=f"server group {g.get('name')}")
+                with self._lock:
+                    for k in [k for k, v in self._server_groups.items() if v == g["id"]]:
+                        del self._server_groups[k]
 
     def _find_created(self, labels: Labels, name: str) -> Node | None:
         launch = labels.get(L_LAUNCH)
@@ -302,6 +426,11 @@ class OpenStackDriver(Driver):
 
     def delete(self, node_ids: Sequence[str]) -> None:
         ids = list(dict.fromkeys(node_ids))
+        self._delete_servers(ids)
+        if ids and self.options.server_group:
+            self._drop_empty_server_groups(ids)
+
+    def _delete_servers(self, ids: list[str]) -> None:
         if not ids or self.site.ssh.floating_ip is False:
             self._each(ids, self._delete_one)
             return
@@ -335,7 +464,7 @@ class OpenStackDriver(Driver):
     # ------------------------------------------------------------------ floating IPs
     def _floating_ips(self) -> list[dict[str, Any]]:
         """The project's floating IPs: one Neutron request (none where Neutron has no L3)."""
-        status, body = self._api().request("network", "GET", "/floatingips", ok=(404,), what="floating IPs")
+        status, body = neutron_get(self._api(), "/floatingips", ok=(404,), what="floating IPs")
         return [] if status == 404 else list((body or {}).get("floatingips") or [])
 
     def _external_network_id(self) -> str:
@@ -344,7 +473,7 @@ class OpenStackDriver(Driver):
             if wanted:
                 self._floating_network_id = str(self._neutron.find_network(wanted, "floating_network")["id"])
             else:
-                _, body = self._api().request("network", "GET", "/networks", params={"router:external": "true"},
+                _, body = neutron_get(self._api(), "/networks", params={"router:external": "true"},
                                               what="external networks")
                 found = [n for n in (body or {}).get("networks") or [] if n.get("router:external")]
                 if len(found) != 1:
@@ -359,7 +488,7 @@ class OpenStackDriver(Driver):
         ports: list[dict[str, Any]] = []
         for start in range(0, len(server_ids), PORT_QUERY_IDS):
             chunk = list(server_ids[start:start + PORT_QUERY_IDS])
-            _, body = self._api().request("network", "GET", "/ports", params={"device_id": chunk},
+            _, body = neutron_get(self._api(), "/ports", params={"device_id": chunk},
                                           what="ports")
             ports.extend((body or {}).get("ports") or [])
         return ports
@@ -422,7 +551,7 @@ class OpenStackDriver(Driver):
                                              "description": cv.floating_description(node.id)}})
                     if status == 409:
                         # Another caller attached one meanwhile (use it), or the quota is used up.
-                        _, found = self._api().request("network", "GET", "/floatingips",
+                        _, found = neutron_get(self._api(), "/floatingips",
                                                        params={"port_id": port["id"]}, what=what)
                         attached = (found or {}).get("floatingips") or []
                         if not attached:

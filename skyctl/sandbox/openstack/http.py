@@ -230,9 +230,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def neutron_page(req: Request, items: list[dict[str, Any]], collection: str,
-                 not_found: Callable[[str], Reply]) -> Reply:
+                 not_found: Callable[[str], Reply], max_limit: int | None = None) -> Reply:
     """A Neutron list answer, paged as Neutron pages (`limit`, `marker` by id): a full page
-    carries `<collection>_links` with a `next` link (and `previous` after a marker)."""
+    carries `<collection>_links` with a `next` link (and `previous` after a marker).
+    `max_limit` is neutron.conf's pagination_max_limit: every list is paged to it, asked or not."""
     marker = req.q("marker")
     if marker is not None:
         ids = [str(i.get("id")) for i in items]
@@ -240,10 +241,12 @@ def neutron_page(req: Request, items: list[dict[str, Any]], collection: str,
             return not_found(marker)   # Neutron looks the marker object up first
         items = items[ids.index(marker) + 1:]
     raw = req.q("limit")
-    if raw is None:
+    if raw is None and max_limit is None:
         return Reply(200, {collection: items})
     try:
-        limit = int(raw)
+        limit = int(raw) if raw is not None else 0
+        if max_limit is not None and (limit <= 0 or limit > max_limit):
+            limit = max_limit
     except ValueError:
         # neutron/api/api_common.py _get_limit_param, a BadRequest(resource='limit').
         return Reply(400, {"NeutronError": {"type": "BadRequest", "detail": "",
@@ -253,11 +256,14 @@ def neutron_page(req: Request, items: list[dict[str, Any]], collection: str,
     body: dict[str, Any] = {collection: page}
     links = []
     base = f"{req.base_url}{req.path}"
-    params = {k: v[-1] for k, v in req.query.items()}
+    params = {k: v for k, v in req.query.items() if k not in ("marker", "page_reverse")}
     if limit > 0 and len(page) == limit and page:
-        links.append({"rel": "next", "href": f"{base}?{urlencode({**params, 'marker': page[-1]['id']})}"})
+        query = urlencode({**params, "limit": [str(limit)], "marker": [page[-1]["id"]]}, doseq=True)
+        links.append({"rel": "next", "href": f"{base}?{query}"})
     if marker is not None and page:
-        links.append({"rel": "previous", "href": f"{base}?{urlencode({**params, 'marker': page[0]['id'], 'page_reverse': 'True'})}"})
+        query = urlencode({**params, "limit": [str(limit)], "marker": [page[0]["id"]], "page_reverse": ["True"]},
+                          doseq=True)
+        links.append({"rel": "previous", "href": f"{base}?{query}"})
     if links:
         body[f"{collection}_links"] = links
     return Reply(200, body)

@@ -76,7 +76,7 @@ class Neutron:
                 found = [n for n in nets if n["id"] == rest[1]]
                 return Reply(200, {"network": found[0]}) if found else _not_found("Network", rest[1])
             return neutron_page(req, [n for n in nets if _matches(n, req.query)], "networks",
-                                lambda m: _not_found("Network", m))
+                                lambda m: _not_found("Network", m), self.world.neutron_max_limit)
         if coll == "subnets" and req.method == "GET":
             subs = [self._subnet_view(), self._subnet_view(external=True)]
             if self.world.tenant_network:
@@ -296,7 +296,7 @@ class Neutron:
                         if f.project_id == req.principal.project_id or req.principal.is_admin]
                 views = [self._floating_view(f, now) for f in sorted(fips, key=lambda f: f.created)]
             return neutron_page(req, [v for v in views if _matches(v, req.query)], "floatingips",
-                                lambda m: _not_found("Floating IP", m, kind="FloatingIP"))
+                                lambda m: _not_found("Floating IP", m, kind="FloatingIP"), self.world.neutron_max_limit)
         if len(rest) == 1 and m == "POST":
             data = _json_or_none(req.body)
             body = data.get("floatingip") if isinstance(data, dict) else None
@@ -388,7 +388,7 @@ class Neutron:
             if self.world.tenant_network and not devices:
                 views.append(self._router_port_view())
         return neutron_page(req, [v for v in views if _matches(v, req.query)], "ports",
-                            lambda m: _not_found("Port", m))
+                            lambda m: _not_found("Port", m), self.world.neutron_max_limit)
 
 
 def _error(status: int, kind: str, message: str) -> Reply:

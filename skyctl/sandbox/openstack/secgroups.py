@@ -157,7 +157,8 @@ class SecurityGroups:
                 views = [self._group_view(g) for g in sorted(self.groups.values(), key=lambda g: (g.created, g.id))
                          if self._visible(req, g.project_id)]
                 return neutron_page(req, [v for v in views if matches(v, req.query)], "security_groups",
-                                    lambda m: error(404, "SecurityGroupNotFound", f"Security group {m} does not exist"))
+                                    lambda m: error(404, "SecurityGroupNotFound", f"Security group {m} does not exist"),
+                                    self.world.neutron_max_limit)
             if len(rest) == 1 and req.method == "POST":
                 body = _body(req, "security_group")
                 if body is None:

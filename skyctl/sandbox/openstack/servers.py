@@ -23,6 +23,7 @@ from skyctl.sandbox.openstack.bootvolume import BOOT_SEQUENCE, boot_volume, chec
 from skyctl.sandbox.openstack.http import Reply, Request, iso, iso_us, nova_error, short
 from skyctl.sandbox.openstack.keystone import Keystone
 from skyctl.sandbox.openstack.neutron import DEFAULT_SG, Neutron
+from skyctl.sandbox.openstack.servergroups import ServerGroups
 from skyctl.sandbox.openstack.quota import QUOTA_DEFAULTS
 from skyctl.sandbox.world import NoHostError, QuotaError, SiteWorld, SVM
 
@@ -47,10 +48,11 @@ _SORT_KEYS: dict[str, Any] = {
 class Servers:
     """Nova's servers of one site: the world's VMs as Nova shows them."""
 
-    def __init__(self, world: SiteWorld, keystone: Keystone, neutron: Neutron) -> None:
+    def __init__(self, world: SiteWorld, keystone: Keystone, neutron: Neutron, server_groups: ServerGroups) -> None:
         self.world = world
         self.keystone = keystone
         self.neutron = neutron
+        self.server_groups = server_groups
         self._mac_counter = itertools.count(1)
         # server id -> {(microversion, admin, detail): (what it showed, JSON bytes)}
         self._views: dict[str, dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes]]] = {}
@@ -122,7 +124,8 @@ class Servers:
         if req.mv(2, 47):
             flavor_view: dict[str, Any] = {
                 "vcpus": vm.vcpus, "ram": vm.ram_mib, "disk": flavor.disk_gib if flavor else 0, "ephemeral": 0,
-                "swap": 0, "original_name": flavor.name if flavor else vm.flavor_id or "", "extra_specs": {}}
+                "swap": 0, "original_name": flavor.name if flavor else vm.flavor_id or "",
+                "extra_specs": dict(flavor.extra_specs) if flavor else {}}
         else:
             flavor_view = {"id": vm.flavor_id or "", "links": [
                 {"rel": "bookmark", "href": f"{req.base_url}/compute/flavors/{vm.flavor_id}"}]}
@@ -398,6 +401,12 @@ class Servers:
             raise nova_error(400, "Invalid input for field/attribute min_count.") from None
         if min_count < 1 or max_count < min_count:
             raise nova_error(400, "min_count must be <= max_count")
+        zone = server.get("availability_zone")
+        if zone is not None and zone != "nova":
+            # nova/compute/api.py: an InvalidRequest for a zone no host is in.
+            raise nova_error(400, "The requested availability zone is not available")
+        hints = data.get("os:scheduler_hints", data.get("OS-SCH-HNT:scheduler_hints"))
+        server_group = self.server_groups.check_hint(req, hints, min_count)
         made: list[SVM] = []
         # Not under the world lock: on_create hooks (SSH endpoints) may take a while.
         # Nova checks quota for max_count and settles for fewer if min_count still fits.
@@ -440,6 +449,8 @@ class Servers:
             except NoHostError:  # a world that refuses outright instead of erroring the VM
                 raise nova_error(500, "No valid host was found. There are not enough hosts available.") \
                     from None
+        if server_group is not None:
+            self.server_groups.join(req, server_group, [vm.id for vm in made])
         first = made[0]
         if server.get("return_reservation_id"):
             return Reply(202, {"reservation_id": "r-" + first.id[:8]})
