@@ -218,15 +218,19 @@ class Capacity:
                 per = need.volume_gib
             else:
                 per = lim.per_node
-            out.append((lim, per, lim.once if per else 0))
+            out.append((lim, per, lim.once))
         return out
 
     def fits_count(self, need: Resources) -> int | None:
         """How many nodes of `need` still fit; None means no limit is known."""
         counts: list[int] = []
         for lim, per, once in self.lines(need):
-            if lim.free is not None and per > 0:
+            if lim.free is None:
+                continue
+            if per > 0:
                 counts.append(max(lim.free - once, 0) // per)
+            elif once > lim.free:
+                counts.append(0)   # what the launch must make first does not fit
         for free, per in ((self.host_free_cpus, need.cpus),
                           (self.host_free_memory_mib, need.memory_mib)):
             if free is not None and per > 0:

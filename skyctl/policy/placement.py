@@ -51,7 +51,7 @@ def consume(site: SiteSnapshot, count: int, cpus: int, memory_mib: int, volume_g
         return replace(lim, used=lim.used + n)
 
     need = Resources(cpus, memory_mib, volume_gib=volume_gib)
-    others = tuple(replace(lim, used=lim.used + count * per + once, once=0) if per else lim
+    others = tuple(replace(lim, used=lim.used + count * per + once, once=0) if per or once else lim
                    for lim, per, once in cap.lines(need)[3:])
     return replace(site, capacity=replace(cap, instances=use(cap.instances, count),
                                           cores=use(cap.cores, count * cpus),
@@ -418,9 +418,9 @@ def _binding_limit(site: SiteSnapshot, flavor: Flavor, gib: int = 0) -> str:
     cap = site.capacity
     if cap is None:
         return "no limit known"
-    lines = [(max(lim.free - once, 0) // per, f"quota {lim.label} {lim.used}/{lim.limit} used")
+    lines = [(max(lim.free - once, 0) // per if per else 0, f"quota {lim.label} {lim.used}/{lim.limit} used")
              for lim, per, once in cap.lines(Resources(flavor.cpus, flavor.memory_mib, volume_gib=gib))
-             if lim.free is not None and per > 0]
+             if lim.free is not None and (per > 0 or once > lim.free)]
     lines += [(max(free, 0) // per, f"hosts have {free} {what} free")
               for free, per, what in ((cap.host_free_cpus, flavor.cpus, "cpus"),
                                       (cap.host_free_memory_mib, flavor.memory_mib, "MiB"))
@@ -433,7 +433,7 @@ def _quota_reason(site: SiteSnapshot, flavor: Flavor, gib: int = 0) -> Reason:
     if cap is None:
         return Reason("quota", "no room")
     for lim, per, once in cap.lines(Resources(flavor.cpus, flavor.memory_mib, volume_gib=gib)):
-        if lim.free is not None and per > 0 and lim.free - once < per:
+        if lim.free is not None and (per > 0 or once > 0) and lim.free - once < per:
             return Reason("quota", f"quota: {lim.label} {lim.used}/{lim.limit} used")
     return Reason("hosts_full", "hosts have no room")
 
