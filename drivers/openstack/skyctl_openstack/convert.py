@@ -118,18 +118,27 @@ def _iso(value: str | None) -> str | None:
     return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
-def server_addresses(addresses: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """Every address of a server, floating ones first: those are what reaches it from outside
-    (skyctl ssh/exec connect to the first)."""
-    fixed: list[str] = []
-    floating: list[str] = []
-    for entries in (addresses or {}).values():
-        for a in entries or []:
+def server_addresses(addresses: Mapping[str, Any] | None, family: str = "auto") -> tuple[str, ...]:
+    """Every address of a server in the order skyctl tries them (ssh/exec connect to the first):
+    `auto`: floating ones first (what reaches it from outside), then IPv4, then IPv6; `ipv4` or
+    `ipv6` (ssh.address_family): that family first, floating before fixed within it."""
+    entries: list[tuple[str, bool, int]] = []
+    for listed in (addresses or {}).values():
+        for a in listed or []:
             addr = a.get("addr")
             if not addr:
                 continue
-            (floating if a.get("OS-EXT-IPS:type") == "floating" else fixed).append(addr)
-    return tuple(dict.fromkeys(floating + fixed))
+            version = int(a.get("version") or (6 if ":" in str(addr) else 4))
+            entries.append((str(addr), a.get("OS-EXT-IPS:type") == "floating", version))
+    want = {"ipv4": 4, "ipv6": 6}.get(family)
+
+    def rank(e: tuple[str, bool, int]) -> tuple[int, int, int]:
+        _, floating, version = e
+        if want is None:
+            return (0 if floating else 1, version, 0)
+        return (0 if version == want else 1, 0 if floating else 1, 0)
+
+    return tuple(dict.fromkeys(addr for addr, _, _ in sorted(entries, key=rank)))
 
 
 SERVER_GROUP_PREFIX = f"{LABEL_PREFIX}-"
@@ -174,7 +183,7 @@ def port_for_server(ports: list[Mapping[str, Any]], server_id: str) -> Mapping[s
     return None
 
 
-def server_to_node(server: Mapping[str, Any], site: str) -> Node:
+def server_to_node(server: Mapping[str, Any], site: str, family: str = "auto") -> Node:
     metadata = server.get("metadata") or {}
     labels = metadata_to_labels(metadata)
     flavor = server.get("flavor") or {}
@@ -203,7 +212,7 @@ def server_to_node(server: Mapping[str, Any], site: str) -> Node:
         driver=DRIVER_NAME,
         id=str(server.get("id")),
         state=node_state(status, server.get("OS-EXT-STS:task_state")),
-        addresses=server_addresses(server.get("addresses")),
+        addresses=server_addresses(server.get("addresses"), family),
         image=metadata.get(f"{META_PREFIX}image") or (image.get("id") if isinstance(image, Mapping) else None),
         size=metadata.get(f"{META_PREFIX}size") or flavor.get("original_name") or flavor.get("id"),
         created_at=_iso(server.get("created")),

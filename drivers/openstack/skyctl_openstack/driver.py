@@ -381,7 +381,7 @@ class OpenStackDriver(Driver):
             for s in page:
                 if s.get("status") == "ERROR" and not s.get("fault"):
                     s = self._with_fault(s)
-                node = cv.server_to_node(s, self.site_name)
+                node = cv.server_to_node(s, self.site_name, self.site.ssh.address_family)
                 if cv.matches(node, client_side, managed_only):
                     out[node.id] = node
             links = (body or {}).get("servers_links") or []
@@ -400,7 +400,7 @@ class OpenStackDriver(Driver):
 
     def get(self, node_id: str) -> Node:
         _, body = self._compute("GET", f"/servers/{node_id}", what=f"server {node_id}")
-        return cv.server_to_node((body or {}).get("server") or {}, self.site_name)
+        return cv.server_to_node((body or {}).get("server") or {}, self.site_name, self.site.ssh.address_family)
 
     def _delete_one(self, node_id: str) -> None:
         self._compute("DELETE", f"/servers/{node_id}", ok=(404,), what=f"delete {node_id}")
