@@ -137,6 +137,14 @@ def test_capacity_names_ports_floating_ips_groups_volumes_and_gigabytes(sara, sa
     assert lines["security_groups"].once == 1        # skyctl's SSH group is still to be made
     assert (lines["volumes"].limit, lines["gigabytes"].limit) == (10, 25)
     assert cap.as_dict()["gigabytes"] == {"used": 0, "limit": 25}
+    node = sara_driver.create(_spec(sara_driver), "g-0", RenderedContext())   # makes the SSH group
+    later = _driver(sara)      # the next command: the group is there, no security group to make
+    try:
+        again = {lim.resource: lim for lim in later.capacity().others}
+    finally:
+        later.close()
+    assert "security_groups" not in again and again["ports"].used == 2
+    sara_driver.delete([node.id])
     home = _driver(site, "home")                     # a provider network: no floating IP needed
     try:
         home_lines = {lim.resource: lim for lim in home.capacity().others}
