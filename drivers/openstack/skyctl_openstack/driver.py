@@ -22,6 +22,7 @@ from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageR
 from skyctl_openstack import convert as cv
 from skyctl_openstack.errors import error_for_exception, error_for_status, error_message
 from skyctl_openstack.network import Neutron, neutron_get
+from skyctl_openstack.servergroups import ServerGroups
 
 if TYPE_CHECKING:  # pragma: no cover
     from skyctl.site import SiteConfig
@@ -93,7 +94,7 @@ class OpenStackDriver(Driver):
         self._neutron = Neutron(self._api, self.site_name)
         self._floating_network_id: str | None = None
         self._volumes: bool | None = None
-        self._server_groups: dict[str, str] = {}   # skyctl group -> Nova server group id
+        self._server_groups = ServerGroups(self._compute)
 
     # ------------------------------------------------------------------ plumbing
     def _api(self) -> Client:
@@ -274,7 +275,7 @@ class OpenStackDriver(Driver):
             server["availability_zone"] = self.options.availability_zone
         hints = dict(self.options.scheduler_hints)
         if self.options.server_group and spec.group:
-            hints["group"] = self._server_group(spec.group)
+            hints["group"] = self._server_groups.ensure(spec.group, self.options.server_group)
         if context.user_data:
             encoded = base64.b64encode(context.user_data.encode()).decode()
             if len(encoded) > MAX_USER_DATA:
@@ -317,41 +318,6 @@ class OpenStackDriver(Driver):
         return cv.server_to_node({"id": server_id, "name": name, "status": "BUILD", "metadata": server["metadata"],
                                   "tags": tags, "flavor": {"id": spec.flavor.id}, "image": {"id": spec.image.id}},
                                  self.site_name)
-
-    # ------------------------------------------------------------------ server groups
-    def _server_group(self, group: str) -> str:
-        """The id of the Nova server group for skyctl group `group` on this site: found by its
-        name, else made with the site's policy (once per driver)."""
-        with self._lock:
-            if group in self._server_groups:
-                return self._server_groups[group]
-        name = cv.server_group_name(group)
-        found = [g for g in self._list_server_groups() if g.get("name") == name]
-        if found:
-            gid = str(found[0]["id"])
-        else:
-            _, body = self._compute("POST", "/os-server-groups", what=f"server group {name}",
-                                    json={"server_group": {"name": name, "policies": [self.options.server_group]}})
-            gid = str(((body or {}).get("server_group") or {})["id"])
-        with self._lock:
-            self._server_groups[group] = gid
-        return gid
-
-    def _list_server_groups(self) -> list[dict[str, Any]]:
-        _, body = self._compute("GET", "/os-server-groups", what="server groups")
-        return list((body or {}).get("server_groups") or [])
-
-    def _drop_empty_server_groups(self, deleted: Sequence[str]) -> None:
-        """Delete skyctl's server groups left with no member but the servers just deleted."""
-        gone = set(deleted)
-        for g in self._list_server_groups():
-            if cv.server_group_owner(g) is None:
-                continue
-            if not set(g.get("members") or ()) - gone:
-                self._compute("DELETE", f"/os-server-groups/{g['id']}", ok=(404,), what=f"server group {g.get('name')}")
-                with self._lock:
-                    for k in [k for k, v in self._server_groups.items() if v == g["id"]]:
-                        del self._server_groups[k]
 
     def _find_created(self, labels: Labels, name: str) -> Node | None:
         launch = labels.get(L_LAUNCH)
@@ -440,7 +406,7 @@ class OpenStackDriver(Driver):
         ids = list(dict.fromkeys(node_ids))
         self._delete_servers(ids)
         if ids and self.options.server_group:
-            self._drop_empty_server_groups(ids)
+            self._server_groups.drop_empty(ids)
 
     def _delete_servers(self, ids: list[str]) -> None:
         if not ids or self.site.ssh.floating_ip is False:

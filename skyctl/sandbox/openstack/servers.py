@@ -20,11 +20,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from skyctl.sandbox.openstack.bootvolume import BOOT_SEQUENCE, boot_volume, check_flavor, make_volume
+from skyctl.sandbox.openstack.console import console_text, hostname
 from skyctl.sandbox.openstack.http import Reply, Request, iso, iso_us, nova_error, short
 from skyctl.sandbox.openstack.keystone import Keystone
 from skyctl.sandbox.openstack.neutron import DEFAULT_SG, Neutron
-from skyctl.sandbox.openstack.servergroups import ServerGroups
 from skyctl.sandbox.openstack.quota import QUOTA_DEFAULTS
+from skyctl.sandbox.openstack.servergroups import ServerGroups
 from skyctl.sandbox.world import NoHostError, QuotaError, SiteWorld, SVM
 
 MAX_LIMIT = 1000                  # Nova's osapi max_limit default
@@ -417,7 +418,7 @@ class Servers:
                 extra={"project_id": req.principal.project_id, "user_id": req.principal.user_id,
                        "network": network, "security_groups": groups, "security_group_ids": group_ids,
                        "mac": self._next_mac(), "description": server.get("description"),
-                       "hostname": server.get("hostname") or _hostname(name),
+                       "hostname": server.get("hostname") or hostname(name),
                        "config_drive": "True" if server.get("config_drive") else ""},
             )
             vm_name = name if max_count == 1 else f"{name}-{i + 1}"
@@ -513,7 +514,7 @@ class Servers:
                     raise nova_error(409, f"Instance {vm.id} is not ready")
                 args = body[action] or {}
                 length = args.get("length") if isinstance(args, dict) else None
-                text = _console_text(vm)
+                text = console_text(vm)
                 if length not in (None, -1, "-1"):
                     try:
                         n = int(length)
@@ -619,44 +620,3 @@ def _parse_time(value: str | None, field: str) -> float | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
-
-
-def _hostname(name: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "server"
-
-
-def _host_key_block(vm: SVM, host: str) -> list[str]:
-    """What cloud-init's keys_to_console module prints, so clients can check the SSH host key."""
-    if not vm.host_key_fingerprint:
-        return []
-    stamp = "<14>Nov 27 00:00:03 cloud-init:"
-    return [f"{stamp} #############################################################",
-            f"{stamp} -----BEGIN SSH HOST KEY FINGERPRINTS-----",
-            f"{stamp} 256 {vm.host_key_fingerprint} root@{host} (ED25519)",
-            f"{stamp} -----END SSH HOST KEY FINGERPRINTS-----",
-            f"{stamp} #############################################################"]
-
-
-def _console_text(vm: SVM) -> str:
-    """A boot log shaped like a cloud image's serial console."""
-    custom = vm.extra.get("console")
-    if custom:
-        return str(custom)
-    booted = vm.created + vm.boot_delay
-    host = vm.extra.get("hostname") or _hostname(vm.name)
-    lines = [
-        "[    0.000000] Linux version 5.14.0-427.el9.x86_64 (sandbox) #1 SMP PREEMPT_DYNAMIC",
-        "[    0.000000] Command line: BOOT_IMAGE=(hd0,gpt3)/vmlinuz root=UUID=sandbox console=ttyS0,115200n8",
-        f"[    1.204711] cloud-init[612]: Cloud-init v. 23.4 running 'init-local' at {iso(booted)}.",
-        f"[    2.518804] cloud-init[701]: Cloud-init v. 23.4 running 'init' at {iso(booted)}.",
-        f"[    2.603317] cloud-init[701]: ci-info: | eth0 | True | {vm.address or '127.0.0.1'} | 255.0.0.0 |",
-        f"[    3.110212] cloud-init[798]: Cloud-init v. 23.4 running 'modules:config' at {iso(booted)}.",
-        *_host_key_block(vm, host),
-        f"[    3.402019] cloud-init[812]: Cloud-init v. 23.4 finished at {iso(booted)}. "
-        "Datasource DataSourceOpenStackLocal [net,ver=2].  Up 3.40 seconds",
-        "",
-        f"{host} login: ",
-    ]
-    if vm.stopped:
-        lines.append("[  OK  ] Reached target System Power Off.")
-    return "\n".join(lines) + "\n"
