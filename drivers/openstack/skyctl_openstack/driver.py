@@ -171,16 +171,22 @@ class OpenStackDriver(Driver):
         project = api.project_id()
         if not project:
             return ()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="capacity") as pool:
+        ssh = self.site.ssh
+        # Each lookup on its own thread: the quota, the SSH group, the routers (auto floating
+        # IPs) and the network choice do not wait for each other.
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="capacity") as pool:
             quota = pool.submit(neutron_get, api, f"/quotas/{project}/details", ok=(404,), what="network quota")
+            group = pool.submit(self._neutron.has_ssh_group, ssh.cidr, ssh.port) if ssh.cidr else None
+            routed = pool.submit(self._neutron.routed_networks) if ssh.floating_ip == "auto" else None
             try:
                 nets = self._networks()
             except InvalidRequest:
                 nets = "auto"    # the network is for create to settle (and to refuse, naming the field)
             ports = len(nets) if isinstance(nets, list) else (0 if nets == "none" else 1)
+            if routed is not None:
+                routed.result()
             fips = 1 if ports and self._needs_floating_ip(nets) else 0
-            groups = 1 if ports and self.site.ssh.cidr and not self._neutron.has_ssh_group(
-                self.site.ssh.cidr, self.site.ssh.port) else 0
+            groups = 1 if ports and group is not None and not group.result() else 0
             status, body = quota.result()
         if status == 404:
             return ()   # no quota-details extension: nothing to count against

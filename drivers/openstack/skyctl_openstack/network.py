@@ -130,22 +130,25 @@ class Neutron:
         """Networks the client reaches only through a floating IP: not external, and joined by a
         router to an external network (a tenant network behind NAT)."""
         with self._lock:
-            if self._routed is None:
-                api = self._client()
-                # 404: Neutron without the L3 service (provider networks only): no routers.
-                status, body = neutron_get(api, "/routers", ok=(404,), what="routers")
-                gateways = set() if status == 404 else {str(r["id"]) for r in (body or {}).get("routers") or []
-                            if (r.get("external_gateway_info") or {}).get("network_id")}
-                routed: set[str] = set()
-                if gateways:
-                    _, body = neutron_get(api, "/ports", what="router ports",
-                                          params={"device_owner": "network:router_interface"})
-                    routed = {str(p["network_id"]) for p in (body or {}).get("ports") or []
-                              if str(p.get("device_id")) in gateways}
-                    _, body = neutron_get(api, "/networks", what="external networks",
-                                          params={"router:external": "true"})
-                    routed -= {str(n["id"]) for n in (body or {}).get("networks") or [] if n.get("router:external")}
-                self._routed = routed
+            if self._routed is not None:
+                return self._routed
+        # Asked without the lock (the network choice may be asked meanwhile); the same answer
+        # whoever asks, so two callers at once only cost a second look.
+        api = self._client()
+        # 404: Neutron without the L3 service (provider networks only): no routers.
+        status, body = neutron_get(api, "/routers", ok=(404,), what="routers")
+        gateways = set() if status == 404 else {str(r["id"]) for r in (body or {}).get("routers") or []
+                                                 if (r.get("external_gateway_info") or {}).get("network_id")}
+        routed: set[str] = set()
+        if gateways:
+            _, body = neutron_get(api, "/ports", what="router ports",
+                                  params={"device_owner": "network:router_interface"})
+            routed = {str(p["network_id"]) for p in (body or {}).get("ports") or []
+                      if str(p.get("device_id")) in gateways}
+            _, body = neutron_get(api, "/networks", what="external networks", params={"router:external": "true"})
+            routed -= {str(n["id"]) for n in (body or {}).get("networks") or [] if n.get("router:external")}
+        with self._lock:
+            self._routed = routed
             return self._routed
 
     def has_ssh_group(self, cidr: str, port: int) -> bool:
