@@ -119,3 +119,23 @@ def test_consume_takes_volume_lines_and_the_once_line_only_once() -> None:
     assert (lines["volumes"].used, lines["gigabytes"].used, lines["ports"].used) == (3, 15, 3)
     # The group is made once: counted once, then no longer pending.
     assert (lines["security_groups"].used, lines["security_groups"].once) == (4, 0)
+
+
+def test_a_size_s_disk_and_extra_specs_reach_the_request_and_a_scaled_group() -> None:
+    import pytest
+
+    from skyctl.config import parse
+    from skyctl.errors import ConfigError
+    from skyctl.model import GroupSpec
+    from skyctl.ops.request import request_for, resolve
+
+    fed = parse({"sites": {"s": {"driver": "memory"}}, "images": {"alma9": {"s": "alma9"}},
+                 "sizes": {"gpu": {"cpus": 1, "memory": "2GiB", "disk": 40, "extra_specs": {"resources:VGPU": "1"}}},
+                 "defaults": {"image": "alma9", "size": "gpu"}}, validate_drivers=False)
+    req = resolve(fed, "g", 2)
+    assert (req.disk_gib, req.extra_specs) == (40, (("resources:VGPU", "1"),))
+    more = request_for("g", GroupSpec(image="alma9", cpus=1, memory_mib=2048, size="gpu"), 1, fed=fed)
+    assert (more.disk_gib, more.extra_specs) == (40, (("resources:VGPU", "1"),))
+    with pytest.raises(ConfigError):
+        parse({"sites": {"s": {"driver": "memory"}}, "images": {}, "sizes": {"bad": {"cpus": 1, "memory": 1, "disk": 0}}},
+              validate_drivers=False)
