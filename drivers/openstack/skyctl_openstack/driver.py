@@ -458,7 +458,7 @@ class OpenStackDriver(Driver):
                 self._floating_network_id = str(self._neutron.find_network(wanted, "floating_network")["id"])
             else:
                 _, body = neutron_get(self._api(), "/networks", params={"router:external": "true"},
-                                              what="external networks")
+                                      what="external networks")
                 found = [n for n in (body or {}).get("networks") or [] if n.get("router:external")]
                 if len(found) != 1:
                     names = ", ".join(sorted(str(n.get("name") or n.get("id")) for n in found))
@@ -472,8 +472,7 @@ class OpenStackDriver(Driver):
         ports: list[dict[str, Any]] = []
         for start in range(0, len(server_ids), PORT_QUERY_IDS):
             chunk = list(server_ids[start:start + PORT_QUERY_IDS])
-            _, body = neutron_get(self._api(), "/ports", params={"device_id": chunk},
-                                          what="ports")
+            _, body = neutron_get(self._api(), "/ports", params={"device_id": chunk}, what="ports")
             ports.extend((body or {}).get("ports") or [])
         return ports
 
