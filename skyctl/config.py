@@ -32,6 +32,11 @@ _SECRET_KEY_RE = re.compile(r"(password|secret|token|private_key|credential)", r
 class SizeConfig(Strict):
     cpus: int = Field(ge=1, le=1024)
     memory: str | int
+    # GiB of root disk: a flavor's disk must have it, or the node boots from a volume this big.
+    disk: int | None = Field(None, ge=1, le=65536)
+    # OpenStack flavor extra specs the size asks for (e.g. {"resources:VGPU": "1"}): only
+    # flavors that have them fit; flavors with special-hardware specs fit no other size.
+    extra_specs: dict[str, str] = {}
 
     @field_validator("memory")
     @classmethod

@@ -36,6 +36,19 @@ FLAVOR_UNUSABLE = "unusable"
 # Node.extra key a driver sets (True) while the cloud has accepted a node but not yet placed
 # it (Nova task_state "scheduling"): its quota and host checks are still to come.
 SCHEDULING = "scheduling"
+# Flavor.extra key: True when a node of this flavor boots from a new volume (a diskless flavor,
+# or a site that boots every node from a volume); its size comes from `boot_volume_gib`.
+BOOT_VOLUME = "boot_volume"
+# Flavor.extra key: the extra specs that mark special hardware (GPU, PCI devices, bare metal,
+# required traits), {key: value}; such a flavor is picked only for a size that asks for them.
+SPECIAL_HARDWARE = "special_hardware"
+# Flavor.extra key: all of the flavor's extra specs, {key: value}.
+EXTRA_SPECS = "extra_specs"
+# ImageRef.extra keys: the image's minimum disk (GiB) and RAM (MiB), and its size in bytes.
+IMAGE_MIN_DISK = "min_disk"
+IMAGE_MIN_RAM = "min_ram"
+IMAGE_SIZE = "size"
+GIB = 1024 ** 3
 
 
 
@@ -102,11 +115,12 @@ def format_mib(mib: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Resources:
-    """What one node (or a sum of nodes) needs."""
+    """What one node (or a sum of nodes) needs. `volume_gib`: its boot volume (0: none)."""
 
     cpus: int
     memory_mib: int
     instances: int = 1
+    volume_gib: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +137,10 @@ class Flavor:
     def fits(self, cpus: int, memory_mib: int) -> bool:
         return self.cpus >= cpus and self.memory_mib >= memory_mib
 
+    @property
+    def boot_volume(self) -> bool:
+        return bool(self.extra.get(BOOT_VOLUME))
+
 
 @dataclass(frozen=True, slots=True)
 class ImageRef:
@@ -130,6 +148,25 @@ class ImageRef:
     name: str
     checksum: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def min_disk_gib(self) -> int:
+        return int(self.extra.get(IMAGE_MIN_DISK) or 0)
+
+    @property
+    def min_ram_mib(self) -> int:
+        return int(self.extra.get(IMAGE_MIN_RAM) or 0)
+
+
+def boot_volume_gib(disk_gib: int, image: ImageRef) -> int:
+    """The size of a node's boot volume: the size's `disk`, else the image's min_disk, else the
+    image's size rounded up to whole GiB (at least 1); never below min_disk."""
+    if disk_gib > 0:
+        return max(disk_gib, image.min_disk_gib)
+    if image.min_disk_gib > 0:
+        return image.min_disk_gib
+    size = int(image.extra.get(IMAGE_SIZE) or 0)
+    return max(1, -(-size // GIB))
 
 
 # ---------------------------------------------------------------- capacity
@@ -144,6 +181,11 @@ class Limit:
     used: int
     limit: int | None
     scope: str | None = None
+    # For the lines beyond instances/cores/RAM (ports, floating IPs, security groups, volumes,
+    # gigabytes): what each node takes, and what the launch takes once (a group to make).
+    # Volumes and gigabytes follow the node's boot volume (Resources.volume_gib) instead.
+    per_node: int = 0
+    once: int = 0
 
     @property
     def label(self) -> str:
@@ -164,14 +206,34 @@ class Capacity:
     # Physical room left on the hosts (OpenNebula host pool); None where the cloud hides it.
     host_free_cpus: int | None = None
     host_free_memory_mib: int | None = None
+    # Further quota lines a node needs on this site (OpenStack: port, floatingip,
+    # security_group from Neutron; volumes, gigabytes from Cinder).
+    others: tuple[Limit, ...] = ()
+
+    def lines(self, need: Resources) -> list[tuple[Limit, int, int]]:
+        """Every quota line with what one node of `need` takes from it and what the launch
+        takes once: (line, per node, once)."""
+        out = [(self.instances, need.instances, 0), (self.cores, need.cpus, 0), (self.ram_mib, need.memory_mib, 0)]
+        for lim in self.others:
+            if lim.resource == "volumes":
+                per = 1 if need.volume_gib else 0
+            elif lim.resource == "gigabytes":
+                per = need.volume_gib
+            else:
+                per = lim.per_node
+            out.append((lim, per, lim.once))
+        return out
 
     def fits_count(self, need: Resources) -> int | None:
         """How many nodes of `need` still fit; None means no limit is known."""
         counts: list[int] = []
-        for lim, per in ((self.instances, need.instances), (self.cores, need.cpus),
-                         (self.ram_mib, need.memory_mib)):
-            if lim.free is not None and per > 0:
-                counts.append(lim.free // per)
+        for lim, per, once in self.lines(need):
+            if lim.free is None:
+                continue
+            if per > 0:
+                counts.append(max(lim.free - once, 0) // per)
+            elif once > lim.free:
+                counts.append(0)   # what the launch must make first does not fit
         for free, per in ((self.host_free_cpus, need.cpus),
                           (self.host_free_memory_mib, need.memory_mib)):
             if free is not None and per > 0:
@@ -180,7 +242,7 @@ class Capacity:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for lim in (self.instances, self.cores, self.ram_mib):
+        for lim in (self.instances, self.cores, self.ram_mib, *self.others):
             out[lim.resource] = {"used": lim.used, "limit": lim.limit, **({"scope": lim.scope} if lim.scope else {})}
         if self.host_free_cpus is not None or self.host_free_memory_mib is not None:
             out["hosts_free"] = {"cpus": self.host_free_cpus, "memory_mib": self.host_free_memory_mib}
@@ -202,6 +264,7 @@ class NodeSpec:
     image_name: str = ""  # the logical name the user asked for, for display
     size_name: str = ""
     key_name: str | None = None
+    disk_gib: int = 0     # the size's disk (GiB): a boot volume's size; 0: the image decides
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,9 @@ class SshConfig(Strict):
     # OpenStack: who may reach SSH; skyctl makes (once per site) a security group allowing it
     # and attaches it to every node. null: make none (the site's own groups must allow SSH).
     cidr: str | None = "0.0.0.0/0"
+    # OpenStack: which address of a dual-stack node SSH uses: ipv4 or ipv6 first; auto: a
+    # floating IP first, then IPv4, then IPv6 (clients without IPv6 are the common case).
+    address_family: Literal["auto", "ipv4", "ipv6"] = "auto"
     # `launch --wait` also waits for SSH login and the context (cloud-init status); turn it
     # off for nodes this machine cannot reach.
     check_ready: bool = True

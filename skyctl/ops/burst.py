@@ -103,8 +103,8 @@ def _move_home(sky: Sky, move: Move, old: Node) -> MoveOutcome:
     launch_id = uuid.uuid4().hex[:12]
     intent = sky.state.begin(launch_id, "move", move.group, old.name, old.site)
     try:
-        res = launch(sky, request_for(move.group, spec, 1, site=move.to_site), context_for=context_for,
-                     group_spec=spec, launch_id=launch_id)
+        res = launch(sky, request_for(move.group, spec, 1, site=move.to_site, fed=sky.federation),
+                     context_for=context_for, group_spec=spec, launch_id=launch_id)
     except SkyError as e:
         sky.state.finish(intent, "failed", e.line())
         return MoveOutcome(move, False, error=e.line())

@@ -80,7 +80,7 @@ def _scale(sky: Sky, group: str, target: int) -> ScaleResult:
     current = [n for n in listing.nodes if n.state.value not in ("deleted", "error")]
     result = ScaleResult(group, len(current), target)
     if target > len(current):
-        req = request_for(group, spec, target - len(current))
+        req = request_for(group, spec, target - len(current), fed=sky.federation)
         result.launched = launch(sky, req, context_for=context_of_group(spec, reporter=sky.reporter),
                                  group_spec=spec)
     elif target < len(current):

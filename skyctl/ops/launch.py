@@ -26,7 +26,7 @@ from skyctl.ops.outcome import Outcome, classify_launch, raise_if_none_answered
 from skyctl.ops.request import ContextFor
 from skyctl.ops.sky import Sky, retrying
 from skyctl.polling import iterate_timeout, remaining
-from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, consume, place
+from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, consume, place, volume_gib
 
 _CREATE_ATTEMPTS = 4
 SNAPSHOT_ATTEMPTS = 8
@@ -230,9 +230,11 @@ def _place_and_create(sky: Sky, request: Request, pending: list[str], snaps: lis
         for n in result.created:
             landed[n.site] = landed.get(n.site, 0) + 1
         flavor_of = {d.site: d.flavor for p in result.plans for d in p.placements if d.flavor}
+        gib_of = {d.site: volume_gib(request, d.flavor, d.image) for p in result.plans for d in p.placements
+                  if d.flavor}
         now = [s if s.name not in result.full_sites else _mark_full(s, result.full_sites[s.name]) for s in snaps]
-        now = [consume(s, landed.get(s.name, 0), flavor_of[s.name].cpus, flavor_of[s.name].memory_mib)
-               if s.name in flavor_of else s for s in now]
+        now = [consume(s, landed.get(s.name, 0), flavor_of[s.name].cpus, flavor_of[s.name].memory_mib,
+                       gib_of[s.name]) if s.name in flavor_of else s for s in now]
         plan = place(_with_count(request, len(pending)), now, sky.federation.rules, catalog_of(sky), at=time.time())
         result.plans.append(plan)
         sky.reporter.plan_ready(plan)
@@ -357,7 +359,8 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
             spec = NodeSpec(group=plan.request.group, site=site, image=dec.image, flavor=dec.flavor,
                             labels=node_labels(plan.request.group, launch_id, owner(site), index, name,
                                                ctx.login_user),
-                            image_name=plan.request.image, size_name=plan.request.size or dec.flavor.name)
+                            image_name=plan.request.image, size_name=plan.request.size or dec.flavor.name,
+                            disk_gib=plan.request.disk_gib)
             intent = state.begin(launch_id, "create", plan.request.group, name, site)
             try:
                 node = _create_one(sky.driver(site), spec, name, ctx)

@@ -53,7 +53,8 @@ def resolve(fed: Federation, group: str, count: int, *, image: str | None = None
         raise UsageError("give --size or --cpus (no defaults.size in the federation file)")
     if size in fed.sizes:
         s = fed.sizes[size]
-        return Request(group, count, s.cpus, s.memory_mib, image, size, site)
+        return Request(group, count, s.cpus, s.memory_mib, image, size, site, disk_gib=s.disk or 0,
+                       extra_specs=tuple(sorted(s.extra_specs.items())))
     if site is None:
         known = ", ".join(fed.sizes) or "none"
         raise UsageError(f"unknown size {size!r} (sizes: {known}); a site's own flavor needs --site")
@@ -67,9 +68,14 @@ def clouds_for(fed: Federation, request: Request) -> list[str]:
     return sorted({s.driver for s in fed.sites.values()})
 
 
-def request_for(group: str, spec: GroupSpec, count: int, *, site: str | None = None) -> Request:
-    """A request for `count` more nodes of a known group (on `site`, else where it is pinned)."""
-    return Request(group, count, spec.cpus, spec.memory_mib, spec.image, spec.size, site or spec.site)
+def request_for(group: str, spec: GroupSpec, count: int, *, site: str | None = None,
+                fed: Federation | None = None) -> Request:
+    """A request for `count` more nodes of a known group (on `site`, else where it is pinned);
+    the size's disk and extra specs from the federation file when its size is still there."""
+    size = fed.sizes.get(spec.size or "") if fed is not None else None
+    return Request(group, count, spec.cpus, spec.memory_mib, spec.image, spec.size, site or spec.site,
+                   disk_gib=(size.disk or 0) if size else 0,
+                   extra_specs=tuple(sorted(size.extra_specs.items())) if size else ())
 
 
 @dataclass(frozen=True)

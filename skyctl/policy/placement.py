@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from skyctl.model import FLAVOR_UNUSABLE, Capacity, Flavor, ImageRef, Limit, Resources, Tier
+from skyctl.model import (EXTRA_SPECS, FLAVOR_UNUSABLE, SPECIAL_HARDWARE, Capacity, Flavor, ImageRef, Limit, Resources,
+                          Tier, boot_volume_gib)
 from skyctl.policy.energy import EnergyModel, Footprint, footprint
 from skyctl.policy.images import Endorsed, refusal
 from skyctl.policy.rules import DEFAULT_DURATION_S, Rule, RuleOrder, Weights, rule_for
@@ -41,8 +42,9 @@ class SiteSnapshot:
     receives_images: bool = False     # its driver can take a replicated image (upload or URL import)
 
 
-def consume(site: SiteSnapshot, count: int, cpus: int, memory_mib: int) -> SiteSnapshot:
-    """The snapshot after `count` more nodes of this size landed on the site."""
+def consume(site: SiteSnapshot, count: int, cpus: int, memory_mib: int, volume_gib: int = 0) -> SiteSnapshot:
+    """The snapshot after `count` more nodes of this size landed on the site (with boot volumes
+    of `volume_gib` each, when they boot from one)."""
     cap = site.capacity
     if cap is None or count == 0:
         return site
@@ -50,9 +52,12 @@ def consume(site: SiteSnapshot, count: int, cpus: int, memory_mib: int) -> SiteS
     def use(lim: Limit, n: int) -> Limit:
         return replace(lim, used=lim.used + n)
 
+    need = Resources(cpus, memory_mib, volume_gib=volume_gib)
+    others = tuple(replace(lim, used=lim.used + count * per + once, once=0) if per or once else lim
+                   for lim, per, once in cap.lines(need)[3:])
     return replace(site, capacity=replace(cap, instances=use(cap.instances, count),
                                           cores=use(cap.cores, count * cpus),
-                                          ram_mib=use(cap.ram_mib, count * memory_mib)))
+                                          ram_mib=use(cap.ram_mib, count * memory_mib), others=others))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,8 @@ class Request:
     image: str                        # a logical image, or a site's own name/id when pinned
     size: str | None = None           # a logical size or, when pinned, a site's own flavor
     site: str | None = None           # --site: only this site
+    disk_gib: int = 0                 # the size's root disk (0: any)
+    extra_specs: tuple[tuple[str, str], ...] = ()   # flavor extra specs the size asks for
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +80,8 @@ class Reason:
     Codes: no_answer, marked_full, not_in_rule, no_image, no_flavor, quota, hosts_full,
     overflow_line (the rule keeps room free on a local site), image_mismatch, image_unverified,
     image_unsigned (images.policy, see skyctl.policy.images), replicate (the image is copied
-    there first), and the rank of a candidate:
+    there first), flavors_passed_over (smaller flavors that did not suit the image or the size,
+    and why), and the rank of a candidate:
     tier_order (local site), rule_order (listed by the rule), cost_order (remote, by cost),
     carbon_order (remote, by gCO2), weighted_order (remote, by the weighted scaled terms).
     """
@@ -213,35 +221,79 @@ def _replicate_here(req: Request, site: SiteSnapshot, catalog: Catalog, rule: Ru
     return Reason(REPLICATE, f"image {req.image!r} will be replicated here first from list {end.list}{had}")
 
 
-def pick_flavor(req: Request, site: SiteSnapshot, catalog: Catalog) -> tuple[Flavor | None, Reason | None]:
+def flavor_problem(req: Request, flavor: Flavor, image: ImageRef | None, *, pinned: bool = False) -> str | None:
+    """Why `flavor` cannot take a node of `req` booting `image` (None: it can). A flavor the
+    user named (`pinned`) may have special hardware without the size asking for it."""
+    if flavor.extra.get(FLAVOR_UNUSABLE):
+        return str(flavor.extra[FLAVOR_UNUSABLE])
+    special = dict(flavor.extra.get(SPECIAL_HARDWARE) or {})
+    asked = dict(req.extra_specs)
+    if special and not pinned:
+        unasked = sorted(k for k, v in special.items() if asked.get(k) != v)
+        if unasked:
+            return "special hardware (" + ", ".join(f"{k}={special[k]}" for k in unasked) + \
+                ") the size does not ask for"
+    specs = dict(flavor.extra.get(EXTRA_SPECS) or {})
+    missing = sorted(k for k, v in asked.items() if specs.get(k) != v)
+    if missing:
+        return "lacks the size's extra specs " + ", ".join(f"{k}={asked[k]}" for k in missing)
+    if image is not None and image.min_ram_mib and flavor.memory_mib < image.min_ram_mib:
+        return f"{flavor.memory_mib} MiB RAM, image {image.name} needs min_ram {image.min_ram_mib} MiB"
+    if not flavor.boot_volume:
+        if image is not None and image.min_disk_gib and flavor.disk_gib < image.min_disk_gib:
+            return f"disk {flavor.disk_gib} GiB, image {image.name} needs min_disk {image.min_disk_gib} GiB"
+        if req.disk_gib and flavor.disk_gib < req.disk_gib:
+            return f"disk {flavor.disk_gib} GiB, the size asks for {req.disk_gib} GiB"
+    return None
+
+
+def volume_gib(req: Request, flavor: Flavor, image: ImageRef | None) -> int:
+    """The boot volume a node of `flavor` gets (0: it boots from the flavor's disk)."""
+    if not flavor.boot_volume or image is None:
+        return 0
+    return boot_volume_gib(req.disk_gib, image)
+
+
+def pick_flavor(req: Request, site: SiteSnapshot, catalog: Catalog,
+                image: ImageRef | None = None) -> tuple[Flavor | None, Reason | None]:
+    """The flavor for `req` on `site`, or why there is none. When smaller flavors were passed
+    over (the image's min_ram/min_disk, the size's disk or extra specs, special hardware),
+    the reason returned next to the flavor says which and why."""
     if req.size and req.size not in catalog.sizes and req.site == site.name:
         # A site's own flavor name or id, allowed when the site is pinned.
         for f in site.flavors:
             if req.size in (f.id, f.name):
-                if f.extra.get(FLAVOR_UNUSABLE):
-                    return _no_flavor(f"flavor {f.name}: {f.extra[FLAVOR_UNUSABLE]}")
+                problem = flavor_problem(req, f, image, pinned=True)
+                if problem:
+                    return _no_flavor(f"flavor {f.name}: {problem}")
                 return f, None
         return _no_flavor(f"site has no flavor {req.size!r}")
     if site.custom_sizes:
         return Flavor("custom", f"{req.cpus}cpu-{req.memory_mib}mib", req.cpus, req.memory_mib), None
-    fitting = [f for f in site.flavors if f.fits(req.cpus, req.memory_mib)]
-    fits = [f for f in fitting if not f.extra.get(FLAVOR_UNUSABLE)]
-    if not fits and fitting:
-        passed = "; ".join(f"{f.name}: {f.extra[FLAVOR_UNUSABLE]}" for f in fitting[:3])
-        return _no_flavor(f"no usable flavor fits {req.cpus} cpu / {req.memory_mib} MiB ({passed})")
-    if not fits:
-        return _no_flavor(f"no flavor fits {req.cpus} cpu / {req.memory_mib} MiB")
-    # The smallest that fits: fewest cpus, then least memory, then name.
-    return min(fits, key=lambda f: (f.cpus, f.memory_mib, f.disk_gib, f.name)), None
+    # Smallest first: fewest cpus, then least memory, then one with its own disk before one that
+    # needs a boot volume (no volume quota used, nothing more to make), then disk, then name.
+    fitting = sorted((f for f in site.flavors if f.fits(req.cpus, req.memory_mib)),
+                     key=lambda f: (f.cpus, f.memory_mib, f.boot_volume, f.disk_gib, f.name))
+    passed: list[str] = []
+    for f in fitting:
+        problem = flavor_problem(req, f, image)
+        if problem is None:
+            why = Reason("flavors_passed_over", "passed over: " + "; ".join(passed[:3])) if passed else None
+            return f, why
+        passed.append(f"{f.name}: {problem}")
+    if passed:
+        return _no_flavor(f"no usable flavor fits {req.cpus} cpu / {req.memory_mib} MiB ({'; '.join(passed[:3])})")
+    return _no_flavor(f"no flavor fits {req.cpus} cpu / {req.memory_mib} MiB")
 
 
-def room_on(site: SiteSnapshot, flavor: Flavor, rule: Rule | None) -> tuple[int | None, Reason | None]:
+def room_on(site: SiteSnapshot, flavor: Flavor, rule: Rule | None,
+            volume_gib: int = 0) -> tuple[int | None, Reason | None]:
     """How many nodes of `flavor` fit, honouring the rule's overflow line on a local site
     (the reason is set when that line, not the quota, is what limits the room)."""
     cap = site.capacity
     if cap is None:
         return None, None
-    room = cap.fits_count(Resources(flavor.cpus, flavor.memory_mib))
+    room = cap.fits_count(Resources(flavor.cpus, flavor.memory_mib, volume_gib=volume_gib))
     why = None
     if rule is not None and site.tier is Tier.LOCAL and site.name in rule.from_sites:
         line = rule.overflow
@@ -346,16 +398,17 @@ def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (
                 skip((no_image or Reason("no_image", "no image")) if image is None else Reason(*refused))
                 continue
             image = ImageRef(id="", name=req.image, extra={REPLICATE: True})
-        flavor, no_flavor = pick_flavor(req, site, catalog)
+        flavor, flavor_why = pick_flavor(req, site, catalog, image)
         if flavor is None:
-            skip(no_flavor or Reason("no_flavor", "no flavor"))
+            skip(flavor_why or Reason("no_flavor", "no flavor"))
             continue
-        room, limit_why = room_on(site, flavor, rule)
+        gib = volume_gib(req, flavor, image)
+        room, limit_why = room_on(site, flavor, rule, gib)
         if room == 0:
-            passed.append(SiteDecision(site.name, 0, (limit_why or _quota_reason(site, flavor),),
+            passed.append(SiteDecision(site.name, 0, (limit_why or _quota_reason(site, flavor, gib),),
                                        image, flavor, 0))
             continue
-        reasons = tuple(r for r in (replicating, limit_why) if r)
+        reasons = tuple(r for r in (replicating, flavor_why, limit_why) if r)
         fp = footprint(site.energy, site.cost, req.count * flavor.cpus, at, duration_s)
         candidates.append((site, SiteDecision(site.name, 0, reasons, image, flavor, room, fp), room))
 
@@ -378,22 +431,22 @@ def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (
     unplaced_reason = None
     if remaining > 0:
         if candidates:
-            full = "; ".join(f"{d.site}: {_binding_limit(site, d.flavor)}" for site, d, _ in candidates
-                             if d.flavor is not None)
+            full = "; ".join(f"{d.site}: {_binding_limit(site, d.flavor, volume_gib(req, d.flavor, d.image))}"
+                             for site, d, _ in candidates if d.flavor is not None)
             unplaced_reason = f"no site has room for the rest ({full})"
         else:
             unplaced_reason = "no site can host this request"
     return Plan(req, tuple(chosen + passed), rule.name if rule else None, unplaced_reason, at, duration_s)
 
 
-def _binding_limit(site: SiteSnapshot, flavor: Flavor) -> str:
+def _binding_limit(site: SiteSnapshot, flavor: Flavor, gib: int = 0) -> str:
     """The quota line (or host room) that stops `site` from taking more nodes of `flavor`."""
     cap = site.capacity
     if cap is None:
         return "no limit known"
-    lines = [(lim.free // per, f"quota {lim.label} {lim.used}/{lim.limit} used")
-             for lim, per in ((cap.instances, 1), (cap.cores, flavor.cpus), (cap.ram_mib, flavor.memory_mib))
-             if lim.free is not None and per > 0]
+    lines = [(max(lim.free - once, 0) // per if per else 0, f"quota {lim.label} {lim.used}/{lim.limit} used")
+             for lim, per, once in cap.lines(Resources(flavor.cpus, flavor.memory_mib, volume_gib=gib))
+             if lim.free is not None and (per > 0 or once > lim.free)]
     lines += [(max(free, 0) // per, f"hosts have {free} {what} free")
               for free, per, what in ((cap.host_free_cpus, flavor.cpus, "cpus"),
                                       (cap.host_free_memory_mib, flavor.memory_mib, "MiB"))
@@ -401,12 +454,12 @@ def _binding_limit(site: SiteSnapshot, flavor: Flavor) -> str:
     return min(lines)[1] if lines else "no limit known"
 
 
-def _quota_reason(site: SiteSnapshot, flavor: Flavor) -> Reason:
+def _quota_reason(site: SiteSnapshot, flavor: Flavor, gib: int = 0) -> Reason:
     cap = site.capacity
     if cap is None:
         return Reason("quota", "no room")
-    for lim, per in ((cap.instances, 1), (cap.cores, flavor.cpus), (cap.ram_mib, flavor.memory_mib)):
-        if lim.free is not None and lim.free < per:
+    for lim, per, once in cap.lines(Resources(flavor.cpus, flavor.memory_mib, volume_gib=gib)):
+        if lim.free is not None and (per > 0 or once > 0) and lim.free - once < per:
             return Reason("quota", f"quota: {lim.label} {lim.used}/{lim.limit} used")
     return Reason("hosts_full", "hosts have no room")
 

@@ -162,6 +162,9 @@ class QuotaSpec(_Section):
     ram_mib: QuotaLimit = Field(None)
     floating_ips: QuotaLimit = Field(None)
     key_pairs: QuotaLimit = Field(None)
+    volumes: QuotaLimit = Field(None)       # Cinder (OpenStack)
+    gigabytes: QuotaLimit = Field(None)
+    ports: QuotaLimit = Field(None)         # Neutron (OpenStack)
 
 
 class FlavorSpec(BaseModel):
@@ -192,6 +195,8 @@ class SiteSpec(_Section):
     floating_ip: Flag = False
     # OpenStack: the project's own network next to a shared one (else one shared provider network).
     tenant_network: Flag = False
+    # OpenStack: a block storage service (Cinder v3) in the catalog; boot volumes need it.
+    block_storage: Flag = True
     host_cpus: Annotated[int | None, _number(integer=True, null_ok=True)] = None   # None: unlimited
     host_ram_mib: Annotated[int | None, _number(integer=True, null_ok=True)] = None
     quota: QuotaSpec = QuotaSpec()
@@ -357,6 +362,7 @@ def build_world(name: str, site: Mapping[str, Any], spec: Mapping[str, Any], *, 
     world.settings = {k: site[k] for k in ("onegate_endpoint", "prolog_seconds", "boot_seconds",
                                            "prolog_failure_rate", "boot_failure_rate") if site.get(k) is not None}
     world.tenant_network = bool(site.get("tenant_network", False))
+    world.block_storage = driver == "openstack" and bool(site.get("block_storage", True))
     world.faults.boot_delay = site_boot_delay(spec, site)
     world.faults.latency_ms = float(site.get("latency_ms", 0))
     world.faults.error_rate = float(site.get("error_rate", 0))

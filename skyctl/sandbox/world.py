@@ -60,6 +60,9 @@ class Quota:
     ram_mib: int = -1
     floating_ips: int = 50   # Neutron's default floatingip quota
     key_pairs: int = 100     # Nova's default; Nova counts them per user, the sandbox has one user
+    volumes: int = 10        # Cinder's default volumes quota
+    gigabytes: int = 1000    # and gigabytes
+    ports: int = 500         # Neutron's default port quota
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class SFlavor:
     vcpus: int
     ram_mib: int
     disk_gib: int = 10
+    extra_specs: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,8 @@ class SImage:
     created: float = 0.0
     url: str | None = None             # OpenNebula PATH it was fetched from
     error: str | None = None           # why the fetch failed (OpenNebula ERROR state)
+    min_disk: int = 0             # GiB (Glance's min_disk)
+    min_ram: int = 0              # MiB (Glance's min_ram)
 
     @property
     def content(self) -> bytes:
@@ -155,6 +161,26 @@ class SFloatingIP:
     revision: int = 1
 
 
+@dataclass
+class SVolume:
+    """A Cinder volume; a boot volume is attached to its VM (in-use) and may go with it."""
+
+    id: str
+    name: str
+    size_gib: int
+    project_id: str
+    created: float
+    image_id: str | None = None
+    description: str = ""
+    vm_id: str | None = None                 # attached to this VM (device /dev/vda)
+    delete_on_termination: bool = False
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "in-use" if self.vm_id else "available"
+
+
 class FloatingIPError(Exception):
     """A floating IP operation the world refuses; `kind` names the reason."""
 
@@ -211,6 +237,11 @@ class SiteWorld:
         # Set by a front with security groups: may this client address (vm, peer, port) reach
         # the VM's SSH? None: every address may.
         self.admits_ssh: Callable[[SVM, str, int], bool] | None = None
+        # OpenStack: a block storage service (Cinder) and its volumes.
+        self.block_storage = True
+        self.volumes: dict[str, SVolume] = {}
+        # Neutron's pagination_max_limit: every list is paged to it (None: lists come whole).
+        self.neutron_max_limit: int | None = None
 
     # ------------------------------------------------------------ faults
     def inject(self) -> bool:
@@ -321,6 +352,12 @@ class SiteWorld:
                 f.updated = time.time()
                 f.revision += 1
             vm.floating_addresses = []
+            # Its volumes: those marked delete_on_termination go with it, the rest are detached.
+            for vol in [v for v in self.volumes.values() if v.vm_id == vm_id]:
+                if vol.delete_on_termination:
+                    del self.volumes[vol.id]
+                else:
+                    vol.vm_id = None
         for f in detached:
             if self.on_address_removed:
                 self.on_address_removed(self, vm, f.address)
@@ -396,3 +433,31 @@ class SiteWorld:
         self.attach_floating_ip(fip_id, None)
         with self.lock:
             self.floating_ips.pop(fip_id, None)
+
+    # ------------------------------------------------------------ volumes
+    def volume_usage(self, project_id: str) -> tuple[int, int]:
+        """(volumes, gigabytes) the project holds."""
+        with self.lock:
+            mine = [v for v in self.volumes.values() if v.project_id == project_id]
+            return len(mine), sum(v.size_gib for v in mine)
+
+    def create_volume(self, project_id: str, size_gib: int, *, name: str = "", image_id: str | None = None,
+                      description: str = "", vm_id: str | None = None,
+                      delete_on_termination: bool = False) -> SVolume:
+        """Create a volume or raise QuotaError ("volumes" or "gigabytes", as Cinder checks them:
+        gigabytes first, the way its quota engine reports the overs)."""
+        with self.lock:
+            n, gib = self.volume_usage(project_id)
+            if self.quota.gigabytes >= 0 and gib + size_gib > self.quota.gigabytes:
+                raise QuotaError("gigabytes", size_gib, gib, self.quota.gigabytes)
+            if self.quota.volumes >= 0 and n + 1 > self.quota.volumes:
+                raise QuotaError("volumes", 1, n, self.quota.volumes)
+            vol = SVolume(id=str(uuid.uuid4()), name=name, size_gib=size_gib, project_id=project_id,
+                          created=time.time(), image_id=image_id, description=description, vm_id=vm_id,
+                          delete_on_termination=delete_on_termination)
+            self.volumes[vol.id] = vol
+            return vol
+
+    def vm_volumes(self, vm_id: str) -> list[SVolume]:
+        with self.lock:
+            return [v for v in self.volumes.values() if v.vm_id == vm_id]

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from skyctl.model import (CAPACITY_FAULT, FLAVOR_UNUSABLE, SCHEDULING, L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity,
-                          Flavor, ImageRef, Labels, Limit, Node)
+from skyctl.model import (BOOT_VOLUME, CAPACITY_FAULT, EXTRA_SPECS, FLAVOR_UNUSABLE, IMAGE_MIN_DISK, IMAGE_MIN_RAM,
+                          IMAGE_SIZE, SCHEDULING, SPECIAL_HARDWARE, L_GROUP, L_LAUNCH, LABEL_PREFIX, Capacity, Flavor,
+                          ImageRef, Labels, Limit, Node)
 
 from skyctl_openstack.states import node_state
 
@@ -117,18 +118,41 @@ def _iso(value: str | None) -> str | None:
     return dt.astimezone(timezone.utc).isoformat(timespec="seconds")
 
 
-def server_addresses(addresses: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """Every address of a server, floating ones first: those are what reaches it from outside
-    (skyctl ssh/exec connect to the first)."""
-    fixed: list[str] = []
-    floating: list[str] = []
-    for entries in (addresses or {}).values():
-        for a in entries or []:
+def server_addresses(addresses: Mapping[str, Any] | None, family: str = "auto") -> tuple[str, ...]:
+    """Every address of a server in the order skyctl tries them (ssh/exec connect to the first):
+    `auto`: floating ones first (what reaches it from outside), then IPv4, then IPv6; `ipv4` or
+    `ipv6` (ssh.address_family): that family first, floating before fixed within it."""
+    entries: list[tuple[str, bool, int]] = []
+    for listed in (addresses or {}).values():
+        for a in listed or []:
             addr = a.get("addr")
             if not addr:
                 continue
-            (floating if a.get("OS-EXT-IPS:type") == "floating" else fixed).append(addr)
-    return tuple(dict.fromkeys(floating + fixed))
+            version = int(a.get("version") or (6 if ":" in str(addr) else 4))
+            entries.append((str(addr), a.get("OS-EXT-IPS:type") == "floating", version))
+    want = {"ipv4": 4, "ipv6": 6}.get(family)
+
+    def rank(e: tuple[str, bool, int]) -> tuple[int, int, int]:
+        _, floating, version = e
+        if want is None:
+            return (0 if floating else 1, version, 0)
+        return (0 if version == want else 1, 0 if floating else 1, 0)
+
+    return tuple(dict.fromkeys(addr for addr, _, _ in sorted(entries, key=rank)))
+
+
+SERVER_GROUP_PREFIX = f"{LABEL_PREFIX}-"
+
+
+def server_group_name(group: str) -> str:
+    """The Nova server group skyctl makes for one of its groups on a site."""
+    return f"{SERVER_GROUP_PREFIX}{group}"
+
+
+def server_group_owner(group: Mapping[str, Any]) -> str | None:
+    """The skyctl group a Nova server group was made for, or None (not skyctl's)."""
+    name = str(group.get("name") or "")
+    return name[len(SERVER_GROUP_PREFIX):] or None if name.startswith(SERVER_GROUP_PREFIX) else None
 
 
 def floating_description(server_id: str) -> str:
@@ -159,7 +183,7 @@ def port_for_server(ports: list[Mapping[str, Any]], server_id: str) -> Mapping[s
     return None
 
 
-def server_to_node(server: Mapping[str, Any], site: str) -> Node:
+def server_to_node(server: Mapping[str, Any], site: str, family: str = "auto") -> Node:
     metadata = server.get("metadata") or {}
     labels = metadata_to_labels(metadata)
     flavor = server.get("flavor") or {}
@@ -188,7 +212,7 @@ def server_to_node(server: Mapping[str, Any], site: str) -> Node:
         driver=DRIVER_NAME,
         id=str(server.get("id")),
         state=node_state(status, server.get("OS-EXT-STS:task_state")),
-        addresses=server_addresses(server.get("addresses")),
+        addresses=server_addresses(server.get("addresses"), family),
         image=metadata.get(f"{META_PREFIX}image") or (image.get("id") if isinstance(image, Mapping) else None),
         size=metadata.get(f"{META_PREFIX}size") or flavor.get("original_name") or flavor.get("id"),
         created_at=_iso(server.get("created")),
@@ -197,13 +221,22 @@ def server_to_node(server: Mapping[str, Any], site: str) -> Node:
     )
 
 
+# Cinder's quota texts (cinder/exception.py VolumeLimitExceeded, VolumeSizeExceedsAvailableQuota):
+# a boot volume Cinder refused while Nova built the server ends the build with
+# "Build of instance X aborted: <Cinder's message>" (nova/compute/manager.py).
+CINDER_QUOTA = ("Maximum number of volumes allowed", "exceeds allowed gigabytes quota")
+
+
 def over_quota(server: Mapping[str, Any]) -> str | None:
     """Nova accepted the create (202) and only the conductor found the quota used up: the
-    server sits in ERROR with fault 413 "Quota exceeded for instances: ..."."""
+    server sits in ERROR with fault 413 "Quota exceeded for instances: ...", or the build
+    ended because Cinder refused its boot volume (volumes or gigabytes quota)."""
     if (server.get("status") or "").upper() != "ERROR":
         return None
     message = (server.get("fault") or {}).get("message") or ""
-    return message if message.startswith("Quota exceeded") else None
+    if message.startswith("Quota exceeded") or any(text in message for text in CINDER_QUOTA):
+        return message
+    return None
 
 
 def no_valid_host(server: Mapping[str, Any]) -> str | None:
@@ -216,16 +249,44 @@ def no_valid_host(server: Mapping[str, Any]) -> str | None:
     return message if NO_VALID_HOST.lower() in lowered or MAX_RETRIES.lower() in lowered else None
 
 
-# Why a diskless flavor is passed over: Nova boots it only from a volume (403 "Only
-# volume-backed servers are allowed for flavors with zero disk."), and skyctl makes none yet.
-DISKLESS = "disk 0: Nova boots it only from a volume, and skyctl makes no boot volume on this site"
+# Why a diskless flavor is passed over where no boot volume can be made: Nova boots it only
+# from a volume (403 "Only volume-backed servers are allowed for flavors with zero disk.").
+DISKLESS = "disk 0: Nova boots it only from a volume, and the site has no block storage (Cinder)"
+# Placement's standard resource classes; any other `resources:X` asked for is special hardware
+# (VGPU, PGPU, FPGA, CUSTOM_BAREMETAL_*, ...).
+_STANDARD_RESOURCES = {"VCPU", "MEMORY_MB", "DISK_GB", "PCPU"}
 
 
-def flavor_from(f: Mapping[str, Any]) -> Flavor:
+def special_hardware(specs: Mapping[str, Any]) -> dict[str, str]:
+    """The extra specs that mark special hardware: `resources:<class>` other than the standard
+    ones (non-zero), `pci_passthrough:alias`, `accel:device_profile`, and required traits."""
+    out: dict[str, str] = {}
+    for key, value in specs.items():
+        k, v = str(key), str(value)
+        if k.startswith("resources") and ":" in k:
+            rc = k.split(":", 1)[1]
+            if rc not in _STANDARD_RESOURCES and v.strip() not in ("0", ""):
+                out[k] = v
+        elif k in ("pci_passthrough:alias", "accel:device_profile"):
+            out[k] = v
+        elif k.startswith("trait") and ":" in k and v.strip().lower() == "required":
+            out[k] = v
+    return out
+
+
+def flavor_from(f: Mapping[str, Any], *, volumes: bool = False, boot_from_volume: bool = False) -> Flavor:
+    """A Nova flavor. `volumes`: the site has block storage, so a diskless flavor boots from a
+    new volume; `boot_from_volume`: every node boots from one (the site asks for it)."""
     disk = int(f.get("disk") or 0)
+    specs = {str(k): str(v) for k, v in (f.get("extra_specs") or {}).items()}
     extra: dict[str, Any] = {"public": f.get("os-flavor-access:is_public", True),
-                             "disabled": f.get("OS-FLV-DISABLED:disabled", False)}
-    if disk == 0:
+                             "disabled": f.get("OS-FLV-DISABLED:disabled", False), EXTRA_SPECS: specs}
+    special = special_hardware(specs)
+    if special:
+        extra[SPECIAL_HARDWARE] = special
+    if volumes and (disk == 0 or boot_from_volume):
+        extra[BOOT_VOLUME] = True
+    elif disk == 0:
         extra[FLAVOR_UNUSABLE] = DISKLESS
     return Flavor(id=str(f["id"]), name=str(f.get("name") or f["id"]), cpus=int(f.get("vcpus") or 0),
                   memory_mib=int(f.get("ram") or 0), disk_gib=disk, extra=extra)
@@ -234,10 +295,47 @@ def flavor_from(f: Mapping[str, Any]) -> Flavor:
 def image_from(i: Mapping[str, Any]) -> ImageRef:
     return ImageRef(id=str(i["id"]), name=str(i.get("name") or i["id"]), checksum=i.get("checksum"),
                     extra={"os_hash_algo": i.get("os_hash_algo"), "os_hash_value": i.get("os_hash_value"),
-                           "status": i.get("status"), "visibility": i.get("visibility"), "size": i.get("size")})
+                           "status": i.get("status"), "visibility": i.get("visibility"), IMAGE_SIZE: i.get("size"),
+                           IMAGE_MIN_DISK: int(i.get("min_disk") or 0), IMAGE_MIN_RAM: int(i.get("min_ram") or 0)})
 
 
-def capacity_from_limits(absolute: Mapping[str, Any]) -> Capacity:
+def boot_volume_mapping(image_id: str, size_gib: int) -> list[dict[str, Any]]:
+    """Nova's block_device_mapping_v2 for booting from a new volume made from the image, deleted
+    with the server (nothing left behind by `delete`)."""
+    return [{"boot_index": 0, "uuid": image_id, "source_type": "image", "destination_type": "volume",
+             "volume_size": size_gib, "delete_on_termination": True}]
+
+
+def neutron_lines(quota: Mapping[str, Any], *, ports: int, floating_ips: int,
+                  security_groups: int) -> tuple[Limit, ...]:
+    """Neutron's `/quotas/{project}/details` as quota lines, with what each node takes (ports,
+    floating IPs) and what the launch takes once (skyctl's SSH group, when still to make)."""
+    out = []
+    for resource, key, per, once in (("ports", "port", ports, 0), ("floating_ips", "floatingip", floating_ips, 0),
+                                     ("security_groups", "security_group", 0, security_groups)):
+        entry = quota.get(key)
+        if not isinstance(entry, Mapping) or (per == 0 and once == 0):
+            continue
+        limit = entry.get("limit")
+        used = int(entry.get("used") or 0) + int(entry.get("reserved") or 0)
+        out.append(Limit(resource, used, None if limit is None or int(limit) < 0 else int(limit),
+                         per_node=per, once=once))
+    return tuple(out)
+
+
+def cinder_lines(absolute: Mapping[str, Any]) -> tuple[Limit, ...]:
+    """Cinder's `/limits` as the volumes and gigabytes lines (what a node takes follows its boot
+    volume, which placement knows)."""
+    def line(resource: str, max_key: str, used_key: str) -> Limit:
+        limit = absolute.get(max_key)
+        return Limit(resource, int(absolute.get(used_key) or 0),
+                     None if limit is None or int(limit) < 0 else int(limit))
+
+    return (line("volumes", "maxTotalVolumes", "totalVolumesUsed"),
+            line("gigabytes", "maxTotalVolumeGigabytes", "totalGigabytesUsed"))
+
+
+def capacity_from_limits(absolute: Mapping[str, Any], others: tuple[Limit, ...] = ()) -> Capacity:
     def line(resource: str, max_key: str, used_key: str) -> Limit:
         limit = absolute.get(max_key)
         used = int(absolute.get(used_key) or 0)
@@ -245,4 +343,4 @@ def capacity_from_limits(absolute: Mapping[str, Any]) -> Capacity:
 
     return Capacity(line("instances", "maxTotalInstances", "totalInstancesUsed"),
                     line("cores", "maxTotalCores", "totalCoresUsed"),
-                    line("ram_mib", "maxTotalRAMSize", "totalRAMUsed"))
+                    line("ram_mib", "maxTotalRAMSize", "totalRAMUsed"), others=others)

@@ -10,18 +10,19 @@ import base64
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skyctl.drivers import Driver
-from skyctl.errors import DriverError, InvalidRequest, Transient
-from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageRef, Labels, Node, NodeSpec,
-                          NodeState, RenderedContext)
+from skyctl.errors import DriverError, InvalidRequest, Transient, Unsupported
+from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec,
+                          NodeState, RenderedContext, boot_volume_gib)
 from skyctl_openstack import convert as cv
-from skyctl_openstack.errors import error_for_status, error_message
-from skyctl_openstack.network import Neutron
+from skyctl_openstack.errors import error_for_exception, error_for_status, error_message
+from skyctl_openstack.network import Neutron, neutron_get
+from skyctl_openstack.servergroups import ServerGroups
 
 if TYPE_CHECKING:  # pragma: no cover
     from skyctl.site import SiteConfig
@@ -51,6 +52,15 @@ class OpenStackOptions(BaseModel):
     floating_network: str | None = Field(
         None, description="external network (name or id) for floating IPs (ssh.floating_ip); default: the only "
                           "network with router:external")
+    boot_from_volume: bool = Field(
+        False, description="boot every node from a new volume (diskless flavors always do where the site has "
+                           "Cinder); deleted with the node")
+    config_drive: bool | None = Field(None, description="ask Nova for a config drive (unset: the site's default)")
+    availability_zone: str | None = Field(None, min_length=1, description="the availability zone nodes go to")
+    scheduler_hints: dict[str, Any] = Field({}, description="Nova scheduler hints given with every node")
+    server_group: Literal["affinity", "anti-affinity", "soft-affinity", "soft-anti-affinity"] | None = Field(
+        None, description="put each skyctl group's nodes on this site in a Nova server group with this policy "
+                          "(made with the group's first node, deleted with its last)")
 
     @field_validator("network")
     @classmethod
@@ -84,6 +94,8 @@ class OpenStackDriver(Driver):
         self._keypairs: set[str] = set()
         self._neutron = Neutron(self._api, self.site_name)
         self._floating_network_id: str | None = None
+        self._volumes: bool | None = None
+        self._server_groups = ServerGroups(self._compute)
 
     # ------------------------------------------------------------------ plumbing
     def _api(self) -> Client:
@@ -142,16 +154,93 @@ class OpenStackDriver(Driver):
 
     # ------------------------------------------------------------------ what the site offers
     def capacity(self) -> Capacity:
-        _, body = self._compute("GET", "/limits", what="limits")
-        return cv.capacity_from_limits(((body or {}).get("limits") or {}).get("absolute") or {})
+        self._api()   # authenticate once, before the parallel reads
+        # Nova's limits, Neutron's quota lines and Cinder's limits side by side: one round trip
+        # of latency more than Nova's alone, not four.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="capacity") as pool:
+            neutron = pool.submit(self._neutron_lines)
+            cinder = pool.submit(self._cinder_lines)
+            _, body = self._compute("GET", "/limits", what="limits")
+            others = neutron.result() + cinder.result()
+        absolute = ((body or {}).get("limits") or {}).get("absolute") or {}
+        return cv.capacity_from_limits(absolute, others)
+
+    def _neutron_lines(self) -> tuple[Limit, ...]:
+        """The project's Neutron quota lines a node takes from: a port per NIC, a floating IP
+        where one will be attached, skyctl's SSH group once if it is still to be made."""
+        api = self._api()
+        project = api.project_id()
+        if not project:
+            return ()
+        ssh = self.site.ssh
+        # Each lookup on its own thread: the quota, the SSH group, the routers (auto floating
+        # IPs) and the network choice do not wait for each other.
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="capacity") as pool:
+            quota = pool.submit(neutron_get, api, f"/quotas/{project}/details", ok=(404,), what="network quota")
+            group = pool.submit(self._neutron.has_ssh_group, ssh.cidr, ssh.port) if ssh.cidr else None
+            routed = pool.submit(self._neutron.routed_networks) if ssh.floating_ip == "auto" else None
+            try:
+                nets = self._networks()
+            except InvalidRequest:
+                nets = "auto"    # the network is for create to settle (and to refuse, naming the field)
+            ports = len(nets) if isinstance(nets, list) else (0 if nets == "none" else 1)
+            if routed is not None:
+                routed.result()
+            fips = 1 if ports and self._needs_floating_ip(nets) else 0
+            groups = 1 if ports and group is not None and not group.result() else 0
+            status, body = quota.result()
+        if status == 404:
+            return ()   # no quota-details extension: nothing to count against
+        return cv.neutron_lines((body or {}).get("quota") or {}, ports=ports, floating_ips=fips,
+                                security_groups=groups)
+
+    def _needs_floating_ip(self, nets: Any) -> bool:
+        """Whether a new node gets a floating IP (ssh.floating_ip; auto: its network is routed)."""
+        mode = self.site.ssh.floating_ip
+        if mode is False:
+            return False
+        if mode is True:
+            return True
+        ids = {n["uuid"] for n in nets} if isinstance(nets, list) else set()
+        routed = self._neutron.routed_networks()
+        return bool(routed and (ids & routed or not ids))
+
+    def _cinder_lines(self) -> tuple[Limit, ...]:
+        if not self._has_volumes():
+            return ()
+        _, body = self._api().request("block_storage", "GET", "/limits", what="volume limits")
+        return cv.cinder_lines(((body or {}).get("limits") or {}).get("absolute") or {})
+
+    def _has_volumes(self) -> bool:
+        """Whether the site's catalog has a block storage service (boot volumes need it)."""
+        if self._volumes is None:
+            api = self._api()
+            found = False
+            for kind in ("block-storage", "volumev3"):
+                try:
+                    found = bool(api.conn.endpoint_for(kind))
+                except Exception as e:  # keystoneauth's EndpointNotFound and kin: mapped, not swallowed
+                    mapped = error_for_exception(e, self.site_name, what="block storage endpoint")
+                    if mapped is None:
+                        raise
+                    if not isinstance(mapped, Unsupported):
+                        raise mapped from None
+                if found:
+                    break
+            self._volumes = found
+        return self._volumes
 
     def flavors(self) -> list[Flavor]:
         out: list[Flavor] = []
         params: dict[str, Any] = {}
+        # From 2.61 the flavor list carries the extra specs (special hardware is told by them).
+        mv = {"microversion": "2.61"} if self._api().compute_microversion() >= (2, 61) else {}
+        volumes = self._has_volumes()
         while True:
-            _, body = self._compute("GET", "/flavors/detail", params=params or None, what="flavors")
+            _, body = self._compute("GET", "/flavors/detail", params=params or None, what="flavors", **mv)
             page = (body or {}).get("flavors") or []
-            out.extend(cv.flavor_from(f) for f in page if not f.get("OS-FLV-DISABLED:disabled"))
+            out.extend(cv.flavor_from(f, volumes=volumes, boot_from_volume=self.options.boot_from_volume)
+                       for f in page if not f.get("OS-FLV-DISABLED:disabled"))
             if not page or not (body or {}).get("flavors_links"):
                 return out
             params = {"marker": page[-1]["id"]}
@@ -208,6 +297,22 @@ class OpenStackDriver(Driver):
                                               size=spec.size_name or spec.flavor.name),
             "networks": self._networks(),
         }
+        if spec.flavor.boot_volume or self.options.boot_from_volume:
+            if not self._has_volumes():
+                raise InvalidRequest(f"flavor {spec.flavor.name} boots from a volume (disk {spec.flavor.disk_gib}, "
+                                     f"boot_from_volume {self.options.boot_from_volume}) and the site has no block "
+                                     f"storage (Cinder)", site=self.site_name, field="boot_from_volume")
+            # A new volume from the image, deleted with the server: nothing is left behind.
+            del server["imageRef"]
+            server["block_device_mapping_v2"] = cv.boot_volume_mapping(
+                spec.image.id, boot_volume_gib(spec.disk_gib, spec.image))
+        if self.options.config_drive is not None:
+            server["config_drive"] = self.options.config_drive
+        if self.options.availability_zone:
+            server["availability_zone"] = self.options.availability_zone
+        hints = dict(self.options.scheduler_hints)
+        if self.options.server_group and spec.group:
+            hints["group"] = self._server_groups.ensure(spec.group, self.options.server_group)
         if context.user_data:
             encoded = base64.b64encode(context.user_data.encode()).decode()
             if len(encoded) > MAX_USER_DATA:
@@ -229,8 +334,11 @@ class OpenStackDriver(Driver):
         mv = self._api().compute_microversion()
         if mv >= (2, 52):
             server["tags"] = tags
+        payload: dict[str, Any] = {"server": server}
+        if hints:
+            payload["os:scheduler_hints"] = hints
         try:
-            _, body = self._compute("POST", "/servers", json={"server": server}, what=f"create {name}")
+            _, body = self._compute("POST", "/servers", json=payload, what=f"create {name}")
         except Transient:
             # The answer was lost, not necessarily the server: look it up by its labels so a
             # retry cannot make a second one.
@@ -288,7 +396,7 @@ class OpenStackDriver(Driver):
             for s in page:
                 if s.get("status") == "ERROR" and not s.get("fault"):
                     s = self._with_fault(s)
-                node = cv.server_to_node(s, self.site_name)
+                node = cv.server_to_node(s, self.site_name, self.site.ssh.address_family)
                 if cv.matches(node, client_side, managed_only):
                     out[node.id] = node
             links = (body or {}).get("servers_links") or []
@@ -307,7 +415,7 @@ class OpenStackDriver(Driver):
 
     def get(self, node_id: str) -> Node:
         _, body = self._compute("GET", f"/servers/{node_id}", what=f"server {node_id}")
-        return cv.server_to_node((body or {}).get("server") or {}, self.site_name)
+        return cv.server_to_node((body or {}).get("server") or {}, self.site_name, self.site.ssh.address_family)
 
     def _delete_one(self, node_id: str) -> None:
         self._compute("DELETE", f"/servers/{node_id}", ok=(404,), what=f"delete {node_id}")
@@ -333,6 +441,11 @@ class OpenStackDriver(Driver):
 
     def delete(self, node_ids: Sequence[str]) -> None:
         ids = list(dict.fromkeys(node_ids))
+        self._delete_servers(ids)
+        if ids and self.options.server_group:
+            self._server_groups.drop_empty(ids)
+
+    def _delete_servers(self, ids: list[str]) -> None:
         if not ids or self.site.ssh.floating_ip is False:
             self._each(ids, self._delete_one)
             return
@@ -366,7 +479,7 @@ class OpenStackDriver(Driver):
     # ------------------------------------------------------------------ floating IPs
     def _floating_ips(self) -> list[dict[str, Any]]:
         """The project's floating IPs: one Neutron request (none where Neutron has no L3)."""
-        status, body = self._api().request("network", "GET", "/floatingips", ok=(404,), what="floating IPs")
+        status, body = neutron_get(self._api(), "/floatingips", ok=(404,), what="floating IPs")
         return [] if status == 404 else list((body or {}).get("floatingips") or [])
 
     def _external_network_id(self) -> str:
@@ -375,8 +488,8 @@ class OpenStackDriver(Driver):
             if wanted:
                 self._floating_network_id = str(self._neutron.find_network(wanted, "floating_network")["id"])
             else:
-                _, body = self._api().request("network", "GET", "/networks", params={"router:external": "true"},
-                                              what="external networks")
+                _, body = neutron_get(self._api(), "/networks", params={"router:external": "true"},
+                                      what="external networks")
                 found = [n for n in (body or {}).get("networks") or [] if n.get("router:external")]
                 if len(found) != 1:
                     names = ", ".join(sorted(str(n.get("name") or n.get("id")) for n in found))
@@ -390,8 +503,7 @@ class OpenStackDriver(Driver):
         ports: list[dict[str, Any]] = []
         for start in range(0, len(server_ids), PORT_QUERY_IDS):
             chunk = list(server_ids[start:start + PORT_QUERY_IDS])
-            _, body = self._api().request("network", "GET", "/ports", params={"device_id": chunk},
-                                          what="ports")
+            _, body = neutron_get(self._api(), "/ports", params={"device_id": chunk}, what="ports")
             ports.extend((body or {}).get("ports") or [])
         return ports
 
@@ -453,7 +565,7 @@ class OpenStackDriver(Driver):
                                              "description": cv.floating_description(node.id)}})
                     if status == 409:
                         # Another caller attached one meanwhile (use it), or the quota is used up.
-                        _, found = self._api().request("network", "GET", "/floatingips",
+                        _, found = neutron_get(self._api(), "/floatingips",
                                                        params={"port_id": port["id"]}, what=what)
                         attached = (found or {}).get("floatingips") or []
                         if not attached:

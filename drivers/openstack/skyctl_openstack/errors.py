@@ -24,6 +24,11 @@ NOVA_MAXIMUM_RE = re.compile(r"Maximum number of ([\w ]+?) exceeded")
 # over a limit for [Resource servers is over limit of 10 due to current usage 10 and delta 1]".
 UNIFIED_LIMIT_RE = re.compile(r"Resource ([\w:.-]+) is over limit of (\d+) due to current usage (\d+) "
                               r"and delta (\d+)")
+# Cinder's QuotaErrors (cinder/exception.py), 413s: VolumeLimitExceeded and
+# VolumeSizeExceedsAvailableQuota.
+CINDER_VOLUMES_RE = re.compile(r"Maximum number of volumes allowed \((\d+)\) exceeded for quota '(\w+)'")
+CINDER_GIGABYTES_RE = re.compile(r"exceeds allowed (\w+) quota\. Requested (\d+)G, quota is (\d+)G and "
+                                 r"(\d+)G has been consumed")
 _UNIFIED_RESOURCES = {"servers": "instances", "class:VCPU": "cores", "class:MEMORY_MB": "ram",
                       "class:DISK_GB": "disk"}
 # Nova's BootFromVolumeRequiredForZeroDiskFlavor (nova/exception.py), raised by
@@ -90,6 +95,13 @@ def error_for_status(status: int, message: str, site: str, *, what: str = "",
     m = NOVA_MAXIMUM_RE.search(message)
     if m and status in (403, 413):
         return QuotaExceeded(f"{where}{message}", site=site, resource=m.group(1).replace(" ", "_"))
+    m = CINDER_VOLUMES_RE.search(message)
+    if m and status in (403, 413):
+        return QuotaExceeded(f"{where}{message}", site=site, resource="volumes", requested=1, limit=int(m.group(1)))
+    m = CINDER_GIGABYTES_RE.search(message)
+    if m and status in (403, 413):
+        return QuotaExceeded(f"{where}{message}", site=site, resource=m.group(1), requested=int(m.group(2)),
+                             limit=int(m.group(3)), used=int(m.group(4)))
     m = UNIFIED_LIMIT_RE.search(message)
     if m and status in (403, 413):
         limit, used, delta = int(m.group(2)), int(m.group(3)), int(m.group(4))

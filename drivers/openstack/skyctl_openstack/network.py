@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+from urllib.parse import parse_qs, urlsplit
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,31 @@ if TYPE_CHECKING:  # pragma: no cover
     from skyctl_openstack.transport import Client
 
 SSH_GROUP_PREFIX = "skyctl-ssh"
+
+
+def neutron_get(api: Any, path: str, *, params: Mapping[str, Any] | None = None, ok: tuple[int, ...] = (),
+                what: str = "") -> tuple[int, Any]:
+    """A Neutron GET whose list follows the `next` links a paging Neutron sends (its
+    pagination_max_limit pages every list, asked or not): the pages come back as one list."""
+    status, body = api.request("network", "GET", path, params=dict(params) if params else None, ok=ok, what=what)
+    if not isinstance(body, dict):
+        return status, body
+    merged = dict(body)
+    page_body: Mapping[str, Any] = body
+    while True:
+        links_key = next((k for k in page_body if k.endswith("_links")), None)
+        if links_key is None:
+            break
+        collection = links_key[:-len("_links")]
+        href = next((str(link.get("href")) for link in page_body.get(links_key) or []
+                     if link.get("rel") == "next" and link.get("href")), None)
+        if href is None or not page_body.get(collection):
+            break
+        query = {k: v if len(v) > 1 else v[0] for k, v in parse_qs(urlsplit(href).query).items()}
+        _, page_body = api.request("network", "GET", path, params={**(params or {}), **query}, what=what)
+        page_body = page_body if isinstance(page_body, dict) else {}
+        merged[collection] = list(merged.get(collection) or []) + list(page_body.get(collection) or [])
+    return status, {k: v for k, v in merged.items() if not k.endswith("_links")}
 
 
 def choose_network(networks: Sequence[Mapping[str, Any]], site: str) -> Mapping[str, Any] | None:
@@ -73,10 +99,10 @@ class Neutron:
     def find_network(self, ref: str, field: str) -> dict[str, Any]:
         """One network by id, else by name."""
         api = self._client()
-        _, body = api.request("network", "GET", "/networks", params={"id": ref}, what="networks")
+        _, body = neutron_get(api, "/networks", params={"id": ref}, what="networks")
         found = (body or {}).get("networks") or []
         if not found:
-            _, body = api.request("network", "GET", "/networks", params={"name": ref}, what="networks")
+            _, body = neutron_get(api, "/networks", params={"name": ref}, what="networks")
             found = (body or {}).get("networks") or []
         if len(found) != 1:
             problem = "not found" if not found else f"ambiguous ({len(found)} networks have that name)"
@@ -90,7 +116,7 @@ class Neutron:
         with self._lock:
             if self._networks is None:
                 if wanted is None:
-                    _, body = self._client().request("network", "GET", "/networks", what="networks")
+                    _, body = neutron_get(self._client(), "/networks", what="networks")
                     chosen = choose_network((body or {}).get("networks") or [], self.site)
                     self._networks = [dict(chosen)] if chosen is not None else []
                 else:
@@ -104,23 +130,37 @@ class Neutron:
         """Networks the client reaches only through a floating IP: not external, and joined by a
         router to an external network (a tenant network behind NAT)."""
         with self._lock:
-            if self._routed is None:
-                api = self._client()
-                # 404: Neutron without the L3 service (provider networks only): no routers.
-                status, body = api.request("network", "GET", "/routers", ok=(404,), what="routers")
-                gateways = set() if status == 404 else {str(r["id"]) for r in (body or {}).get("routers") or []
-                            if (r.get("external_gateway_info") or {}).get("network_id")}
-                routed: set[str] = set()
-                if gateways:
-                    _, body = api.request("network", "GET", "/ports", what="router ports",
-                                          params={"device_owner": "network:router_interface"})
-                    routed = {str(p["network_id"]) for p in (body or {}).get("ports") or []
-                              if str(p.get("device_id")) in gateways}
-                    _, body = api.request("network", "GET", "/networks", what="external networks",
-                                          params={"router:external": "true"})
-                    routed -= {str(n["id"]) for n in (body or {}).get("networks") or [] if n.get("router:external")}
-                self._routed = routed
+            if self._routed is not None:
+                return self._routed
+        # Asked without the lock (the network choice may be asked meanwhile); the same answer
+        # whoever asks, so two callers at once only cost a second look.
+        api = self._client()
+        # 404: Neutron without the L3 service (provider networks only): no routers.
+        status, body = neutron_get(api, "/routers", ok=(404,), what="routers")
+        gateways = set() if status == 404 else {str(r["id"]) for r in (body or {}).get("routers") or []
+                                                 if (r.get("external_gateway_info") or {}).get("network_id")}
+        routed: set[str] = set()
+        if gateways:
+            _, body = neutron_get(api, "/ports", what="router ports",
+                                  params={"device_owner": "network:router_interface"})
+            routed = {str(p["network_id"]) for p in (body or {}).get("ports") or []
+                      if str(p.get("device_id")) in gateways}
+            _, body = neutron_get(api, "/networks", what="external networks", params={"router:external": "true"})
+            routed -= {str(n["id"]) for n in (body or {}).get("networks") or [] if n.get("router:external")}
+        with self._lock:
+            self._routed = routed
             return self._routed
+
+    def has_ssh_group(self, cidr: str, port: int) -> bool:
+        """Whether skyctl's SSH group for `cidr`/`port` exists already (capacity: a launch that
+        must make it needs one security group of quota)."""
+        with self._lock:
+            if (cidr, port) in self._ssh_groups:
+                return True
+        api = self._client()
+        params: dict[str, Any] = {"name": ssh_group_name(cidr, port), "fields": "id"}
+        _, body = neutron_get(api, "/security-groups", params=params, what="security groups")
+        return bool((body or {}).get("security_groups"))
 
     def ssh_group(self, cidr: str, port: int) -> str:
         """The id of the project's group letting SSH in from `cidr` on `port`: found by name
@@ -135,7 +175,7 @@ class Neutron:
             project = api.project_id()
             if project:
                 params["project_id"] = project
-            _, body = api.request("network", "GET", "/security-groups", params=params, what="security groups")
+            _, body = neutron_get(api, "/security-groups", params=params, what="security groups")
             found = sorted((body or {}).get("security_groups") or [],
                            key=lambda g: (str(g.get("created_at") or ""), str(g.get("id"))))
             if found:

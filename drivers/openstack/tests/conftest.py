@@ -20,3 +20,14 @@ def _private_home(skyctl_home: Path) -> Path:
 @pytest.fixture
 def site(openstack_sandbox_site: OpenStackSite) -> OpenStackSite:
     return openstack_sandbox_site
+
+
+@pytest.fixture
+def sara(tmp_path: Path):
+    """The sandbox's tenant-network site: two networks, diskless flavors, Cinder."""
+    from skyctl.testing.sandbox import start_openstack_site
+
+    (tmp_path / "sara").mkdir()
+    s = start_openstack_site(tmp_path / "sara", "sara", site_overrides={"tenant_network": True})
+    yield s
+    s.stop()

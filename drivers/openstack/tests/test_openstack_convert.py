@@ -73,3 +73,37 @@ def test_exhausted_retries_is_a_capacity_fault_like_no_valid_host() -> None:
     assert node.extra[CAPACITY_FAULT] and node.extra["fault"] == msg
     other = cv.server_to_node({"id": "y", "status": "ERROR", "fault": {"message": "Build aborted"}}, "s")
     assert CAPACITY_FAULT not in other.extra and other.extra["fault"] == "Build aborted"
+
+
+def test_dual_stack_addresses_follow_ssh_address_family() -> None:
+    from skyctl_openstack.convert import server_addresses
+
+    addresses = {"private": [
+        {"version": 6, "addr": "2001:db8::5", "OS-EXT-IPS:type": "fixed"},
+        {"version": 4, "addr": "10.0.0.5", "OS-EXT-IPS:type": "fixed"},
+        {"version": 4, "addr": "203.0.113.9", "OS-EXT-IPS:type": "floating"},
+    ]}
+    assert server_addresses(addresses) == ("203.0.113.9", "10.0.0.5", "2001:db8::5")
+    assert server_addresses(addresses, "ipv4") == ("203.0.113.9", "10.0.0.5", "2001:db8::5")
+    assert server_addresses(addresses, "ipv6") == ("2001:db8::5", "203.0.113.9", "10.0.0.5")
+    assert server_addresses({"n": [{"addr": "2001:db8::7"}, {"addr": "10.0.0.7"}]}, "auto") == \
+        ("10.0.0.7", "2001:db8::7")
+
+
+def test_flavor_extra_specs_mark_special_hardware_and_boot_volumes() -> None:
+    from skyctl.model import BOOT_VOLUME, FLAVOR_UNUSABLE, SPECIAL_HARDWARE
+    from skyctl_openstack.convert import flavor_from, special_hardware
+
+    assert special_hardware({"resources:VGPU": "1", "resources:VCPU": "0", "hw:cpu_policy": "dedicated",
+                             "pci_passthrough:alias": "a100:1", "trait:CUSTOM_GPU": "required",
+                             "trait:HW_CPU_X86_AVX2": "forbidden", "resources:CUSTOM_BAREMETAL_GOLD": "1",
+                             "resources1:PGPU": "1", "resources:FPGA": "0"}) == {
+        "resources:VGPU": "1", "pci_passthrough:alias": "a100:1", "trait:CUSTOM_GPU": "required",
+        "resources:CUSTOM_BAREMETAL_GOLD": "1", "resources1:PGPU": "1"}
+    diskless = {"id": "1", "name": "d", "vcpus": 1, "ram": 512, "disk": 0}
+    assert flavor_from(diskless, volumes=True).extra[BOOT_VOLUME] is True
+    assert FLAVOR_UNUSABLE in flavor_from(diskless).extra
+    with_disk = {"id": "2", "name": "m", "vcpus": 1, "ram": 512, "disk": 10, "extra_specs": {"resources:VGPU": "1"}}
+    f = flavor_from(with_disk, volumes=True)
+    assert not f.boot_volume and f.extra[SPECIAL_HARDWARE] == {"resources:VGPU": "1"}
+    assert flavor_from(with_disk, volumes=True, boot_from_volume=True).boot_volume

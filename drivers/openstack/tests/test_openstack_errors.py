@@ -98,3 +98,16 @@ def test_unified_limits_message_is_a_quota_with_its_figures() -> None:
     cores = errors.error_for_status(403, "Resource class:VCPU is over limit of 8 due to current usage 6 and "
                                          "delta 4", "s", service="compute")
     assert (cores.resource, cores.limit) == ("cores", 8)
+
+
+def test_cinder_quota_refusals_are_quota_errors_with_the_resource() -> None:
+    from skyctl.errors import QuotaExceeded
+
+    # cinder/exception.py VolumeLimitExceeded and VolumeSizeExceedsAvailableQuota (413s).
+    count = errors.error_for_status(413, "Maximum number of volumes allowed (10) exceeded for quota 'volumes'.",
+                                    "sara", service="block_storage")
+    assert isinstance(count, QuotaExceeded) and (count.resource, count.limit) == ("volumes", 10)
+    size = errors.error_for_status(413, "Requested volume or snapshot exceeds allowed gigabytes quota. Requested "
+                                        "5G, quota is 8G and 4G has been consumed.", "sara", service="block_storage")
+    assert isinstance(size, QuotaExceeded)
+    assert (size.resource, size.requested, size.limit, size.used) == ("gigabytes", 5, 8, 4)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from skyctl.errors import AuthError, InvalidRequest
-from skyctl.model import CAPACITY_FAULT, RenderedContext
+from skyctl.model import CAPACITY_FAULT, NodeState, RenderedContext
 from skyctl.sandbox.world import SFlavor
 from skyctl.site import SiteConfig
-from skyctl.testing.contract import ContractTarget, make_spec
+from skyctl.testing.contract import ContractTarget, make_spec, wait_state
 from skyctl.testing.sandbox import OPENSTACK_IMAGE as IMAGE
 from skyctl.testing.sandbox import OpenStackSite as SandboxSite
 from skyctl_openstack.driver import OpenStackDriver
@@ -40,8 +40,9 @@ def test_a_diskless_flavor_is_refused_as_a_request_not_as_credentials(driver, si
 
     site.world.flavors["0"] = SFlavor("0", "d1.small", 1, 512, disk_gib=0)
     diskless = next(f for f in driver.flavors() if f.name == "d1.small")
+    diskless = replace(diskless, extra={})   # as if skyctl did not know to boot it from a volume
     target = ContractTarget(name="t", make_driver=lambda: driver, image_name=IMAGE, memory_mib=512)
-    spec = replace(make_spec(driver, target, "g", "g-0", 0), flavor=diskless)   # placement would pass it over
+    spec = replace(make_spec(driver, target, "g", "g-0", 0), flavor=diskless)
     with pytest.raises(InvalidRequest) as info:
         driver.create(spec, "g-0", RenderedContext())
     err = info.value
@@ -85,16 +86,6 @@ def test_choose_network_is_the_documented_rule() -> None:
     err = info.value
     assert err.field == "network" and "sites.sara.network" in err.line()
     assert "private (o)" in err.line() and "lab (o2)" in err.line() and "public" not in err.line()
-
-
-@pytest.fixture
-def sara(tmp_path):
-    from skyctl.testing.sandbox import start_openstack_site
-
-    (tmp_path / "sara").mkdir()
-    s = start_openstack_site(tmp_path / "sara", "sara", site_overrides={"tenant_network": True})
-    yield s
-    s.stop()
 
 
 def test_with_two_networks_the_project_own_is_taken_never_a_raw_409(sara) -> None:
@@ -190,16 +181,29 @@ def test_ssh_cidr_and_port_shape_the_rule_and_null_makes_none(site) -> None:
 # ---------------------------------------------------------------- diskless flavors
 
 
-def test_diskless_flavors_are_marked_so_placement_passes_them_over(sara) -> None:
-    from skyctl.model import FLAVOR_UNUSABLE
+def test_diskless_flavors_boot_from_a_volume_where_the_site_has_cinder_else_are_passed_over(sara, tmp_path) -> None:
+    from skyctl.model import BOOT_VOLUME, FLAVOR_UNUSABLE
+    from skyctl.testing.sandbox import start_openstack_site
 
     d = _driver(sara, "sara")
     try:
         flavors = {f.name: f for f in d.flavors()}
     finally:
         d.close()
-    assert flavors["SCS-1V-2"].disk_gib == 0 and "volume" in flavors["SCS-1V-2"].extra[FLAVOR_UNUSABLE]
-    assert FLAVOR_UNUSABLE not in flavors["m1.small"].extra
+    assert flavors["SCS-1V-2"].disk_gib == 0 and flavors["SCS-1V-2"].extra[BOOT_VOLUME] is True
+    assert FLAVOR_UNUSABLE not in flavors["SCS-1V-2"].extra
+    assert not flavors["m1.small"].boot_volume and FLAVOR_UNUSABLE not in flavors["m1.small"].extra
+    (tmp_path / "nocinder").mkdir()
+    bare = start_openstack_site(tmp_path / "nocinder", "sara", site_overrides={"tenant_network": True,
+                                                                                "block_storage": False})
+    d = _driver(bare, "sara")
+    try:
+        flavors = {f.name: f for f in d.flavors()}
+    finally:
+        d.close()
+        bare.stop()
+    assert "no block storage" in flavors["SCS-1V-2"].extra[FLAVOR_UNUSABLE]
+    assert not flavors["SCS-1V-2"].boot_volume
 
 
 # ---------------------------------------------------------------- floating IPs where needed (auto)
@@ -218,8 +222,8 @@ def test_auto_attaches_a_floating_ip_only_behind_a_router_and_delete_releases_it
         d.close()
     on_shared = _driver(sara, "sara", network="shared")   # a shared network is reached directly
     try:
-        made = _create(on_shared, sara, index=1)
-        assert on_shared.prepare_access([on_shared.get(made.id)])[0].addresses == on_shared.get(made.id).addresses
+        made = wait_state(on_shared, _create(on_shared, sara, index=1).id, {NodeState.RUNNING}, 30)
+        assert made.addresses and on_shared.prepare_access([made])[0].addresses == made.addresses
         assert sara.world.floating_ips == {}
     finally:
         on_shared.close()

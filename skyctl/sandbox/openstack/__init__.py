@@ -1,6 +1,7 @@
 """An OpenStack-compatible HTTP front for one sandbox `SiteWorld`: `OpenStackFront` puts the
 imitated services on one loopback port, each under its path: Keystone v3 (`/identity`), Nova
-v2.1 (`/compute`), Glance v2 (`/image`) and Neutron v2.0 (`/network`). They answer what
+v2.1 (`/compute`), Glance v2 (`/image`), Neutron v2.0 (`/network`) and, where the site has
+block storage, Cinder v3 (`/volume`). They answer what
 openstacksdk/keystoneauth send for everything skyctl does, with the bodies, status codes and
 error texts the real services use.
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 
+from skyctl.sandbox.openstack.cinder import Cinder
 from skyctl.sandbox.openstack.glance import Glance
 from skyctl.sandbox.openstack.http import ApiServer, Router
 from skyctl.sandbox.openstack.keystone import Keystone
@@ -22,7 +24,7 @@ from skyctl.sandbox.world import SiteWorld
 
 
 class OpenStackFront:
-    """Keystone + Nova + Glance + Neutron for one `SiteWorld`, on one loopback port."""
+    """Keystone + Nova + Glance + Neutron (+ Cinder) for one `SiteWorld`, on one loopback port."""
 
     def __init__(self, world: SiteWorld, *, host: str = "127.0.0.1", port: int = 0,
                  username: str = "demo", password: str | None = None, project: str = "demo",
@@ -36,16 +38,20 @@ class OpenStackFront:
         self.admin_password = admin_password or secrets.token_urlsafe(16)
         self.keystone = Keystone(world.name, region=region, username=username, password=self.password,
                                  project=project, admin_username=admin_username,
-                                 admin_password=self.admin_password, admin_project=admin_project)
+                                 admin_password=self.admin_password, admin_project=admin_project,
+                                 block_storage=world.block_storage)
         self.project_id = self.keystone.project_id     # the member project's
         self.neutron = Neutron(world, self.keystone)
         self.nova = Nova(world, self.keystone, self.neutron)
         self.glance = Glance(world, self.keystone)
+        self.cinder = Cinder(world, self.keystone)
         self._router = Router(root=self.keystone.versions)
         self._router.add("identity", self.keystone.route)
         self._router.add("compute", self.nova.route)
         self._router.add("image", self.glance.route)
         self._router.add("network", self.neutron.route)
+        if world.block_storage:
+            self._router.add("volume", self.cinder.route)
         self._httpd: ApiServer | None = None
 
     @property

@@ -172,7 +172,7 @@ class Glance:
                 "visibility": "public" if img.created == 0 else "shared", "protected": False,
                 "os_hidden": False, "checksum": img.checksum, "os_hash_algo": "sha512" if active else None,
                 "os_hash_value": img.sha512, "size": img.size if active else None, "virtual_size": None,
-                "min_disk": 0, "min_ram": 0, "disk_format": img.disk_format,
+                "min_disk": img.min_disk, "min_ram": img.min_ram, "disk_format": img.disk_format,
                 "container_format": img.container_format,
                 "owner": stable_id(self.world.name, "project", "admin"), "tags": [],
                 "created_at": created, "updated_at": created, "self": f"/v2/images/{img.id}",

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from skyctl.sandbox.serving import KeepAliveServer
 from skyctl.sandbox.world import SiteWorld
@@ -260,3 +260,43 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(part)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _serve
+
+
+def neutron_page(req: Request, items: list[dict[str, Any]], collection: str,
+                 not_found: Callable[[str], Reply], max_limit: int | None = None) -> Reply:
+    """A Neutron list answer, paged as Neutron pages (`limit`, `marker` by id): a full page
+    carries `<collection>_links` with a `next` link (and `previous` after a marker).
+    `max_limit` is neutron.conf's pagination_max_limit: every list is paged to it, asked or not."""
+    marker = req.q("marker")
+    if marker is not None:
+        ids = [str(i.get("id")) for i in items]
+        if marker not in ids:
+            return not_found(marker)   # Neutron looks the marker object up first
+        items = items[ids.index(marker) + 1:]
+    raw = req.q("limit")
+    if raw is None and max_limit is None:
+        return Reply(200, {collection: items})
+    try:
+        limit = int(raw) if raw is not None else 0
+        if max_limit is not None and (limit <= 0 or limit > max_limit):
+            limit = max_limit
+    except ValueError:
+        # neutron/api/api_common.py _get_limit_param, a BadRequest(resource='limit').
+        return Reply(400, {"NeutronError": {"type": "BadRequest", "detail": "",
+                                            "message": f"Bad limit request: Limit must be an integer 0 or "
+                                                       f"greater and not '{raw}'"}})
+    page = items[:limit] if limit > 0 else items
+    body: dict[str, Any] = {collection: page}
+    links = []
+    base = f"{req.base_url}{req.path}"
+    params = {k: v for k, v in req.query.items() if k not in ("marker", "page_reverse")}
+    if limit > 0 and len(page) == limit and page:
+        query = urlencode({**params, "limit": [str(limit)], "marker": [page[-1]["id"]]}, doseq=True)
+        links.append({"rel": "next", "href": f"{base}?{query}"})
+    if marker is not None and page:
+        query = urlencode({**params, "limit": [str(limit)], "marker": [page[0]["id"]], "page_reverse": ["True"]},
+                          doseq=True)
+        links.append({"rel": "previous", "href": f"{base}?{query}"})
+    if links:
+        body[f"{collection}_links"] = links
+    return Reply(200, body)

@@ -22,8 +22,10 @@ class Keystone:
     """The identity service of one site: users, projects and the tokens it issued."""
 
     def __init__(self, site: str, *, region: str, username: str, password: str, project: str,
-                 admin_username: str, admin_password: str, admin_project: str) -> None:
+                 admin_username: str, admin_password: str, admin_project: str,
+                 block_storage: bool = False) -> None:
         self.site = site
+        self.block_storage = block_storage
         self.region = region
         # name -> (password, user id, home project, roles); a same-named admin replaces the member.
         self._users = {
@@ -198,7 +200,12 @@ class Keystone:
                                    "region_id": self.region, "region": self.region, "url": url}
                                   for iface in ("public", "internal", "admin")]}
 
-        return [service("identity", "keystone", f"{req.base_url}/identity"),
-                service("compute", "nova", f"{req.base_url}/compute/v2.1"),
-                service("image", "glance", f"{req.base_url}/image"),
-                service("network", "neutron", f"{req.base_url}/network")]
+        catalog = [service("identity", "keystone", f"{req.base_url}/identity"),
+                   service("compute", "nova", f"{req.base_url}/compute/v2.1"),
+                   service("image", "glance", f"{req.base_url}/image"),
+                   service("network", "neutron", f"{req.base_url}/network")]
+        if self.block_storage:
+            # As devstack registers Cinder: under the official type and the old alias.
+            catalog += [service("block-storage", "cinder", f"{req.base_url}/volume/v3"),
+                        service("volumev3", "cinderv3", f"{req.base_url}/volume/v3")]
+        return catalog

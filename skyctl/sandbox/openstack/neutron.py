@@ -11,9 +11,9 @@ import time
 import uuid
 from typing import Any
 
-from skyctl.sandbox.openstack.http import HttpError, Reply, Request, iso, stable_id
+from skyctl.sandbox.openstack.http import HttpError, Reply, Request, iso, neutron_page, nova_error, stable_id
 from skyctl.sandbox.openstack.keystone import Keystone
-from skyctl.sandbox.openstack.secgroups import DEFAULT_SG, SecurityGroups
+from skyctl.sandbox.openstack.secgroups import DEFAULT_SG, RULE_QUOTA, SG_QUOTA, SecurityGroups
 from skyctl.sandbox.world import FloatingIPError, QuotaError, SFloatingIP, SiteWorld, SVM
 
 NETWORK_NAME = "private"
@@ -75,7 +75,8 @@ class Neutron:
             if len(rest) == 2:
                 found = [n for n in nets if n["id"] == rest[1]]
                 return Reply(200, {"network": found[0]}) if found else _not_found("Network", rest[1])
-            return Reply(200, {"networks": [n for n in nets if _matches(n, req.query)]})
+            return neutron_page(req, [n for n in nets if _matches(n, req.query)], "networks",
+                                lambda m: _not_found("Network", m), self.world.neutron_max_limit)
         if coll == "subnets" and req.method == "GET":
             subs = [self._subnet_view(), self._subnet_view(external=True)]
             if self.world.tenant_network:
@@ -96,14 +97,52 @@ class Neutron:
             return self._ports(req, rest)
         if coll == "floatingips" and len(rest) <= 2:
             return self._floatingips(req, rest)
-        if coll == "quotas" and req.method == "GET" and len(rest) == 2:
-            fips = self.world.quota.floating_ips
-            return Reply(200, {"quota": {"network": 100, "subnet": 100, "port": 500, "router": 10,
-                                         "floatingip": fips, "security_group": 10, "security_group_rule": 100,
-                                         "rbac_policy": 10, "subnetpool": -1}})
+        if coll == "quotas" and req.method == "GET" and len(rest) in (2, 3):
+            return self._quota(req, rest)
         if coll == "extensions" and req.method == "GET":
             return Reply(200, {"extensions": []})
         raise HttpError(404, "The resource could not be found.", "NeutronError")
+
+    # ------------------------------------------------------------ quotas
+    def port_count(self, project_id: str) -> int:
+        """The ports the project holds: its servers' and, on a tenant-network site, its router's."""
+        with self.world.lock:
+            n = sum(1 for vm in self.world.vms.values() if self._has_port(vm) and self.keystone.owner(vm) == project_id)
+        return n + (1 if self.world.tenant_network and project_id == self.keystone.project_id else 0)
+
+    def check_port_quota(self, project_id: str) -> None:
+        """What Nova checks before it asks Neutron for a server's port: PortLimitExceeded
+        (nova/exception.py, a 403 through the API's quota handling)."""
+        limit = self.world.quota.ports
+        if limit >= 0 and self.port_count(project_id) + 1 > limit:
+            raise nova_error(403, "Maximum number of ports exceeded")
+
+    def _quota(self, req: Request, rest: list[str]) -> Reply:
+        """`/quotas/{project}` and `/quotas/{project}/details` (limit, used, reserved per resource)."""
+        assert req.principal is not None
+        project = rest[1]
+        if rest[2:] not in ([], ["details"]):
+            raise HttpError(404, "The resource could not be found.", "NeutronError")
+        if project != req.principal.project_id and not req.principal.is_admin:
+            # neutron/extensions/quotasv2_detail.py details(): AdminRequired (neutron_lib's text);
+            # quotasv2.py show(): the get_quota policy.
+            if rest[2:]:
+                return _error(403, "AdminRequired", "User does not have admin privileges: Only admin is "
+                                                    "authorized to access quotas for another project.")
+            return _error(403, "PolicyNotAuthorized", "(rule:get_quota) is disallowed by policy")
+        q = self.world.quota
+        with self.world.lock:
+            fips = sum(1 for f in self.world.floating_ips.values() if f.project_id == project)
+        groups = sum(1 for g in self.security_groups.groups.values() if g.project_id == project)
+        rules = sum(1 for r in self.security_groups.rules.values() if r.project_id == project)
+        values = {"network": (100, 0), "subnet": (100, 0), "port": (q.ports, self.port_count(project)),
+                  "router": (10, 1 if self.world.tenant_network else 0), "floatingip": (q.floating_ips, fips),
+                  "security_group": (SG_QUOTA, groups), "security_group_rule": (RULE_QUOTA, rules),
+                  "rbac_policy": (10, 0), "subnetpool": (-1, 0)}
+        if rest[2:] == ["details"]:
+            return Reply(200, {"quota": {k: {"limit": lim, "used": used, "reserved": 0}
+                                         for k, (lim, used) in values.items()}})
+        return Reply(200, {"quota": {k: lim for k, (lim, _) in values.items()}})
 
     def _network_view(self, external: bool = False, shared: bool = False) -> dict[str, Any]:
         admin = stable_id(self.world.name, "project", "admin")
@@ -256,7 +295,8 @@ class Neutron:
                 fips = [f for f in self.world.floating_ips.values()
                         if f.project_id == req.principal.project_id or req.principal.is_admin]
                 views = [self._floating_view(f, now) for f in sorted(fips, key=lambda f: f.created)]
-            return Reply(200, {"floatingips": [v for v in views if _matches(v, req.query)]})
+            return neutron_page(req, [v for v in views if _matches(v, req.query)], "floatingips",
+                                lambda m: _not_found("Floating IP", m, kind="FloatingIP"), self.world.neutron_max_limit)
         if len(rest) == 1 and m == "POST":
             data = _json_or_none(req.body)
             body = data.get("floatingip") if isinstance(data, dict) else None
@@ -347,7 +387,8 @@ class Neutron:
             views = [self._port_view(vm, now) for vm in vms if self._has_port(vm) and self.keystone.visible(req, vm)]
             if self.world.tenant_network and not devices:
                 views.append(self._router_port_view())
-        return Reply(200, {"ports": [v for v in views if _matches(v, req.query)]})
+        return neutron_page(req, [v for v in views if _matches(v, req.query)], "ports",
+                            lambda m: _not_found("Port", m), self.world.neutron_max_limit)
 
 
 def _error(status: int, kind: str, message: str) -> Reply:

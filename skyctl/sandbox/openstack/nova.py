@@ -20,6 +20,7 @@ from skyctl.sandbox.openstack.http import HttpError, Reply, Request, iso_us, nov
 from skyctl.sandbox.openstack.keystone import Keystone
 from skyctl.sandbox.openstack.neutron import Neutron
 from skyctl.sandbox.openstack.quota import Quotas
+from skyctl.sandbox.openstack.servergroups import ServerGroups
 from skyctl.sandbox.openstack.servers import MAX_LIMIT, Servers
 from skyctl.sandbox.world import SFlavor, SiteWorld
 
@@ -33,8 +34,9 @@ class Nova:
     def __init__(self, world: SiteWorld, keystone: Keystone, neutron: Neutron) -> None:
         self.world = world
         self.keystone = keystone
-        self.servers = Servers(world, keystone, neutron)
-        self.quotas = Quotas(world, keystone)
+        self.server_groups = ServerGroups(world)
+        self.servers = Servers(world, keystone, neutron, self.server_groups)
+        self.quotas = Quotas(world, keystone, self.server_groups)
 
     def route(self, req: Request, rest: list[str]) -> Reply:
         try:
@@ -84,7 +86,9 @@ class Nova:
             if n == 2:
                 return Reply(200, {"flavor": self._flavor_view(req, flavor, True)})
             if n == 3 and rest[2] == "os-extra_specs":
-                return Reply(200, {"extra_specs": {}})
+                return Reply(200, {"extra_specs": dict(flavor.extra_specs)})
+        elif head == "os-server-groups":
+            return self.server_groups.route(req, rest[1:])
         elif head == "os-keypairs":
             return self._keypairs(req, rest[1:])
         elif head == "limits" and m == "GET" and n == 1:
@@ -144,7 +148,7 @@ class Nova:
                          "OS-FLV-DISABLED:disabled": False, "os-flavor-access:is_public": True,
                          "rxtx_factor": 1.0})
             if req.mv(2, 61):
-                body["extra_specs"] = {}
+                body["extra_specs"] = dict(f.extra_specs)
         return body
 
     def _flavors(self, req: Request, detail: bool) -> Reply:

@@ -10,6 +10,7 @@ from typing import Any
 
 from skyctl.sandbox.openstack.http import Reply, Request, nova_error, short
 from skyctl.sandbox.openstack.keystone import Keystone
+from skyctl.sandbox.openstack.servergroups import ServerGroups
 from skyctl.sandbox.world import Quota, SiteWorld
 
 _BASE_QUOTA_KEYS = ("instances", "cores", "ram", "key_pairs", "metadata_items", "server_groups",
@@ -26,9 +27,10 @@ QUOTA_DEFAULTS = {"key_pairs": 100, "metadata_items": 128, "server_groups": 10, 
 class Quotas:
     """Nova's limits and quota sets for one site's projects."""
 
-    def __init__(self, world: SiteWorld, keystone: Keystone) -> None:
+    def __init__(self, world: SiteWorld, keystone: Keystone, server_groups: ServerGroups | None = None) -> None:
         self.world = world
         self.keystone = keystone
+        self.server_groups = server_groups
         # The spec's numbers are the member project's defaults: what deleting its quota set goes back to.
         self._default_quota = replace(world.quota)
         self._other_quotas: dict[str, dict[str, int]] = {}
@@ -42,7 +44,9 @@ class Quotas:
             "maxTotalCores": q.cores, "totalCoresUsed": cores,
             "maxTotalRAMSize": q.ram_mib, "totalRAMUsed": ram,
             "maxServerMeta": 128, "maxTotalKeypairs": 100, "maxServerGroups": 10,
-            "maxServerGroupMembers": 10, "totalServerGroupsUsed": 0,
+            "maxServerGroupMembers": 10,
+            "totalServerGroupsUsed": self.server_groups.count(req.principal.project_id)
+            if self.server_groups is not None and req.principal is not None else 0,
         }
         if not req.mv(2, 57):
             absolute.update({"maxImageMeta": 128, "maxPersonality": 5, "maxPersonalitySize": 10240})

@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from skyctl.sandbox.openstack.http import Reply, Request, iso, stable_id
+from skyctl.sandbox.openstack.http import Reply, Request, iso, neutron_page, stable_id
 from skyctl.sandbox.world import SVM, SiteWorld
 
 DEFAULT_SG = "default"
@@ -156,7 +156,9 @@ class SecurityGroups:
             if len(rest) == 1 and req.method == "GET":
                 views = [self._group_view(g) for g in sorted(self.groups.values(), key=lambda g: (g.created, g.id))
                          if self._visible(req, g.project_id)]
-                return Reply(200, {"security_groups": [v for v in views if matches(v, req.query)]})
+                return neutron_page(req, [v for v in views if matches(v, req.query)], "security_groups",
+                                    lambda m: error(404, "SecurityGroupNotFound", f"Security group {m} does not exist"),
+                                    self.world.neutron_max_limit)
             if len(rest) == 1 and req.method == "POST":
                 body = _body(req, "security_group")
                 if body is None:

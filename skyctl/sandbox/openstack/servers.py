@@ -14,14 +14,18 @@ import json
 import re
 import secrets
 import time
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
+from skyctl.sandbox.openstack.bootvolume import BOOT_SEQUENCE, boot_volume, check_flavor, make_volume
+from skyctl.sandbox.openstack.console import console_text, hostname
 from skyctl.sandbox.openstack.http import Reply, Request, iso, iso_us, nova_error, short
 from skyctl.sandbox.openstack.keystone import Keystone
 from skyctl.sandbox.openstack.neutron import DEFAULT_SG, Neutron
 from skyctl.sandbox.openstack.quota import QUOTA_DEFAULTS
+from skyctl.sandbox.openstack.servergroups import ServerGroups
 from skyctl.sandbox.world import NoHostError, QuotaError, SiteWorld, SVM
 
 MAX_LIMIT = 1000                  # Nova's osapi max_limit default
@@ -45,10 +49,11 @@ _SORT_KEYS: dict[str, Any] = {
 class Servers:
     """Nova's servers of one site: the world's VMs as Nova shows them."""
 
-    def __init__(self, world: SiteWorld, keystone: Keystone, neutron: Neutron) -> None:
+    def __init__(self, world: SiteWorld, keystone: Keystone, neutron: Neutron, server_groups: ServerGroups) -> None:
         self.world = world
         self.keystone = keystone
         self.neutron = neutron
+        self.server_groups = server_groups
         self._mac_counter = itertools.count(1)
         # server id -> {(microversion, admin, detail): (what it showed, JSON bytes)}
         self._views: dict[str, dict[tuple[Any, ...], tuple[tuple[Any, ...], bytes]]] = {}
@@ -120,7 +125,8 @@ class Servers:
         if req.mv(2, 47):
             flavor_view: dict[str, Any] = {
                 "vcpus": vm.vcpus, "ram": vm.ram_mib, "disk": flavor.disk_gib if flavor else 0, "ephemeral": 0,
-                "swap": 0, "original_name": flavor.name if flavor else vm.flavor_id or "", "extra_specs": {}}
+                "swap": 0, "original_name": flavor.name if flavor else vm.flavor_id or "",
+                "extra_specs": dict(flavor.extra_specs) if flavor else {}}
         else:
             flavor_view = {"id": vm.flavor_id or "", "links": [
                 {"rel": "bookmark", "href": f"{req.base_url}/compute/flavors/{vm.flavor_id}"}]}
@@ -130,7 +136,8 @@ class Servers:
             "tenant_id": owner, "user_id": vm.extra.get("user_id", ""),
             "metadata": dict(vm.metadata),
             "hostId": hashlib.sha224((owner + "sandbox-host").encode()).hexdigest() if status != "BUILD" else "",
-            "image": {"id": vm.image_id, "links": [
+            # A server booted from a volume shows no image, as Nova's view does.
+            "image": "" if not vm.image_id else {"id": vm.image_id, "links": [
                 {"rel": "bookmark", "href": f"{req.base_url}/compute/images/{vm.image_id}"}]},
             "flavor": flavor_view,
             "created": iso(vm.created), "updated": iso(updated),
@@ -147,7 +154,9 @@ class Servers:
             if status != "ERROR" and vm.extra.get("network") is not None else [],
             "OS-EXT-STS:task_state": task_state, "OS-EXT-STS:vm_state": vm_state,
             "OS-EXT-STS:power_state": power,
-            "os-extended-volumes:volumes_attached": [],
+            "os-extended-volumes:volumes_attached": [
+                {"id": v.id, "delete_on_termination": v.delete_on_termination} if req.mv(2, 3) else {"id": v.id}
+                for v in self.world.vm_volumes(vm.id)],
         }
         if req.mv(2, 9):
             body["locked"] = False
@@ -329,15 +338,14 @@ class Servers:
         if flavor is None:
             raise nova_error(400, f"Flavor {flavor_ref} could not be found.")
         image_ref = str(server.get("imageRef") or "").rstrip("/").rsplit("/", 1)[-1]
-        if not image_ref:
-            raise nova_error(400, "Block Device Mapping is Invalid: Boot sequence for the instance and "
-                                  "image/block device mapping combination is not valid.")
-        if image_ref not in self.world.images:
-            raise nova_error(400, f"Image {image_ref} could not be found.")
-        if flavor.disk_gib == 0 and not req.principal.is_admin:
-            # Nova (compute/api.py) refuses an image-backed server on a diskless flavor unless
-            # the policy allows it (admins only by default): BootFromVolumeRequiredForZeroDiskFlavor.
-            raise nova_error(403, "Only volume-backed servers are allowed for flavors with zero disk.")
+        boot = boot_volume(self.world, server.get("block_device_mapping_v2"), image_ref)
+        if boot is None:
+            if not image_ref:
+                raise nova_error(400, BOOT_SEQUENCE)
+            if image_ref not in self.world.images:
+                raise nova_error(400, f"Image {image_ref} could not be found.")
+        image = self.world.images.get(boot.image_id or "" if boot is not None else image_ref)
+        check_flavor(flavor, image, boot, admin=req.principal.is_admin)
         user_data = None
         if server.get("user_data") is not None:
             raw = server["user_data"]
@@ -394,6 +402,12 @@ class Servers:
             raise nova_error(400, "Invalid input for field/attribute min_count.") from None
         if min_count < 1 or max_count < min_count:
             raise nova_error(400, "min_count must be <= max_count")
+        zone = server.get("availability_zone")
+        if zone is not None and zone != "nova":
+            # nova/compute/api.py: an InvalidRequest for a zone no host is in.
+            raise nova_error(400, "The requested availability zone is not available")
+        hints = data.get("os:scheduler_hints", data.get("OS-SCH-HNT:scheduler_hints"))
+        server_group = self.server_groups.check_hint(req, hints, min_count)
         made: list[SVM] = []
         # Not under the world lock: on_create hooks (SSH endpoints) may take a while.
         # Nova checks quota for max_count and settles for fewer if min_count still fits.
@@ -404,14 +418,27 @@ class Servers:
                 extra={"project_id": req.principal.project_id, "user_id": req.principal.user_id,
                        "network": network, "security_groups": groups, "security_group_ids": group_ids,
                        "mac": self._next_mac(), "description": server.get("description"),
-                       "hostname": server.get("hostname") or _hostname(name),
+                       "hostname": server.get("hostname") or hostname(name),
                        "config_drive": "True" if server.get("config_drive") else ""},
             )
             vm_name = name if max_count == 1 else f"{name}-{i + 1}"
+            if network is not None:
+                self.neutron.check_port_quota(req.principal.project_id)
+            vm_id = str(uuid.uuid4())
+            volume_id = None
+            if boot is not None:
+                # The host makes the boot volume while building; Cinder's refusal is the build's fault.
+                volume_id, fault = make_volume(self.world, boot, req.principal.project_id, vm_id)
+                if fault is not None:
+                    attrs["error"] = fault
+                attrs["extra"]["boot_volume"] = True   # type: ignore[index]
             try:
                 made.append(self.world.create_vm(name=vm_name, vcpus=flavor.vcpus, ram_mib=flavor.ram_mib,
-                                                 image_id=image_ref, flavor_id=flavor.id, **attrs))
+                                                 image_id="" if boot is not None else image_ref,
+                                                 flavor_id=flavor.id, vm_id=vm_id, **attrs))
             except QuotaError as q:
+                if volume_id is not None:
+                    self.world.volumes.pop(volume_id, None)
                 if len(made) >= min_count:
                     break
                 for vm in made:
@@ -423,6 +450,8 @@ class Servers:
             except NoHostError:  # a world that refuses outright instead of erroring the VM
                 raise nova_error(500, "No valid host was found. There are not enough hosts available.") \
                     from None
+        if server_group is not None:
+            self.server_groups.join(req, server_group, [vm.id for vm in made])
         first = made[0]
         if server.get("return_reservation_id"):
             return Reply(202, {"reservation_id": "r-" + first.id[:8]})
@@ -485,7 +514,7 @@ class Servers:
                     raise nova_error(409, f"Instance {vm.id} is not ready")
                 args = body[action] or {}
                 length = args.get("length") if isinstance(args, dict) else None
-                text = _console_text(vm)
+                text = console_text(vm)
                 if length not in (None, -1, "-1"):
                     try:
                         n = int(length)
@@ -591,44 +620,3 @@ def _parse_time(value: str | None, field: str) -> float | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
-
-
-def _hostname(name: str) -> str:
-    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "server"
-
-
-def _host_key_block(vm: SVM, host: str) -> list[str]:
-    """What cloud-init's keys_to_console module prints, so clients can check the SSH host key."""
-    if not vm.host_key_fingerprint:
-        return []
-    stamp = "<14>Nov 27 00:00:03 cloud-init:"
-    return [f"{stamp} #############################################################",
-            f"{stamp} -----BEGIN SSH HOST KEY FINGERPRINTS-----",
-            f"{stamp} 256 {vm.host_key_fingerprint} root@{host} (ED25519)",
-            f"{stamp} -----END SSH HOST KEY FINGERPRINTS-----",
-            f"{stamp} #############################################################"]
-
-
-def _console_text(vm: SVM) -> str:
-    """A boot log shaped like a cloud image's serial console."""
-    custom = vm.extra.get("console")
-    if custom:
-        return str(custom)
-    booted = vm.created + vm.boot_delay
-    host = vm.extra.get("hostname") or _hostname(vm.name)
-    lines = [
-        "[    0.000000] Linux version 5.14.0-427.el9.x86_64 (sandbox) #1 SMP PREEMPT_DYNAMIC",
-        "[    0.000000] Command line: BOOT_IMAGE=(hd0,gpt3)/vmlinuz root=UUID=sandbox console=ttyS0,115200n8",
-        f"[    1.204711] cloud-init[612]: Cloud-init v. 23.4 running 'init-local' at {iso(booted)}.",
-        f"[    2.518804] cloud-init[701]: Cloud-init v. 23.4 running 'init' at {iso(booted)}.",
-        f"[    2.603317] cloud-init[701]: ci-info: | eth0 | True | {vm.address or '127.0.0.1'} | 255.0.0.0 |",
-        f"[    3.110212] cloud-init[798]: Cloud-init v. 23.4 running 'modules:config' at {iso(booted)}.",
-        *_host_key_block(vm, host),
-        f"[    3.402019] cloud-init[812]: Cloud-init v. 23.4 finished at {iso(booted)}. "
-        "Datasource DataSourceOpenStackLocal [net,ver=2].  Up 3.40 seconds",
-        "",
-        f"{host} login: ",
-    ]
-    if vm.stopped:
-        lines.append("[  OK  ] Reached target System Power Off.")
-    return "\n".join(lines) + "\n"
