@@ -37,7 +37,7 @@ def raise_if_failed(outcome: Any) -> None:
         raise outcome.error
 
 
-def exit_partial(errors: dict[str, Any], what: str = "answered") -> None:
+def exit_partial(errors: dict[str, Any], what: str = "answer") -> None:
     """Some sites failed but others answered: warn naming them and exit 3."""
     if not errors:
         return

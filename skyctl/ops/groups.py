@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from skyctl.errors import DriverError, NotFound, SkyError, UsageError
+from skyctl.errors import DriverError, NotFound, SkyError
 from skyctl.model import Node, NodeState, Tier
 from skyctl.ops.grouplock import group_lock
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.launch import LaunchResult, launch
 from skyctl.ops.outcome import raise_if_none_answered
 from skyctl.ops.request import context_of_group, request_for
+from skyctl.ops.sizing import check_bounds
 from skyctl.ops.sky import Sky
-from skyctl.policy.rules import group_bounds
 
 
 def _index(n: Node) -> int:
@@ -68,16 +68,14 @@ def _scale(sky: Sky, group: str, target: int) -> ScaleResult:
     spec = sky.state.group_spec(group)
     if spec is None:
         raise NotFound(f"group {group!r} is not known here; create it with 'skyctl launch {group} ...'")
-    bounds = group_bounds(sky.federation.rules, group)
-    if bounds is not None and (target < bounds.min or (bounds.max is not None and target > bounds.max)):
-        raise UsageError(f"group {group} must stay between {bounds.min} and {bounds.max or 'any'} nodes "
-                         "(bursting rules, groups.{group})")
     listing = list_nodes(sky, group=group)
     raise_if_none_answered(listing.errors, len(sky.site_names))
     if listing.errors:
         names = ", ".join(sorted(listing.errors))
         raise SkyError(f"cannot scale {group}: {names} did not answer, so its size is unknown")
     current = [n for n in listing.nodes if n.state.value not in ("deleted", "error")]
+    if target != len(current):
+        check_bounds(sky, group, has=len(current), after=target)
     result = ScaleResult(group, len(current), target)
     if target > len(current):
         req = request_for(group, spec, target - len(current))

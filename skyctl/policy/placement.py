@@ -355,8 +355,9 @@ def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (
             full = "; ".join(f"{d.site}: {_binding_limit(site, d.flavor)}" for site, d, _ in candidates
                              if d.flavor is not None)
             unplaced_reason = f"no site has room for the rest ({full})"
-        else:
-            unplaced_reason = "no site can host this request"
+        else:  # every site was passed over: say why each was (the quota line of a full site)
+            unplaced_reason = "; ".join(f"{d.site}: {d.reasons[0].text}" for d in passed if d.reasons) \
+                or "no site can host this request"
     return Plan(req, tuple(chosen + passed), rule.name if rule else None, unplaced_reason, at, duration_s)
 
 
