@@ -21,7 +21,12 @@ def load_federation() -> Federation:
 
 def open_sky(reporter: Any = None) -> Sky:
     from skyctl.cli.progress import TerminalReporter
+    from skyctl.cli.terminal import term
+    from skyctl.logsafe import fold_third_party
     from skyctl.ops.sky import Sky
+
+    t = term()
+    fold_third_party(t.warn, debug=t.debug)  # keystoneauth, paramiko...: one line per site and kind
 
     sky = Sky(load_federation(), reporter=reporter or TerminalReporter(), acting_for=ACTING_FOR)
     if ACTING_FOR:

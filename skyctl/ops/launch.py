@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from skyctl.errors import DriverError, DriverTimeout, Interrupted, NoCapacity, NotFound, Transient, with_site
+from skyctl.logsafe import site_scope
 from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, GroupSpec, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
 from skyctl.ops import sizing
 from skyctl.ops.grouplock import group_lock
@@ -380,7 +381,8 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
                             image_name=plan.request.image, size_name=plan.request.size or dec.flavor.name)
             intent = state.begin(launch_id, "create", plan.request.group, name, site)
             try:
-                node = _create_one(sky.driver(site), spec, name, ctx)
+                with site_scope(site):
+                    node = _create_one(sky.driver(site), spec, name, ctx)
             except DriverError as e:
                 with_site(e, site)
                 state.finish(intent, "failed", e.line())
