@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from skyctl.cli.options import OutputOpt, VarFileOpt, VarOpt, parse_vars
+from skyctl.cli.options import CostYesOpt, OutputOpt, VarFileOpt, VarOpt, cost_gate, parse_vars
 from skyctl.cli.terminal import OutputFormat, term
 
 GroupArg = Annotated[str, typer.Argument(help="Group name (lowercase letters, digits, '-'); nodes are GROUP-0, GROUP-1...")]
@@ -124,6 +124,7 @@ def launch(
     min_count: MinCountOpt = None,
     dry_run: DryRunOpt = False,
     wait: WaitOpt = False,
+    yes: CostYesOpt = False,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Launch a group of contextualised nodes across the federation.
@@ -134,6 +135,10 @@ def launch(
     runs out of quota or hosts mid-launch is marked full and the rest fail over to the next
     site. Exits 3 when only part of the group could be created, 4 when no site had room (or
     fewer than --min-count).
+
+    Before nodes go to a site that costs money (its price or cost per core-hour), the expected
+    cost per hour is printed; on a terminal skyctl asks first (--yes does not). Piped or in a
+    pipeline it never asks and goes ahead.
 
     \b
     Examples:
@@ -164,7 +169,7 @@ def launch(
 
         spec = rq.group_spec_for(req, profiles, variables, ctx.secret_variables)
         result = do_launch(sky, req, context_for=ctx.context_for, group_spec=spec, wait_ready=wait,
-                           size_to=not add, min_count=min_count or 0)
+                           size_to=not add, min_count=min_count or 0, confirm=cost_gate(yes))
     _report(result, output, asked=count, add=add)
 
 

@@ -6,6 +6,7 @@ remembers intents and group specs. `reconcile` makes the two agree after a crash
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from skyctl.ops.outcome import raise_if_none_answered
 from skyctl.ops.request import context_of_group, request_for
 from skyctl.ops.sizing import check_bounds
 from skyctl.ops.sky import Sky
+from skyctl.policy.placement import Plan
 
 
 def _index(n: Node) -> int:
@@ -55,14 +57,14 @@ class ScaleResult:
                 "errors": {s: e.line() for s, e in self.errors.items()}}
 
 
-def scale(sky: Sky, group: str, target: int) -> ScaleResult:
+def scale(sky: Sky, group: str, target: int, *, confirm: Callable[[Plan], bool] | None = None) -> ScaleResult:
     """Grow or shrink `group` to `target` nodes, holding the group's lock throughout (so two
-    scales at once end at the size asked, not at the sum)."""
+    scales at once end at the size asked, not at the sum). `confirm`: as for launch."""
     with group_lock(group, say=sky.reporter.message):
-        return _scale(sky, group, target)
+        return _scale(sky, group, target, confirm)
 
 
-def _scale(sky: Sky, group: str, target: int) -> ScaleResult:
+def _scale(sky: Sky, group: str, target: int, confirm: Callable[[Plan], bool] | None) -> ScaleResult:
     """Grow through the same placement as a launch (the context rebuilt from the group's spec),
     or shrink, burst nodes first."""
     spec = sky.state.group_spec(group)
@@ -80,7 +82,7 @@ def _scale(sky: Sky, group: str, target: int) -> ScaleResult:
     if target > len(current):
         req = request_for(group, spec, target - len(current))
         result.launched = launch(sky, req, context_for=context_of_group(spec, reporter=sky.reporter),
-                                 group_spec=spec)
+                                 group_spec=spec, confirm=confirm)
     elif target < len(current):
         victims = shrink_order(sky, current)[: len(current) - target]
         result.errors = delete_nodes(sky, victims)

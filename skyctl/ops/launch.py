@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from skyctl.errors import DriverError, DriverTimeout, Interrupted, NoCapacity, NotFound, Transient, with_site
+from skyctl.errors import DriverError, DriverTimeout, Interrupted, NoCapacity, NotFound, SkyError, Transient, with_site
 from skyctl.logsafe import site_scope
 from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, GroupSpec, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
 from skyctl.ops import sizing
@@ -163,7 +163,8 @@ def _create_one(driver: Any, spec: NodeSpec, name: str, ctx: RenderedContext) ->
 
 def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: GroupSpec,
            wait_ready: bool = False, launch_id: str | None = None, names: list[str] | None = None,
-           size_to: bool = False, min_count: int = 0, bounded: bool = True) -> LaunchResult:
+           size_to: bool = False, min_count: int = 0, bounded: bool = True,
+           confirm: Callable[[Plan], bool] | None = None) -> LaunchResult:
     """Launch `request.count` more nodes named GROUP-INDEX (fresh indices), or exactly `names`
     when the caller names them (Slurm's node names), holding the group's lock throughout.
 
@@ -172,15 +173,17 @@ def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: G
     `request.count`): fewer than that and the launch is undone (what it created is deleted)
     and NoCapacity raised. `bounded` (all but a move home, which replaces a node): the group's
     size stays within its rule's `groups.NAME.min/max`; named nodes beyond the maximum are not
-    created (the rest are)."""
+    created (the rest are). `confirm(plan)` sees the first plan before anything is created
+    (the CLI shows its cost and may ask); False cancels the launch."""
     with group_lock(request.group, say=sky.reporter.message):
         return _launch(sky, request, context_for=context_for, group_spec=group_spec, wait_ready=wait_ready,
-                       launch_id=launch_id, names=names, size_to=size_to, min_count=min_count, bounded=bounded)
+                       launch_id=launch_id, names=names, size_to=size_to, min_count=min_count, bounded=bounded,
+                       confirm=confirm)
 
 
 def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: GroupSpec,
             wait_ready: bool, launch_id: str | None, names: list[str] | None, size_to: bool,
-            min_count: int, bounded: bool) -> LaunchResult:
+            min_count: int, bounded: bool, confirm: Callable[[Plan], bool] | None) -> LaunchResult:
     state = sky.state
     launch_id = launch_id or uuid.uuid4().hex[:12]
     owner = sky.owner
@@ -220,7 +223,7 @@ def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: 
         pending = [f"{request.group}-{i}"
                    for i in state.reserve_indices(request.group, request.count, at_least=at_least)]
     snaps = snapshot(sky, [request.site] if request.site else None, result.site_errors)
-    if floor:
+    if floor or confirm is not None:
         first = place(request, snaps, sky.federation.rules, catalog_of(sky), at=time.time())
         if first.placed < floor:
             # All or nothing, known before anything is created: create nothing.
@@ -228,6 +231,8 @@ def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: 
             raise NoCapacity(f"{request.group}: only {first.placed} of the {floor} node(s) required "
                              f"(--min-count {min_count}) can be placed ({first.unplaced_reason or 'no room'}); "
                              "nothing was created")
+        if confirm is not None and first.placed and not confirm(first):
+            raise SkyError(f"launch of {request.group} cancelled: nothing was created")
     rep = sky.reporter
     rep.create_started(request.count)
     try:

@@ -146,6 +146,17 @@ class Plan:
     def unplaced(self) -> int:
         return self.request.count - self.placed
 
+    def hourly_cost(self) -> dict[str, float]:
+        """What the nodes placed on each site that charges cost per hour there (its `price` or
+        static `cost` per core-hour, averaged over the expected duration); free sites left out."""
+        hours = self.duration_s / 3600.0
+        out: dict[str, float] = {}
+        for d in self.placements:
+            fp = d.footprint
+            if fp is not None and fp.cost and self.request.count and hours > 0:
+                out[d.site] = fp.cost * d.count / self.request.count / hours
+        return out
+
     def to_json(self) -> dict[str, Any]:
         r = self.request
         return {"group": r.group, "requested": r.count, "placed": self.placed, "unplaced": self.unplaced,
