@@ -26,7 +26,8 @@ def open_sky(reporter: Any = None) -> Sky:
     from skyctl.ops.sky import Sky
 
     t = term()
-    fold_third_party(t.warn, debug=t.debug)  # keystoneauth, paramiko...: one line per site and kind
+    if reporter is None:  # a command's own run (burst watch routes library logs as its events)
+        fold_third_party(t.warn, debug=t.debug)  # keystoneauth, paramiko...: one line per site and kind
 
     sky = Sky(load_federation(), reporter=reporter or TerminalReporter(), acting_for=ACTING_FOR)
     if ACTING_FOR:
