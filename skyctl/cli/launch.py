@@ -32,7 +32,9 @@ SiteOpt = Annotated[str | None, typer.Option("--site", "-s", help="Only this sit
 ContextOpt = Annotated[list[str] | None, typer.Option("--context", metavar="PROFILE", help="Context profile, "
                                                       "repeatable, merged in order. Default: defaults.contexts.")]
 WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every node is ready: running, "
-                                        "SSH login works with the delivered key, context finished.")]
+                                        "SSH login works with the delivered key, context finished. On a terminal "
+                                        "each stage (creating, booting, ssh, context) shows with its own timer; -v "
+                                        "prints each node's changes of stage.")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan with its reasons; create nothing.")]
 AtOpt = Annotated[str | None, typer.Option("--at", metavar="TIME", help="Read prices and carbon at this time "
                                            "(ISO 8601, e.g. 2026-01-05T02:00Z; no zone = UTC). Default: now.")]
