@@ -189,6 +189,9 @@ def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: 
     owner = sky.owner
     # Counted inside the lock: what the group has now is what this launch builds on.
     size = group_size(sky, request.group)
+    if size.errors and (size_to or bounded):
+        sky.reporter.warning(f"{', '.join(sorted(size.errors))} did not answer: {request.group}'s nodes there are "
+                             f"counted from local state ({len(size.guessed)})")
     at_least = 0
     if state.group_spec(request.group) is None:
         # New to this state (first launch, or the state was emptied): your nodes of this

@@ -116,3 +116,15 @@ def test_min_count_deletes_what_it_created_when_creates_fall_short(
     assert memdriver.cloud("home").nodes == {}
     assert run("ps", "job", "-o", "json").json() == []
     assert run("launch", "job", "--count", "2", "--min-count", "3").code == 2  # more than --count
+
+
+def test_a_site_that_does_not_answer_makes_no_room(run: Runner, sky_file: Callable[[dict[str, Any]], Path]) -> None:
+    sites = {"home": {"driver": "memory", "tier": "local", "instances": 2},
+             "cc": {"driver": "memory", "tier": "remote", "cost": 1, "instances": 8}}
+    sky_file(federation(**sites))
+    assert run("launch", "web", "--count", "4").code == 0  # web-2, web-3 on cc
+    sky_file(federation(home=sites["home"], cc={**sites["cc"], "down": True}))
+    again = run("launch", "web", "--count", "4", "-o", "json")
+    assert again.code == 0 and again.json()["created"] == 0, again.err
+    assert "cc did not answer: web's nodes there are counted from local state (2)" in again.err
+    assert sorted(again.json()["existing"]) == ["web-0", "web-1", "web-2", "web-3"]
