@@ -214,19 +214,13 @@ def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: 
     result = LaunchResult(request.group, launch_id, request.count, existing=size.names)
     if capped:
         result.unplaced_reason = capped
-    state.ensure_group(request.group, group_spec)
     if request.count == 0:
+        state.ensure_group(request.group, group_spec)
         if wait_ready and size_to and size.live:
-            result.created = []
             _wait_for_ssh(sky, [n for n in size.live if n.state is NodeState.RUNNING])
         return result
-    if names is not None:
-        pending = list(names)
-    else:
-        pending = [f"{request.group}-{i}"
-                   for i in state.reserve_indices(request.group, request.count, at_least=at_least)]
     snaps = snapshot(sky, [request.site] if request.site else None, result.site_errors)
-    if floor or confirm is not None:
+    if floor or confirm is not None:  # before any name is taken: a refused launch leaves no trace
         first = place(request, snaps, sky.federation.rules, catalog_of(sky), at=time.time())
         if first.placed < floor:
             # All or nothing, known before anything is created: create nothing.
@@ -236,6 +230,12 @@ def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: 
                              "nothing was created")
         if confirm is not None and first.placed and not confirm(first):
             raise SkyError(f"launch of {request.group} cancelled: nothing was created")
+    state.ensure_group(request.group, group_spec)
+    if names is not None:
+        pending = list(names)
+    else:
+        pending = [f"{request.group}-{i}"
+                   for i in state.reserve_indices(request.group, request.count, at_least=at_least)]
     rep = sky.reporter
     rep.create_started(request.count)
     try:

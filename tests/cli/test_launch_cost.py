@@ -50,6 +50,7 @@ def test_a_launch_onto_a_paid_site_shows_the_cost_and_asks(run: Runner, two_site
     yes = run("launch", "b", "--count", "4", "-o", "json")
     assert yes.code == 0 and yes.json()["created"] == 4, yes.err
     assert len(at_terminal.asked) == 2
+    assert [n["name"] for n in yes.json()["nodes"]] == [f"b-{i}" for i in range(4)]  # the refusal took no name
 
 
 def test_yes_skips_the_question_and_free_sites_ask_nothing(run: Runner, two_sites: Path, at_terminal: User) -> None:
