@@ -73,7 +73,8 @@ class Sky:
             return known
         who = self._acting_for or os.environ.get("SKYCTL_OWNER") or self.federation.defaults.owner
         if not who:
-            who = retrying(self.driver(site).identity)
+            with site_scope(site):
+                who = retrying(self.driver(site).identity)
         if not who:
             import getpass
 
