@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from skyctl.cli.options import OutputOpt, YesOpt
+from skyctl.cli.options import CostYesOpt, OutputOpt, YesOpt, cost_gate
 from skyctl.cli.terminal import OutputFormat, term
 
 burst_app = typer.Typer(help="Bursting rules: see what each rule sees, run one tick, keep watching, or "
@@ -19,12 +19,15 @@ burst_app = typer.Typer(help="Bursting rules: see what each rule sees, run one t
 def scale(
     group: Annotated[str, typer.Argument(help="The group to resize.")],
     count: Annotated[int, typer.Argument(min=0, help="How many nodes the group should have.")],
+    yes: CostYesOpt = False,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Grow or shrink a group to COUNT nodes.
 
-    Growing places the new nodes like a launch (local first, then bursting); shrinking removes
-    burst nodes first (dearest remote site first, newest first).
+    Growing places the new nodes like a launch (local first, then bursting; the expected cost
+    per hour of sites that charge is shown, and asked about on a terminal); shrinking removes
+    burst nodes first (dearest remote site first, newest first). Context variables come from
+    what the launch stored; secret ones again from SKYCTL_VAR_<NAME>.
     """
     from skyctl.cli.runtime import open_sky
     from skyctl.errors import EXIT_PARTIAL
@@ -33,7 +36,7 @@ def scale(
 
     t = term()
     with open_sky() as sky:
-        result = do_scale(sky, group, count)
+        result = do_scale(sky, group, count, confirm=cost_gate(yes))
     forget_in_ssh_config([n.name for n in result.deleted])
     t.emit(result.to_json(), output, table=lambda d: None)
     launched = result.launched.created if result.launched else []

@@ -15,6 +15,9 @@ OutputOpt = Annotated[
 ]
 
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+CostYesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before placing nodes on sites that cost "
+                                          "money (asked only on a terminal; a pipeline is never asked: it goes "
+                                          "ahead and the cost line is printed on stderr).")]
 
 VarOpt = Annotated[
     list[str] | None,
@@ -38,3 +41,25 @@ def parse_vars(pairs: list[str] | None) -> dict[str, str]:
             raise UsageError(f"--var {pair.split('=')[0]!r}: expected NAME=VALUE")
         out[name.strip()] = value
     return out
+
+
+def cost_gate(yes: bool):  # type: ignore[no-untyped-def]
+    """For ops.launch's `confirm`: say what the plan's nodes cost per hour on the sites that
+    charge; ask on a terminal unless `yes`. Never blocks a pipeline (not a terminal: go ahead)."""
+
+    def gate(plan) -> bool:  # type: ignore[no-untyped-def]
+        from skyctl.cli.terminal import term
+
+        costs = plan.hourly_cost()
+        if not costs:
+            return True
+        t = term()
+        count = {d.site: d.count for d in plan.placements}
+        each = ", ".join(f"{count[s]} on {s} {c:.4g}/h" for s, c in costs.items())
+        t.info(f"{plan.request.group}: expected cost {sum(costs.values()):.4g} per hour ({each}; the sites' "
+               "price or cost per core-hour)")
+        if yes or not t.interactive:
+            return True
+        return bool(t.confirm("Go ahead?"))
+
+    return gate

@@ -21,7 +21,13 @@ def load_federation() -> Federation:
 
 def open_sky(reporter: Any = None) -> Sky:
     from skyctl.cli.progress import TerminalReporter
+    from skyctl.cli.terminal import term
+    from skyctl.logsafe import fold_third_party
     from skyctl.ops.sky import Sky
+
+    t = term()
+    if reporter is None:  # a command's own run (burst watch routes library logs as its events)
+        fold_third_party(t.warn, debug=t.debug)  # keystoneauth, paramiko...: one line per site and kind
 
     sky = Sky(load_federation(), reporter=reporter or TerminalReporter(), acting_for=ACTING_FOR)
     if ACTING_FOR:
@@ -37,7 +43,7 @@ def raise_if_failed(outcome: Any) -> None:
         raise outcome.error
 
 
-def exit_partial(errors: dict[str, Any], what: str = "answered") -> None:
+def exit_partial(errors: dict[str, Any], what: str = "answer") -> None:
     """Some sites failed but others answered: warn naming them and exit 3."""
     if not errors:
         return

@@ -104,7 +104,8 @@ def _move_home(sky: Sky, move: Move, old: Node) -> MoveOutcome:
     intent = sky.state.begin(launch_id, "move", move.group, old.name, old.site)
     try:
         res = launch(sky, request_for(move.group, spec, 1, site=move.to_site, fed=sky.federation),
-                     context_for=context_for, group_spec=spec, launch_id=launch_id)
+                     context_for=context_for, group_spec=spec, launch_id=launch_id,
+                     bounded=False)  # replaces a node: same size
     except SkyError as e:
         sky.state.finish(intent, "failed", e.line())
         return MoveOutcome(move, False, error=e.line())

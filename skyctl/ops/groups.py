@@ -6,18 +6,20 @@ remembers intents and group specs. `reconcile` makes the two agree after a crash
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from skyctl.errors import DriverError, NotFound, SkyError, UsageError
+from skyctl.errors import DriverError, NotFound, SkyError
 from skyctl.model import Node, NodeState, Tier
 from skyctl.ops.grouplock import group_lock
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.launch import LaunchResult, launch
 from skyctl.ops.outcome import raise_if_none_answered
 from skyctl.ops.request import context_of_group, request_for
+from skyctl.ops.sizing import check_bounds
 from skyctl.ops.sky import Sky
-from skyctl.policy.rules import group_bounds
+from skyctl.policy.placement import Plan
 
 
 def _index(n: Node) -> int:
@@ -55,34 +57,32 @@ class ScaleResult:
                 "errors": {s: e.line() for s, e in self.errors.items()}}
 
 
-def scale(sky: Sky, group: str, target: int) -> ScaleResult:
+def scale(sky: Sky, group: str, target: int, *, confirm: Callable[[Plan], bool] | None = None) -> ScaleResult:
     """Grow or shrink `group` to `target` nodes, holding the group's lock throughout (so two
-    scales at once end at the size asked, not at the sum)."""
+    scales at once end at the size asked, not at the sum). `confirm`: as for launch."""
     with group_lock(group, say=sky.reporter.message):
-        return _scale(sky, group, target)
+        return _scale(sky, group, target, confirm)
 
 
-def _scale(sky: Sky, group: str, target: int) -> ScaleResult:
+def _scale(sky: Sky, group: str, target: int, confirm: Callable[[Plan], bool] | None) -> ScaleResult:
     """Grow through the same placement as a launch (the context rebuilt from the group's spec),
     or shrink, burst nodes first."""
     spec = sky.state.group_spec(group)
     if spec is None:
         raise NotFound(f"group {group!r} is not known here; create it with 'skyctl launch {group} ...'")
-    bounds = group_bounds(sky.federation.rules, group)
-    if bounds is not None and (target < bounds.min or (bounds.max is not None and target > bounds.max)):
-        raise UsageError(f"group {group} must stay between {bounds.min} and {bounds.max or 'any'} nodes "
-                         "(bursting rules, groups.{group})")
     listing = list_nodes(sky, group=group)
     raise_if_none_answered(listing.errors, len(sky.site_names))
     if listing.errors:
         names = ", ".join(sorted(listing.errors))
         raise SkyError(f"cannot scale {group}: {names} did not answer, so its size is unknown")
     current = [n for n in listing.nodes if n.state.value not in ("deleted", "error")]
+    if target != len(current):
+        check_bounds(sky, group, has=len(current), after=target)
     result = ScaleResult(group, len(current), target)
     if target > len(current):
         req = request_for(group, spec, target - len(current), fed=sky.federation)
         result.launched = launch(sky, req, context_for=context_of_group(spec, reporter=sky.reporter),
-                                 group_spec=spec)
+                                 group_spec=spec, confirm=confirm)
     elif target < len(current):
         victims = shrink_order(sky, current)[: len(current) - target]
         result.errors = delete_nodes(sky, victims)

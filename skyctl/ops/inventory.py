@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skyctl.errors import DriverError, NotFound, UsageError
+from skyctl.logsafe import site_scope
 from skyctl.model import Node
 from skyctl.ops.outcome import Outcome, classify_reads, raise_if_none_answered
 from skyctl.ops.sky import Sky, retrying
@@ -144,6 +145,8 @@ def prepare_access(sky: Sky, nodes: list[Node]) -> list[Node]:
     by_site: dict[str, list[Node]] = {}
     for n in nodes:
         by_site.setdefault(n.site, []).append(n)
-    prepared = {p.id: p for site, group in by_site.items()
-                for p in retrying(lambda site=site, group=group: sky.driver(site).prepare_access(group))}
+    prepared: dict[str, Node] = {}
+    for site, group in by_site.items():
+        with site_scope(site):  # a library's log lines name the site
+            prepared.update((p.id, p) for p in retrying(lambda site=site, group=group: sky.driver(site).prepare_access(group)))
     return [prepared.get(n.id, n) for n in nodes]

@@ -18,12 +18,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient, with_site
-from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, GroupSpec, ImageRef, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
+from skyctl.errors import DriverError, DriverTimeout, Interrupted, NoCapacity, NotFound, SkyError, Transient, with_site
+from skyctl.logsafe import site_scope
+from skyctl.model import (CAPACITY_FAULT, SCHEDULING, Capability, GroupSpec, ImageRef, Node, NodeSpec, NodeState,
+                          RenderedContext, Resources, node_labels)
+from skyctl.ops import sizing
 from skyctl.ops.grouplock import group_lock
-from skyctl.ops.inventory import delete_nodes, list_nodes, prepare_access
+from skyctl.ops.inventory import delete_nodes, prepare_access
 from skyctl.ops.outcome import Outcome, classify_launch, raise_if_none_answered
 from skyctl.ops.request import ContextFor
+from skyctl.ops.sizing import group_size
 from skyctl.ops.sky import Sky, retrying
 from skyctl.polling import iterate_timeout, remaining
 from skyctl.policy.placement import Catalog, Plan, Request, SiteDecision, SiteSnapshot, consume, place, volume_gib
@@ -58,6 +62,7 @@ class LaunchResult:
     site_errors: dict[str, DriverError] = field(default_factory=dict)  # sites that did not answer
     transient: dict[str, int] = field(default_factory=dict)  # site -> nodes that failed flakily
     unplaced_reason: str | None = None
+    existing: list[str] = field(default_factory=list)  # the group's nodes before this launch
 
     @property
     def missing(self) -> int:
@@ -73,6 +78,7 @@ class LaunchResult:
             "group": self.group,
             "launch_id": self.launch_id,
             "requested": self.requested,
+            "existing": list(self.existing),
             "created": len(self.created),
             "missing": self.missing,
             "missing_reason": self.unplaced_reason,
@@ -167,36 +173,80 @@ def _create_one(driver: Any, spec: NodeSpec, name: str, ctx: RenderedContext) ->
 
 
 def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: GroupSpec,
-           wait_ready: bool = False, launch_id: str | None = None,
-           names: list[str] | None = None) -> LaunchResult:
-    """Launch `request.count` nodes named GROUP-INDEX (fresh indices), or exactly `names`
-    when the caller names them (Slurm's node names), holding the group's lock throughout."""
+           wait_ready: bool = False, launch_id: str | None = None, names: list[str] | None = None,
+           size_to: bool = False, min_count: int = 0, bounded: bool = True,
+           confirm: Callable[[Plan], bool] | None = None) -> LaunchResult:
+    """Launch `request.count` more nodes named GROUP-INDEX (fresh indices), or exactly `names`
+    when the caller names them (Slurm's node names), holding the group's lock throughout.
+
+    `size_to`: `request.count` is the size the group should have; only the missing nodes are
+    created (none when it has them already). `min_count` (in the same units as
+    `request.count`): fewer than that and the launch is undone (what it created is deleted)
+    and NoCapacity raised. `bounded` (all but a move home, which replaces a node): the group's
+    size stays within its rule's `groups.NAME.min/max`; named nodes beyond the maximum are not
+    created (the rest are). `confirm(plan)` sees the first plan before anything is created
+    (the CLI shows its cost and may ask); False cancels the launch."""
     with group_lock(request.group, say=sky.reporter.message):
         return _launch(sky, request, context_for=context_for, group_spec=group_spec, wait_ready=wait_ready,
-                       launch_id=launch_id, names=names)
+                       launch_id=launch_id, names=names, size_to=size_to, min_count=min_count, bounded=bounded,
+                       confirm=confirm)
 
 
 def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: GroupSpec,
-            wait_ready: bool, launch_id: str | None, names: list[str] | None) -> LaunchResult:
+            wait_ready: bool, launch_id: str | None, names: list[str] | None, size_to: bool,
+            min_count: int, bounded: bool, confirm: Callable[[Plan], bool] | None) -> LaunchResult:
     state = sky.state
     launch_id = launch_id or uuid.uuid4().hex[:12]
     owner = sky.owner
+    # Counted inside the lock: what the group has now is what this launch builds on.
+    size = group_size(sky, request.group)
+    if size.errors and (size_to or bounded):
+        sky.reporter.warning(f"{', '.join(sorted(size.errors))} did not answer: {request.group}'s nodes there are "
+                             f"counted from local state ({len(size.guessed)})")
     at_least = 0
     if state.group_spec(request.group) is None:
         # New to this state (first launch, or the state was emptied): your nodes of this
         # group may still be on the clouds, and their names must not come again.
-        existing = list_nodes(sky, group=request.group).nodes
-        at_least = max((int(n.labels.get("index", "-1")) for n in existing
+        at_least = max((int(n.labels.get("index", "-1")) for n in size.nodes
                         if str(n.labels.get("index", "")).isdigit()), default=-1) + 1
+    capped: str | None = None
+    if names is not None:
+        free = sizing.room(sky, request.group, size.count) if bounded else None
+        if free is not None and len(names) > free:
+            capped = sizing.max_reason(sky, request.group)
+            names = names[:free]
+        request = replace(request, count=len(names))
+    elif bounded or size_to:
+        want = request.count
+        count = sizing.to_create(sky, request.group, want, add=not size_to, has=size.count) if bounded \
+            else max(0, want - size.count)
+        request = replace(request, count=count)
+    floor = max(0, min_count - size.count) if size_to else min_count
+    result = LaunchResult(request.group, launch_id, request.count, existing=size.names)
+    if capped:
+        result.unplaced_reason = capped
+    if request.count == 0:
+        state.ensure_group(request.group, group_spec)
+        if wait_ready and size_to and size.live:
+            _wait_for_ssh(sky, [n for n in size.live if n.state is NodeState.RUNNING])
+        return result
+    snaps = snapshot(sky, [request.site] if request.site else None, result.site_errors)
+    if floor or confirm is not None:  # before any name is taken: a refused launch leaves no trace
+        first = place(request, snaps, sky.federation.rules, catalog_of(sky), at=time.time())
+        if first.placed < floor:
+            # All or nothing, known before anything is created: create nothing.
+            result.plans.append(first)
+            raise NoCapacity(f"{request.group}: only {first.placed} of the {floor} node(s) required "
+                             f"(--min-count {min_count}) can be placed ({first.unplaced_reason or 'no room'}); "
+                             "nothing was created")
+        if confirm is not None and first.placed and not confirm(first):
+            raise SkyError(f"launch of {request.group} cancelled: nothing was created")
     state.ensure_group(request.group, group_spec)
     if names is not None:
-        request = replace(request, count=len(names))
         pending = list(names)
     else:
         pending = [f"{request.group}-{i}"
                    for i in state.reserve_indices(request.group, request.count, at_least=at_least)]
-    result = LaunchResult(request.group, launch_id, request.count)
-    snaps = snapshot(sky, [request.site] if request.site else None, result.site_errors)
     rep = sky.reporter
     rep.create_started(request.count)
     try:
@@ -208,15 +258,31 @@ def _launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: 
             # 202); with --wait until they run.
             faulted = _wait_and_drop_faulted(sky, fresh, launch_id, result, running=wait_ready) if fresh else []
             if not faulted:
-                if wait_ready:
-                    result.created = _wait_for_ssh(sky, result.created)
                 break
             # Nodes the cloud accepted but could not host: their sites are full for this
             # launch, and the same names are placed again elsewhere.
             pending = sorted(pending + faulted, key=_name_order)
+        if floor and len(result.created) < floor:
+            _undo(sky, result, floor, min_count)
+        if wait_ready:
+            result.created = _wait_for_ssh(sky, result.created)
     finally:
         rep.finished()
+    if capped and not result.missing:
+        result.unplaced_reason = capped
     return result
+
+
+def _undo(sky: Sky, result: LaunchResult, floor: int, min_count: int) -> None:
+    """Fewer than --min-count: delete what this launch created, then say why (exit 4)."""
+    why = "; ".join(f"{s}: {w}" for s, w in result.full_sites.items()) or result.unplaced_reason or "no room"
+    made = list(result.created)
+    errors = delete_nodes(sky, made) if made else {}
+    result.created = [n for n in made if n.site in errors]
+    left = f"; could not delete {', '.join(n.name for n in result.created)} ({', '.join(errors)})" if errors else ""
+    raise NoCapacity(f"{result.group}: only {len(made)} of the {floor} node(s) required "
+                     f"(--min-count {min_count}) could be created ({why}); deleted the {len(made) - len(result.created)} "
+                     f"this launch created{left}")
 
 
 def _place_and_create(sky: Sky, request: Request, pending: list[str], snaps: list[SiteSnapshot],
@@ -363,7 +429,8 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
                             disk_gib=plan.request.disk_gib)
             intent = state.begin(launch_id, "create", plan.request.group, name, site)
             try:
-                node = _create_one(sky.driver(site), spec, name, ctx)
+                with site_scope(site):
+                    node = _create_one(sky.driver(site), spec, name, ctx)
             except DriverError as e:
                 with_site(e, site)
                 state.finish(intent, "failed", e.line())

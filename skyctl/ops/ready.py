@@ -56,7 +56,8 @@ def wait_ready(sky: Sky, nodes: Sequence[Node], opts: SshOptions, *, reporter: A
         return [retrying(lambda n=n: sky.driver(n.site).get(n.id)) for n in ns]
 
     return poll_ready(nodes, sky.federation.sites, opts, reporter=sky.reporter if reporter is None else reporter,
-                      refresh=refresh, timeout_for=(lambda _site: timeout) if timeout else None)
+                      refresh=refresh, timeout_for=(lambda _site: timeout) if timeout else None,
+                      timeout_name="--timeout" if timeout else None)
 
 
 def cloud_init_state(exit_code: int, stdout: str, stderr: str) -> str:
@@ -150,12 +151,14 @@ def _without_where(message: str, node: Node) -> str:
 def poll_ready(nodes: Sequence[Node], sites: Mapping[str, SiteConfig], opts: SshOptions, *,
                timeout_for: Callable[[str], float] | None = None, reporter: Any = None,
                refresh: Refresh | None = None, poll: float = 1.0,
-               parallel: int = 32, hold_connections: int = 64) -> list[Node]:
+               parallel: int = 32, hold_connections: int = 64, timeout_name: str | None = None) -> list[Node]:
     """Wait until every node is ready: address -> ssh (TCP + auth with the key) -> context
     (cloud-init status: done) -> ready. Per-site timeouts (site.ready_timeout by default).
 
     Raises NotReady (naming each stuck node and its stage), ContextFailed, or a HostKeyError;
-    the error carries `.ready` and `.failures` for callers that go on partially. Up to
+    the error carries `.ready` and `.failures` for callers that go on partially; it names
+    `timeout_name` (the option that set `timeout_for`) as the limit, else each site's
+    ready_timeout. Up to
     `hold_connections` waiting nodes keep their SSH session between polls; beyond that each
     poll reconnects, so a big group does not hold a connection and a thread per node.
     """
@@ -199,7 +202,7 @@ def poll_ready(nodes: Sequence[Node], sites: Mapping[str, SiteConfig], opts: Ssh
     failures = {p.node.name: p.error for p in progress if p.error is not None}
     ready = [p.node for p in progress if p.stage == STAGE_READY]
     if failures:
-        raise _not_ready(progress, failures, ready, timeouts)
+        raise _not_ready(progress, failures, ready, timeouts, timeout_name)
     return ready
 
 
@@ -255,7 +258,7 @@ def _refresh_addresses(pending: list[_Progress], refresh: Refresh) -> None:
 
 
 def _not_ready(progress: list[_Progress], failures: dict[str, SkyError], ready: list[Node],
-               timeouts: Mapping[str, float]) -> SkyError:
+               timeouts: Mapping[str, float], timeout_name: str | None) -> SkyError:
     hard = [e for e in failures.values() if not isinstance(e, NotReady)]
     if hard:
         err: SkyError = hard[0]
@@ -269,7 +272,8 @@ def _not_ready(progress: list[_Progress], failures: dict[str, SkyError], ready: 
         parts = []
         for site, lines in by_site.items():
             shown = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
-            parts.append(f"{site}: {shown}: not ready after {timeouts[site]:g}s (sites.{site}.ready_timeout)")
+            limit = timeout_name or f"sites.{site}.ready_timeout"
+            parts.append(f"{site}: {shown}: not ready after {timeouts[site]:g}s ({limit})")
         first = next(iter(by_site))
         msg = " | ".join(parts)
         err = NotReady(msg.removeprefix(f"{first}: ") if len(parts) == 1 else msg, site=first)

@@ -131,4 +131,19 @@ def group_spec_for(request: Request, profiles: Sequence[str], variables: dict[st
 def context_of_group(spec: GroupSpec, *, reporter: Reporter | None = None) -> ContextFor:
     """The context a known group was launched with. Secret values were never stored: they
     come again from SKYCTL_VAR_<NAME> (a missing one is an error naming it)."""
-    return build_group_context(spec.contexts or ("base",), dict(spec.variables), reporter=reporter).context_for
+    from skyctl.context.variables import ENV_PREFIX
+    from skyctl.errors import ContextError
+
+    try:
+        return build_group_context(spec.contexts or ("base",), dict(spec.variables), reporter=reporter).context_for
+    except ContextError as e:
+        # scale, moves home and the like take no --var: only the environment can give it now.
+        missing = _MISSING_RE.search(e.message)
+        if missing:
+            name = missing.group(1)
+            e.hint = (f"set {ENV_PREFIX}{name} in the environment: the group's context is rebuilt from what "
+                      "its launch stored, and secret values are never stored")
+        raise
+
+
+_MISSING_RE = re.compile(r"^missing required variable '([^']+)'")

@@ -16,6 +16,7 @@ from typing import TypeVar
 from skyctl.config import Federation
 from skyctl.drivers import Driver, registry
 from skyctl.errors import DriverError, SkyError, Transient, with_site
+from skyctl.logsafe import site_scope
 from skyctl.ops.reporter import Reporter
 from skyctl.state import State
 
@@ -72,7 +73,8 @@ class Sky:
             return known
         who = self._acting_for or os.environ.get("SKYCTL_OWNER") or self.federation.defaults.owner
         if not who:
-            who = retrying(self.driver(site).identity)
+            with site_scope(site):
+                who = retrying(self.driver(site).identity)
         if not who:
             import getpass
 
@@ -108,7 +110,8 @@ class Sky:
         def one(site: str) -> tuple[str, T | DriverError]:
             try:
                 call = lambda: fn(self.driver(site))  # noqa: E731
-                return site, retrying(call) if retry else call()
+                with site_scope(site):  # a library's log lines name the site
+                    return site, retrying(call) if retry else call()
             except DriverError as e:
                 return site, with_site(e, site)
             except SkyError:

@@ -159,6 +159,17 @@ class Plan:
     def unplaced(self) -> int:
         return self.request.count - self.placed
 
+    def hourly_cost(self) -> dict[str, float]:
+        """What the nodes placed on each site that charges cost per hour there (its `price` or
+        static `cost` per core-hour, averaged over the expected duration); free sites left out."""
+        hours = self.duration_s / 3600.0
+        out: dict[str, float] = {}
+        for d in self.placements:
+            fp = d.footprint
+            if fp is not None and fp.cost and self.request.count and hours > 0:
+                out[d.site] = fp.cost * d.count / self.request.count / hours
+        return out
+
     def to_json(self) -> dict[str, Any]:
         r = self.request
         return {"group": r.group, "requested": r.count, "placed": self.placed, "unplaced": self.unplaced,
@@ -434,8 +445,9 @@ def place(req: Request, sites: Sequence[SiteSnapshot], rules: Sequence[Rule] = (
             full = "; ".join(f"{d.site}: {_binding_limit(site, d.flavor, volume_gib(req, d.flavor, d.image))}"
                              for site, d, _ in candidates if d.flavor is not None)
             unplaced_reason = f"no site has room for the rest ({full})"
-        else:
-            unplaced_reason = "no site can host this request"
+        else:  # every site was passed over: say why each was (the quota line of a full site)
+            unplaced_reason = "; ".join(f"{d.site}: {d.reasons[0].text}" for d in passed if d.reasons) \
+                or "no site can host this request"
     return Plan(req, tuple(chosen + passed), rule.name if rule else None, unplaced_reason, at, duration_s)
 
 

@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import ClassVar
 
@@ -56,6 +56,9 @@ class Cloud:
     # Nodes created from now on go to ERROR with this fault, which is no lack of capacity
     # (a broken image, a port that would not bind).
     build_fault: str | None = None
+    # Nodes created from now on are PENDING (booting) for this many list() answers, then run.
+    boot_lists: int = 0
+    booting: dict[str, int] = field(default_factory=dict)  # node id -> list() answers still pending
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -146,12 +149,15 @@ class MemoryDriver(Driver):
             extra_fault = {CAPACITY_FAULT: True, "fault": "No valid host was found."} if no_host else \
                 {"fault": self.cloud.build_fault} if self.cloud.build_fault else {}
             node = Node(name=name, group=spec.labels.get("group"), site=self.site_name, driver=self.name,
-                        id=f"mem-{next(_ids)}", state=NodeState.ERROR if extra_fault else NodeState.RUNNING,
+                        id=f"mem-{next(_ids)}", state=NodeState.ERROR if extra_fault else
+                        NodeState.PENDING if self.cloud.boot_lists else NodeState.RUNNING,
                         addresses=("127.0.0.1",),
                         image=spec.image_name or spec.image.name, size=spec.size_name or spec.flavor.name,
                         created_at=datetime.now(UTC).isoformat(timespec="seconds"), labels=dict(spec.labels),
                         extra={"cpus": spec.flavor.cpus, "ram": spec.flavor.memory_mib, **extra_fault})
             self.cloud.nodes[node.id] = (node, context)
+            if self.cloud.boot_lists and not extra_fault:
+                self.cloud.booting[node.id] = self.cloud.boot_lists
             EVENTS.append(("create", self.site_name, name))
         return node
 
@@ -159,9 +165,17 @@ class MemoryDriver(Driver):
         self._check()
         sel = dict(selector or {})
         out = []
-        for node, _ in list(self.cloud.nodes.values()):
-            if all(node.labels.get(k) == v for k, v in sel.items()):
-                out.append(node)
+        with self.cloud.lock:
+            for node_id, (node, ctx) in list(self.cloud.nodes.items()):
+                if all(node.labels.get(k) == v for k, v in sel.items()):
+                    out.append(node)
+                    left = self.cloud.booting.get(node_id)
+                    if left is not None:  # seen booting once more; runs after its last answer
+                        if left <= 1:
+                            del self.cloud.booting[node_id]
+                            self.cloud.nodes[node_id] = (replace(node, state=NodeState.RUNNING), ctx)
+                        else:
+                            self.cloud.booting[node_id] = left - 1
         return out
 
     def get(self, node_id: str) -> Node:
@@ -180,8 +194,6 @@ class MemoryDriver(Driver):
                     EVENTS.append(("delete", self.site_name, gone[0].name))
 
     def _set_state(self, node_ids: Sequence[str], state: NodeState) -> None:
-        from dataclasses import replace
-
         with self.cloud.lock:
             for i in node_ids:
                 if i not in self.cloud.nodes:

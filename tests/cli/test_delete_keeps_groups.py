@@ -41,5 +41,5 @@ def test_delete_on_one_site_keeps_the_group(run: Runner, sky_file: Callable[[dic
     assert run("launch", "web", "--count", "4").code == 0
     assert run("delete", "web", "--site", "home", "--yes").code == 0
     assert _names_on_clouds() == ["web-2", "web-3"]
-    assert run("launch", "web", "--count", "1").code == 0
+    assert run("launch", "web", "--count", "1", "--add").code == 0
     assert "web-4" in _names_on_clouds()  # not web-0 again

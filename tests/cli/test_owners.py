@@ -75,7 +75,7 @@ def test_an_emptied_state_does_not_change_who_you_are(run: Runner, as_user) -> N
     for f in state.glob("state.db*"):
         f.unlink()
     assert len(run("ps", "web", "-o", "json").json()) == 2  # still yours
-    assert run("launch", "web", "--count", "1").code == 0
+    assert run("launch", "web", "--count", "1", "--add").code == 0
     assert _names() == ["web-0", "web-1", "web-2"]  # no second web-0
 
 
