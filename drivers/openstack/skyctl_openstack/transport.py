@@ -19,6 +19,7 @@ from keystoneauth1.session import TCPKeepAliveAdapter
 from openstack import exceptions as os_exc
 
 from skyctl.errors import AuthError, DriverError, Transient
+from skyctl_openstack import authcache
 from skyctl_openstack.errors import error_for_exception, error_for_status, error_message, one_line
 
 
@@ -60,8 +61,26 @@ class Client:
             session.session.mount(scheme, adapter)
         self._lock = threading.Lock()
         self._compute_mv: tuple[int, int] | None = None
+        self._auth_cache: authcache.AuthCache | None = None
+        self.token_reused = False
+        if authcache.enabled() and session.auth is not None:
+            config = self.cloud_region.config
+            key = authcache.cache_key(cloud, self.cloud_region.region_name, config.get("auth_type"),
+                                      config.get("auth"), session.auth)
+            self._auth_cache = authcache.AuthCache.for_cloud(key)
+            self.token_reused = self._auth_cache.restore(session.auth, session._discovery_cache)
+
+    def save_auth(self) -> None:
+        """Store the token and discovered versions for the next command (when they changed)."""
+        if self._auth_cache is not None:
+            session = self.conn.session
+            self._auth_cache.save(session.auth, session._discovery_cache)
 
     def close(self) -> None:
+        try:
+            self.save_auth()
+        except Exception:  # pragma: no cover - a cache write must never fail a command
+            pass
         try:
             self.conn.close()
         except Exception:  # pragma: no cover - closing must never raise
@@ -69,8 +88,11 @@ class Client:
 
     # ------------------------------------------------------------------ calls
     def authorize(self) -> None:
-        """Get the token once, before parallel callers need it."""
+        """Get the token once, before parallel callers need it (a stored one when still
+        good: see `authcache`)."""
         self._guard(lambda: self.conn.session.get_token(), "authenticate")
+        if not self.token_reused:
+            self.save_auth()
 
     def user_id(self) -> str | None:
         """The Keystone user id of the token (the same user from any machine)."""
@@ -92,6 +114,7 @@ class Client:
                     raise Transient("compute version discovery gave no microversion; "
                                     "will retry", site=self.site)
                 self._compute_mv = (int(top[0]), int(top[1]))
+                self.save_auth()
             return self._compute_mv
 
     def request(self, service: str, method: str, path: str, *, json: Any = None, params: Any = None,
