@@ -189,6 +189,9 @@ class SiteSpec(_Section):
     error_rate: Annotated[float, _number(hi=1)] = 0
     boot_delay: Seconds = Field(None)   # absent: the spec's own boot_delay
     floating_ip: Flag = False
+    # Serve HTTPS with a certificate from the private CA `sandbox up` makes (<sandbox>/sandbox-ca.pem):
+    # clouds.yaml gets `cacert:`, an OpenNebula site `ca_bundle:`.
+    tls: Flag = False
     # OpenStack: the project's own network next to a shared one (else one shared provider network).
     tenant_network: Flag = False
     host_cpus: Annotated[int | None, _number(integer=True, null_ok=True)] = None   # None: unlimited
@@ -376,6 +379,8 @@ def federation_document(spec: Mapping[str, Any], sites: Mapping[str, Mapping[str
             entry.update(cloud=run["cloud"], clouds_yaml=str(run["clouds_yaml"]))
         else:
             entry.update(endpoint=run["endpoint"], one_auth=str(run["one_auth"]))
+        if run.get("ca_bundle") and site["driver"] != "openstack":
+            entry["ca_bundle"] = str(run["ca_bundle"])   # OpenStack's is `cacert:` in clouds.yaml
         entry["ssh"] = {"user": spec["login_user"], "port": int(run["ssh_port"])}
         if site.get("floating_ip"):
             entry["ssh"]["floating_ip"] = True   # reach the nodes on their floating IPs
@@ -401,10 +406,13 @@ def federation_document(spec: Mapping[str, Any], sites: Mapping[str, Mapping[str
 
 def clouds_document(clouds: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
     """clouds.yaml for the OpenStack sites: `clouds[name]` has auth_url, username, password,
-    project_name and region_name."""
-    return {"clouds": {
-        name: {"auth": {"auth_url": c["auth_url"], "username": c["username"], "password": c["password"],
-                        "project_name": c["project_name"], "user_domain_name": "Default",
-                        "project_domain_name": "Default"},
-               "region_name": c.get("region_name", "RegionOne"), "identity_api_version": 3}
-        for name, c in clouds.items()}}
+    project_name and region_name, and `cacert` for a site served over HTTPS."""
+    out: dict[str, Any] = {}
+    for name, c in clouds.items():
+        out[name] = {"auth": {"auth_url": c["auth_url"], "username": c["username"], "password": c["password"],
+                              "project_name": c["project_name"], "user_domain_name": "Default",
+                              "project_domain_name": "Default"},
+                     "region_name": c.get("region_name", "RegionOne"), "identity_api_version": 3}
+        if c.get("cacert"):
+            out[name]["cacert"] = c["cacert"]
+    return {"clouds": out}
