@@ -207,6 +207,9 @@ class SiteSpec(_Section):
     boot_seconds: Annotated[float | None, _number(hi=3600, null_ok=True)] = None
     prolog_failure_rate: Annotated[float, _number(hi=1)] = 0
     boot_failure_rate: Annotated[float, _number(hi=1)] = 0
+    # oned.conf lists `recover` among VM_MANAGE_OPERATIONS (stock: VM_ADMIN_OPERATIONS, which an
+    # ordinary user lacks on their own VMs)
+    user_recover: Flag = False
     flavors: Annotated[list[FlavorSpec], BeforeValidator(_flavor_list)] = []
 
     @field_validator("floating_ip")
@@ -217,7 +220,7 @@ class SiteSpec(_Section):
         return value
 
     @field_validator("onegate_endpoint", "prolog_seconds", "boot_seconds", "prolog_failure_rate",
-                     "boot_failure_rate")
+                     "boot_failure_rate", "user_recover")
     @classmethod
     def _opennebula_only(cls, value: Any, info: ValidationInfo) -> Any:
         if value and info.data.get("driver") != "opennebula":
@@ -352,7 +355,8 @@ def build_world(name: str, site: Mapping[str, Any], spec: Mapping[str, Any], *, 
     gq = site.get("group_quota", {}) if driver == "opennebula" else {}
     world.group_quota = Quota(**{"floating_ips": -1, "key_pairs": -1, **{k: int(v) for k, v in gq.items()}})
     world.settings = {k: site[k] for k in ("onegate_endpoint", "prolog_seconds", "boot_seconds",
-                                           "prolog_failure_rate", "boot_failure_rate") if site.get(k) is not None}
+                                           "prolog_failure_rate", "boot_failure_rate", "user_recover")
+                      if site.get(k) is not None}
     world.tenant_network = bool(site.get("tenant_network", False))
     world.faults.boot_delay = site_boot_delay(spec, site)
     world.faults.latency_ms = float(site.get("latency_ms", 0))

@@ -89,6 +89,7 @@ class OpenNebulaDriver(Driver):
         self._version: str | None = None
         self._templates: dict[int, Any] = {}
         self._network_nic: dict[str, str] | None = None
+        self._may_recover: bool | None = None    # one.vm.recover allowed (None: not tried yet)
 
     # ------------------------------------------------------------ plumbing
     @property
@@ -353,10 +354,12 @@ class OpenNebulaDriver(Driver):
 
     def delete(self, node_ids: Sequence[str]) -> None:
         """terminate-hard each VM; a missing one is success. oned refuses while a VM is being
-        set up (PROLOG, BOOT, HOTPLUG...: "wrong state"): those are tried again until they go,
-        up to the site's ready_timeout (at most DELETE_WAIT), then reported as still deleting
-        (Transient: the nodes stay recorded, a later delete or reconcile finishes). One failure
-        does not spare the rest."""
+        set up (PROLOG, BOOT, HOTPLUG...: "wrong state"): such a VM is recovered with delete
+        (`one.vm.recover`, operation 3) where the user has that right (oned.conf puts it in
+        VM_ADMIN_OPERATIONS, so usually only admins), else tried again until it goes, up to the
+        site's ready_timeout (at most DELETE_WAIT), then reported as still deleting (Transient:
+        the nodes stay recorded, a later delete or reconcile finishes). One failure does not
+        spare the rest."""
         from skyctl.errors import InvalidRequest
         from skyctl.polling import Expired, iterate_timeout
         from skyctl_opennebula.errors import WRONG_STATE
@@ -376,6 +379,9 @@ class OpenNebulaDriver(Driver):
                         if WRONG_STATE not in str(e):
                             first_error = first_error or e
                             continue
+                        if self._recover(vm_id):
+                            refused.pop(vm_id, None)
+                            continue
                         refused[vm_id] = str(e)
                         continue
                     except Exception as e:  # noqa: BLE001 - re-raised below once all were tried
@@ -392,6 +398,28 @@ class OpenNebulaDriver(Driver):
                             f"yet ({refused[pending[0]]})", site=self.site_name) from None
         if first_error is not None:
             raise first_error
+
+    def _recover(self, vm_id: int) -> bool:
+        """Delete a VM oned will not terminate in its state, by `one.vm.recover --delete`; False
+        when the user lacks the right (remembered: not asked again) or the call failed."""
+        from skyctl.errors import AuthError, DriverError
+
+        if self._may_recover is False:
+            return False
+        try:
+            self._call("vm.recover", vm_id, 3)
+        except NotFound:
+            return True
+        except AuthError as e:
+            # "[one.vm.recover] User [2] : Not authorized to perform ADMIN VM [7]." (src/rm/Request.cc)
+            self._may_recover = False
+            log.info("%s: may not recover VMs (%s); waiting for them to leave PROLOG/BOOT instead", self.site_name, e)
+            return False
+        except DriverError:
+            return False
+        self._may_recover = True
+        log.info("%s: VM %s recovered with delete (it could not be terminated in its state)", self.site_name, vm_id)
+        return True
 
     def stop(self, node_ids: Sequence[str]) -> None:
         self._action("poweroff", node_ids)
