@@ -333,7 +333,8 @@ def parse_image_pool(body: str | bytes) -> list[ImageRef]:
         md5 = (_text(img, "TEMPLATE/MD5") or "").strip() or None
         out.append(ImageRef(id=(_text(img, "ID") or "").strip(), name=_text(img, "NAME", "") or "", checksum=md5,
                             extra={"kind": "image", "state": IMAGE_STATES.get(state, str(state)),
-                                   "size_mib": _int(img, "SIZE"), "datastore": _text(img, "DATASTORE")}))
+                                   "size_mib": _int(img, "SIZE"), "datastore": _text(img, "DATASTORE"),
+                                   "owner": _text(img, "UNAME"), "owner_id": (_text(img, "UID") or "").strip()}))
     return out
 
 

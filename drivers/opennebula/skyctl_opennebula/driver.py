@@ -253,7 +253,8 @@ class OpenNebulaDriver(Driver):
 
         common = {"nic": self._nic(), "onegate": self.options.onegate, "cpu_ratio": self.options.cpu_ratio}
         if self.options.mode == "allocate":
-            body, clashes = template.vm_template(spec, context, name=name, image_id=str(spec.image.id), **common)
+            body, clashes = template.vm_template(spec, context, name=name, image_id=str(spec.image.id),
+                                                 disk=_disk(spec.image), **common)
         else:
             body, clashes = template.vm_template(spec, context, site_template=self._site_template(int(spec.image.id)),
                                                  **common)
@@ -432,6 +433,16 @@ class OpenNebulaDriver(Driver):
             if not str(node_id).isdigit():
                 raise NotFound(f"no VM {node_id!r}", site=self.site_name)
             self._call("vm.action", action, int(node_id))
+
+
+def _disk(image: ImageRef) -> dict[str, str] | None:
+    """The DISK of an allocated VM: the image by name with its owner's id (oned looks a bare
+    name up among the caller's own images only, src/image/ImageManager.cc), as the image pool
+    listed it; by id when the owner is not known."""
+    owner_id = str(image.extra.get("owner_id") or "")
+    if image.name and owner_id.isdigit():
+        return {"IMAGE": image.name, "IMAGE_UID": owner_id}
+    return None
 
 
 def _size_label(cpus: int, memory_mib: int) -> str:

@@ -111,3 +111,44 @@ def test_without_the_right_recover_is_asked_once_then_delete_waits(front: OpenNe
         vm.extra["one"]["phases"] = (0.0, 0.0, 0.0)
     d.delete(ids)
     assert front.world.live_vms() == [] and len(recovers) == 1
+
+
+def test_images_by_name_owner_or_id_as_an_ordinary_user(opennebula_sandbox_site: Any, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Allocate mode: oneadmin's image named as `name`, `{name, owner}` or its id; the DISK goes
+    with IMAGE_UID (oned looks a bare IMAGE name up among the caller's own images only)."""
+    import json
+
+    import yaml
+
+    from skyctl.cli.main import main
+
+    site = opennebula_sandbox_site
+    allocated = count_calls(site.front, "one.vm.allocate", monkeypatch)
+    ubuntu = next(i for i in site.world.images.values() if i.name == "Ubuntu 24.04")
+    sky = tmp_path / "sky.yaml"
+    sky.write_text(yaml.safe_dump({
+        "sites": {"cc": {"driver": "opennebula", "tier": "local", "endpoint": site.endpoint, "mode": "allocate",
+                         "network": "sandbox-net", "one_auth": str(site.one_auth), "ssh": {"check_ready": False}}},
+        "images": {"byname": {"cc": "Ubuntu 24.04"}, "byowner": {"cc": {"name": "Ubuntu 24.04", "owner": "oneadmin"}},
+                   "byid": {"cc": int(ubuntu.id)}, "notmine": {"cc": {"name": "Ubuntu 24.04", "owner": "skyuser"}}},
+        "sizes": {"small": {"cpus": 1, "memory": "2GiB"}}, "defaults": {"size": "small"}}))
+    monkeypatch.setenv("SKYCTL_CONFIG", str(sky))
+    for image in ("byname", "byowner", "byid"):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main(["launch", f"i-{image}", "--image", image, "-o", "json"])
+        out = capsys.readouterr()
+        assert info.value.code in (0, None), out.err
+        (node,) = json.loads(out.out)["nodes"]
+        assert site.world.get_vm(node["id"]).image_id == ubuntu.id
+    assert all("<IMAGE>Ubuntu 24.04</IMAGE><IMAGE_UID>0</IMAGE_UID>" in args[1] for args in allocated)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["launch", "i-notmine", "--image", "notmine", "-o", "json"])
+    assert info.value.code == 4
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["plan", "i-notmine", "--image", "notmine", "-o", "json"])
+    assert "site has no image Ubuntu 24.04 (owner skyuser)" in capsys.readouterr().out
