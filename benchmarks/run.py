@@ -269,37 +269,43 @@ def bench_sandbox(results: dict[str, Any], runs: int, tmp: Path, quick: bool) ->
         for site in ("home", "cc", "sara"):
             sb.fault(site, "--latency", "0")
 
-        # 100 nodes with 50 ms per request on one site, and 10 as the fixed-cost baseline
-        # (interpreter, SDK import, authentication, snapshot) measured the same way.
-        count = 30 if quick else 100
-        latency = 0.05
-        concurrency = 8  # sites.*.max_parallel default
-        sb.fault("home", "--latency", "50")
-        bench_second_command(results, sb, runs)
-
-        def launch(group: str, n: int, env: dict[str, str] | None = None) -> tuple[float, int]:
-            before = sb.request_count("home")
-            t0 = time.perf_counter()
-            timed([SKYCTL, "launch", group, "--count", str(n), "--site", "home", "-o", "json"], env or sb.env)
-            return time.perf_counter() - t0, sb.request_count("home") - before
-
-        small_t, small_req = launch("lat10", 10)
-        elapsed, requests = launch("lat", count)
-        ideal = requests * latency / concurrency
-        marginal_ideal = (requests - small_req) * latency / concurrency
-        # the baseline: the same launch authenticating and discovering afresh (no token reuse)
-        fresh_t, fresh_req = launch("latnc", count, {**sb.env, "SKYCTL_OPENSTACK_TOKEN_CACHE": "0"})
-        results.update(launch100_s=round(elapsed, 3), launch100_requests=requests,
-                       launch100_requests_per_node=round(requests / count, 2),
-                       launch100_ideal_s=round(ideal, 3), launch100_vs_ideal=round(elapsed / ideal, 3),
-                       launch10_s=round(small_t, 3),
-                       launch100_marginal_vs_ideal=round((elapsed - small_t) / marginal_ideal, 3),
-                       launch100_fresh_auth_s=round(fresh_t, 3), launch100_fresh_auth_requests=fresh_req,
-                       launch100_fresh_auth_vs_ideal=round(fresh_t / (fresh_req * latency / concurrency), 3))
+        bench_launch(results, sb, runs, quick)
         sb.fault("home", "--latency", "0")
         bench_slurm(results, sb, tmp, quick)
     finally:
         sb.down()
+
+
+def bench_launch(results: dict[str, Any], sb: Sandbox, runs: int, quick: bool) -> None:
+    """The second command's start and a launch of 100 nodes at 50 ms per request on `home`."""
+    # 100 nodes with 50 ms per request on one site, and 10 as the fixed-cost baseline
+    # (interpreter, SDK import, authentication, snapshot) measured the same way.
+    count = 30 if quick else 100
+    latency = 0.05
+    concurrency = 8  # sites.*.max_parallel default
+    sb.fault("home", "--latency", "50")
+    bench_second_command(results, sb, runs)
+
+    def launch(group: str, n: int, env: dict[str, str] | None = None) -> tuple[float, int]:
+        before = sb.request_count("home")
+        t0 = time.perf_counter()
+        timed([SKYCTL, "launch", group, "--count", str(n), "--site", "home", "-o", "json"], env or sb.env)
+        return time.perf_counter() - t0, sb.request_count("home") - before
+
+    small_t, small_req = launch("lat10", 10)
+    elapsed, requests = launch("lat", count)
+    ideal = requests * latency / concurrency
+    marginal_ideal = (requests - small_req) * latency / concurrency
+    # the baseline: the same launch authenticating and discovering afresh (no token reuse)
+    fresh_t, fresh_req = launch("latnc", count, {**sb.env, "SKYCTL_OPENSTACK_TOKEN_CACHE": "0"})
+    results.update(launch100_s=round(elapsed, 3), launch100_requests=requests,
+                   launch100_requests_per_node=round(requests / count, 2),
+                   launch100_ideal_s=round(ideal, 3), launch100_vs_ideal=round(elapsed / ideal, 3),
+                   launch10_s=round(small_t, 3),
+                   launch100_marginal_vs_ideal=round((elapsed - small_t) / marginal_ideal, 3),
+                   launch100_fresh_auth_s=round(fresh_t, 3), launch100_fresh_auth_requests=fresh_req,
+                   launch100_fresh_auth_vs_ideal=round(fresh_t / (fresh_req * latency / concurrency), 3))
+    sb.fault("home", "--latency", "0")
 
 
 def bench_second_command(results: dict[str, Any], sb: Sandbox, runs: int) -> None:
@@ -415,7 +421,7 @@ def main() -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--quick", action="store_true", help="fewer runs and nodes (a smoke test of the harness)")
     ap.add_argument("--only", default="", help="comma-separated sections to run (help, plan, rank, simulate, "
-                                               "sandbox, exec); default all")
+                                               "sandbox, launch (part of sandbox, alone), exec); default all")
     args = ap.parse_args()
     only = {x.strip() for x in args.only.split(",") if x.strip()}
 
@@ -443,6 +449,14 @@ def main() -> int:
         if want("sandbox"):
             log("sandbox")
             bench_sandbox(results, runs, tmp, args.quick)
+        if want("launch") and not want("sandbox"):
+            log("launch and the second command (a sandbox of its own)")
+            sb = Sandbox(tmp, {"boot_delay": 0.0, "sites": {"home": {"quota": {"instances": -1, "cores": -1,
+                                                                               "ram_mib": -1}}}}, name="launch")
+            try:
+                bench_launch(results, sb, runs, args.quick)
+            finally:
+                sb.down()
         if want("exec"):
             log("exec vs OpenSSH")
             bench_exec(results, runs, tmp, args.quick)
