@@ -173,3 +173,108 @@ class AuthCache:
             self.path.unlink()
         except OSError:
             pass
+
+
+# ---------------------------------------------------------------- the fast path
+#
+# Importing openstacksdk costs more than the three requests the token saves (its package
+# imports every service). A command whose cloud configuration is unchanged since the token was
+# stored needs none of it: keystoneauth alone, with the stored token, the endpoints openstacksdk
+# resolved and the compute microversion, serves its requests. Anything that could change what
+# openstacksdk would build (a clouds.yaml or secure.yaml created, edited or removed, an OS_*
+# variable, the cloud, region or timeout) misses, and the command takes the ordinary path.
+
+
+def _env_digest() -> str:
+    env = sorted((k, v) for k, v in os.environ.items() if k.startswith("OS_"))
+    return hashlib.sha256(json.dumps(env).encode()).hexdigest()
+
+
+def fast_key(cloud: str, clouds_yaml: str | None, region: str | None, timeout: float | None) -> str:
+    material = json.dumps({"cloud": cloud, "clouds_yaml": clouds_yaml, "region": region, "timeout": timeout,
+                           "cwd": os.getcwd(), "env": _env_digest()}, sort_keys=True)
+    return "fast-" + hashlib.sha256(material.encode()).hexdigest()[:40]
+
+
+def file_stamps(paths: list[str]) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    for p in dict.fromkeys(os.path.expanduser(p) for p in paths):
+        try:
+            st = os.stat(p)
+            out.append([p, st.st_mtime_ns, st.st_size])
+        except OSError:
+            out.append([p, None, None])
+    return out
+
+
+class FastPath:
+    """A stored route past openstacksdk: token, endpoints, microversion, TLS settings."""
+
+    def __init__(self, session: Any, endpoints: dict[str, list[str]], compute_mv: tuple[int, int] | None) -> None:
+        self.session = session
+        self.endpoints = endpoints
+        self.compute_mv = compute_mv
+        self._adapters: dict[str, Any] = {}
+
+    @classmethod
+    def load(cls, key: str, pool_size: int, timeout: float | None, directory: Path | None = None) -> FastPath | None:
+        fast = AuthCache.for_cloud(key, directory)._read()
+        if fast is None or not isinstance(fast.get("files"), list) or not isinstance(fast.get("endpoints"), dict):
+            return None
+        if file_stamps([f[0] for f in fast["files"]]) != fast["files"]:
+            return None
+        data = AuthCache.for_cloud(str(fast.get("auth_file", "")), directory)._read()
+        if data is None or not isinstance(data.get("auth_state"), str):
+            return None
+        from keystoneauth1 import access, session as ks_session
+        from keystoneauth1.identity.access import AccessInfoPlugin
+
+        try:
+            state = json.loads(data["auth_state"])
+            ref = access.create(body=state["body"], auth_token=state["auth_token"])
+        except (ValueError, KeyError, TypeError):
+            return None
+        if ref.will_expire_soon(REUSE_MARGIN):
+            return None
+        register_secret(ref.auth_token)
+        verify = fast.get("verify", True)
+        cert = fast.get("cert")
+        session = ks_session.Session(auth=AccessInfoPlugin(ref), verify=verify, cert=cert, timeout=timeout)
+        adapter = ks_session.TCPKeepAliveAdapter(pool_connections=4, pool_maxsize=max(pool_size, 10))
+        for scheme in ("http://", "https://"):
+            session.session.mount(scheme, adapter)
+        mv = fast.get("compute_mv")
+        return cls(session, fast["endpoints"], (int(mv[0]), int(mv[1])) if mv else None)
+
+    @staticmethod
+    def save(key: str, auth_file: str, files: list[str], verify: Any, cert: Any, endpoints: dict[str, list[str]],
+             compute_mv: tuple[int, int] | None, directory: Path | None = None) -> None:
+        body = {"format": FORMAT, "auth_file": auth_file, "files": file_stamps(files), "verify": verify,
+                "cert": cert, "endpoints": endpoints, "compute_mv": list(compute_mv) if compute_mv else None}
+        path = AuthCache.for_cloud(key, directory).path
+        try:
+            private_dir(path.parent)
+            write_private(path, json.dumps(body))
+        except OSError as e:
+            log.debug("could not store the fast path: %s", e.strerror or e)
+
+    def expiring(self) -> bool:
+        ref = self.session.auth.auth_ref
+        return ref is None or ref.will_expire_soon(120)
+
+    def adapter(self, service: str) -> Any | None:
+        """keystoneauth's Adapter at the endpoint openstacksdk resolved; None if not known."""
+        known = self.endpoints.get(service)
+        if not known:
+            return None
+        if service not in self._adapters:
+            from keystoneauth1.adapter import Adapter
+
+            self._adapters[service] = Adapter(self.session, service_type=known[0], endpoint_override=known[1])
+        return self._adapters[service]
+
+    def close(self) -> None:
+        try:
+            self.session.session.close()
+        except Exception:  # noqa: BLE001 - closing must never raise
+            pass

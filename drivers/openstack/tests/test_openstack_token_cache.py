@@ -37,7 +37,8 @@ def command(site: OpenStackSite, cloud: str | None = None) -> int:
 
 
 def cache_files(home: Path) -> list[Path]:
-    return sorted((home / "state" / "openstack-auth").glob("*.json"))
+    """The stored tokens (not the routes past openstacksdk, `fast-*`)."""
+    return sorted(p for p in (home / "state" / "openstack-auth").glob("*.json") if not p.name.startswith("fast-"))
 
 
 @pytest.mark.parametrize("cloud", ["home", "home-appcred", "home-oidc"])
@@ -131,3 +132,51 @@ def test_no_reuse_when_disabled(site: OpenStackSite, monkeypatch: pytest.MonkeyP
     tokens = site.front.keystone.token_requests
     command(site)
     assert site.front.keystone.token_requests == tokens + 1
+
+
+SCRIPT = """
+import json, sys
+from skyctl.site import SiteConfig
+from skyctl_openstack.driver import OpenStackDriver, OpenStackOptions
+d = OpenStackDriver(SiteConfig(name="home", driver="openstack",
+                               options=OpenStackOptions(cloud="home", clouds_yaml=sys.argv[1])))
+n = len(d.list({}))
+d.close()
+print(json.dumps({"nodes": n, "sdk_imported": "openstack" in sys.modules}))
+"""
+
+
+def test_a_second_command_does_not_even_import_openstacksdk(site: OpenStackSite, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "ps.py"
+    script.write_text(SCRIPT)
+
+    def run() -> dict[str, object]:
+        out = subprocess.run([sys.executable, str(script), str(site.clouds_yaml)], capture_output=True, text=True,
+                             check=True, timeout=120).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    before = site.world.request_count
+    assert run() == {"nodes": 0, "sdk_imported": True}
+    middle = site.world.request_count
+    assert run() == {"nodes": 0, "sdk_imported": False}        # keystoneauth alone, the stored route
+    assert site.world.request_count - middle == 1 and middle - before >= 3
+
+
+def test_a_service_first_used_later_takes_the_ordinary_way(site: OpenStackSite) -> None:
+    command(site)                                # compute only
+    d = driver(site)
+    try:
+        assert {i.name for i in d.images()} >= {"AlmaLinux-9-GenericCloud"}
+        assert d.list({}) == []
+    finally:
+        d.close()
+    before = site.world.request_count
+    d = driver(site)
+    try:
+        d.images()                                # now known: one request
+    finally:
+        d.close()
+    assert site.world.request_count - before == 1
