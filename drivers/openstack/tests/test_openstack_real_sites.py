@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 
 from skyctl.errors import AuthError, InvalidRequest
-from skyctl.model import CAPACITY_FAULT, RenderedContext
+from skyctl.model import CAPACITY_FAULT, NodeState, RenderedContext
 from skyctl.sandbox.world import SFlavor
 from skyctl.site import SiteConfig
-from skyctl.testing.contract import ContractTarget, make_spec
+from skyctl.testing.contract import ContractTarget, make_spec, wait_state
 from skyctl.testing.sandbox import OPENSTACK_IMAGE as IMAGE
 from skyctl.testing.sandbox import OpenStackSite as SandboxSite
 from skyctl_openstack.driver import OpenStackDriver
@@ -219,7 +219,9 @@ def test_auto_attaches_a_floating_ip_only_behind_a_router_and_delete_releases_it
     on_shared = _driver(sara, "sara", network="shared")   # a shared network is reached directly
     try:
         made = _create(on_shared, sara, index=1)
-        assert on_shared.prepare_access([on_shared.get(made.id)])[0].addresses == on_shared.get(made.id).addresses
+        # once it has its address (a fast client asks before the server is built)
+        running = wait_state(on_shared, made.id, {NodeState.RUNNING}, 10)
+        assert running.addresses and on_shared.prepare_access([running])[0].addresses == running.addresses
         assert sara.world.floating_ips == {}
     finally:
         on_shared.close()
