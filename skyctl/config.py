@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from skyctl import yamlsafe
 from skyctl.errors import ConfigError
-from skyctl.model import parse_memory_mib
+from skyctl.model import OwnedName, parse_memory_mib
 from skyctl.site import NAME_RE, SiteConfig, Strict
 from skyctl.validation import FieldProblem, first_problem
 
@@ -153,9 +153,16 @@ def expand_hostlist(text: str) -> list[str]:
         raise ValueError(f"bad hostlist {text!r}: {e}") from None
 
 
+class _OwnedImage(Strict):
+    """`{name, owner}`: an image or template named with its owner (OpenNebula's *_UNAME)."""
+
+    name: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+
+
 class _FederationModel(Strict):
     sites: dict[str, SiteConfig] = Field(min_length=1)
-    images: dict[str, dict[str, str | int] | str] = {}
+    images: dict[str, dict[str, str | int | _OwnedImage] | str] = {}
     image_lists: dict[str, ImageListConfig] = {}
     sizes: dict[str, SizeConfig] = {}
     bursting: list[dict[str, Any]] = []
@@ -229,7 +236,7 @@ class Federation:
     """The validated federation. Sites keep file order (it is the user's order)."""
 
     sites: Mapping[str, SiteConfig]
-    images: Mapping[str, Mapping[str, str]]
+    images: Mapping[str, Mapping[str, str | OwnedName]]
     sizes: Mapping[str, SizeConfig]
     rules: tuple[Any, ...] = ()
     defaults: Defaults = field(default_factory=Defaults)
@@ -294,12 +301,13 @@ def parse(data: Any, *, source: Path | None = None, validate_drivers: bool = Tru
 
         rules = tuple(parse_rules(model.bursting, sites=sites, path="bursting", source=src))
 
-    images: dict[str, dict[str, str]] = {}
+    images: dict[str, dict[str, str | OwnedName]] = {}
     bindings: dict[str, ImageBinding] = {}
     for k, per in model.images.items():
         if isinstance(per, str):
             continue  # images.policy
-        images[k] = {s: str(v) for s, v in per.items() if s not in BINDING_KEYS}
+        images[k] = {s: OwnedName(v.name, v.owner) if isinstance(v, _OwnedImage) else str(v)
+                     for s, v in per.items() if s not in BINDING_KEYS}
         if any(key in per for key in BINDING_KEYS):
             bindings[k] = ImageBinding(**{key: str(per[key]) for key in BINDING_KEYS if key in per})
     base = source.parent if source else Path.cwd()

@@ -143,6 +143,19 @@ class Flavor:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnedName:
+    """An image (OpenNebula: a VM template or image) named with its owner, as
+    `images: {alma9: {cc: {name: AlmaLinux 9, owner: oneadmin}}}` names it: a site may hold
+    several objects of one name that belong to different users."""
+
+    name: str
+    owner: str
+
+    def __str__(self) -> str:
+        return f"{self.name} (owner {self.owner})"
+
+
+@dataclass(frozen=True, slots=True)
 class ImageRef:
     id: str
     name: str

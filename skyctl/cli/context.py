@@ -106,7 +106,8 @@ def _site_context(ctx, site_name: str, image: str | None) -> dict:  # type: igno
     logical = image or fed.defaults.image
     if logical is None:
         raise ConfigError("no image to read the template of: give --image", path="--image")
-    template = str((fed.images.get(logical) or {}).get(site_name, logical))
+    mapped = (fed.images.get(logical) or {}).get(site_name, logical)
+    template = str(getattr(mapped, "name", mapped))
     driver = registry.load(site.driver, site=site_name)(site)
     try:
         merge = getattr(driver, "site_context", None)

@@ -54,7 +54,8 @@ def reconcile(
 ) -> None:
     """Make local state agree with what the clouds hold (after a crash or kill -9).
 
-    Adopts nodes an interrupted launch created, closes its open intents, finishes or undoes an
+    Adopts nodes an interrupted launch created, closes its open intents, finishes deletions a
+    cloud refused or did not answer (nodes reported as still deleting), finishes or undoes an
     interrupted move home (the group ends at its size), forgets records of nodes that are
     gone, and reports orphans (deleted with --delete-orphans).
     """

@@ -146,6 +146,8 @@ def _status_doc(runtime: dict[str, Any], live: dict[str, Any] | None = None) -> 
             entry.update(clouds_yaml=s["clouds_yaml"], cloud=s["cloud"])
         else:
             entry["one_auth"] = s["one_auth"]
+        if s.get("ca_bundle"):
+            entry["ca_bundle"] = s["ca_bundle"]   # the private CA of a site served over HTTPS
         entry["ssh_port"] = s["ssh_port"]
         if s["name"] in live_sites:
             ls = live_sites[s["name"]]

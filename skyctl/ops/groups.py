@@ -157,7 +157,36 @@ def reconcile(sky: Sky, *, delete_orphans: bool = False) -> ReconcileResult:
         else:
             by_name[n.name] = n
 
+    # Deletions a site refused or did not answer (still deleting): finish them first.
+    doomed: dict[str, tuple[Any, Node]] = {}
     for intent in state.intents("pending"):
+        if intent.op != "delete":
+            continue
+        node = by_name.get(intent.node)
+        if node is not None and node.site == intent.site:
+            doomed[intent.node] = (intent, node)
+        elif intent.site in answered:
+            state.finish(intent.id, "done", "gone from the cloud")
+            out.intents_closed += 1
+    if doomed:
+        # delete_nodes opens (and on success closes) intents of its own: close the old ones
+        errors = delete_nodes(sky, [node for _, node in doomed.values()])
+        out.site_errors.update(errors)
+        for name, (intent, node) in doomed.items():
+            if node.site in errors:
+                continue
+            state.finish(intent.id, "done", "deleted by reconcile")
+            out.intents_closed += 1
+            out.deleted.append(name)
+            by_name.pop(name, None)
+        for intent in state.intents("pending"):   # the retries that failed again: one stays open
+            if intent.op == "delete" and intent.node in doomed and intent.site in errors \
+                    and intent.id != doomed[intent.node][0].id:
+                state.finish(intent.id, "failed", "superseded by the earlier open deletion")
+
+    for intent in state.intents("pending"):
+        if intent.op == "delete":
+            continue
         if intent.op == "move":
             if not listing.errors and _settle_move(sky, intent, ours, by_name, out):
                 out.intents_closed += 1

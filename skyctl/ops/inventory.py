@@ -121,10 +121,15 @@ def sites_info(sky: Sky) -> tuple[list[dict[str, Any]], dict[str, DriverError]]:
 
 
 def delete_nodes(sky: Sky, nodes: list[Node]) -> dict[str, DriverError]:
-    """Delete nodes, grouped per site, sites in parallel. Returns the sites that failed."""
+    """Delete nodes, grouped per site, sites in parallel. Returns the sites that failed.
+
+    Each node gets a "delete" intent first, closed when its site answers that it is gone; a
+    site that fails (down, or a cloud still refusing: OpenNebula in PROLOG) leaves it pending,
+    so `reconcile` finishes the deletion later, and the node is never forgotten meanwhile."""
     per_site: dict[str, list[Node]] = {}
     for n in nodes:
         per_site.setdefault(n.site, []).append(n)
+    intents = {n.name: sky.state.begin(n.launch_id or "", "delete", n.group or "", n.name, n.site) for n in nodes}
 
     def run(driver: Any) -> int:
         batch = per_site[driver.site_name]
@@ -135,6 +140,7 @@ def delete_nodes(sky: Sky, nodes: list[Node]) -> dict[str, DriverError]:
     for site in done:
         for n in per_site[site]:
             sky.state.forget_node(n.name)
+            sky.state.finish(intents[n.name], "done", f"deleted {n.id}")
             sky.reporter.node_deleted(n)
     return errors
 

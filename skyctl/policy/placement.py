@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from skyctl.model import (EXTRA_SPECS, FLAVOR_UNUSABLE, SPECIAL_HARDWARE, Capacity, Flavor, ImageRef, Limit, Resources,
-                          Tier, boot_volume_gib)
+from skyctl.model import (EXTRA_SPECS, FLAVOR_UNUSABLE, SPECIAL_HARDWARE, Capacity, Flavor, ImageRef, Limit, OwnedName,
+                          Resources, Tier, boot_volume_gib)
 from skyctl.policy.energy import EnergyModel, Footprint, footprint
 from skyctl.policy.images import Endorsed, refusal
 from skyctl.policy.rules import DEFAULT_DURATION_S, Rule, RuleOrder, Weights, rule_for
@@ -183,7 +183,7 @@ class Plan:
 class Catalog:
     """The federation file's logical names: image -> {site: native name or id}."""
 
-    images: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    images: Mapping[str, Mapping[str, str | OwnedName]] = field(default_factory=dict)
     sizes: Mapping[str, Resources] = field(default_factory=dict)
     endorsed: Mapping[str, Endorsed] = field(default_factory=dict)   # logical image -> its endorsement
 
@@ -206,6 +206,13 @@ def pick_image(req: Request, site: SiteSnapshot, catalog: Catalog) -> tuple[Imag
         wanted = req.image  # a site's own image name or id, allowed when the site is pinned
     else:
         return _no_image(f"image {req.image!r} is not a logical image")
+    if isinstance(wanted, OwnedName):
+        # named with its owner: drivers put the owner's name in ImageRef.extra["owner"]
+        owned = [img for img in site.images if img.name == wanted.name and img.extra.get("owner") == wanted.owner]
+        if len(owned) == 1:
+            return owned[0], None
+        return _no_image(f"site has no image {wanted}" if not owned else
+                         f"image {wanted} is ambiguous here ({len(owned)} images); map it by id")
     for img in site.images:
         if img.id == wanted:
             return img, None

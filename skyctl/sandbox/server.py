@@ -95,15 +95,15 @@ class Site:
                     "requests": self.world.request_count}
 
 
-def _make_front(world: SiteWorld, password: str) -> Any:
+def _make_front(world: SiteWorld, password: str, tls: Any = None) -> Any:
     if world.kind == "openstack":
         from skyctl.sandbox.openstack import OpenStackFront
 
         return OpenStackFront(world, host="127.0.0.1", port=0, username=OPENSTACK_USER, password=password,
-                              project=OPENSTACK_PROJECT, region=OPENSTACK_REGION)
+                              project=OPENSTACK_PROJECT, region=OPENSTACK_REGION, tls=tls)
     from skyctl.sandbox.opennebula.methods import OpenNebulaFront
 
-    return OpenNebulaFront(world, host="127.0.0.1", port=0, username=ONE_USER, password=password)
+    return OpenNebulaFront(world, host="127.0.0.1", port=0, username=ONE_USER, password=password, tls=tls)
 
 
 class Sandbox:
@@ -129,19 +129,30 @@ class Sandbox:
         register_secret(one_auth)
         has_one = False
         per_site: dict[str, dict[str, Any]] = {}
+        server_tls = None
+        if any(s.get("tls") for s in self.spec["sites"].values()):
+            # One private CA per start for every HTTPS site: what a client trusts is its PEM.
+            from skyctl.sandbox.tls import make_server_tls
+
+            server_tls = make_server_tls(self.dir, "sandbox")
         for index, (name, site_spec) in enumerate(self.spec["sites"].items()):
             world = specmod.build_world(name, site_spec, self.spec)
             world.image_dir = str(private_dir(self.dir / "images" / name))
             self.fabric.attach(world, index)
             password = secrets.token_urlsafe(18) if world.kind == "openstack" else one_auth
             register_secret(password)
-            front = _make_front(world, password)
+            tls = server_tls if site_spec.get("tls") else None
+            front = _make_front(world, password, tls.context() if tls else None)
             front.start()
             run: dict[str, Any] = {"name": name, "driver": world.kind, "port": front.port,
                                    "ssh_port": self.fabric.port, "ssh_subnet": f"127.{10 + index}.0.0/16"}
+            if tls is not None:
+                run["ca_bundle"] = str(tls.ca_pem)
             if world.kind == "openstack":
                 clouds[name] = {"auth_url": front.auth_url, "username": OPENSTACK_USER, "password": password,
                                 "project_name": OPENSTACK_PROJECT, "region_name": OPENSTACK_REGION}
+                if tls is not None:
+                    clouds[name]["cacert"] = str(tls.ca_pem)
                 run.update(endpoint=front.auth_url, cloud=name, clouds_yaml=str(self.dir / CLOUDS_FILE))
             else:
                 has_one = True

@@ -193,6 +193,9 @@ class SiteSpec(_Section):
     error_rate: Annotated[float, _number(hi=1)] = 0
     boot_delay: Seconds = Field(None)   # absent: the spec's own boot_delay
     floating_ip: Flag = False
+    # Serve HTTPS with a certificate from the private CA `sandbox up` makes (<sandbox>/sandbox-ca.pem):
+    # clouds.yaml gets `cacert:`, an OpenNebula site `ca_bundle:`.
+    tls: Flag = False
     # OpenStack: the project's own network next to a shared one (else one shared provider network).
     tenant_network: Flag = False
     # OpenStack: a block storage service (Cinder v3) in the catalog; boot volumes need it.
@@ -210,6 +213,9 @@ class SiteSpec(_Section):
     boot_seconds: Annotated[float | None, _number(hi=3600, null_ok=True)] = None
     prolog_failure_rate: Annotated[float, _number(hi=1)] = 0
     boot_failure_rate: Annotated[float, _number(hi=1)] = 0
+    # oned.conf lists `recover` among VM_MANAGE_OPERATIONS (stock: VM_ADMIN_OPERATIONS, which an
+    # ordinary user lacks on their own VMs)
+    user_recover: Flag = False
     flavors: Annotated[list[FlavorSpec], BeforeValidator(_flavor_list)] = []
     # Logical images whose copy on this site differs from everyone else's (a corrupted or
     # substituted image): it reports another hash, and its bytes are different.
@@ -224,7 +230,7 @@ class SiteSpec(_Section):
         return value
 
     @field_validator("onegate_endpoint", "prolog_seconds", "boot_seconds", "prolog_failure_rate",
-                     "boot_failure_rate")
+                     "boot_failure_rate", "user_recover")
     @classmethod
     def _opennebula_only(cls, value: Any, info: ValidationInfo) -> Any:
         if value and info.data.get("driver") != "opennebula":
@@ -360,7 +366,8 @@ def build_world(name: str, site: Mapping[str, Any], spec: Mapping[str, Any], *, 
     gq = site.get("group_quota", {}) if driver == "opennebula" else {}
     world.group_quota = Quota(**{"floating_ips": -1, "key_pairs": -1, **{k: int(v) for k, v in gq.items()}})
     world.settings = {k: site[k] for k in ("onegate_endpoint", "prolog_seconds", "boot_seconds",
-                                           "prolog_failure_rate", "boot_failure_rate") if site.get(k) is not None}
+                                           "prolog_failure_rate", "boot_failure_rate", "user_recover")
+                      if site.get(k) is not None}
     world.tenant_network = bool(site.get("tenant_network", False))
     world.block_storage = driver == "openstack" and bool(site.get("block_storage", True))
     world.faults.boot_delay = site_boot_delay(spec, site)
@@ -388,6 +395,8 @@ def federation_document(spec: Mapping[str, Any], sites: Mapping[str, Mapping[str
             entry.update(cloud=run["cloud"], clouds_yaml=str(run["clouds_yaml"]))
         else:
             entry.update(endpoint=run["endpoint"], one_auth=str(run["one_auth"]))
+        if run.get("ca_bundle") and site["driver"] != "openstack":
+            entry["ca_bundle"] = str(run["ca_bundle"])   # OpenStack's is `cacert:` in clouds.yaml
         entry["ssh"] = {"user": spec["login_user"], "port": int(run["ssh_port"])}
         if site.get("floating_ip"):
             entry["ssh"]["floating_ip"] = True   # reach the nodes on their floating IPs
@@ -413,10 +422,13 @@ def federation_document(spec: Mapping[str, Any], sites: Mapping[str, Mapping[str
 
 def clouds_document(clouds: Mapping[str, Mapping[str, str]]) -> dict[str, Any]:
     """clouds.yaml for the OpenStack sites: `clouds[name]` has auth_url, username, password,
-    project_name and region_name."""
-    return {"clouds": {
-        name: {"auth": {"auth_url": c["auth_url"], "username": c["username"], "password": c["password"],
-                        "project_name": c["project_name"], "user_domain_name": "Default",
-                        "project_domain_name": "Default"},
-               "region_name": c.get("region_name", "RegionOne"), "identity_api_version": 3}
-        for name, c in clouds.items()}}
+    project_name and region_name, and `cacert` for a site served over HTTPS."""
+    out: dict[str, Any] = {}
+    for name, c in clouds.items():
+        out[name] = {"auth": {"auth_url": c["auth_url"], "username": c["username"], "password": c["password"],
+                              "project_name": c["project_name"], "user_domain_name": "Default",
+                              "project_domain_name": "Default"},
+                     "region_name": c.get("region_name", "RegionOne"), "identity_api_version": 3}
+        if c.get("cacert"):
+            out[name]["cacert"] = c["cacert"]
+    return {"clouds": out}

@@ -34,7 +34,8 @@ def _build_world(name: str, site: dict[str, Any], *, boot_delay: float, seed: in
 @dataclass
 class OpenStackSite:
     """A running sandbox OpenStack site; `cloud` (member) and `admin_cloud` name its entries in
-    `clouds_yaml`."""
+    `clouds_yaml`, next to `<cloud>-appcred` (an application credential of the member) and
+    `<cloud>-oidc` (an OpenID Connect access token, auth_type v3oidcaccesstoken)."""
 
     world: SiteWorld
     front: OpenStackFront
@@ -64,7 +65,21 @@ def start_openstack_site(directory: Path, name: str = "home", *, boot_delay: flo
     front = OpenStackFront(world, password=password)
     front.start()
     auth = {"auth_url": front.auth_url, "user_domain_name": "Default", "project_domain_name": "Default"}
+    from skyctl.sandbox.openstack.keystone import OIDC_IDP, OIDC_PROTOCOL
+
+    cred_id, cred_secret = front.keystone.add_application_credential("skyctl")
+    access_token = secrets.token_urlsafe(32)
+    front.keystone.oidc_tokens[access_token] = "alice@example.org"
     clouds = {"clouds": {
+        f"{name}-appcred": {"auth_type": "v3applicationcredential",
+                            "auth": {"auth_url": front.auth_url, "application_credential_id": cred_id,
+                                     "application_credential_secret": cred_secret},
+                            "region_name": "RegionOne", "identity_api_version": 3},
+        f"{name}-oidc": {"auth_type": "v3oidcaccesstoken",
+                         "auth": {"auth_url": front.auth_url, "identity_provider": OIDC_IDP,
+                                  "protocol": OIDC_PROTOCOL, "access_token": access_token,
+                                  "project_name": "demo", "project_domain_name": "Default"},
+                         "region_name": "RegionOne", "identity_api_version": 3},
         name: {"auth": {**auth, "username": "demo", "password": password, "project_name": "demo"},
                "region_name": "RegionOne", "identity_api_version": 3},
         f"{name}-admin": {"auth": {**auth, "username": "admin", "password": front.admin_password,

@@ -37,6 +37,25 @@ def one(front: OpenNebulaFront) -> pyone.OneServer:
     return pyone.OneServer(front.endpoint, session=SESSION)
 
 
+ADMIN_SESSION = f"oneadmin:admin-{PASSWORD}"
+
+
+@pytest.fixture
+def admin_front(front: OpenNebulaFront) -> Iterator[OpenNebulaFront]:
+    """oneadmin on the same site: sees the hosts, sets users' quotas."""
+    f = OpenNebulaFront(front.world, username="oneadmin", password="admin-" + PASSWORD)
+    f.start()
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+@pytest.fixture
+def admin(admin_front: OpenNebulaFront) -> pyone.OneServer:
+    return pyone.OneServer(admin_front.endpoint, session=ADMIN_SESSION)
+
+
 def raw(front: OpenNebulaFront) -> xmlrpc.client.ServerProxy:
     """The bare XML-RPC view: `[ok, body, code, ...]` as it is on the wire."""
     return xmlrpc.client.ServerProxy(front.endpoint)
@@ -79,7 +98,7 @@ def test_version_and_endpoint(front: OpenNebulaFront, one: pyone.OneServer) -> N
     assert one.system.version().startswith("7.")
 
 
-def test_pools_parse_through_pyone(front: OpenNebulaFront, one: pyone.OneServer) -> None:
+def test_pools_parse_through_pyone(front: OpenNebulaFront, one: pyone.OneServer, admin: pyone.OneServer) -> None:
     templates = one.templatepool.info(-2, -1, -1)
     names = {t.NAME for t in templates.VMTEMPLATE}
     assert names == {"AlmaLinux 9", "Ubuntu 24.04"}
@@ -90,7 +109,9 @@ def test_pools_parse_through_pyone(front: OpenNebulaFront, one: pyone.OneServer)
     assert {i.NAME for i in images.IMAGE} == names
     vnets = one.vnpool.info(-2, -1, -1)
     assert [v.NAME for v in vnets.VNET] == ["sandbox-net"]
-    hosts = one.hostpool.info()
+    # the ACL filter leaves an ordinary user no host (src/rm/RequestManagerPoolInfoFilter.cc)
+    assert one.hostpool.info().HOST == []
+    hosts = admin.hostpool.info()
     assert len(hosts.HOST) == 2 and all(h.HOST_SHARE.MAX_CPU > 0 for h in hosts.HOST)
     user = one.user.info(-1)
     assert user.NAME == "skyuser" and user.GNAME == "users"
@@ -98,6 +119,7 @@ def test_pools_parse_through_pyone(front: OpenNebulaFront, one: pyone.OneServer)
 
 
 def test_bodies_follow_the_official_schemas(front: OpenNebulaFront, one: pyone.OneServer,
+                                            admin_front: OpenNebulaFront,
                                             one_schema_errors: Callable[[str, str], list[str]]) -> None:
     vm_id = instantiate(one)
     wait_running(one, vm_id)
@@ -114,6 +136,7 @@ def test_bodies_follow_the_official_schemas(front: OpenNebulaFront, one: pyone.O
     }
     for xsd, body in bodies.items():
         assert one_schema_errors(body, xsd) == [], xsd
+    assert one_schema_errors(raw(admin_front).one.hostpool.info(ADMIN_SESSION)[1], "host_pool.xsd") == []
     # a pending VM (no history yet) validates too
     front.world.faults.boot_delay = 60
     pending = instantiate(one, "vm-pending")
@@ -402,12 +425,14 @@ def test_context_variables_are_substituted(front: OpenNebulaFront, one: pyone.On
     assert one.vm.info(vm_id).NAME == f"Ubuntu 24.04-{vm_id}"
 
 
-def test_user_quota_sets_limits(front: OpenNebulaFront, one: pyone.OneServer) -> None:
-    one.user.quota(2, "VM = [ VMS = 3, CPU = 4, MEMORY = 2048 ]")
+def test_user_quota_sets_limits(front: OpenNebulaFront, one: pyone.OneServer, admin: pyone.OneServer) -> None:
+    admin.user.quota(2, "VM = [ VMS = 3, CPU = 4, MEMORY = 2048 ]")
     q = front.world.quota
     assert (q.instances, q.cores, q.ram_mib) == (3, 4, 2048)
-    one.user.quota(2, "VM = [ VMS = -2 ]")
+    admin.user.quota(2, "VM = [ VMS = -2 ]")
     assert front.world.quota.instances == -1
+    with pytest.raises(pyone.OneAuthorizationException, match=r"User \[2\] : Not authorized to perform ADMIN USER"):
+        one.user.quota(2, "VM = [ VMS = 100 ]")     # the user may not raise their own
 
 
 def test_no_host_with_room_leaves_the_vm_pending_with_a_sched_message() -> None:
@@ -423,7 +448,12 @@ def test_no_host_with_room_leaves_the_vm_pending_with_a_sched_message() -> None:
         vm = client.vm.info(stuck)
         assert (vm.STATE, vm.LCM_STATE) == (1, 0)
         assert "No host with enough capacity" in vm.USER_TEMPLATE["SCHED_MESSAGE"]
-        share = [h.HOST_SHARE for h in client.hostpool.info().HOST]
-        assert sum(s.MAX_CPU for s in share) == 200
+        admin = OpenNebulaFront(world, username="oneadmin", password="admin-" + PASSWORD)
+        admin.start()
+        try:
+            hosts = pyone.OneServer(admin.endpoint, session=f"oneadmin:admin-{PASSWORD}").hostpool.info().HOST
+        finally:
+            admin.stop()
+        assert sum(h.HOST_SHARE.MAX_CPU for h in hosts) == 200
     finally:
         front.stop()

@@ -341,6 +341,7 @@ def _image(img: ET.Element) -> ImageRef:
     return ImageRef(id=(_text(img, "ID") or "").strip(), name=_text(img, "NAME", "") or "", checksum=md5,
                     extra={"kind": "image", "state": IMAGE_STATES.get(state, str(state)),
                            "size_mib": _int(img, "SIZE"), "datastore": _text(img, "DATASTORE"),
+                           "owner": _text(img, "UNAME"), "owner_id": (_text(img, "UID") or "").strip(),
                            "error": (_text(img, "TEMPLATE/ERROR") or "").strip() or None})
 
 

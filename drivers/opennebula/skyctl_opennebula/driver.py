@@ -89,6 +89,7 @@ class OpenNebulaDriver(Driver):
         self._version: str | None = None
         self._templates: dict[int, Any] = {}
         self._network_nic: dict[str, str] | None = None
+        self._may_recover: bool | None = None    # one.vm.recover allowed (None: not tried yet)
 
     # ------------------------------------------------------------ plumbing
     @property
@@ -308,7 +309,8 @@ class OpenNebulaDriver(Driver):
 
         common = {"nic": self._nic(), "onegate": self.options.onegate, "cpu_ratio": self.options.cpu_ratio}
         if self.options.mode == "allocate":
-            body, clashes = template.vm_template(spec, context, name=name, image_id=str(spec.image.id), **common)
+            body, clashes = template.vm_template(spec, context, name=name, image_id=str(spec.image.id),
+                                                 disk=_disk(spec.image), **common)
         else:
             body, clashes = template.vm_template(spec, context, site_template=self._site_template(int(spec.image.id)),
                                                  **common)
@@ -409,10 +411,12 @@ class OpenNebulaDriver(Driver):
 
     def delete(self, node_ids: Sequence[str]) -> None:
         """terminate-hard each VM; a missing one is success. oned refuses while a VM is being
-        set up (PROLOG, BOOT, HOTPLUG...: "wrong state"): those are tried again until they go,
-        up to the site's ready_timeout (at most DELETE_WAIT), then reported as still deleting
-        (Transient: the nodes stay recorded, a later delete or reconcile finishes). One failure
-        does not spare the rest."""
+        set up (PROLOG, BOOT, HOTPLUG...: "wrong state"): such a VM is recovered with delete
+        (`one.vm.recover`, operation 3) where the user has that right (oned.conf puts it in
+        VM_ADMIN_OPERATIONS, so usually only admins), else tried again until it goes, up to the
+        site's ready_timeout (at most DELETE_WAIT), then reported as still deleting (Transient:
+        the nodes stay recorded, a later delete or reconcile finishes). One failure does not
+        spare the rest."""
         from skyctl.errors import InvalidRequest
         from skyctl.polling import Expired, iterate_timeout
         from skyctl_opennebula.errors import WRONG_STATE
@@ -432,6 +436,9 @@ class OpenNebulaDriver(Driver):
                         if WRONG_STATE not in str(e):
                             first_error = first_error or e
                             continue
+                        if self._recover(vm_id):
+                            refused.pop(vm_id, None)
+                            continue
                         refused[vm_id] = str(e)
                         continue
                     except Exception as e:  # noqa: BLE001 - re-raised below once all were tried
@@ -449,6 +456,28 @@ class OpenNebulaDriver(Driver):
         if first_error is not None:
             raise first_error
 
+    def _recover(self, vm_id: int) -> bool:
+        """Delete a VM oned will not terminate in its state, by `one.vm.recover --delete`; False
+        when the user lacks the right (remembered: not asked again) or the call failed."""
+        from skyctl.errors import AuthError, DriverError
+
+        if self._may_recover is False:
+            return False
+        try:
+            self._call("vm.recover", vm_id, 3)
+        except NotFound:
+            return True
+        except AuthError as e:
+            # "[one.vm.recover] User [2] : Not authorized to perform ADMIN VM [7]." (src/rm/Request.cc)
+            self._may_recover = False
+            log.info("%s: may not recover VMs (%s); waiting for them to leave PROLOG/BOOT instead", self.site_name, e)
+            return False
+        except DriverError:
+            return False
+        self._may_recover = True
+        log.info("%s: VM %s recovered with delete (it could not be terminated in its state)", self.site_name, vm_id)
+        return True
+
     def stop(self, node_ids: Sequence[str]) -> None:
         self._action("poweroff", node_ids)
 
@@ -460,6 +489,16 @@ class OpenNebulaDriver(Driver):
             if not str(node_id).isdigit():
                 raise NotFound(f"no VM {node_id!r}", site=self.site_name)
             self._call("vm.action", action, int(node_id))
+
+
+def _disk(image: ImageRef) -> dict[str, str] | None:
+    """The DISK of an allocated VM: the image by name with its owner's id (oned looks a bare
+    name up among the caller's own images only, src/image/ImageManager.cc), as the image pool
+    listed it; by id when the owner is not known."""
+    owner_id = str(image.extra.get("owner_id") or "")
+    if image.name and owner_id.isdigit():
+        return {"IMAGE": image.name, "IMAGE_UID": owner_id}
+    return None
 
 
 def _size_label(cpus: int, memory_mib: int) -> str:

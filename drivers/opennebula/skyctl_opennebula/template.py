@@ -90,7 +90,8 @@ def image_template(name: str, path: str, disk_format: str) -> str:
 
 def vm_template(spec: NodeSpec, context: RenderedContext, *, nic: Mapping[str, str] | None,
                 onegate: bool = False, site_template: SiteTemplate | None = None, cpu_ratio: float | None = None,
-                name: str | None = None, image_id: str | None = None) -> tuple[str, list[str]]:
+                name: str | None = None, image_id: str | None = None,
+                disk: Mapping[str, str] | None = None) -> tuple[str, list[str]]:
     """(extra template for one.template.instantiate, or with name and image_id a full one for
     one.vm.allocate; the CONTEXT variables skyctl overrode in the site's template)."""
     attrs: list[tuple[str, str | Mapping[str, str]]] = []
@@ -99,7 +100,9 @@ def vm_template(spec: NodeSpec, context: RenderedContext, *, nic: Mapping[str, s
     cpus = spec.flavor.cpus
     ratio = cpu_ratio if cpu_ratio is not None else (site_template.cpu_ratio if site_template else None)
     attrs += [("CPU", cpu_value(cpus, ratio)), ("VCPU", str(cpus)), ("MEMORY", str(spec.flavor.memory_mib))]
-    if image_id is not None:
+    if disk is not None:
+        attrs.append(("DISK", dict(disk)))
+    elif image_id is not None:
         attrs.append(("DISK", {"IMAGE_ID": image_id}))
     if nic:
         attrs.append(("NIC", dict(nic)))

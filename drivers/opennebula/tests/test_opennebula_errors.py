@@ -80,3 +80,15 @@ def test_terminate_in_prolog_is_a_wrong_state_refusal() -> None:
     err = error_for_code(0x800, '[one.vm.action] Error performing action "terminate-hard": Could not terminate '
                                 "VM 12, wrong state ACTIVE.", site="cc")
     assert isinstance(err, InvalidRequest) and WRONG_STATE in str(err)
+
+
+@pytest.mark.parametrize("message", [
+    # src/rm/Request.cc (authorization_error) around AuthRequest's message: `recover` is one of
+    # oned.conf's VM_ADMIN_OPERATIONS, which an ordinary user lacks on their own VMs
+    "[one.vm.recover] User [2] : Not authorized to perform ADMIN VM [7].",
+    # src/rm/RequestManagerUser.cc (UserSetQuota needs ADMIN on the user)
+    "[one.user.quota] User [2] : Not authorized to perform ADMIN USER [2].",
+])
+def test_admin_operations_refused_to_an_ordinary_user_are_auth_errors(message: str) -> None:
+    err = error_for_code(0x200, message, site="cc")
+    assert type(err) is AuthError and not err.retryable and err.message == message

@@ -4,6 +4,11 @@ use; with `errors` (which maps their exceptions), the only module that imports o
 `Client` owns one openstacksdk connection (one keystoneauth session, one HTTP pool sized to
 the site's parallelism) and speaks raw JSON over it: for 1000 servers that is ~100x cheaper
 than building SDK resource objects. Every failure leaves here as a skyctl DriverError.
+
+A command that finds a stored token for an unchanged cloud configuration (`authcache`) starts
+on keystoneauth alone, with the endpoints and microversion openstacksdk resolved before, and
+imports openstacksdk only if it needs it after all (a 401, a token about to expire, a service
+not used before).
 """
 
 from __future__ import annotations
@@ -13,13 +18,8 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
-import openstack
-import openstack.config
-from keystoneauth1 import exceptions as ks_exc
-from keystoneauth1.session import TCPKeepAliveAdapter
-from openstack import exceptions as os_exc
-
 from skyctl.errors import AuthError, DriverError, Transient
+from skyctl_openstack import authcache
 from skyctl_openstack.errors import error_for_exception, error_for_status, error_message, one_line
 
 
@@ -27,6 +27,10 @@ def load_region(cloud: str, clouds_yaml: str | None, region: str | None, timeout
     """openstacksdk's own config loading (OS_CLIENT_CONFIG_FILE, ./clouds.yaml, ~/.config/
     openstack, /etc/openstack, secure.yaml), or an explicit clouds.yaml plus its sibling
     secure.yaml."""
+    import openstack.config
+    from keystoneauth1 import exceptions as ks_exc
+    from openstack import exceptions as os_exc
+
     kwargs: dict[str, Any] = {}
     if clouds_yaml:
         path = Path(clouds_yaml).expanduser()
@@ -49,39 +53,118 @@ def load_region(cloud: str, clouds_yaml: str | None, region: str | None, timeout
         raise AuthError(f"cloud {cloud!r}: {one_line(e)}") from None
 
 
+def _config_files(clouds_yaml: str | None) -> list[str]:
+    """Every file whose appearance or change could change what openstacksdk builds."""
+    from openstack.config import loader
+
+    if clouds_yaml:
+        path = Path(clouds_yaml).expanduser()
+        return [str(path), str(path.with_name("secure.yaml")), *loader.SECURE_FILES, *loader.VENDOR_FILES]
+    return [*loader.CONFIG_FILES, *loader.SECURE_FILES, *loader.VENDOR_FILES]
+
+
 class Client:
     def __init__(self, *, site: str, cloud: str, clouds_yaml: str | None, region: str | None,
                  pool_size: int, timeout: float) -> None:
         self.site = site
+        self._args = (cloud, clouds_yaml, region, pool_size, timeout)
+        self._lock = threading.Lock()
+        self._compute_mv: tuple[int, int] | None = None
+        self._auth_cache: authcache.AuthCache | None = None
+        self._fast: authcache.FastPath | None = None
+        self._fast_key: str | None = None
+        self._endpoints: dict[str, list[str]] = {}
+        self._retired: list[authcache.FastPath] = []   # closed with the client (others may be mid-call)
+        self.conn: Any = None
+        self.token_reused = False
+        if authcache.enabled():
+            self._fast_key = authcache.fast_key(cloud, clouds_yaml, region, timeout)
+            try:
+                self._fast = authcache.FastPath.load(self._fast_key, pool_size, timeout)
+            except Exception:  # noqa: BLE001 - a stored route that does not work: the ordinary one
+                self._fast = None
+        if self._fast is not None:
+            self.token_reused = True
+            self._compute_mv = self._fast.compute_mv
+        else:
+            self._open_sdk()
+
+    def _open_sdk(self) -> None:
+        """The ordinary path: openstacksdk's connection from clouds.yaml (a stored token reused)."""
+        from keystoneauth1.session import TCPKeepAliveAdapter
+        from openstack import connection
+
+        cloud, clouds_yaml, region, pool_size, timeout = self._args
         self.cloud_region = load_region(cloud, clouds_yaml, region, timeout)
-        self.conn = openstack.connection.Connection(config=self.cloud_region)
+        self.conn = connection.Connection(config=self.cloud_region)
         session = self.conn.session
         adapter = TCPKeepAliveAdapter(pool_connections=4, pool_maxsize=max(pool_size, 10))
         for scheme in ("http://", "https://"):
             session.session.mount(scheme, adapter)
-        self._lock = threading.Lock()
-        self._compute_mv: tuple[int, int] | None = None
+        if authcache.enabled() and session.auth is not None:
+            config = self.cloud_region.config
+            key = authcache.cache_key(cloud, self.cloud_region.region_name, config.get("auth_type"),
+                                      config.get("auth"), session.auth)
+            self._auth_cache = authcache.AuthCache.for_cloud(key)
+            self.token_reused = self._auth_cache.restore(session.auth, session._discovery_cache)
+
+    def _leave_fast(self) -> None:
+        """Go the ordinary way from now on (the stored route no longer serves)."""
+        with self._lock:
+            if self._fast is None:
+                return
+            self._retired.append(self._fast)
+            self._fast = None
+            self._open_sdk()
+            self.conn.session.get_token()   # before parallel callers need it
+
+    def save_auth(self) -> None:
+        """Store the token, discovered versions and the route past openstacksdk for the next
+        command (when they changed)."""
+        if self._auth_cache is None or self.conn is None:
+            return
+        session = self.conn.session
+        self._auth_cache.save(session.auth, session._discovery_cache)
+        if self._fast_key and self._endpoints and self._auth_cache.path.is_file():
+            verify, cert = self.cloud_region.get_requests_verify_args()
+            authcache.FastPath.save(self._fast_key, self._auth_cache.path.stem, _config_files(self._args[1]),
+                                    verify, cert, dict(self._endpoints), self._compute_mv)
 
     def close(self) -> None:
         try:
-            self.conn.close()
-        except Exception:  # pragma: no cover - closing must never raise
+            self.save_auth()
+        except Exception:  # pragma: no cover - a cache write must never fail a command
             pass
+        for fast in [*self._retired, *([self._fast] if self._fast is not None else [])]:
+            fast.close()
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # pragma: no cover - closing must never raise
+                pass
 
     # ------------------------------------------------------------------ calls
+    def _session(self) -> Any:
+        return self._fast.session if self._fast is not None else self.conn.session
+
     def authorize(self) -> None:
-        """Get the token once, before parallel callers need it."""
-        self._guard(lambda: self.conn.session.get_token(), "authenticate")
+        """Get the token once, before parallel callers need it (a stored one when still
+        good: see `authcache`)."""
+        self._guard(lambda: self._session().get_token(), "authenticate")
+        if not self.token_reused:
+            self.save_auth()
 
     def user_id(self) -> str | None:
         """The Keystone user id of the token (the same user from any machine)."""
-        return self._guard(lambda: self.conn.session.get_user_id(), "authenticate") or None
+        return self._guard(lambda: self._session().get_user_id(), "authenticate") or None
 
     def project_id(self) -> str | None:
         """The project the token is scoped to."""
-        return self._guard(lambda: self.conn.session.get_project_id(), "authenticate")  # type: ignore[no-any-return]
+        return self._guard(lambda: self._session().get_project_id(), "authenticate")  # type: ignore[no-any-return]
 
     def compute_microversion(self) -> tuple[int, int]:
+        if self._compute_mv is None and self._fast is not None:
+            self._leave_fast()
         with self._lock:
             if self._compute_mv is None:
                 data = self._guard(lambda: self.conn.compute.get_endpoint_data(), "compute version discovery")
@@ -93,7 +176,31 @@ class Client:
                     raise Transient("compute version discovery gave no microversion; "
                                     "will retry", site=self.site)
                 self._compute_mv = (int(top[0]), int(top[1]))
+                self.save_auth()
             return self._compute_mv
+
+    def _send(self, service: str, method: str, path: str, kwargs: dict[str, Any], what: str) -> Any:
+        fast = self._fast
+        if fast is not None:
+            adapter = fast.adapter(service) if not fast.expiring() else None
+            if adapter is not None:
+                resp = self._guard(lambda: adapter.request(path, method, raise_exc=False, **kwargs), what or path)
+                if resp.status_code != 401:
+                    return resp
+            # a refused token, one about to expire, a service not used before: the ordinary way
+            self._guard(self._leave_fast, "authenticate")
+
+        def call() -> Any:
+            proxy = getattr(self.conn, service)
+            resp = proxy.request(path, method, raise_exc=False, **kwargs)
+            if service not in self._endpoints and resp.status_code < 400:
+                endpoint = proxy.get_endpoint()
+                if endpoint:
+                    self._endpoints[service] = [str(proxy.service_type), str(endpoint)]
+            return resp
+
+        # Building the proxy runs version discovery on first use: guarded like a request.
+        return self._guard(call, what or path)
 
     def request(self, service: str, method: str, path: str, *, json: Any = None, params: Any = None,
                 microversion: str | None = None, ok: tuple[int, ...] = (), what: str = "") -> tuple[int, Any]:
@@ -107,9 +214,7 @@ class Client:
             kwargs["params"] = params
         if microversion:
             kwargs["microversion"] = microversion
-        # Building the proxy runs version discovery on first use: guarded like a request.
-        resp = self._guard(lambda: getattr(self.conn, service).request(path, method, raise_exc=False, **kwargs),
-                           what or path)
+        resp = self._send(service, method, path, kwargs, what)
         status = resp.status_code
         body: Any = None
         if resp.content and "json" in (resp.headers.get("Content-Type") or ""):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import secrets
 import time
 import uuid
 from collections.abc import Callable
@@ -61,6 +62,8 @@ class OpenNebulaFront(ImageMethods, XmlRpcFront):
             "one.vmpool.infoextended": self._vmpool_infoextended,
             "one.vm.action": self._vm_action,
             "one.vm.update": self._vm_update,
+            "one.vm.recover": self._vm_recover,
+            "one.user.login": self._user_login,
             "one.user.info": self._user_info,
             "one.user.quota": self._user_quota,
             "one.group.info": self._group_info,
@@ -392,7 +395,49 @@ class OpenNebulaFront(ImageMethods, XmlRpcFront):
             vm.metadata = {**vm.metadata, **attrs} if update_type == 1 else attrs
         return vm_id
 
+    def _vm_recover(self, method: str, vm_id: int, operation: int) -> int:
+        """one.vm.recover: 0 failure, 1 success, 2 retry, 3 delete, 4 delete-recreate, 5
+        delete-db. `recover` is one of oned.conf's VM_ADMIN_OPERATIONS: an ordinary user, who
+        has USE and MANAGE on their VMs only, is refused unless the site moved it to the
+        manage operations (spec `user_recover: true`)."""
+        vm = self._get_vm(method, vm_id)
+        if self.uid != OBJECT_UID and not self.world.settings.get("user_recover"):
+            raise OneError(AUTHORIZATION, f"[{method}] User [{self.uid}] : Not authorized to perform ADMIN VM "
+                                          f"[{vm_id}].", vm_id)
+        if operation not in range(6):
+            raise OneError(ACTION, f"[{method}] Wrong recovery operation code", vm_id)
+        if operation in (3, 5):
+            self.world.delete_vm(vm.id)
+            return vm_id
+        with self.world.lock:
+            state, lcm = vm_state(vm)
+            if state != S_ACTIVE:
+                raise OneError(ACTION, f'[{method}] Error performing action "recover": This action is not '
+                                       f"available for state {state_name(state, lcm)}", vm_id)
+            one = one_extra(vm)
+            one.pop("failure", None)
+            one["phases"] = (0.0, 0.0, 0.0)    # 1 success / 2 retry: on to RUNNING
+        return vm_id
+
     # ------------------------------------------------------------ the user
+    def _user_login(self, method: str, username: str, token: str = "", valid: int = 36000,
+                    egid: int = -1) -> str:
+        """one.user.login: a login token for `user:token` sessions (`oneuser token-create`);
+        valid 0 drops the token given (all of them without one), -1 never expires (expiry
+        is not modelled here)."""
+        if username != self.username:
+            raise OneError(AUTHORIZATION, f"[{method}] User [{self.uid}] : Not authorized to perform MANAGE USER "
+                                          f"[{username}].")
+        if valid == 0:
+            if token:
+                self.login_tokens.discard(token)
+            else:
+                self.login_tokens.clear()
+            return token
+        token = token or secrets.token_hex(20)
+        self.login_tokens.add(token)
+        return token
+
     def _user_info(self, method: str, user_id: int = -1, decrypt: bool = False) -> str:
         if user_id not in (-1, self.uid):
             raise OneError(NO_EXISTS, f"[{method}] Error getting user [{user_id}].", user_id)
@@ -401,14 +446,20 @@ class OpenNebulaFront(ImageMethods, XmlRpcFront):
     def _user_quota(self, method: str, user_id: int, template: str) -> int:
         """one.user.quota: set VM quota limits (VM = [ VMS = n, CPU = n, MEMORY = n ]).
         -1 (default) and -2 (unlimited) both lift the limit here."""
-        if user_id != self.uid:
+        if user_id not in (self.uid, SANDBOX_UID):
             raise OneError(NO_EXISTS, f"[{method}] Error getting user [{user_id}].", user_id)
+        if self.uid != OBJECT_UID:
+            # UserSetQuota needs ADMIN on the user, which only oneadmin's group has: an ordinary
+            # user may not raise their own limits (src/rm/RequestManagerUser.cc; the text is
+            # Request::authorization_error around AuthRequest's message, src/rm/Request.cc).
+            raise OneError(AUTHORIZATION, f"[{method}] User [{self.uid}] : Not authorized to perform ADMIN USER "
+                                          f"[{user_id}].", user_id)
         try:
             tmpl = parse_template(template)
         except ValueError as e:
             raise OneError(XML_RPC_API, f"[{method}] Error parsing quota template: {e}") from None
         vm = first(tmpl, "VM")
-        if not isinstance(vm, dict):
+        if not isinstance(vm, dict) or user_id != SANDBOX_UID:   # oneadmin itself has no quota here
             return user_id
 
         def value(raw: str) -> int:
@@ -443,6 +494,11 @@ class OpenNebulaFront(ImageMethods, XmlRpcFront):
 
     # ------------------------------------------------------------ hosts, images, networks
     def _hostpool_info(self, method: str) -> str:
+        # HostPoolInfo dumps the pool through the ACL filter (src/rm/RequestManagerPoolInfoFilter.cc):
+        # the stock ACLs give group `users` no right on hosts, so an ordinary user gets an
+        # empty pool, not an error.
+        if self.uid != OBJECT_UID:
+            return "<HOST_POOL></HOST_POOL>"
         return self.views.host_pool()
 
     def _imagepool_info(self, method: str, flag: int = -2, start: int = -1, end: int = -1) -> str:

@@ -13,6 +13,7 @@ Neutron, as the real one does), registered with the router by path.
 from __future__ import annotations
 
 import secrets
+import ssl
 
 from skyctl.sandbox.openstack.cinder import Cinder
 from skyctl.sandbox.openstack.glance import Glance
@@ -29,8 +30,10 @@ class OpenStackFront:
     def __init__(self, world: SiteWorld, *, host: str = "127.0.0.1", port: int = 0,
                  username: str = "demo", password: str | None = None, project: str = "demo",
                  region: str = "RegionOne", admin_username: str = "admin",
-                 admin_password: str | None = None, admin_project: str = "admin") -> None:
+                 admin_password: str | None = None, admin_project: str = "admin",
+                 tls: ssl.SSLContext | None = None) -> None:
         self.world = world
+        self.tls = tls          # serve HTTPS with this context (a site with its own CA)
         self.host = host
         self.port = port
         # Not guessable unless given: tests and the sandbox runtime read them from here.
@@ -56,7 +59,7 @@ class OpenStackFront:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     @property
     def auth_url(self) -> str:
@@ -65,7 +68,7 @@ class OpenStackFront:
     def start(self) -> None:
         if self._httpd is not None:
             return
-        httpd = ApiServer((self.host, self.port), self._router, self.world)
+        httpd = ApiServer((self.host, self.port), self._router, self.world, tls=self.tls)
         self.port = httpd.server_address[1]
         self._httpd = httpd
         httpd.serve_in_thread(f"openstack-{self.world.name}", poll_interval=0.2)

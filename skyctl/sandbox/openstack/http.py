@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -165,11 +166,15 @@ class ApiServer(KeepAliveServer, HTTPServer):
 
     quiet_errors = (OSError,)   # any socket error: a client that hung up or an outage drill
 
-    def __init__(self, address: tuple[str, int], router: Router, world: SiteWorld) -> None:
+    def __init__(self, address: tuple[str, int], router: Router, world: SiteWorld,
+                 tls: ssl.SSLContext | None = None) -> None:
         super().__init__(address, _Handler)
+        if tls is not None:
+            # HTTPS with the site's own CA; each connection's handshake runs on its own thread
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self.router = router
         self.world = world
-        self.base_url = f"http://{address[0]}:{self.server_address[1]}"
+        self.base_url = f"{'https' if tls else 'http'}://{address[0]}:{self.server_address[1]}"
 
 
 class _Handler(BaseHTTPRequestHandler):
