@@ -16,11 +16,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skyctl.drivers import Driver
-from skyctl.errors import DriverError, InvalidRequest, Transient, Unsupported
+from skyctl.errors import DriverError, InvalidRequest, Transient
 from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec,
                           NodeState, RenderedContext, boot_volume_gib)
 from skyctl_openstack import convert as cv
-from skyctl_openstack.errors import error_for_exception, error_for_status, error_message
+from skyctl_openstack.errors import error_for_status, error_message
 from skyctl_openstack.network import Neutron, neutron_get
 from skyctl_openstack.servergroups import ServerGroups
 
@@ -214,20 +214,7 @@ class OpenStackDriver(Driver):
     def _has_volumes(self) -> bool:
         """Whether the site's catalog has a block storage service (boot volumes need it)."""
         if self._volumes is None:
-            api = self._api()
-            found = False
-            for kind in ("block-storage", "volumev3"):
-                try:
-                    found = bool(api.conn.endpoint_for(kind))
-                except Exception as e:  # keystoneauth's EndpointNotFound and kin: mapped, not swallowed
-                    mapped = error_for_exception(e, self.site_name, what="block storage endpoint")
-                    if mapped is None:
-                        raise
-                    if not isinstance(mapped, Unsupported):
-                        raise mapped from None
-                if found:
-                    break
-            self._volumes = found
+            self._volumes = self._api().has_service("block-storage", "volumev3")
         return self._volumes
 
     def flavors(self) -> list[Flavor]:

@@ -113,10 +113,11 @@ class Client:
         with self._lock:
             if self._fast is None:
                 return
-            self._retired.append(self._fast)
-            self._fast = None
             self._open_sdk()
             self.conn.session.get_token()   # before parallel callers need it
+            # Only now: a parallel caller that sees no route must find the connection ready.
+            self._retired.append(self._fast)
+            self._fast = None
 
     def save_auth(self) -> None:
         """Store the token, discovered versions and the route past openstacksdk for the next
@@ -146,6 +147,22 @@ class Client:
     # ------------------------------------------------------------------ calls
     def _session(self) -> Any:
         return self._fast.session if self._fast is not None else self.conn.session
+
+    def _sdk(self) -> Any:
+        """openstacksdk's connection, leaving the stored route first if on it (calls that
+        the route past openstacksdk does not carry: streamed bodies)."""
+        if self.conn is None:
+            self._guard(self._leave_fast, "authenticate")
+        return self.conn
+
+    def has_service(self, *service_types: str) -> bool:
+        """Whether the token's catalog lists one of `service_types` (public, in the cloud's
+        region), read from the token either way (no openstacksdk needed)."""
+        session = self._session()
+        ref = self._guard(lambda: session.auth.get_access(session), "authenticate")
+        region = self._args[2]
+        return any(ref.service_catalog.get_urls(service_type=kind, interface="public", region_name=region)
+                   for kind in service_types)
 
     def authorize(self) -> None:
         """Get the token once, before parallel callers need it (a stored one when still
@@ -231,7 +248,7 @@ class Client:
         """Send a request body streamed from `data` (an iterable of chunks; `len(data)` is sent
         as Content-Length), as Glance's image upload wants it."""
         headers = {"Content-Type": "application/octet-stream"}
-        resp = self._guard(lambda: getattr(self.conn, service).request(
+        resp = self._guard(lambda: getattr(self._sdk(), service).request(
             path, method, raise_exc=False, data=data, headers=headers, status_code_retries=0,
             connect_retries=0), what or path)
         if resp.status_code < 400:
@@ -243,7 +260,7 @@ class Client:
     def stream(self, service: str, path: str, *, what: str = "", chunk: int = 1024 * 1024) -> Iterator[bytes]:
         """GET a body in chunks without holding it (image download); the response is closed
         when the iteration ends or is abandoned."""
-        resp = self._guard(lambda: getattr(self.conn, service).request(
+        resp = self._guard(lambda: getattr(self._sdk(), service).request(
             path, "GET", raise_exc=False, stream=True, status_code_retries=0), what or path)
         if resp.status_code >= 400:
             body = _json_or_none(resp)
