@@ -118,7 +118,7 @@ class _GuestServer(paramiko.ServerInterface):
         return paramiko.AUTH_FAILED
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-        if self.guest.gone or self.guest.vm.stopped:
+        if self.guest.gone or self.guest.vm.offline():
             return paramiko.AUTH_FAILED
         if self.guest.access(self.fabric.login_user).allows(username, key.get_base64()):
             self.user = username
@@ -480,7 +480,7 @@ class VmSshFabric:
         except OSError as e:  # out of descriptors: drop this attempt, keep serving
             log.warning("accept on %s failed: %s", guest.address, e)
             return
-        if guest.gone or guest.vm.stopped or self._stopping:
+        if guest.gone or guest.vm.offline() or self._stopping:
             conn.close()  # a stopped VM's sshd is not there
             return
         admits = guest.world.admits_ssh
