@@ -212,6 +212,33 @@ def get(node: Node, site: SiteConfig, remote: str, local: Path, opts: SshOptions
         return _get_session(s, remote, Path(local), recursive)
 
 
+def read_text(node: Node, site: SiteConfig, remote: str, opts: SshOptions, *, limit: int = 16 << 20) -> str:
+    """A text file of the node (its last `limit` bytes), read over SFTP; a file the login user
+    may not read (cloud-init's log is root:adm 0640 on some images) is read with `sudo -n cat`."""
+    import errno as errno_mod
+    import shlex
+
+    with opts.open(node, site) as s:
+        sftp = s.sftp()
+        try:
+            with sftp.open(remote, "rb") as f:
+                size = f.stat().st_size or 0
+                if size > limit:
+                    f.seek(size - limit)
+                data = f.read()
+            return data.decode("utf-8", "replace")
+        except PermissionError:
+            pass
+        except OSError as e:
+            if e.errno != errno_mod.EACCES:
+                raise _sftp_error(e, node, remote) from None
+        code, out, err = s.exec(f"sudo -n tail -c {limit} {shlex.quote(remote)}")
+        if code != 0:
+            raise GuestError(f"{node.name}:{remote}: permission denied, and sudo refused "
+                             f"({' '.join(err.split()) or f'exit {code}'})", site=node.site)
+        return out
+
+
 def put_many(nodes: Sequence[Node], sites: Mapping[str, SiteConfig], local: Path, remote: str,
              opts: SshOptions, *, recursive: bool = False,
              parallel: int = DEFAULT_PARALLEL) -> list[list[str] | SkyError]:

@@ -403,6 +403,16 @@ class OpenNebulaDriver(Driver):
     def reboot(self, node_ids: Sequence[str], *, hard: bool = False) -> None:
         self._action("reboot-hard" if hard else "reboot", node_ids, already=())
 
+    def console_log(self, node_id: str) -> str:
+        """OpenNebula keeps no guest console output that its API serves: one.vm.info has none,
+        the serial console is reached only as VNC/SPICE through Sunstone/FireEdge, and oned's
+        per-VM log (/var/log/one/<id>.log) is its own lifecycle log, on the front-end only."""
+        from skyctl.errors import Unsupported
+
+        raise Unsupported("OpenNebula serves no console log over its API (the console is VNC/SPICE in "
+                          "Sunstone only)", site=self.site_name,
+                          hint="read the guest's own log with 'skyctl logs NODE --cloud-init'")
+
     def _action(self, action: str, node_ids: Sequence[str], *, already: tuple[str, ...]) -> None:
         """One `one.vm.action` per VM. oned refuses an action the VM's state does not allow
         with ACTION 0x800 '[one.vm.action] Error performing action "poweroff": This action is

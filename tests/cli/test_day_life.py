@@ -1,0 +1,103 @@
+"""Issue 16 items 3 and 9 through the CLI, in process, on the in-memory clouds: stop/start/
+reboot where the driver can, ps filters, delete --all (never someone else's), global options
+on either side of the command, -v naming the federation file, tables that never split ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from skyctl.testing import memory as memdriver
+from skyctl.testing.cli import Runner, federation
+
+
+@pytest.fixture
+def sky(two_sites: Path, run: Runner) -> Path:
+    assert run("launch", "web", "--count", "3").code == 0   # 2 on home, 1 on cc
+    assert run("launch", "db", "--count", "1", "--site", "cc").code == 0
+    return two_sites
+
+
+def test_stop_start_reboot_and_ps_state_filter(run: Runner, sky: Path) -> None:
+    res = run("stop", "web-0", "db", "-o", "json")
+    assert res.code == 0, res.err
+    assert {n["name"]: n["state"] for n in res.json()} == {"web-0": "stopped", "db-0": "stopped"}
+    assert [n["name"] for n in run("ps", "--state", "stopped", "-o", "json").json()] == ["db-0", "web-0"]
+    assert [n["name"] for n in run("ps", "--state", "running", "--site", "home", "-o", "json").json()] == ["web-1"]
+    assert run("stop", "web-0").code == 0  # already stopped: success
+
+    refused = run("reboot", "web-0")  # the cloud's own refusal, one line
+    assert refused.code == 1 and "cannot reboot node" in refused.err and refused.err.count("\n") == 1
+    assert run("start", "web", "db", "--wait").code == 0
+    assert run("ps", "--state", "stopped", "-o", "json").json() == []
+    assert run("reboot", "web", "--wait").code == 0
+    assert [e[0] for e in memdriver.EVENTS].count("reboot") == 3
+    assert run("ps", "--state", "bogus").code == 2
+
+
+def test_a_site_without_the_capability_is_named_the_others_still_act(run: Runner, sky: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from skyctl.model import Capability
+
+    class NoPower(memdriver.MemoryDriver):
+        name = "nopower"
+        capabilities = frozenset({Capability.SERVER_SIDE_LABEL_FILTER})
+
+    from skyctl.drivers import registry
+
+    data = yaml.safe_load(sky.read_text())
+    data["sites"]["cc"]["driver"] = "nopower"
+    sky.write_text(yaml.safe_dump(data))
+    registry.register("nopower", NoPower)
+    try:
+        res = run("stop", "web")
+        assert res.code == 3, res.err
+        assert "cc: the nopower driver cannot stop nodes" in res.err
+        assert sorted(n["name"] for n in run("ps", "--state", "stopped", "-o", "json").json()) == ["web-0", "web-1"]
+        only = run("stop", "db")
+        assert only.code == 1 and "cannot stop nodes" in only.err
+    finally:
+        registry.unregister("nopower")
+
+
+def test_ps_group_filters_combine(run: Runner, sky: Path) -> None:
+    both = run("ps", "-g", "web", "-g", "db", "-o", "json").json()
+    assert sorted(n["name"] for n in both) == ["db-0", "web-0", "web-1", "web-2"]
+    assert [n["name"] for n in run("ps", "--group", "web", "--site", "cc", "-o", "json").json()] == ["web-2"]
+
+
+def test_delete_all_needs_yes_off_a_terminal_and_spares_other_owners(run: Runner, two_sites: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SKYCTL_OWNER", "alice")
+    assert run("launch", "theirs", "--count", "2").code == 0
+    monkeypatch.setenv("SKYCTL_OWNER", "bob")
+    assert run("launch", "web", "--count", "2").code == 0
+    assert run("launch", "db", "--count", "1").code == 0
+
+    refused = run("delete", "--all")
+    assert refused.code == 2 and "without --yes" in refused.err
+    assert run("delete", "--all", "web").code == 2
+    res = run("delete", "--all", "--yes", "-o", "json")
+    assert res.code == 0, res.err
+    assert sorted(d["name"] for d in res.json()) == ["db-0", "web-0", "web-1"]
+    left = sorted((n.name, n.labels["owner"]) for c in memdriver.CLOUDS.values() for n, _ in c.nodes.values())
+    assert left == [("theirs-0", "alice"), ("theirs-1", "alice")]
+    assert run("ps", "-o", "json").json() == []
+    assert "nothing to delete" in run("delete", "--all", "--yes").err
+
+
+def test_delete_all_on_one_site(run: Runner, sky: Path) -> None:
+    res = run("delete", "--all", "--site", "cc", "--yes", "-o", "json")
+    assert res.code == 0, res.err
+    assert sorted(d["name"] for d in res.json()) == ["db-0", "web-2"]
+    assert sorted(n["name"] for n in run("ps", "-o", "json").json()) == ["web-0", "web-1"]
+
+
+def test_console_log_on_the_memory_cloud(run: Runner, sky: Path) -> None:
+    res = run("logs", "web-0")
+    assert res.code == 0 and "web-0 login:" in res.out
+    assert run("logs", "web").code == 2   # a group is not one node
