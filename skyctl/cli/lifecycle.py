@@ -103,7 +103,7 @@ def logs(
 
     from skyctl.cli.runtime import open_sky
     from skyctl.ops.inventory import show_node
-    from skyctl.ops.lifecycle import CLOUD_INIT_LOG, console_log
+    from skyctl.ops.lifecycle import CLOUD_INIT_LOG, ONE_CONTEXT_LOG, console_log
 
     with open_sky() as sky:
         found = show_node(sky, node, site=site)
@@ -112,7 +112,17 @@ def logs(
             from skyctl.ssh.transfer import read_text
 
             opts = _options(sky, identity=identity, user=user, accept_new=False)
-            text = read_text(found, sky.federation.sites[found.site], CLOUD_INIT_LOG, opts)
+            from skyctl.errors import NotFound
+
+            try:
+                text = read_text(found, sky.federation.sites[found.site], CLOUD_INIT_LOG, opts)
+            except NotFound as e:
+                # OpenNebula images without cloud-init are set up by one-context, which logs here.
+                if found.driver != "opennebula":
+                    e.hint = "the image may not run cloud-init"
+                    raise
+                term().info(f"{found.name} has no {CLOUD_INIT_LOG}; showing {ONE_CONTEXT_LOG}")
+                text = read_text(found, sky.federation.sites[found.site], ONE_CONTEXT_LOG, opts)
             if lines is not None:
                 text = "".join(text.splitlines(keepends=True)[-lines:]) if lines > 0 else ""
         else:

@@ -198,14 +198,19 @@ def exec_(
 ) -> None:
     """Run a command on every node of groups or nodes, in parallel.
 
+    The words after -- are the command. Several words keep their argv, each quoted for the
+    node's shell (as docker exec): -- touch 'my file' makes one file. A single word is a shell
+    command line, as in ssh host 'cmd': -- 'grep x log | wc -l' runs a pipeline there.
+
     On a terminal each output line is prefixed with its node's name; -o json gives a list of
     {node, exit_code, stdout, stderr, error}. Exits 0 only if the command succeeded on every
-    node, 1 if it failed on some, 3 if some nodes could not be reached.
+    node, 1 if it failed on some, 3 if some nodes could not be reached. Ctrl-C stops the
+    command on every node (SIGINT, then the session closes) and exits 130.
 
     \b
     Examples:
       skyctl exec web -- uptime
-      skyctl exec web db-0 -o json -- 'df -h /'
+      skyctl exec web db-0 -o json -- 'df -h / | tail -1'
     """
     from skyctl.cli.runtime import open_sky
     from skyctl.errors import UsageError
@@ -250,7 +255,7 @@ def exec_(
 
 
 def cp(
-    src: Annotated[str, typer.Argument(metavar="SRC", help="LOCAL, or NODE:PATH to copy from a node.")],
+    src: Annotated[str, typer.Argument(metavar="SRC", help="LOCAL, or NODE:PATH (GROUP:PATH: from every node).")],
     dst: Annotated[str, typer.Argument(metavar="DST", help="NODE:PATH or GROUP:PATH (every node), or LOCAL.")],
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Copy directories.")] = False,
     site: SiteOpt = None,
@@ -262,11 +267,15 @@ def cp(
 ) -> None:
     """Copy files to or from nodes over SFTP (relative paths are in the login user's home).
 
+    Missing directories on the node are made (as mkdir -p). From a group, each node's copy
+    lands in DST/<node>/.
+
     \b
     Examples:
-      skyctl cp input.dat web-0:data/
+      skyctl cp input.dat web-0:data/in/       # makes data/in/ if missing
       skyctl cp -r config/ web:app/config      # to every node of the group
       skyctl cp web-0:results.csv .
+      skyctl cp web:results.csv out/           # out/web-0/results.csv, out/web-1/...
     """
     from pathlib import Path
 
@@ -274,12 +283,14 @@ def cp(
     from skyctl.errors import NotFound, UsageError
     from skyctl.ops.inventory import show_node
     from skyctl.ssh.target import split_location
-    from skyctl.ssh.transfer import get, put_many
+    from skyctl.errors import SkyError
+    from skyctl.ssh.transfer import get, get_many, put_many
 
     (src_name, src_path), (dst_name, dst_path) = split_location(src), split_location(dst)
     if (src_name is None) == (dst_name is None):
         raise UsageError("one side of cp must be NODE:PATH (or GROUP:PATH) and the other a local path")
     t = term()
+    gather = False
     with open_sky() as sky:
         if dst_name is not None:  # upload, to one node or every node of a group
             local = Path(src_path).expanduser()
@@ -296,13 +307,25 @@ def cp(
             outcome.update(skipped)
         else:
             assert src_name is not None
-            site_errors = {}
-            found = show_node(sky, src_name, site=site)
-            nodes = [found]
+            nodes, site_errors = _resolve(sky, [src_name], site)
             opts = _options(sky, identity=identity, user=user, accept_new=accept_new_host_key)
-            files = get(found, sky.federation.sites[found.site], src_path, Path(dst_path).expanduser(), opts,
-                        recursive=recursive)
-            outcome = {found.name: [str(p) for p in files]}
+            gather = not (len(nodes) == 1 and nodes[0].name == src_name)
+            if not gather:   # one node: to DST itself, as scp does
+                found = nodes[0]
+                files = get(found, sky.federation.sites[found.site], src_path, Path(dst_path).expanduser(), opts,
+                            recursive=recursive)
+                outcome = {found.name: [str(p) for p in files]}
+            else:            # a group: each node's copy in DST/<node>/
+                into = Path(dst_path).expanduser()
+                if into.exists() and not into.is_dir():
+                    raise UsageError(f"{into} is not a directory; copying from the group {src_name} "
+                                     "gathers into DIR/<node>/")
+                live, skipped = _usable(nodes)
+                fetched = get_many(live, sky.federation.sites, src_path, into, opts, recursive=recursive,
+                                   parallel=parallel)
+                outcome = {n.name: r if isinstance(r, SkyError) else [str(p) for p in r]
+                           for n, r in zip(live, fetched)}
+                outcome.update(skipped)
     from skyctl.errors import SkyError
 
     rows = [{"node": n.name, "files": [] if isinstance(outcome[n.name], SkyError) else outcome[n.name],
@@ -312,7 +335,8 @@ def cp(
         done = [r for r in rows if r["error"] is None]
         count = sum(len(r["files"]) for r in done)
         if done:
-            where = "from " + done[0]["node"] if src_name else f"to {len(done)} node(s)"
+            where = (f"from {len(done)} node(s) into {dst_path}/<node>/" if src_name and gather
+                     else "from " + done[0]["node"] if src_name else f"to {len(done)} node(s)")
             t.info(f"copied {count} file(s) {where}")
     else:
         t.emit(rows, output)

@@ -108,4 +108,5 @@ def console_log(sky: Sky, node: Node, *, lines: int | None = None) -> str:
     return text
 
 
-CLOUD_INIT_LOG = "/var/log/cloud-init-output.log"
+CLOUD_INIT_LOG = "/var/log/cloud-init-output.log"   # cloud-init's `output: all` default
+ONE_CONTEXT_LOG = "/var/log/one-context.log"         # OpenNebula's one-context packages

@@ -114,6 +114,7 @@ class Session:
         self._jump = jump
         self._sftp: paramiko.SFTPClient | None = None
         self.on_close: Callable[[Session], None] | None = None
+        self._running: set[paramiko.Channel] = set()   # channels whose command has not ended
 
     @property
     def site(self) -> str:
@@ -142,6 +143,7 @@ class Session:
                                   site=self.site) from None
         out = _Lines((lambda s: on_line("stdout", s)) if on_line else None)
         err = _Lines((lambda s: on_line("stderr", s)) if on_line else None)
+        self._running.add(chan)
         try:
             while True:
                 while chan.recv_ready():
@@ -169,9 +171,32 @@ class Session:
             elif code == -1:
                 raise Unreachable(f"{self.target.where}: the connection closed before the command finished",
                                   site=self.site)
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
         finally:
+            self._running.discard(chan)
             chan.close()
         return code, out.close(), err.close()
+
+    def interrupt(self, signal_name: str = "INT") -> None:
+        """Send `signal_name` to every command still running on this connection: the "signal"
+        channel request of RFC 4254 6.9, which OpenSSH's sshd delivers since 7.9. Closing the
+        channel alone would leave a command without a terminal running until it writes."""
+        import paramiko
+        from paramiko.common import cMSG_CHANNEL_REQUEST
+
+        for chan in list(self._running):
+            if chan.closed or chan.exit_status_ready():
+                continue
+            m = paramiko.Message()
+            m.add_byte(cMSG_CHANNEL_REQUEST)
+            m.add_int(chan.remote_chanid)
+            m.add_string("signal")
+            m.add_boolean(False)
+            m.add_string(signal_name)
+            with contextlib.suppress(Exception):
+                self.transport._send_user_message(m)
 
     def sftp(self) -> paramiko.SFTPClient:
         import paramiko
@@ -325,4 +350,5 @@ class SshOptions:
             self._cancelled = True
             sessions = list(self._sessions)
         for s in sessions:
+            s.interrupt()   # the remote commands stop, then their connections close
             s.close()

@@ -100,8 +100,14 @@ def ssh_command(target: Target, key_path: Path, known_hosts: Path, command: Sequ
 
 
 def remote_command(args: Sequence[str]) -> str:
-    """Words after `--` joined the way OpenSSH does: the remote shell parses them."""
-    return " ".join(args)
+    """The command line for the node's shell from the words after `--`: one word is a shell
+    command line as it is (`ssh host 'cmd | grep x'`); several words keep their argv, each
+    quoted for the shell (`docker exec`), so `-- touch 'my file'` touches one file."""
+    import shlex
+
+    if len(args) == 1:
+        return args[0]
+    return shlex.join(args)
 
 
 def split_location(arg: str) -> tuple[str | None, str]:

@@ -13,6 +13,7 @@ socket and one timer thread applies contexts; threads exist only per live connec
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import ipaddress
@@ -176,7 +177,22 @@ class _GuestServer(paramiko.ServerInterface):
             name=f"ssh-exec-{self.guest.address}", daemon=True)
 
 
+# RFC 4254 6.9 signal names sshd delivers (session.c, OpenSSH 7.9+).
+_SIGNALS = {"INT": signal.SIGINT, "TERM": signal.SIGTERM, "KILL": signal.SIGKILL, "HUP": signal.SIGHUP,
+            "QUIT": signal.SIGQUIT, "USR1": signal.SIGUSR1, "USR2": signal.SIGUSR2}
+
+
 def _handle_request_then_start(channel: paramiko.Channel, message: paramiko.Message) -> None:
+    start = message.packet.tell()
+    if message.get_text() == "signal":   # paramiko's server side ignores it; sshd delivers it
+        message.get_boolean()
+        sig = _SIGNALS.get(message.get_text())
+        proc = getattr(channel, "skyctl_proc", None)
+        if sig is not None and proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, sig)
+        return
+    message.packet.seek(start)
     paramiko.Channel._handle_request(channel, message)  # answers the request first
     server = channel.transport.server_object if channel.transport else None
     runner = server.starts.pop(channel.get_id(), None) if isinstance(server, _GuestServer) else None
@@ -419,6 +435,7 @@ class VmSshFabric:
         except OSError as e:
             _close_channel(channel, f"sh: {e.strerror}\n", 127)
             return
+        channel.skyctl_proc = proc  # type: ignore[attr-defined]  # for "signal" requests
         with guest.lock:
             if guest.gone:
                 _kill_group(proc)
