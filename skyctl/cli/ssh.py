@@ -129,33 +129,50 @@ def ssh(
     user: UserOpt = None,
     identity: IdentityOpt = None,
     accept_new_host_key: AcceptOpt = False,
+    local_forward: Annotated[list[str] | None, typer.Option(
+        "--local-forward", "-L", metavar="[BIND:]PORT:HOST:HOSTPORT",
+        help="Forward a local port to HOST:HOSTPORT as the node sees it (repeatable; as ssh -L).")] = None,
+    remote_forward: Annotated[list[str] | None, typer.Option(
+        "--remote-forward", "-R", metavar="[BIND:]PORT:HOST:HOSTPORT",
+        help="Forward a port on the node to HOST:HOSTPORT here (repeatable; as ssh -R).")] = None,
+    no_command: Annotated[bool, typer.Option(
+        "--no-command", "-N", help="Only forward ports: run nothing, stay until Ctrl-C (as ssh -N).")] = False,
+    ssh_option: Annotated[list[str] | None, typer.Option(
+        "--ssh-option", metavar="KEY=VALUE", help="Pass an option to the system ssh (repeatable; as ssh -o). "
+        "skyctl's key, known-hosts file and host key checking stay in force.")] = None,
 ) -> None:
     """Log in to a node, or run one command on it and exit with its exit code.
 
     Without a command the system ssh takes over, with the right user, key, port, jump host
-    and skyctl's own known-hosts file.
+    and skyctl's own known-hosts file; so it does for port forwards (-L, -R) and --ssh-option,
+    with or without a command. The command's words follow the rules of 'skyctl exec'.
 
     \b
     Examples:
       skyctl ssh web-0
       skyctl ssh web-0 -- sudo journalctl -u htcondor
+      skyctl ssh jup-0 -N -L 8888:localhost:8888      # the notebook at localhost:8888
+      skyctl ssh web-0 --ssh-option ServerAliveInterval=30
     """
     import os
     import shutil
     import sys
 
     from skyctl.cli.runtime import open_sky
-    from skyctl.errors import Unsupported
+    from skyctl.errors import Unsupported, UsageError
     from skyctl.ops.inventory import show_node
     from skyctl.keys import split_key
     from skyctl.ssh.target import remote_command, ssh_command, target_for
 
     words = _remote_words(ctx)
+    extra = _ssh_extra(local_forward or [], remote_forward or [], ssh_option or [], no_command)
+    if no_command and words:
+        raise UsageError("-N runs no command: give either -N or a command after --")
     with open_sky() as sky:
         found = show_node(sky, node, site=site)
         opts = _options(sky, identity=identity, user=user, accept_new=accept_new_host_key)
         cfg = sky.federation.sites[found.site]
-        if words:
+        if words and not extra:
             lock = threading.Lock()
 
             def raw(_node: Any, stream: str, line: str) -> None:
@@ -175,11 +192,38 @@ def ssh(
     if shutil.which("ssh") is None:
         raise Unsupported("no ssh client on PATH; run commands with 'skyctl ssh NODE -- COMMAND'")
     key_path, _ = split_key(opts.key)
-    argv = ssh_command(target, key_path, opts.known_hosts.path)
+    argv = ssh_command(target, key_path, opts.known_hosts.path, [remote_command(words)] if words else (),
+                       extra=extra)
     term().detail(" ".join(argv))
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp("ssh", argv)
+
+
+def _ssh_extra(local: list[str], remote: list[str], options: list[str], no_command: bool) -> list[str]:
+    """The system ssh's arguments for forwards and the user's -o options, checked so that none
+    can be read as another flag."""
+    import re
+
+    from skyctl.errors import UsageError
+
+    spec = re.compile(r"^(?:\[[^\]]+\]:|[^:\s-][^:\s]*:)?\d{1,5}:(?:\[[^\]]+\]|[^:\s]+):\d{1,5}$")
+    out: list[str] = []
+    for flag, given in (("-L", local), ("-R", remote)):
+        for f in given:
+            if not spec.fullmatch(f):
+                raise UsageError(f"{flag} {f!r}: expected [BIND:]PORT:HOST:HOSTPORT, e.g. 8888:localhost:8888")
+            out += [flag, f]
+    for o in options:
+        key = re.split(r"[=\s]", o.strip(), maxsplit=1)[0]
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", key) or key == o.strip():
+            raise UsageError(f"--ssh-option {o!r}: expected KEY=VALUE, e.g. ServerAliveInterval=30")
+        out += ["-o", o.strip()]
+    if local or remote:
+        out += ["-o", "ExitOnForwardFailure=yes"]   # a port that cannot be forwarded is an error
+    if no_command:
+        out.append("-N")
+    return out
 
 
 # ---------------------------------------------------------------- exec

@@ -101,3 +101,85 @@ def test_console_and_cloud_init_logs(day: Day) -> None:
     ci = day("logs", "one-0", "--cloud-init")
     assert ci.stdout.strip(), "the guest's cloud-init output is empty"
     assert day("logs", "os-0", "--cloud-init").stdout.strip()
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Echo:
+    """A TCP service that answers each line with `name: line`, on `host`."""
+
+    def __init__(self, host: str, name: str) -> None:
+        self.sock = socket.create_server((host, 0))
+        self.port = int(self.sock.getsockname()[1])
+        self.name = name
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = conn.recv(1024)
+                conn.sendall(f"{self.name}: ".encode() + data)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _ask(host: str, port: int, timeout: float = 30.0) -> str:
+    """Connect (again until the forward is up) and send one line; the answer."""
+    for _ in iterate_timeout(timeout, f"a forward on {host}:{port}", interval=0.1):
+        try:
+            with socket.create_connection((host, port), timeout=5) as c:
+                c.sendall(b"ping\n")
+                answer = c.recv(1024).decode()
+            if answer:
+                return answer
+        except OSError:
+            continue
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.skipif(shutil.which("ssh") is None, reason="no OpenSSH client installed")
+def test_port_forwards_to_and_from_a_sandbox_vm(day: Day) -> None:
+    node = day.json("show", "os-1")
+    address = node["addresses"][0]
+    on_vm = Echo(address, "vm")          # a service on the VM (its address), e.g. a notebook
+    here = Echo("127.0.0.1", "laptop")   # a service on this machine
+    local_port, vm_port = _free_port(), _free_port(address)
+    proc = subprocess.Popen([SKYCTL, "ssh", "os-1", "-N", "-L", f"{local_port}:localhost:{on_vm.port}",
+                             "-R", f"{vm_port}:localhost:{here.port}", "--ssh-option", "ServerAliveInterval=30"],
+                            env=day.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=day.tmp)
+    try:
+        assert _ask("127.0.0.1", local_port) == "vm: ping\n"     # -L: localhost on the VM is the VM
+        assert _ask(address, vm_port) == "laptop: ping\n"        # -R: the VM's port reaches here
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        on_vm.close()
+        here.close()
+    bad = day("ssh", "os-1", "-L", "not-a-spec", ok=(2,))
+    assert "expected [BIND:]PORT:HOST:HOSTPORT" in bad.stderr
+    assert "expected KEY=VALUE" in day("ssh", "os-1", "--ssh-option", "-oProxyCommand", ok=(2,)).stderr
+    # with a command, forwards and options go through the system ssh too
+    ran = day("ssh", "os-1", "--ssh-option", "ConnectTimeout=20", "--", "echo", "via system ssh")
+    assert ran.stdout == "via system ssh\n"
+
+
+def test_exec_argv_and_cp_gather_on_the_sandbox(day: Day) -> None:
+    words = json.loads(day("exec", "os", "-o", "json", "--", "echo", "a  b", "$HOME").stdout)
+    assert [d["stdout"] for d in words] == ["a  b $HOME\n"] * 2
+    line = json.loads(day("exec", "os-0", "-o", "json", "--", "echo a  b | wc -w").stdout)
+    assert line[0]["stdout"].strip() == "2"
+    (day.tmp / "in.txt").write_text("data\n")
+    day("cp", "in.txt", "os:inputs/today/in.txt")
+    out = day.tmp / "gathered"
+    day("cp", "os:inputs/today/in.txt", str(out))
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.txt")) == ["os-0/in.txt", "os-1/in.txt"]

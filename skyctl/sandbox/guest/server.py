@@ -108,6 +108,8 @@ class _GuestServer(paramiko.ServerInterface):
         self.env: dict[int, dict[str, str]] = {}
         self.starts: dict[int, threading.Thread] = {}
         self.relays: dict[int, socket.socket] = {}
+        self.forwards: dict[tuple[str, int], socket.socket] = {}   # `ssh -R` listeners
+        self.transport: paramiko.Transport | None = None
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
@@ -136,6 +138,8 @@ class _GuestServer(paramiko.ServerInterface):
         # As sshd with its default AllowTcpForwarding: a jump host (`ssh -J`) connects on to the
         # destination. The sandbox's network is the loopback: nothing else is reachable.
         host, port = str(destination[0]), int(destination[1])
+        if host in ("localhost", "127.0.0.1", "::1", "ip6-localhost"):
+            host = self.guest.address   # the VM's own loopback is the VM (`-L 8888:localhost:8888`)
         if not _on_loopback(host):
             return paramiko.OPEN_FAILED_CONNECT_FAILED
         try:
@@ -147,6 +151,52 @@ class _GuestServer(paramiko.ServerInterface):
             self.guest.forwarded.append((host, port))
         self.relays[chanid] = upstream  # relayed once the channel exists (_GuestTransport)
         return paramiko.OPEN_SUCCEEDED
+
+    def check_port_forward_request(self, address: str, port: int) -> int | bool:
+        """`ssh -R`: sshd listens on the VM (GatewayPorts no: its loopback, which in the
+        sandbox is the VM's own address) and opens a forwarded-tcpip channel per connection."""
+        transport = self.transport
+        if transport is None:
+            return False
+        bind = self.guest.address if address in ("", "localhost", "127.0.0.1", "0.0.0.0", "::1", "*") else address
+        if bind != self.guest.address:
+            return False
+        try:
+            listener = listen(bind, port)
+        except OSError:
+            return False
+        listener.settimeout(0.5)   # wakes to notice the client's connection has ended
+        bound = listener.getsockname()[1]
+        self.forwards[(address, bound)] = listener
+
+        def accept_loop() -> None:
+            while True:
+                try:
+                    conn, peer = listener.accept()
+                except TimeoutError:
+                    if transport.is_active():
+                        continue
+                    listener.close()
+                    return
+                except OSError:
+                    return
+                conn.settimeout(None)
+                try:
+                    chan = transport.open_forwarded_tcpip_channel((str(peer[0]), int(peer[1])), (address, bound))
+                except Exception:  # noqa: BLE001 - the client went away: this connection is dropped
+                    conn.close()
+                    continue
+                for name, args in (("up", (conn.recv, chan.sendall, lambda c=chan: c.shutdown_write())),
+                                   ("down", (chan.recv, conn.sendall, lambda c=conn, ch=chan: (c.close(), ch.close())))):
+                    threading.Thread(target=_relay, args=args, daemon=True, name=f"ssh-rforward-{name}").start()
+
+        threading.Thread(target=accept_loop, daemon=True, name=f"ssh-rforward-{bind}:{bound}").start()
+        return bound
+
+    def cancel_port_forward_request(self, address: str, port: int) -> None:
+        listener = self.forwards.pop((address, port), None)
+        if listener is not None:
+            listener.close()
 
     def check_channel_env_request(self, channel: paramiko.Channel, name: bytes | str, value: bytes | str) -> bool:
         name_s = name.decode() if isinstance(name, bytes) else name
@@ -517,7 +567,9 @@ class VmSshFabric:
                 guest.transports.add(transport)
                 guest.connections += 1
             # With an event, start_server returns at once; negotiation runs in the transport's thread.
-            transport.start_server(event=threading.Event(), server=_GuestServer(self, guest))
+            server = _GuestServer(self, guest)
+            server.transport = transport
+            transport.start_server(event=threading.Event(), server=server)
         except Exception as e:  # noqa: BLE001 - a bad client must not stop the accept loop
             log.warning("ssh session on %s failed to start: %s", guest.address, e)
             conn.close()
