@@ -101,3 +101,46 @@ def test_console_log_on_the_memory_cloud(run: Runner, sky: Path) -> None:
     res = run("logs", "web-0")
     assert res.code == 0 and "web-0 login:" in res.out
     assert run("logs", "web").code == 2   # a group is not one node
+
+
+def test_global_options_before_or_after_the_command(run: Runner, sky: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SKYCTL_CONFIG")
+    after = run("ps", "--config", str(sky), "-o", "json", "-v")
+    assert after.code == 0, after.err
+    assert len(after.json()) == 4
+    assert f"federation file: {sky} (given with --config)" in after.err
+    before = run("-o", "json", "-c", str(sky), "ps", "web")
+    assert before.code == 0 and [n["name"] for n in before.json()] == ["web-0", "web-1", "web-2"]
+    monkeypatch.setenv("SKYCTL_CONFIG", str(sky))
+    assert f"federation file: {sky} (from SKYCTL_CONFIG)" in run("ps", "-v").err
+    assert run("ps", "--debug").code == 0
+
+
+def test_v_says_when_the_running_sandbox_file_was_chosen(run: Runner, sky: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    monkeypatch.delenv("SKYCTL_CONFIG")
+    sandbox = Path(os.environ["SKYCTL_HOME"]) / "state" / "sandbox"
+    sandbox.mkdir(parents=True, exist_ok=True)
+    (sandbox / "sky.yaml").write_text(sky.read_text())
+    (sandbox / "runtime.json").write_text("{}")
+    res = run("-v", "ps", "-o", "json")
+    assert res.code == 0, res.err
+    assert f"federation file: {sandbox / 'sky.yaml'} (the running sandbox's, as there is no " in res.err
+
+
+def test_hoisting_leaves_the_node_words_and_command_options_alone() -> None:
+    from typer.main import get_command
+
+    from skyctl.cli.main import app, hoist_global_options
+
+    root = get_command(app)
+    assert hoist_global_options(root, ["ps", "-v", "--config", "f", "web"]) == ["-v", "--config", "f", "ps", "web"]
+    assert hoist_global_options(root, ["-o", "json", "burst", "status"]) == ["burst", "status", "-o", "json"]
+    assert hoist_global_options(root, ["-ojson", "exec", "web", "--", "ls", "-v"]) == \
+        ["exec", "web", "-ojson", "--", "ls", "-v"]
+    assert hoist_global_options(root, ["exec", "web", "--debug", "--", "grep", "-c", "--owner", "x"]) == \
+        ["--debug", "exec", "web", "--", "grep", "-c", "--owner", "x"]
+    # an option's value that looks like a global option stays the value
+    assert hoist_global_options(root, ["launch", "g", "--var", "-v"])[:2] == ["launch", "g"]
