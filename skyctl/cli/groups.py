@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from skyctl.cli import complete
 from skyctl.cli.options import OutputOpt, YesOpt
 from skyctl.cli.terminal import OutputFormat, term
 
@@ -17,7 +18,7 @@ burst_app = typer.Typer(help="Bursting rules: see what each rule sees, run one t
 
 
 def scale(
-    group: Annotated[str, typer.Argument(help="The group to resize.")],
+    group: Annotated[str, typer.Argument(help="The group to resize.", autocompletion=complete.groups)],
     count: Annotated[int, typer.Argument(min=0, help="How many nodes the group should have.")],
     output: OutputOpt = OutputFormat.table,
 ) -> None:

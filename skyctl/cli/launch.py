@@ -7,20 +7,21 @@ from typing import Annotated, Any
 
 import typer
 
+from skyctl.cli import complete
 from skyctl.cli.options import OutputOpt, VarFileOpt, VarOpt, parse_vars
 from skyctl.cli.terminal import OutputFormat, term
 
-GroupArg = Annotated[str, typer.Argument(help="Group name (lowercase letters, digits, '-'); nodes are GROUP-0, GROUP-1...")]
+GroupArg = Annotated[str, typer.Argument(autocompletion=complete.groups, help="Group name (lowercase letters, digits, '-'); nodes are GROUP-0, GROUP-1...")]
 CountOpt = Annotated[int, typer.Option("--count", "-n", min=1, max=10000, help="How many nodes.")]
-ImageOpt = Annotated[str | None, typer.Option("--image", "-i", help="Logical image from the federation file "
+ImageOpt = Annotated[str | None, typer.Option("--image", "-i", autocompletion=complete.images, help="Logical image from the federation file "
                                               "(or a site's own image name/id with --site). Default: defaults.image.")]
-SizeOpt = Annotated[str | None, typer.Option("--size", help="Logical size from the federation file (or a site's own "
+SizeOpt = Annotated[str | None, typer.Option("--size", autocompletion=complete.sizes, help="Logical size from the federation file (or a site's own "
                                              "flavor name/id with --site). Default: defaults.size.")]
 CpusOpt = Annotated[int | None, typer.Option("--cpus", min=1, help="vCPUs per node (instead of --size).")]
 MemoryOpt = Annotated[str | None, typer.Option("--memory", help="Memory per node, e.g. 4GiB (with --cpus; default "
                                                "2GiB per vCPU).")]
-SiteOpt = Annotated[str | None, typer.Option("--site", "-s", help="Only this site (no bursting).")]
-ContextOpt = Annotated[list[str] | None, typer.Option("--context", metavar="PROFILE", help="Context profile, "
+SiteOpt = Annotated[str | None, typer.Option("--site", "-s", autocompletion=complete.sites, help="Only this site (no bursting).")]
+ContextOpt = Annotated[list[str] | None, typer.Option("--context", metavar="PROFILE", autocompletion=complete.profiles, help="Context profile, "
                                                       "repeatable, merged in order. Default: defaults.contexts.")]
 WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every node is ready: running, "
                                         "SSH login works with the delivered key, context finished.")]

@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 import typer
 
+from skyctl.cli import complete
 from skyctl.cli.options import OutputOpt
 from skyctl.cli.terminal import OutputFormat, term
 
-TargetsArg = Annotated[list[str], typer.Argument(metavar="GROUP|NODE...", help="Groups and/or node names.")]
-SiteOpt = Annotated[str | None, typer.Option("--site", "-s", help="Only nodes on this site.")]
+TargetsArg = Annotated[list[str], typer.Argument(metavar="GROUP|NODE...", autocompletion=complete.targets, help="Groups and/or node names.")]
+SiteOpt = Annotated[str | None, typer.Option("--site", "-s", autocompletion=complete.sites, help="Only nodes on this site.")]
 WaitOpt = Annotated[bool, typer.Option("--wait", "-w", help="Return once every node is in its new state.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", "-t", min=0.1, help="Seconds --wait waits.")]
 
@@ -84,7 +85,7 @@ def reboot(targets: TargetsArg, site: SiteOpt = None,
 
 
 def logs(
-    node: Annotated[str, typer.Argument(metavar="NODE", help="A node name (see 'skyctl ps').")],
+    node: Annotated[str, typer.Argument(metavar="NODE", autocompletion=complete.nodes, help="A node name (see 'skyctl ps').")],
     site: SiteOpt = None,
     cloud_init: Annotated[bool, typer.Option("--cloud-init", help="The guest's /var/log/cloud-init-output.log "
                                              "over SSH instead of the console.")] = False,

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
+from skyctl.cli import complete
 from skyctl.cli.options import OutputOpt, YesOpt
 from skyctl.cli.terminal import OutputFormat, term
 
-SiteOpt = Annotated[str | None, typer.Option("--site", "-s", help="Only this site.")]
+SiteOpt = Annotated[str | None, typer.Option("--site", "-s", autocompletion=complete.sites, help="Only this site.")]
 
 
 def node_table(nodes: list[dict[str, Any]], *, owners: bool = False) -> Any:
@@ -22,9 +23,9 @@ def node_table(nodes: list[dict[str, Any]], *, owners: bool = False) -> Any:
 
 
 def ps(
-    group: Annotated[str | None, typer.Argument(help="Only this group (as --group).")] = None,
+    group: Annotated[str | None, typer.Argument(help="Only this group (as --group).", autocompletion=complete.groups)] = None,
     site: SiteOpt = None,
-    group_opt: Annotated[list[str] | None, typer.Option("--group", "-g", metavar="GROUP",
+    group_opt: Annotated[list[str] | None, typer.Option("--group", "-g", metavar="GROUP", autocompletion=complete.groups,
                                                         help="Only these groups (repeatable).")] = None,
     state: Annotated[list[str] | None, typer.Option(
         "--state", metavar="STATE", help="Only nodes in this state: pending, running, stopped, error, "
@@ -62,7 +63,7 @@ def ps(
 
 
 def show(
-    node: Annotated[str, typer.Argument(help="A node name, or the cloud's own id with --site.")],
+    node: Annotated[str, typer.Argument(help="A node name, or the cloud's own id with --site.", autocompletion=complete.nodes)],
     site: SiteOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
@@ -84,7 +85,7 @@ def show(
 
 
 def delete(
-    targets: Annotated[list[str] | None, typer.Argument(help="Groups and/or node names.")] = None,
+    targets: Annotated[list[str] | None, typer.Argument(help="Groups and/or node names.", autocompletion=complete.targets)] = None,
     site: SiteOpt = None,
     all_: Annotated[bool, typer.Option("--all", help="Every node of yours (with --site: on that site). "
                                        "Never another owner's, never VMs skyctl did not create.")] = False,

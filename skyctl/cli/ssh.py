@@ -11,6 +11,8 @@ import threading
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from skyctl.cli import complete
 from typer.core import TyperCommand
 
 from skyctl.cli.options import OutputOpt
@@ -21,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _REMOTE = "skyctl.remote_command"
 
-SiteOpt = Annotated[str | None, typer.Option("--site", "-s", help="Only nodes on this site.")]
+SiteOpt = Annotated[str | None, typer.Option("--site", "-s", autocompletion=complete.sites, help="Only nodes on this site.")]
 AcceptOpt = Annotated[bool, typer.Option(
     "--accept-new-host-key", help="Replace a recorded host key that changed (after a node was rebuilt).")]
 IdentityOpt = Annotated[str | None, typer.Option(
@@ -124,7 +126,7 @@ def _exit_for(failed: int, unreachable: dict[str, Any], total: int, site_errors:
 
 def ssh(
     ctx: typer.Context,
-    node: Annotated[str, typer.Argument(metavar="NODE", help="A node name (see 'skyctl ps').")],
+    node: Annotated[str, typer.Argument(metavar="NODE", autocompletion=complete.nodes, help="A node name (see 'skyctl ps').")],
     site: SiteOpt = None,
     user: UserOpt = None,
     identity: IdentityOpt = None,
@@ -231,7 +233,7 @@ def _ssh_extra(local: list[str], remote: list[str], options: list[str], no_comma
 
 def exec_(
     ctx: typer.Context,
-    targets: Annotated[list[str], typer.Argument(metavar="GROUP|NODE", help="Groups and/or node names.")],
+    targets: Annotated[list[str], typer.Argument(metavar="GROUP|NODE", autocompletion=complete.targets, help="Groups and/or node names.")],
     site: SiteOpt = None,
     parallel: Annotated[int, typer.Option("--parallel", "-p", min=1, max=256,
                                           help="Nodes at a time.")] = 16,
@@ -299,8 +301,8 @@ def exec_(
 
 
 def cp(
-    src: Annotated[str, typer.Argument(metavar="SRC", help="LOCAL, or NODE:PATH (GROUP:PATH: from every node).")],
-    dst: Annotated[str, typer.Argument(metavar="DST", help="NODE:PATH or GROUP:PATH (every node), or LOCAL.")],
+    src: Annotated[str, typer.Argument(metavar="SRC", autocompletion=complete.locations, help="LOCAL, or NODE:PATH (GROUP:PATH: from every node).")],
+    dst: Annotated[str, typer.Argument(metavar="DST", autocompletion=complete.locations, help="NODE:PATH or GROUP:PATH (every node), or LOCAL.")],
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Copy directories.")] = False,
     site: SiteOpt = None,
     parallel: Annotated[int, typer.Option("--parallel", "-p", min=1, max=256, help="Nodes at a time.")] = 16,
@@ -432,7 +434,7 @@ class _WaitProgress:
 
 
 def wait(
-    targets: Annotated[list[str], typer.Argument(metavar="GROUP|NODE", help="Groups and/or node names.")],
+    targets: Annotated[list[str], typer.Argument(metavar="GROUP|NODE", autocompletion=complete.targets, help="Groups and/or node names.")],
     site: SiteOpt = None,
     timeout: Annotated[float | None, typer.Option(
         "--timeout", "-t", min=0.1, help="Seconds to wait (default: each site's ready_timeout).")] = None,
