@@ -144,3 +144,51 @@ def test_hoisting_leaves_the_node_words_and_command_options_alone() -> None:
         ["--debug", "exec", "web", "--", "grep", "-c", "--owner", "x"]
     # an option's value that looks like a global option stays the value
     assert hoist_global_options(root, ["launch", "g", "--var", "-v"])[:2] == ["launch", "g"]
+
+
+@pytest.fixture
+def at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stdout as a terminal 80 columns wide."""
+    from rich.console import Console
+
+    from skyctl.cli.terminal import term
+
+    monkeypatch.setattr(term(), "_out", Console(width=80, no_color=True, highlight=False, soft_wrap=False))
+
+
+def test_ps_at_80_columns_never_splits_an_id(run: Runner, sky: Path, at_80_columns: None) -> None:
+    import uuid
+    from dataclasses import replace
+
+    ids = []
+    for site in ("home", "cc"):
+        c = memdriver.cloud(site)
+        with c.lock:
+            for old, (n, ctx) in list(c.nodes.items()):
+                new = str(uuid.uuid4())
+                ids.append(new)
+                c.nodes[new] = (replace(n, id=new, addresses=("10.254.254.254", "fd00::dead:beef:1")), ctx)
+                del c.nodes[old]
+    res = run("ps")
+    assert res.code == 0, res.err
+    lines = res.out.splitlines()
+    assert all(len(line.rstrip()) <= 80 for line in lines), res.out
+    for i in ids:
+        assert any(i in line for line in lines), f"{i} split:\n{res.out}"
+
+
+def test_burst_status_groups_identical_reasons(run: Runner, sky_file: Callable[[dict[str, Any]], Path],
+                                               at_80_columns: None) -> None:
+    data = federation(home={"driver": "memory", "tier": "local", "instances": 2},
+                      cc={"driver": "memory", "tier": "remote", "cost": 1, "instances": 12})
+    data["bursting"] = [{"name": "overflow", "from": ["home"], "to": ["cc"], "home": {"max_moves": 1}}]
+    sky_file(data)
+    assert run("launch", "pin", "--count", "2", "--site", "home").code == 0
+    assert run("launch", "batch", "--count", "8").code == 0   # all on cc: home is full
+    reasons = run("burst", "status", "-o", "json").json()["rules"][0]["reasons"]
+    assert len(reasons) >= 8                                  # the document keeps one per node
+    table = run("burst", "status").out
+    why = reasons[0].partition(": ")[2]
+    assert table.count(why.split()[0]) <= 2, table
+    assert "(+5 more)" in table and "batch-0, batch-1, batch-2" in table, table
+    assert all(len(line.rstrip()) <= 80 for line in table.splitlines()), table
