@@ -100,6 +100,7 @@ def test_delete_all_on_one_site(run: Runner, sky: Path) -> None:
 def test_console_log_on_the_memory_cloud(run: Runner, sky: Path) -> None:
     res = run("logs", "web-0")
     assert res.code == 0 and "web-0 login:" in res.out
+    assert run("logs", "web-0", "-n", "1").out == "web-0 login: \n"
     assert run("logs", "web").code == 2   # a group is not one node
 
 
@@ -192,3 +193,12 @@ def test_burst_status_groups_identical_reasons(run: Runner, sky_file: Callable[[
     assert table.count(why.split()[0]) <= 2, table
     assert "(+5 more)" in table and "batch-0, batch-1, batch-2" in table, table
     assert all(len(line.rstrip()) <= 80 for line in table.splitlines()), table
+
+
+def test_ssh_forward_specs_and_options_are_checked_before_anything_runs(run: Runner, sky: Path) -> None:
+    bad = run("ssh", "web-0", "-L", "not-a-spec")
+    assert bad.code == 2 and "expected [BIND:]PORT:HOST:HOSTPORT" in bad.err
+    assert "expected [BIND:]PORT:HOST:HOSTPORT" in run("ssh", "web-0", "-R", "-oProxyCommand=x:1:h:2").err
+    opt = run("ssh", "web-0", "--ssh-option", "-oProxyCommand")
+    assert opt.code == 2 and "expected KEY=VALUE" in opt.err
+    assert run("ssh", "web-0", "-N", "--", "uptime").code == 2

@@ -62,7 +62,6 @@ def test_stop_start_reboot_on_both_clouds(day: Day) -> None:
     assert {n["name"]: n["state"] for n in stopped} == {"os-0": "stopped", "one-0": "stopped"}
     assert states(day, "os") == {"os-0": "stopped", "os-1": "running"}
     assert sorted(n["name"] for n in day.json("ps", "--state", "stopped")) == ["one-0", "os-0"]
-    day("stop", "os-0", "one-0")  # already stopped: fine, as `openstack server stop` is not
 
     # a stopped VM's SSH is gone; the clouds refuse a soft reboot with their own words
     assert day("exec", "os-0", "--", "true", ok=None).returncode != 0
@@ -77,25 +76,12 @@ def test_stop_start_reboot_on_both_clouds(day: Day) -> None:
     day("wait", "os-0", "one-0")
     back = json.loads(day("exec", "os-0", "one-0", "-o", "json", "--", "echo", "back").stdout)
     assert [d["stdout"] for d in back] == ["back\n", "back\n"]
-
-    # a reboot in progress (held by a long boot) is REBOOT, and Nova refuses a stop meanwhile
-    day("sandbox", "fault", "home", "--boot-delay", "600")
-    try:
-        day("reboot", "os-1")
-        assert states(day, "os")["os-1"] == "pending"
-        busy = day("stop", "os-1", ok=(1,))
-        assert "Cannot 'stop' instance" in busy.stderr and "while it is in task_state reboot_started" in busy.stderr
-    finally:
-        day("sandbox", "fault", "home", "--boot-delay", "0.2")
-    day("reboot", "os-1", "--hard", "--wait")
-    assert states(day, "os")["os-1"] == "running"
+    # a reboot in progress and Nova's task_state refusals: drivers/openstack/tests
 
 
 def test_console_and_cloud_init_logs(day: Day) -> None:
     console = day("logs", "os-1")
     assert "Cloud-init v." in console.stdout and "login:" in console.stdout
-    tail = day("logs", "os-1", "-n", "2")
-    assert len(tail.stdout.splitlines()) <= 2
     none = day("logs", "one-0", ok=(1,))
     assert "OpenNebula serves no console log" in none.stderr and "--cloud-init" in none.stderr
     ci = day("logs", "one-0", "--cloud-init")
@@ -165,9 +151,6 @@ def test_port_forwards_to_and_from_a_sandbox_vm(day: Day) -> None:
         proc.wait(30)
         on_vm.close()
         here.close()
-    bad = day("ssh", "os-1", "-L", "not-a-spec", ok=(2,))
-    assert "expected [BIND:]PORT:HOST:HOSTPORT" in bad.stderr
-    assert "expected KEY=VALUE" in day("ssh", "os-1", "--ssh-option", "-oProxyCommand", ok=(2,)).stderr
     # with a command, forwards and options go through the system ssh too
     ran = day("ssh", "os-1", "--ssh-option", "ConnectTimeout=20", "--", "echo", "via system ssh")
     assert ran.stdout == "via system ssh\n"
