@@ -202,3 +202,19 @@ def test_ssh_forward_specs_and_options_are_checked_before_anything_runs(run: Run
     opt = run("ssh", "web-0", "--ssh-option", "-oProxyCommand")
     assert opt.code == 2 and "expected KEY=VALUE" in opt.err
     assert run("ssh", "web-0", "-N", "--", "uptime").code == 2
+
+
+def test_delete_all_asks_on_a_terminal_naming_every_node(run: Runner, sky: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from skyctl.cli.terminal import Terminal
+
+    asked: list[str] = []
+    answer = [False]
+    monkeypatch.setattr(Terminal, "interactive", property(lambda self: True))
+    monkeypatch.setattr(Terminal, "confirm", lambda self, q: asked.append(q) or answer[0])
+    no = run("delete", "--all")
+    assert no.code == 1 and len(run("ps", "-o", "json").json()) == 4   # said no: nothing deleted
+    assert asked == ["Delete 4 node(s): db-0, web-0, web-1, web-2?"]
+    answer[0] = True
+    assert run("delete", "--all").code == 0
+    assert run("ps", "-o", "json").json() == []
