@@ -13,7 +13,6 @@ socket and one timer thread applies contexts; threads exist only per live connec
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import io
 import ipaddress
@@ -35,6 +34,7 @@ from paramiko.common import MSG_CHANNEL_REQUEST
 
 from skyctl.sandbox.guest.access import GuestAccess, guest_access
 from skyctl.sandbox.guest.boot import Boot
+from skyctl.sandbox.guest.forward import deliver_signal, relay as _relay, remote_forward
 from skyctl.sandbox.guest.sftp import GuestSftpServer, RootedSftp
 from skyctl.sandbox.world import SVM, SiteWorld
 
@@ -153,44 +153,14 @@ class _GuestServer(paramiko.ServerInterface):
         return paramiko.OPEN_SUCCEEDED
 
     def check_port_forward_request(self, address: str, port: int) -> int | bool:
-        """`ssh -R`: sshd listens on the VM (GatewayPorts no: its loopback, which in the
-        sandbox is the VM's own address) and opens a forwarded-tcpip channel per connection."""
-        transport = self.transport
-        if transport is None:
+        """`ssh -R`: sshd listens on the VM (its loopback is the VM's own address in the sandbox)."""
+        if self.transport is None:
             return False
-        bind = self.guest.address if address in ("", "localhost", "127.0.0.1", "0.0.0.0", "::1", "*") else address
-        if bind != self.guest.address:
+        listener = remote_forward(self.transport, self.guest.address, address, port)
+        if listener is None:
             return False
-        try:
-            listener = listen(bind, port)
-        except OSError:
-            return False
-        listener.settimeout(0.5)   # wakes to notice the client's connection has ended
-        bound = listener.getsockname()[1]
+        bound = int(listener.getsockname()[1])
         self.forwards[(address, bound)] = listener
-
-        def accept_loop() -> None:
-            while True:
-                try:
-                    conn, peer = listener.accept()
-                except TimeoutError:
-                    if transport.is_active():
-                        continue
-                    listener.close()
-                    return
-                except OSError:
-                    return
-                conn.settimeout(None)
-                try:
-                    chan = transport.open_forwarded_tcpip_channel((str(peer[0]), int(peer[1])), (address, bound))
-                except Exception:  # noqa: BLE001 - the client went away: this connection is dropped
-                    conn.close()
-                    continue
-                for name, args in (("up", (conn.recv, chan.sendall, lambda c=chan: c.shutdown_write())),
-                                   ("down", (chan.recv, conn.sendall, lambda c=conn, ch=chan: (c.close(), ch.close())))):
-                    threading.Thread(target=_relay, args=args, daemon=True, name=f"ssh-rforward-{name}").start()
-
-        threading.Thread(target=accept_loop, daemon=True, name=f"ssh-rforward-{bind}:{bound}").start()
         return bound
 
     def cancel_port_forward_request(self, address: str, port: int) -> None:
@@ -227,22 +197,9 @@ class _GuestServer(paramiko.ServerInterface):
             name=f"ssh-exec-{self.guest.address}", daemon=True)
 
 
-# RFC 4254 6.9 signal names sshd delivers (session.c, OpenSSH 7.9+).
-_SIGNALS = {"INT": signal.SIGINT, "TERM": signal.SIGTERM, "KILL": signal.SIGKILL, "HUP": signal.SIGHUP,
-            "QUIT": signal.SIGQUIT, "USR1": signal.SIGUSR1, "USR2": signal.SIGUSR2}
-
-
 def _handle_request_then_start(channel: paramiko.Channel, message: paramiko.Message) -> None:
-    start = message.packet.tell()
-    if message.get_text() == "signal":   # paramiko's server side ignores it; sshd delivers it
-        message.get_boolean()
-        sig = _SIGNALS.get(message.get_text())
-        proc = getattr(channel, "skyctl_proc", None)
-        if sig is not None and proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, sig)
+    if deliver_signal(channel, message):   # paramiko's server side ignores it; sshd delivers it
         return
-    message.packet.seek(start)
     paramiko.Channel._handle_request(channel, message)  # answers the request first
     server = channel.transport.server_object if channel.transport else None
     runner = server.starts.pop(channel.get_id(), None) if isinstance(server, _GuestServer) else None
@@ -672,17 +629,3 @@ def _on_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # the sandbox resolves no other names
-
-
-def _relay(read: Callable[[int], bytes], write: Callable[[bytes], Any], done: Callable[[], Any]) -> None:
-    """One direction of a jump-host relay: copy until the source ends, then `done`."""
-    try:
-        for chunk in iter(lambda: read(65536), b""):
-            write(chunk)
-    except (OSError, EOFError):
-        pass
-    finally:
-        try:
-            done()
-        except OSError:
-            pass
