@@ -40,7 +40,7 @@ def _power(action: str, targets: list[str], site: str | None, wait: bool, timeou
         if wait:
             done = wait_state(sky, done, ACTIONS[action][1], timeout)
         else:  # as the clouds show them now (a stop may still be on its way)
-            done = [n for n in resolve_targets(sky, [n.name for n in done], site=site)[0]] or done
+            done = resolve_targets(sky, [n.name for n in done], site=site)[0] or done
     past = {"stop": "stopped", "start": "started", "reboot": "rebooted"}[action]
     t.info(f"{past} {len(outcome.done)} node(s)" + ("" if wait or action == "stop" and all(
         n.state == NodeState.STOPPED for n in done) else " (the clouds are on it; --wait waits)"))
@@ -49,12 +49,10 @@ def _power(action: str, targets: list[str], site: str | None, wait: bool, timeou
     term().emit([n.to_json() for n in done], output, table=node_table)
     for err in outcome.errors.values():
         t.error(err.line())
-    if outcome.errors:
-        import typer as _typer
-
+    if outcome.errors:   # some sites refused (or cannot): the others acted
         from skyctl.errors import EXIT_PARTIAL
 
-        raise _typer.Exit(EXIT_PARTIAL)
+        raise typer.Exit(EXIT_PARTIAL)
     exit_partial(listing.errors)
 
 

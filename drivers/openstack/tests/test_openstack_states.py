@@ -21,4 +21,3 @@ def test_nova_status_map(status, state) -> None:
 
 def test_deleting_task_state_is_deleted() -> None:
     assert states.node_state("ACTIVE", "deleting") is NodeState.DELETED
-
