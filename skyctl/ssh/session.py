@@ -131,6 +131,7 @@ class Session:
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise Unreachable(f"{self.target.where}: cannot open a session: {e or type(e).__name__}",
                               site=self.site) from None
+        self._running.add(chan)   # from now on: a Ctrl-C while the request is on its way reaches it too
         try:
             chan.exec_command(command)
             chan.shutdown_write()  # no stdin: commands that read it see end of file
@@ -138,12 +139,12 @@ class Session:
             # Some servers run a quick command and close the channel before answering the exec
             # request; its output and exit status have still arrived, so the result stands.
             if not (chan.exit_status_ready() and chan.exit_status != -1):
+                self._running.discard(chan)
                 chan.close()
                 raise Unreachable(f"{self.target.where}: cannot start the command: {e or type(e).__name__}",
                                   site=self.site) from None
         out = _Lines((lambda s: on_line("stdout", s)) if on_line else None)
         err = _Lines((lambda s: on_line("stderr", s)) if on_line else None)
-        self._running.add(chan)
         try:
             while True:
                 while chan.recv_ready():

@@ -29,11 +29,28 @@ def deliver_signal(channel: paramiko.Channel, message: paramiko.Message) -> bool
         return False
     message.get_boolean()   # want-reply: always false for "signal"
     sig = SIGNALS.get(message.get_text())
+    if sig is None:
+        return True
     proc = getattr(channel, "skyctl_proc", None)
-    if sig is not None and proc is not None and proc.poll() is None:
+    if proc is None:   # the command is still starting: it gets the signal once it runs
+        channel.skyctl_pending_signal = sig  # type: ignore[attr-defined]
+        return True
+    send_signal(proc, sig)
+    return True
+
+
+def started(channel: paramiko.Channel, proc: Any) -> None:
+    """The channel's command runs as `proc`: signals go to it (one that came first, now)."""
+    channel.skyctl_proc = proc  # type: ignore[attr-defined]
+    pending = getattr(channel, "skyctl_pending_signal", None)
+    if pending is not None:
+        send_signal(proc, pending)
+
+
+def send_signal(proc: Any, sig: int) -> None:
+    if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, sig)
-    return True
 
 
 def remote_forward(transport: paramiko.Transport, vm_address: str, address: str, port: int) -> socket.socket | None:

@@ -34,7 +34,7 @@ from paramiko.common import MSG_CHANNEL_REQUEST
 
 from skyctl.sandbox.guest.access import GuestAccess, guest_access
 from skyctl.sandbox.guest.boot import Boot
-from skyctl.sandbox.guest.forward import deliver_signal, relay as _relay, remote_forward
+from skyctl.sandbox.guest.forward import deliver_signal, relay as _relay, remote_forward, started
 from skyctl.sandbox.guest.sftp import GuestSftpServer, RootedSftp
 from skyctl.sandbox.world import SVM, SiteWorld
 
@@ -442,7 +442,7 @@ class VmSshFabric:
         except OSError as e:
             _close_channel(channel, f"sh: {e.strerror}\n", 127)
             return
-        channel.skyctl_proc = proc  # type: ignore[attr-defined]  # for "signal" requests
+        started(channel, proc)   # for "signal" requests
         with guest.lock:
             if guest.gone:
                 _kill_group(proc)
