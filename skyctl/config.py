@@ -362,11 +362,17 @@ def _validate_driver_options(site: SiteConfig, src: str | None) -> SiteConfig:
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None) -> Path:
+    return config_source(explicit)[0]
+
+
+def config_source(explicit: str | os.PathLike[str] | None) -> tuple[Path, str]:
+    """The federation file to load and why that one (said with -v): --config, then
+    SKYCTL_CONFIG, then the XDG default, then (no default file yet) a running sandbox's."""
     if explicit:
-        return Path(explicit).expanduser()
+        return Path(explicit).expanduser(), "given with --config"
     env = os.environ.get("SKYCTL_CONFIG")
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser(), "from SKYCTL_CONFIG"
     from skyctl.paths import base, default_config_file
 
     default = default_config_file()
@@ -374,8 +380,8 @@ def find_config_file(explicit: str | os.PathLike[str] | None) -> Path:
         # No federation of the user's own yet: a running sandbox is the natural target.
         sandbox = base("state") / "sandbox"
         if (sandbox / "runtime.json").exists() and (sandbox / "sky.yaml").exists():
-            return sandbox / "sky.yaml"
-    return default
+            return sandbox / "sky.yaml", f"the running sandbox's, as there is no {default}"
+    return default, "the default location"
 
 
 def load(explicit: str | os.PathLike[str] | None = None, *, validate_drivers: bool = True) -> Federation:

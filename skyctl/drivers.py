@@ -78,14 +78,24 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def delete(self, node_ids: Sequence[str]) -> None: ...
 
-    # -- optional, guarded by capabilities
+    # -- optional, guarded by capabilities (STOP_START, REBOOT, CONSOLE_LOG)
+    # stop/start are idempotent: a node already where it is asked to go is success. A node
+    # the cloud cannot move from its state (still building, rebooting) is the cloud's own
+    # refusal (InvalidRequest with its words). A missing node is NotFound.
     def stop(self, node_ids: Sequence[str]) -> None:
+        """Power nodes off, keeping their disks and addresses (Nova os-stop, ONE poweroff)."""
         raise Unsupported(f"{self.name} driver cannot stop nodes", site=self.site_name)
 
     def start(self, node_ids: Sequence[str]) -> None:
+        """Power stopped nodes on again (Nova os-start, ONE resume)."""
         raise Unsupported(f"{self.name} driver cannot start nodes", site=self.site_name)
 
+    def reboot(self, node_ids: Sequence[str], *, hard: bool = False) -> None:
+        """Restart running nodes (the guest's own reboot; `hard`: power-cycle)."""
+        raise Unsupported(f"{self.name} driver cannot reboot nodes", site=self.site_name)
+
     def console_log(self, node_id: str) -> str:
+        """The node's serial console output, as the cloud keeps it."""
         raise Unsupported(f"{self.name} driver has no console log", site=self.site_name)
 
     # -- images (capabilities IMAGE_UPLOAD / IMAGE_DOWNLOAD / IMAGE_FROM_URL)

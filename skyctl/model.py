@@ -71,6 +71,7 @@ class Tier(str, enum.Enum):
 
 class Capability(str, enum.Enum):
     STOP_START = "stop_start"
+    REBOOT = "reboot"
     CONSOLE_LOG = "console_log"
     SERVER_SIDE_LABEL_FILTER = "server_side_label_filter"
     FLOATING_IP = "floating_ip"

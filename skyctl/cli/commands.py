@@ -6,7 +6,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from skyctl.cli import access, context, groups, images, launch, nodes, sandbox, simulate, slurm, ssh
+    from skyctl.cli import access, context, groups, images, launch, lifecycle, nodes, sandbox, simulate, slurm, ssh
 
     app.command()(nodes.sites)
     app.command()(launch.launch)
@@ -14,6 +14,10 @@ def register(app: typer.Typer) -> None:
     app.command()(nodes.ps)
     app.command()(nodes.show)
     app.command()(nodes.delete)
+    app.command()(lifecycle.stop)
+    app.command()(lifecycle.start)
+    app.command()(lifecycle.reboot)
+    app.command()(lifecycle.logs)
     ssh.register(app)  # ssh, exec, cp, wait (they keep the words after -- for the node)
     access.register(app)  # ssh-config, inventory
     app.command()(groups.scale)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from skyctl.cli import complete
 from skyctl.cli.options import CostYesOpt, OutputOpt, YesOpt, cost_gate
 from skyctl.cli.terminal import OutputFormat, term
 
@@ -17,7 +18,7 @@ burst_app = typer.Typer(help="Bursting rules: see what each rule sees, run one t
 
 
 def scale(
-    group: Annotated[str, typer.Argument(help="The group to resize.")],
+    group: Annotated[str, typer.Argument(help="The group to resize.", autocompletion=complete.groups)],
     count: Annotated[int, typer.Argument(min=0, help="How many nodes the group should have.")],
     yes: CostYesOpt = False,
     output: OutputOpt = OutputFormat.table,
@@ -86,9 +87,33 @@ def reconcile(
 def _tick_table(data: dict[str, Any]) -> Any:
     rows = []
     for r in data["rules"]:
-        rows.append((r["rule"], r["burst_nodes"], ", ".join(f"{m['node']} {m['from']}->{m['to']}" for m in r["moves"])
-                     or "-", "; ".join(r["reasons"]) or "-"))
+        reasons = grouped_reasons(r["reasons"]) or ["-"]
+        moves = ", ".join(f"{m['node']} {m['from']}->{m['to']}" for m in r["moves"]) or "-"
+        rows.append((r["rule"], r["burst_nodes"], moves, reasons[0]))
+        rows += [("", "", "", why) for why in reasons[1:]]   # one reason a line, not one giant cell
     return term().table(["RULE", "BURST NODES", "MOVES", "WHY NOT MORE"], rows)
+
+
+def grouped_reasons(reasons: list[str], *, names: int = 3) -> list[str]:
+    """'cc-0: home is full', 'cc-1: home is full'... as one 'cc-0, cc-1 (+3 more): home is
+    full'; reasons about no node (a step, a cooldown) stay as they are, in order."""
+    by_why: dict[str, list[str]] = {}
+    for text in reasons:
+        who, sep, why = text.partition(": ")
+        if not sep or " " in who:
+            by_why.setdefault(text, [])
+        else:
+            by_why.setdefault(why, []).append(who)
+    out = []
+    for why, who in by_why.items():
+        if not who:
+            out.append(why)
+            continue
+        who = sorted(who, key=lambda n: (n.rpartition("-")[0], int(n.rpartition("-")[2]))
+                     if n.rpartition("-")[2].isdigit() else (n, -1))
+        shown = ", ".join(who[:names]) + (f" (+{len(who) - names} more)" if len(who) > names else "")
+        out.append(f"{shown}: {why}")
+    return out
 
 
 @burst_app.command("status")

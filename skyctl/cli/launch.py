@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
+from skyctl.cli import complete
 from skyctl.cli.options import CostYesOpt, OutputOpt, VarFileOpt, VarOpt, cost_gate, parse_vars
 from skyctl.cli.terminal import OutputFormat, term
 
-GroupArg = Annotated[str, typer.Argument(help="Group name (lowercase letters, digits, '-'); nodes are GROUP-0, GROUP-1...")]
+GroupArg = Annotated[str, typer.Argument(autocompletion=complete.groups, help="Group name (lowercase letters, digits, '-'); nodes are GROUP-0, GROUP-1...")]
 CountOpt = Annotated[int, typer.Option("--count", "-n", min=1, max=10000, help="How many nodes the group should "
                                         "have: only the missing ones are created, so a re-run creates nothing "
                                         "(with --add: how many to add).")]
@@ -18,18 +19,18 @@ AddOpt = Annotated[bool, typer.Option("--add", help="Add --count nodes to the gr
 MinCountOpt = Annotated[int | None, typer.Option("--min-count", min=1, metavar="M", help="All or nothing below M "
                                                  "(same units as --count): if fewer could be created, what this "
                                                  "launch created is deleted and it exits 4.")]
-ImageOpt = Annotated[str | None, typer.Option("--image", help="Logical image from the federation file "
+ImageOpt = Annotated[str | None, typer.Option("--image", autocompletion=complete.images, help="Logical image from the federation file "
                                               "(or a site's own image name/id with --site). Default: defaults.image.")]
 # `-i` is --identity in ssh and ssh-config (as in OpenSSH); here it was --image. Still taken,
 # hidden, with a warning, so scripts written against it keep working.
 OldImageOpt = Annotated[str | None, typer.Option("-i", hidden=True, help="Old short form of --image.")]
-SizeOpt = Annotated[str | None, typer.Option("--size", help="Logical size from the federation file (or a site's own "
+SizeOpt = Annotated[str | None, typer.Option("--size", autocompletion=complete.sizes, help="Logical size from the federation file (or a site's own "
                                              "flavor name/id with --site). Default: defaults.size.")]
 CpusOpt = Annotated[int | None, typer.Option("--cpus", min=1, help="vCPUs per node (instead of --size).")]
 MemoryOpt = Annotated[str | None, typer.Option("--memory", help="Memory per node, e.g. 4GiB (with --cpus; default "
                                                "2GiB per vCPU).")]
-SiteOpt = Annotated[str | None, typer.Option("--site", "-s", help="Only this site (no bursting).")]
-ContextOpt = Annotated[list[str] | None, typer.Option("--context", metavar="PROFILE", help="Context profile, "
+SiteOpt = Annotated[str | None, typer.Option("--site", "-s", autocompletion=complete.sites, help="Only this site (no bursting).")]
+ContextOpt = Annotated[list[str] | None, typer.Option("--context", metavar="PROFILE", autocompletion=complete.profiles, help="Context profile, "
                                                       "repeatable, merged in order. Default: defaults.contexts.")]
 WaitOpt = Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every node is ready: running, "
                                         "SSH login works with the delivered key, context finished. On a terminal "

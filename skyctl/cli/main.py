@@ -8,7 +8,7 @@ imports what it needs (config, ops, drivers) when it runs.
 # each start, and string annotations cost it an eval each (about 10 ms of `skyctl --help`).
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -41,9 +41,11 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _global(
-    config: Annotated[str | None, typer.Option("--config", "-c", metavar="PATH", envvar="SKYCTL_CONFIG",
+    # No envvar= here: config.config_source reads SKYCTL_CONFIG itself, so -v can say which it was.
+    config: Annotated[str | None, typer.Option("--config", "-c", metavar="PATH",
                                                help="Federation file (default: $SKYCTL_CONFIG, then "
-                                               "~/.config/skyctl/sky.yaml, then the running sandbox's).")] = None,
+                                               "~/.config/skyctl/sky.yaml, then the running sandbox's; "
+                                               "-v says which was loaded and why).")] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr.")] = 0,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and driver requests.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colours (also NO_COLOR=1).")] = False,
@@ -84,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
 
     t = term()
     try:
-        rc = app(args=argv, standalone_mode=False, prog_name="skyctl")
+        command = typer.main.get_command(app)
+        args = hoist_global_options(command, list(sys.argv[1:] if argv is None else argv))
+        rc = command.main(args=args, standalone_mode=False, prog_name="skyctl")
     except SkyError as e:
         if t.debug:
             import traceback
@@ -131,3 +135,85 @@ def _is_click_error(e: Exception) -> bool:
     except ImportError:
         pass
     return isinstance(e, tuple(classes))
+
+
+# The app's own options (name -> takes a value); they may come before or after the command.
+GLOBAL_OPTIONS = {"--config": True, "-c": True, "--verbose": False, "-v": False, "--debug": False,
+                  "--no-color": False, "--owner": True}
+OUTPUT_OPTIONS = ("-o", "--output")
+
+
+def hoist_global_options(root: Any, args: list[str]) -> list[str]:
+    """`skyctl ps --config f -v` as `skyctl --config f -v ps`, and `skyctl -o json ps` as
+    `skyctl ps -o json`: the app's options work on either side of the command, and so does
+    a command's -o. A command's own option of the same name keeps it; nothing after `--` (the
+    words for the node) and no option's value is touched."""
+    before: list[str] = []
+    i = 0
+    output: list[str] = []
+    while i < len(args):   # the app's options and a stray -o before the command
+        a = args[i]
+        name = a.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS or _is_count_flag(a):
+            before.append(a)
+            if GLOBAL_OPTIONS.get(name) and "=" not in a and i + 1 < len(args):
+                before.append(args[i + 1])
+                i += 1
+        elif name in OUTPUT_OPTIONS or (a.startswith("-o") and len(a) > 2 and not a.startswith("--")):
+            output.append(a)
+            if a in OUTPUT_OPTIONS and i + 1 < len(args):
+                output.append(args[i + 1])
+                i += 1
+        elif a.startswith("-") and a not in ("--",):
+            before.append(a)   # --help, --version...: click's to judge
+        else:
+            break
+        i += 1
+    path: list[str] = []
+    cmd = root
+    # duck-typed: typer vendors click in recent releases (typer._click), older ones use click
+    while i < len(args) and isinstance(getattr(cmd, "commands", None), dict) and not args[i].startswith("-"):
+        sub = cmd.commands.get(args[i])
+        if sub is None:
+            break
+        path.append(args[i])
+        cmd = sub
+        i += 1
+    if cmd is root:
+        return args
+    own: dict[str, bool] = {}
+    for param in getattr(cmd, "params", []):
+        if getattr(param, "param_type_name", "") == "option":
+            for opt in (*param.opts, *param.secondary_opts):
+                own[opt] = not (param.is_flag or param.count)
+    rest: list[str] = []
+    tail = args[i:]
+    j = 0
+    while j < len(tail):
+        a = tail[j]
+        if a == "--":
+            rest += tail[j:]
+            break
+        name = a.split("=", 1)[0]
+        if name in own or (a.startswith("-") and not a.startswith("--") and a[:2] in own):
+            rest.append(a)   # the command's own option, with its value
+            if own.get(name) and "=" not in a and j + 1 < len(tail):
+                rest.append(tail[j + 1])
+                j += 1
+        elif name in GLOBAL_OPTIONS or _is_count_flag(a):
+            before.append(a)
+            if GLOBAL_OPTIONS.get(name) and "=" not in a and j + 1 < len(tail):
+                before.append(tail[j + 1])
+                j += 1
+        else:
+            rest.append(a)
+        j += 1
+    if output:
+        cut = rest.index("--") if "--" in rest else len(rest)
+        rest = rest[:cut] + output + rest[cut:]
+    return [*before, *path, *rest]
+
+
+def _is_count_flag(arg: str) -> bool:
+    """-v, -vv, -vvv."""
+    return len(arg) >= 2 and arg[0] == "-" and arg[1] != "-" and set(arg[1:]) == {"v"}

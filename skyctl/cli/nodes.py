@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
+from skyctl.cli import complete
 from skyctl.cli.options import OutputOpt, YesOpt
 from skyctl.cli.terminal import OutputFormat, term
 
-SiteOpt = Annotated[str | None, typer.Option("--site", "-s", help="Only this site.")]
+SiteOpt = Annotated[str | None, typer.Option("--site", "-s", autocompletion=complete.sites, help="Only this site.")]
 
 
 def node_table(nodes: list[dict[str, Any]], *, owners: bool = False) -> Any:
@@ -22,8 +23,13 @@ def node_table(nodes: list[dict[str, Any]], *, owners: bool = False) -> Any:
 
 
 def ps(
-    group: Annotated[str | None, typer.Argument(help="Only this group.")] = None,
+    group: Annotated[str | None, typer.Argument(help="Only this group (as --group).", autocompletion=complete.groups)] = None,
     site: SiteOpt = None,
+    group_opt: Annotated[list[str] | None, typer.Option("--group", "-g", metavar="GROUP", autocompletion=complete.groups,
+                                                        help="Only these groups (repeatable).")] = None,
+    state: Annotated[list[str] | None, typer.Option(
+        "--state", metavar="STATE", help="Only nodes in this state: pending, running, stopped, error, "
+        "unknown (repeatable).")] = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Also VMs that skyctl did not create.")] = False,
     all_owners: Annotated[bool, typer.Option("--all-owners", help="Everyone's nodes, with an OWNER column "
                                              "(by default only yours).")] = False,
@@ -31,22 +37,33 @@ def ps(
 ) -> None:
     """List your nodes on every site at once (the clouds are the source of truth).
 
-    A site that is down or refuses credentials is named in a warning, the others still answer,
-    and skyctl exits 3.
+    Filters combine: 'skyctl ps --state stopped --site home -g web'. A site that is down or
+    refuses credentials is named in a warning, the others still answer, and skyctl exits 3.
     """
     from skyctl.cli.runtime import exit_partial, open_sky, raise_if_failed
+    from skyctl.errors import UsageError
+    from skyctl.model import NodeState
     from skyctl.ops.inventory import list_nodes
 
+    groups = ([group] if group else []) + list(group_opt or [])
+    known = {s.value for s in NodeState if s is not NodeState.DELETED}
+    bad = [s for s in state or [] if s.lower() not in known]
+    if bad:
+        raise UsageError(f"--state {bad[0]!r}: expected one of {', '.join(sorted(known))}")
+    wanted = {s.lower() for s in state or []}
     with open_sky() as sky:
-        listing = list_nodes(sky, group=group, site=site, include_foreign=all_, all_owners=all_owners)
+        listing = list_nodes(sky, group=groups[0] if len(groups) == 1 else None, site=site,
+                             include_foreign=all_, all_owners=all_owners)
         raise_if_failed(listing.outcome(1 if site else len(sky.site_names)))
-    term().emit([n.to_json() for n in listing.nodes], output,
+    nodes = [n for n in listing.nodes if (not groups or n.group in groups)
+             and (not wanted or n.state.value in wanted)]
+    term().emit([n.to_json() for n in nodes], output,
                 table=lambda rows: node_table(rows, owners=all_owners or all_))
     exit_partial(listing.errors)
 
 
 def show(
-    node: Annotated[str, typer.Argument(help="A node name, or the cloud's own id with --site.")],
+    node: Annotated[str, typer.Argument(help="A node name, or the cloud's own id with --site.", autocompletion=complete.nodes)],
     site: SiteOpt = None,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
@@ -68,29 +85,47 @@ def show(
 
 
 def delete(
-    targets: Annotated[list[str], typer.Argument(help="Groups and/or node names.")],
+    targets: Annotated[list[str] | None, typer.Argument(help="Groups and/or node names.", autocompletion=complete.targets)] = None,
     site: SiteOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every node of yours (with --site: on that site). "
+                                       "Never another owner's, never VMs skyctl did not create.")] = False,
     yes: YesOpt = False,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
-    """Delete groups or nodes on every site they are on.
+    """Delete groups or nodes on every site they are on; --all deletes all of yours.
 
-    Asks for confirmation on a terminal; scripts pass --yes.
+    Asks for confirmation on a terminal (naming every node); scripts pass --yes.
     """
     from skyctl.cli.runtime import exit_partial, open_sky
     from skyctl.errors import UsageError
-    from skyctl.ops.inventory import delete_nodes, resolve_targets
+    from skyctl.ops.inventory import delete_nodes, list_nodes, resolve_targets
 
     from contextlib import ExitStack
 
     from skyctl.ops.grouplock import group_lock
     from skyctl.ops.request import GROUP_RE
 
+    targets = list(targets or [])
+    if all_ and targets:
+        raise UsageError("give groups/nodes or --all, not both")
+    if not all_ and not targets:
+        raise UsageError("name the groups or nodes to delete (or --all for every node of yours)")
     t = term()
     with open_sky() as sky, ExitStack() as held:
+        if all_:  # only the caller's own nodes: list_nodes filters by the owner label
+            listing = list_nodes(sky, site=site)
+            from skyctl.ops.outcome import raise_if_none_answered
+
+            raise_if_none_answered(listing.errors, 1 if site else len(sky.site_names))
+            targets = sorted({n.group for n in listing.nodes if n.group}
+                             | ({g for g in sky.state.groups()} if site is None else set()))
+            targets += sorted({n.name for n in listing.nodes if not n.group})
         for g in sorted({x for x in targets if GROUP_RE.fullmatch(x)}):  # one writer per group
             held.enter_context(group_lock(g, say=t.info))
-        nodes, listing = resolve_targets(sky, targets, site=site)
+        if all_:
+            nodes, listing = list(listing.nodes), listing
+        else:
+            nodes, listing = resolve_targets(sky, targets, site=site)
         # A group is forgotten only when every site answered that its nodes are gone: a site
         # that did not answer (or was not asked, with --site) may still hold some.
         everyone_answered = not listing.errors and site is None

@@ -15,8 +15,11 @@ ACTING_FOR: str | None = None  # --owner: act on someone else's nodes (said on s
 def load_federation() -> Federation:
     """The federation file named by --config / SKYCTL_CONFIG / the XDG default."""
     from skyctl import config
+    from skyctl.cli.terminal import term
 
-    return config.load(CONFIG_PATH)
+    path, why = config.config_source(CONFIG_PATH)
+    term().detail(f"federation file: {path} ({why})")
+    return config.load(path)
 
 
 def open_sky(reporter: Any = None) -> Sky:

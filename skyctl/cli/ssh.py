@@ -11,6 +11,8 @@ import threading
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from skyctl.cli import complete
 from typer.core import TyperCommand
 
 from skyctl.cli.options import OutputOpt
@@ -21,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _REMOTE = "skyctl.remote_command"
 
-SiteOpt = Annotated[str | None, typer.Option("--site", "-s", help="Only nodes on this site.")]
+SiteOpt = Annotated[str | None, typer.Option("--site", "-s", autocompletion=complete.sites, help="Only nodes on this site.")]
 AcceptOpt = Annotated[bool, typer.Option(
     "--accept-new-host-key", help="Replace a recorded host key that changed (after a node was rebuilt).")]
 IdentityOpt = Annotated[str | None, typer.Option(
@@ -124,38 +126,55 @@ def _exit_for(failed: int, unreachable: dict[str, Any], total: int, site_errors:
 
 def ssh(
     ctx: typer.Context,
-    node: Annotated[str, typer.Argument(metavar="NODE", help="A node name (see 'skyctl ps').")],
+    node: Annotated[str, typer.Argument(metavar="NODE", autocompletion=complete.nodes, help="A node name (see 'skyctl ps').")],
     site: SiteOpt = None,
     user: UserOpt = None,
     identity: IdentityOpt = None,
     accept_new_host_key: AcceptOpt = False,
+    local_forward: Annotated[list[str] | None, typer.Option(
+        "--local-forward", "-L", metavar="[BIND:]PORT:HOST:HOSTPORT",
+        help="Forward a local port to HOST:HOSTPORT as the node sees it (repeatable; as ssh -L).")] = None,
+    remote_forward: Annotated[list[str] | None, typer.Option(
+        "--remote-forward", "-R", metavar="[BIND:]PORT:HOST:HOSTPORT",
+        help="Forward a port on the node to HOST:HOSTPORT here (repeatable; as ssh -R).")] = None,
+    no_command: Annotated[bool, typer.Option(
+        "--no-command", "-N", help="Only forward ports: run nothing, stay until Ctrl-C (as ssh -N).")] = False,
+    ssh_option: Annotated[list[str] | None, typer.Option(
+        "--ssh-option", metavar="KEY=VALUE", help="Pass an option to the system ssh (repeatable; as ssh -o). "
+        "skyctl's key, known-hosts file and host key checking stay in force.")] = None,
 ) -> None:
     """Log in to a node, or run one command on it and exit with its exit code.
 
     Without a command the system ssh takes over, with the right user, key, port, jump host
-    and skyctl's own known-hosts file.
+    and skyctl's own known-hosts file; so it does for port forwards (-L, -R) and --ssh-option,
+    with or without a command. The command's words follow the rules of 'skyctl exec'.
 
     \b
     Examples:
       skyctl ssh web-0
       skyctl ssh web-0 -- sudo journalctl -u htcondor
+      skyctl ssh jup-0 -N -L 8888:localhost:8888      # the notebook at localhost:8888
+      skyctl ssh web-0 --ssh-option ServerAliveInterval=30
     """
     import os
     import shutil
     import sys
 
     from skyctl.cli.runtime import open_sky
-    from skyctl.errors import Unsupported
+    from skyctl.errors import Unsupported, UsageError
     from skyctl.ops.inventory import show_node
     from skyctl.keys import split_key
     from skyctl.ssh.target import remote_command, ssh_command, target_for
 
     words = _remote_words(ctx)
+    extra = _ssh_extra(local_forward or [], remote_forward or [], ssh_option or [], no_command)
+    if no_command and words:
+        raise UsageError("-N runs no command: give either -N or a command after --")
     with open_sky() as sky:
         found = show_node(sky, node, site=site)
         opts = _options(sky, identity=identity, user=user, accept_new=accept_new_host_key)
         cfg = sky.federation.sites[found.site]
-        if words:
+        if words and not extra:
             lock = threading.Lock()
 
             def raw(_node: Any, stream: str, line: str) -> None:
@@ -175,11 +194,38 @@ def ssh(
     if shutil.which("ssh") is None:
         raise Unsupported("no ssh client on PATH; run commands with 'skyctl ssh NODE -- COMMAND'")
     key_path, _ = split_key(opts.key)
-    argv = ssh_command(target, key_path, opts.known_hosts.path)
+    argv = ssh_command(target, key_path, opts.known_hosts.path, [remote_command(words)] if words else (),
+                       extra=extra)
     term().detail(" ".join(argv))
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp("ssh", argv)
+
+
+def _ssh_extra(local: list[str], remote: list[str], options: list[str], no_command: bool) -> list[str]:
+    """The system ssh's arguments for forwards and the user's -o options, checked so that none
+    can be read as another flag."""
+    import re
+
+    from skyctl.errors import UsageError
+
+    spec = re.compile(r"^(?:\[[^\]]+\]:|[^:\s-][^:\s]*:)?\d{1,5}:(?:\[[^\]]+\]|[^:\s]+):\d{1,5}$")
+    out: list[str] = []
+    for flag, given in (("-L", local), ("-R", remote)):
+        for f in given:
+            if not spec.fullmatch(f):
+                raise UsageError(f"{flag} {f!r}: expected [BIND:]PORT:HOST:HOSTPORT, e.g. 8888:localhost:8888")
+            out += [flag, f]
+    for o in options:
+        key = re.split(r"[=\s]", o.strip(), maxsplit=1)[0]
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", key) or key == o.strip():
+            raise UsageError(f"--ssh-option {o!r}: expected KEY=VALUE, e.g. ServerAliveInterval=30")
+        out += ["-o", o.strip()]
+    if local or remote:
+        out += ["-o", "ExitOnForwardFailure=yes"]   # a port that cannot be forwarded is an error
+    if no_command:
+        out.append("-N")
+    return out
 
 
 # ---------------------------------------------------------------- exec
@@ -187,7 +233,7 @@ def ssh(
 
 def exec_(
     ctx: typer.Context,
-    targets: Annotated[list[str], typer.Argument(metavar="GROUP|NODE", help="Groups and/or node names.")],
+    targets: Annotated[list[str], typer.Argument(metavar="GROUP|NODE", autocompletion=complete.targets, help="Groups and/or node names.")],
     site: SiteOpt = None,
     parallel: Annotated[int, typer.Option("--parallel", "-p", min=1, max=256,
                                           help="Nodes at a time.")] = 16,
@@ -198,14 +244,19 @@ def exec_(
 ) -> None:
     """Run a command on every node of groups or nodes, in parallel.
 
+    The words after -- are the command. Several words keep their argv, each quoted for the
+    node's shell (as docker exec): -- touch 'my file' makes one file. A single word is a shell
+    command line, as in ssh host 'cmd': -- 'grep x log | wc -l' runs a pipeline there.
+
     On a terminal each output line is prefixed with its node's name; -o json gives a list of
     {node, exit_code, stdout, stderr, error}. Exits 0 only if the command succeeded on every
-    node, 1 if it failed on some, 3 if some nodes could not be reached.
+    node, 1 if it failed on some, 3 if some nodes could not be reached. Ctrl-C stops the
+    command on every node (SIGINT, then the session closes) and exits 130.
 
     \b
     Examples:
       skyctl exec web -- uptime
-      skyctl exec web db-0 -o json -- 'df -h /'
+      skyctl exec web db-0 -o json -- 'df -h / | tail -1'
     """
     from skyctl.cli.runtime import open_sky
     from skyctl.errors import UsageError
@@ -250,8 +301,8 @@ def exec_(
 
 
 def cp(
-    src: Annotated[str, typer.Argument(metavar="SRC", help="LOCAL, or NODE:PATH to copy from a node.")],
-    dst: Annotated[str, typer.Argument(metavar="DST", help="NODE:PATH or GROUP:PATH (every node), or LOCAL.")],
+    src: Annotated[str, typer.Argument(metavar="SRC", autocompletion=complete.locations, help="LOCAL, or NODE:PATH (GROUP:PATH: from every node).")],
+    dst: Annotated[str, typer.Argument(metavar="DST", autocompletion=complete.locations, help="NODE:PATH or GROUP:PATH (every node), or LOCAL.")],
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Copy directories.")] = False,
     site: SiteOpt = None,
     parallel: Annotated[int, typer.Option("--parallel", "-p", min=1, max=256, help="Nodes at a time.")] = 16,
@@ -262,24 +313,29 @@ def cp(
 ) -> None:
     """Copy files to or from nodes over SFTP (relative paths are in the login user's home).
 
+    Missing directories on the node are made (as mkdir -p). From a group, each node's copy
+    lands in DST/<node>/.
+
     \b
     Examples:
-      skyctl cp input.dat web-0:data/
+      skyctl cp input.dat web-0:data/in/       # makes data/in/ if missing
       skyctl cp -r config/ web:app/config      # to every node of the group
       skyctl cp web-0:results.csv .
+      skyctl cp web:results.csv out/           # out/web-0/results.csv, out/web-1/...
     """
     from pathlib import Path
 
     from skyctl.cli.runtime import open_sky
     from skyctl.errors import NotFound, UsageError
-    from skyctl.ops.inventory import show_node
     from skyctl.ssh.target import split_location
-    from skyctl.ssh.transfer import get, put_many
+    from skyctl.errors import SkyError
+    from skyctl.ssh.transfer import get, get_many, put_many
 
     (src_name, src_path), (dst_name, dst_path) = split_location(src), split_location(dst)
     if (src_name is None) == (dst_name is None):
         raise UsageError("one side of cp must be NODE:PATH (or GROUP:PATH) and the other a local path")
     t = term()
+    gather = False
     with open_sky() as sky:
         if dst_name is not None:  # upload, to one node or every node of a group
             local = Path(src_path).expanduser()
@@ -296,13 +352,25 @@ def cp(
             outcome.update(skipped)
         else:
             assert src_name is not None
-            site_errors = {}
-            found = show_node(sky, src_name, site=site)
-            nodes = [found]
+            nodes, site_errors = _resolve(sky, [src_name], site)
             opts = _options(sky, identity=identity, user=user, accept_new=accept_new_host_key)
-            files = get(found, sky.federation.sites[found.site], src_path, Path(dst_path).expanduser(), opts,
-                        recursive=recursive)
-            outcome = {found.name: [str(p) for p in files]}
+            gather = not (len(nodes) == 1 and nodes[0].name == src_name)
+            if not gather:   # one node: to DST itself, as scp does
+                found = nodes[0]
+                files = get(found, sky.federation.sites[found.site], src_path, Path(dst_path).expanduser(), opts,
+                            recursive=recursive)
+                outcome = {found.name: [str(p) for p in files]}
+            else:            # a group: each node's copy in DST/<node>/
+                into = Path(dst_path).expanduser()
+                if into.exists() and not into.is_dir():
+                    raise UsageError(f"{into} is not a directory; copying from the group {src_name} "
+                                     "gathers into DIR/<node>/")
+                live, skipped = _usable(nodes)
+                fetched = get_many(live, sky.federation.sites, src_path, into, opts, recursive=recursive,
+                                   parallel=parallel)
+                outcome = {n.name: r if isinstance(r, SkyError) else [str(p) for p in r]
+                           for n, r in zip(live, fetched)}
+                outcome.update(skipped)
     from skyctl.errors import SkyError
 
     rows = [{"node": n.name, "files": [] if isinstance(outcome[n.name], SkyError) else outcome[n.name],
@@ -312,7 +380,8 @@ def cp(
         done = [r for r in rows if r["error"] is None]
         count = sum(len(r["files"]) for r in done)
         if done:
-            where = "from " + done[0]["node"] if src_name else f"to {len(done)} node(s)"
+            where = (f"from {len(done)} node(s) into {dst_path}/<node>/" if src_name and gather
+                     else "from " + done[0]["node"] if src_name else f"to {len(done)} node(s)")
             t.info(f"copied {count} file(s) {where}")
     else:
         t.emit(rows, output)
@@ -364,7 +433,7 @@ class _WaitProgress:
 
 
 def wait(
-    targets: Annotated[list[str], typer.Argument(metavar="GROUP|NODE", help="Groups and/or node names.")],
+    targets: Annotated[list[str], typer.Argument(metavar="GROUP|NODE", autocompletion=complete.targets, help="Groups and/or node names.")],
     site: SiteOpt = None,
     timeout: Annotated[float | None, typer.Option(
         "--timeout", "-t", min=0.1, help="Seconds to wait (default: each site's ready_timeout).")] = None,

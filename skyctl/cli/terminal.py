@@ -21,6 +21,10 @@ class OutputFormat(str, enum.Enum):
     yaml = "yaml"
 
 
+# Columns whose cells are never folded: ids and names are copied and grepped whole.
+WHOLE_COLUMNS = ("ID", "NAME", "NODE", "NEW NODE")
+
+
 class Terminal:
     def __init__(self) -> None:
         self.verbose = 0
@@ -88,15 +92,24 @@ class Terminal:
                 self.out.print(renderable)
         sys.stdout.flush()
 
-    def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None):  # type: ignore[no-untyped-def]
+    def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None,  # type: ignore[no-untyped-def]
+              whole: Iterable[str] = WHOLE_COLUMNS):
+        """Cells fold onto more lines when the terminal is narrow, except in the `whole`
+        columns (ids, names): an id split over two lines cannot be copied or grepped."""
         from rich.table import Table
         from rich.text import Text
 
+        keep = set(whole)
+        cells = [[Text("" if v is None else printable(str(v))) for v in r] for r in rows]
         t = Table(title=title, box=None, pad_edge=False, header_style="bold")
-        for c in columns:
-            t.add_column(c, overflow="fold")
-        for r in rows:  # Text, not str: a cell's `[bold]` is shown, not interpreted
-            t.add_row(*(Text("" if v is None else printable(str(v))) for v in r))
+        for i, c in enumerate(columns):
+            if c in keep:
+                widest = max([len(c), *(r[i].cell_len for r in cells if i < len(r))])
+                t.add_column(c, no_wrap=True, overflow="ignore", min_width=widest)
+            else:
+                t.add_column(c, overflow="fold")
+        for r in cells:  # Text, not str: a cell's `[bold]` is shown, not interpreted
+            t.add_row(*r)
         return t
 
     def confirm(self, question: str) -> bool:

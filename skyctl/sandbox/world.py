@@ -137,6 +137,8 @@ class SVM:
     ssh_port: int | None = None
     host_key_fingerprint: str | None = None
     stopped: bool = False
+    rebooting_until: float = 0.0  # a reboot in progress ends then (its guest is down until)
+    hard_reboot: bool = False
     error: str | None = None      # fault message when the VM went to ERROR
     deleted: bool = False
     ready: bool = False           # context applied (READY=YES / cloud-init done)
@@ -145,6 +147,13 @@ class SVM:
 
     def booted(self, now: float | None = None) -> bool:
         return (now or time.time()) >= self.created + self.boot_delay
+
+    def rebooting(self, now: float | None = None) -> bool:
+        return (now or time.time()) < self.rebooting_until
+
+    def offline(self, now: float | None = None) -> bool:
+        """Its guest answers no one: powered off, or in the middle of a reboot."""
+        return self.stopped or self.rebooting(now)
 
 
 @dataclass

@@ -114,6 +114,7 @@ class Session:
         self._jump = jump
         self._sftp: paramiko.SFTPClient | None = None
         self.on_close: Callable[[Session], None] | None = None
+        self._running: set[paramiko.Channel] = set()   # channels whose command has not ended
 
     @property
     def site(self) -> str:
@@ -130,6 +131,7 @@ class Session:
         except (paramiko.SSHException, OSError, EOFError) as e:
             raise Unreachable(f"{self.target.where}: cannot open a session: {e or type(e).__name__}",
                               site=self.site) from None
+        self._running.add(chan)   # from now on: a Ctrl-C while the request is on its way reaches it too
         try:
             chan.exec_command(command)
             chan.shutdown_write()  # no stdin: commands that read it see end of file
@@ -137,6 +139,7 @@ class Session:
             # Some servers run a quick command and close the channel before answering the exec
             # request; its output and exit status have still arrived, so the result stands.
             if not (chan.exit_status_ready() and chan.exit_status != -1):
+                self._running.discard(chan)
                 chan.close()
                 raise Unreachable(f"{self.target.where}: cannot start the command: {e or type(e).__name__}",
                                   site=self.site) from None
@@ -169,9 +172,32 @@ class Session:
             elif code == -1:
                 raise Unreachable(f"{self.target.where}: the connection closed before the command finished",
                                   site=self.site)
+        except KeyboardInterrupt:
+            self.interrupt()
+            raise
         finally:
+            self._running.discard(chan)
             chan.close()
         return code, out.close(), err.close()
+
+    def interrupt(self, signal_name: str = "INT") -> None:
+        """Send `signal_name` to every command still running on this connection: the "signal"
+        channel request of RFC 4254 6.9, which OpenSSH's sshd delivers since 7.9. Closing the
+        channel alone would leave a command without a terminal running until it writes."""
+        import paramiko
+        from paramiko.common import cMSG_CHANNEL_REQUEST
+
+        for chan in list(self._running):
+            if chan.closed or chan.exit_status_ready():
+                continue
+            m = paramiko.Message()
+            m.add_byte(cMSG_CHANNEL_REQUEST)
+            m.add_int(chan.remote_chanid)
+            m.add_string("signal")
+            m.add_boolean(False)
+            m.add_string(signal_name)
+            with contextlib.suppress(Exception):
+                self.transport._send_user_message(m)
 
     def sftp(self) -> paramiko.SFTPClient:
         import paramiko
@@ -325,4 +351,5 @@ class SshOptions:
             self._cancelled = True
             sessions = list(self._sessions)
         for s in sessions:
+            s.interrupt()   # the remote commands stop, then their connections close
             s.close()

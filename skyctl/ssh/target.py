@@ -81,8 +81,11 @@ def target_for(node: Node, site: SiteConfig, *, user: str | None = None) -> Targ
     return Target(node, node.addresses[0], ssh.port, login, jump)
 
 
-def ssh_command(target: Target, key_path: Path, known_hosts: Path, command: Sequence[str] = ()) -> list[str]:
-    """argv for the system ssh, pinned to skyctl's known-hosts entry for this node."""
+def ssh_command(target: Target, key_path: Path, known_hosts: Path, command: Sequence[str] = (), *,
+                extra: Sequence[str] = ()) -> list[str]:
+    """argv for the system ssh, pinned to skyctl's known-hosts entry for this node. `extra`
+    (forwards, the user's -o options) comes after skyctl's own options: OpenSSH takes the
+    first value of an option, so the key, known-hosts file and host key checking stay skyctl's."""
     argv = ["ssh", "-i", str(key_path), "-p", str(target.port),
             "-o", "IdentitiesOnly=yes",
             "-o", f"UserKnownHostsFile={known_hosts}",
@@ -93,6 +96,7 @@ def ssh_command(target: Target, key_path: Path, known_hosts: Path, command: Sequ
             "-l", target.user]
     if target.jump:
         argv += ["-J", str(target.jump)]
+    argv += list(extra)
     argv.append(target.host)
     if command:
         argv += ["--", *command]
@@ -100,8 +104,14 @@ def ssh_command(target: Target, key_path: Path, known_hosts: Path, command: Sequ
 
 
 def remote_command(args: Sequence[str]) -> str:
-    """Words after `--` joined the way OpenSSH does: the remote shell parses them."""
-    return " ".join(args)
+    """The command line for the node's shell from the words after `--`: one word is a shell
+    command line as it is (`ssh host 'cmd | grep x'`); several words keep their argv, each
+    quoted for the shell (`docker exec`), so `-- touch 'my file'` touches one file."""
+    import shlex
+
+    if len(args) == 1:
+        return args[0]
+    return shlex.join(args)
 
 
 def split_location(arg: str) -> tuple[str | None, str]:

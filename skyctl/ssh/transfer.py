@@ -67,7 +67,12 @@ def fan_out(nodes: Sequence[Node], fn: Callable[[Node], T], *, parallel: int = D
             return Unreachable(f"{node.name}: {e.strerror or type(e).__name__}", site=node.site)
 
     if len(nodes) <= 1:
-        return [one(n) for n in nodes]
+        try:
+            return [one(n) for n in nodes]
+        except KeyboardInterrupt:
+            if on_interrupt is not None:
+                on_interrupt()
+            raise
     pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(nodes))), thread_name_prefix="ssh")
     try:
         futures = [pool.submit(one, n) for n in nodes]
@@ -124,11 +129,17 @@ def _put_session(s: Session, local: Path, remote: str, recursive: bool) -> list[
         raise UsageError(f"{local} is a directory (use -r)")
     if not local.exists():
         raise NotFound(f"{local}: no such file or directory")
-    if remote in ("", ".") or remote.endswith("/") or _remote_isdir(sftp, remote):
-        dest = str(PurePosixPath(remote or ".") / local.name)
-    else:
-        dest = remote
     written: list[str] = []
+    try:
+        if remote.endswith("/") and remote.strip("/"):
+            _makedirs(sftp, remote)          # `cp f node:new/dir/`: the directory is made
+        if remote in ("", ".") or remote.endswith("/") or _remote_isdir(sftp, remote):
+            dest = str(PurePosixPath(remote or ".") / local.name)
+        else:
+            dest = remote
+            _makedirs(sftp, str(PurePosixPath(remote).parent))   # as `mkdir -p` of its directory
+    except OSError as e:
+        raise _sftp_error(e, node, remote) from None
     try:
         if local.is_dir():
             for dirpath, dirnames, filenames in os.walk(local):
@@ -149,6 +160,20 @@ def _put_session(s: Session, local: Path, remote: str, recursive: bool) -> list[
     except OSError as e:
         raise _sftp_error(e, node, dest) from None
     return written
+
+
+def _makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
+    """`mkdir -p path` over SFTP (missing parents first); existing directories are fine."""
+    if path in ("", ".", "/") or _remote_isdir(sftp, path):
+        return
+    parent = str(PurePosixPath(path).parent)
+    if parent != path:
+        _makedirs(sftp, parent)
+    try:
+        sftp.mkdir(path)
+    except OSError:
+        if not _remote_isdir(sftp, path):   # made meanwhile by another copy: fine
+            raise
 
 
 def _check_entry_name(name: str, node: Node, rdir: str) -> None:
@@ -210,6 +235,46 @@ def get(node: Node, site: SiteConfig, remote: str, local: Path, opts: SshOptions
     """Copy a file (or directory with recursive) from the node; returns the local paths."""
     with opts.open(node, site) as s:
         return _get_session(s, remote, Path(local), recursive)
+
+
+def read_text(node: Node, site: SiteConfig, remote: str, opts: SshOptions, *, limit: int = 16 << 20) -> str:
+    """A text file of the node (its last `limit` bytes), read over SFTP; a file the login user
+    may not read (cloud-init's log is root:adm 0640 on some images) is read with `sudo -n cat`."""
+    import errno as errno_mod
+    import shlex
+
+    with opts.open(node, site) as s:
+        sftp = s.sftp()
+        try:
+            with sftp.open(remote, "rb") as f:
+                size = f.stat().st_size or 0
+                if size > limit:
+                    f.seek(size - limit)
+                data = f.read()
+            return data.decode("utf-8", "replace")
+        except PermissionError:
+            pass
+        except OSError as e:
+            if e.errno != errno_mod.EACCES:
+                raise _sftp_error(e, node, remote) from None
+        code, out, err = s.exec(f"sudo -n tail -c {limit} {shlex.quote(remote)}")
+        if code != 0:
+            raise GuestError(f"{node.name}:{remote}: permission denied, and sudo refused "
+                             f"({' '.join(err.split()) or f'exit {code}'})", site=node.site)
+        return out
+
+
+def get_many(nodes: Sequence[Node], sites: Mapping[str, SiteConfig], remote: str, local_dir: Path,
+             opts: SshOptions, *, recursive: bool = False,
+             parallel: int = DEFAULT_PARALLEL) -> list[list[Path] | SkyError]:
+    """The same path from every node, each into its own `local_dir/<node name>/`."""
+    def one(n: Node) -> list[Path]:
+        _check_entry_name(n.name, n, ".")   # the node's name becomes a local directory
+        into = Path(local_dir) / n.name
+        into.mkdir(parents=True, exist_ok=True)
+        return get(n, sites[n.site], remote, into, opts, recursive=recursive)
+
+    return fan_out(nodes, one, parallel=parallel, on_interrupt=opts.cancel)
 
 
 def put_many(nodes: Sequence[Node], sites: Mapping[str, SiteConfig], local: Path, remote: str,

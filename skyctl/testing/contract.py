@@ -22,7 +22,7 @@ import pytest
 
 from skyctl.drivers import Driver
 from skyctl.polling import Expired, iterate_timeout
-from skyctl.errors import DriverError, NotFound, QuotaExceeded
+from skyctl.errors import DriverError, InvalidRequest, NotFound, QuotaExceeded, Unsupported
 from skyctl.model import (FLAVOR_UNUSABLE, Capability, Capacity, Flavor, ImageRef, Node, NodeSpec, NodeState, RenderedContext,
                           node_labels)
 
@@ -171,3 +171,46 @@ class DriverContract:
             assert [n.id for n in driver.list({"group": group})] == [first.id]
         finally:
             target.set_instance_quota(None)
+
+    def test_stop_start_reboot(self, driver: Driver, target: ContractTarget, group: str) -> None:
+        """Where the driver declares STOP_START (and REBOOT): a running node stops, stopping it
+        again is success, a stopped node cannot be rebooted (the cloud's own refusal), it starts
+        again, and a reboot leaves it running. Without the capability: Unsupported."""
+        if Capability.STOP_START not in driver.capabilities:
+            with pytest.raises(Unsupported):
+                driver.stop(["x"])
+            return
+        name = f"{group}-0"
+        node = driver.create(make_spec(driver, target, group, name), name, RenderedContext())
+        assert wait_state(driver, node.id, {NodeState.RUNNING}, target.settle).state == NodeState.RUNNING
+
+        driver.stop([node.id])
+        stopped = wait_state(driver, node.id, {NodeState.STOPPED}, target.settle)
+        assert stopped.state == NodeState.STOPPED
+        assert [n.state for n in driver.list({"group": group})] == [NodeState.STOPPED]  # list agrees with get
+        driver.stop([node.id])  # already stopped: success
+        if Capability.REBOOT in driver.capabilities:
+            with pytest.raises(InvalidRequest) as info:
+                driver.reboot([node.id])
+            assert info.value.site == driver.site_name
+        else:
+            with pytest.raises(Unsupported):
+                driver.reboot([node.id])
+
+        driver.start([node.id])
+        assert wait_state(driver, node.id, {NodeState.RUNNING}, target.settle).state == NodeState.RUNNING
+        driver.start([node.id])  # already running: success
+        if Capability.REBOOT in driver.capabilities:
+            driver.reboot([node.id])
+            assert wait_state(driver, node.id, {NodeState.RUNNING}, target.settle).state == NodeState.RUNNING
+
+    def test_console_log_where_declared(self, driver: Driver, target: ContractTarget, group: str) -> None:
+        name = f"{group}-0"
+        node = driver.create(make_spec(driver, target, group, name), name, RenderedContext())
+        wait_state(driver, node.id, {NodeState.RUNNING}, target.settle)
+        if Capability.CONSOLE_LOG in driver.capabilities:
+            assert isinstance(driver.console_log(node.id), str)
+        else:
+            with pytest.raises(Unsupported) as info:
+                driver.console_log(node.id)
+            assert info.value.site == driver.site_name

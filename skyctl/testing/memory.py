@@ -19,7 +19,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from skyctl.drivers import Driver
-from skyctl.errors import AuthError, NotFound, QuotaExceeded, Transient
+from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient
 from skyctl.model import (CAPACITY_FAULT, Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec,
                           NodeState, RenderedContext)
 
@@ -78,7 +78,8 @@ def reset() -> None:
 
 class MemoryDriver(Driver):
     name: ClassVar[str] = "memory"
-    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.STOP_START,
+    capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.STOP_START, Capability.REBOOT,
+                                                                Capability.CONSOLE_LOG,
                                                                 Capability.SERVER_SIDE_LABEL_FILTER})
     options_model: ClassVar[type[BaseModel]] = MemoryOptions
 
@@ -193,16 +194,39 @@ class MemoryDriver(Driver):
                 if gone is not None:
                     EVENTS.append(("delete", self.site_name, gone[0].name))
 
-    def _set_state(self, node_ids: Sequence[str], state: NodeState) -> None:
+    def _set_state(self, node_ids: Sequence[str], state: NodeState, verb: str,
+                   allowed: tuple[NodeState, ...]) -> None:
+        """Like a real cloud: a node already in `state` is success, one in another state than
+        `allowed` is refused (InvalidRequest), a missing one is NotFound; every id is tried."""
+        self._check()
+        first: Exception | None = None
         with self.cloud.lock:
             for i in node_ids:
                 if i not in self.cloud.nodes:
-                    raise NotFound(f"node {i} not found", site=self.site_name)
+                    first = first or NotFound(f"node {i} not found", site=self.site_name)
+                    continue
                 node, ctx = self.cloud.nodes[i]
+                if node.state == state and verb != "reboot":
+                    continue
+                if node.state not in allowed:
+                    first = first or InvalidRequest(f"cannot {verb} node {i} while it is {node.state.value}",
+                                                    site=self.site_name)
+                    continue
                 self.cloud.nodes[i] = (replace(node, state=state), ctx)
+                EVENTS.append((verb, self.site_name, node.name))
+        if first is not None:
+            raise first
 
     def stop(self, node_ids: Sequence[str]) -> None:
-        self._set_state(node_ids, NodeState.STOPPED)
+        self._set_state(node_ids, NodeState.STOPPED, "stop", (NodeState.RUNNING, NodeState.ERROR))
 
     def start(self, node_ids: Sequence[str]) -> None:
-        self._set_state(node_ids, NodeState.RUNNING)
+        self._set_state(node_ids, NodeState.RUNNING, "start", (NodeState.STOPPED,))
+
+    def reboot(self, node_ids: Sequence[str], *, hard: bool = False) -> None:
+        allowed = (NodeState.RUNNING, NodeState.STOPPED, NodeState.ERROR) if hard else (NodeState.RUNNING,)
+        self._set_state(node_ids, NodeState.RUNNING, "reboot", allowed)
+
+    def console_log(self, node_id: str) -> str:
+        node = self.get(node_id)
+        return f"[    0.000000] Linux version 6.1 (memory)\n{node.name} login: \n"

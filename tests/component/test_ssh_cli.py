@@ -147,7 +147,89 @@ def test_cp_to_a_group_then_back_from_one_node(run: Runner, sx: Fleet, tmp_path:
     res = run("cp", "sx-1:payload.txt", str(back))
     assert res.code == 0, res.err
     assert back.read_text() == "the payload\n"
-    assert run("cp", "sx:payload.txt", str(tmp_path / "many")).code == 2  # a group cannot be a source
+    many = tmp_path / "many"   # from a group: each node's copy in DIR/<node>/
+    res = run("cp", "sx:payload.txt", str(many))
+    assert res.code == 0, res.err
+    assert "copied 3 file(s) from 3 node(s)" in res.err
+    assert {p.relative_to(many).as_posix(): p.read_text() for p in many.rglob("*.txt")} == {
+        f"sx-{i}/payload.txt": "the payload\n" for i in range(3)}
+    not_a_dir = tmp_path / "flat.txt"
+    not_a_dir.write_text("")
+    assert run("cp", "sx:payload.txt", str(not_a_dir)).code == 2
+
+
+def test_cp_makes_missing_directories_on_the_node(run: Runner, sx: Fleet, tmp_path: Path) -> None:
+    payload = tmp_path / "in.dat"
+    payload.write_text("x\n")
+    res = run("cp", str(payload), "sx-0:deep/er/file.dat")
+    assert res.code == 0, res.err
+    assert (sx["sx-0"].root / "deep" / "er" / "file.dat").read_text() == "x\n"
+    assert run("cp", str(payload), "sx-1:new/dir/").code == 0
+    assert (sx["sx-1"].root / "new" / "dir" / "in.dat").read_text() == "x\n"
+    tree = tmp_path / "tree"
+    (tree / "a").mkdir(parents=True)
+    (tree / "a" / "b.txt").write_text("b\n")
+    assert run("cp", "-r", str(tree), "sx-2:jobs/today/").code == 0
+    assert (sx["sx-2"].root / "jobs" / "today" / "tree" / "a" / "b.txt").read_text() == "b\n"
+
+
+def test_exec_words_keep_their_argv_one_word_is_a_shell_line(run: Runner, sx: Fleet) -> None:
+    # several words: each quoted, as docker exec (one file with a space, $HOME not expanded)
+    res = run("exec", "sx-0", "-o", "json", "--", "touch", "my file")
+    assert res.code == 0, res.err
+    assert (sx["sx-0"].root / "my file").exists() and not (sx["sx-0"].root / "my").exists()
+    literal = run("exec", "sx-0", "-o", "json", "--", "echo", "$HOME", "a;b").json()[0]["stdout"]
+    assert literal == "$HOME a;b\n"
+    # one word: a shell command line, as ssh host 'cmd'
+    piped = run("exec", "sx-0", "-o", "json", "--", "echo one two | wc -w").json()[0]["stdout"]
+    assert piped.strip() == "2"
+    assert "argv" in run("exec", "--help").out and "shell command line" in run("exec", "--help").out
+
+
+def test_ctrl_c_stops_the_remote_commands(sx: Fleet, run: Runner, tmp_path: Path) -> None:
+    """What exec does on Ctrl-C (SshOptions.cancel from fan_out): the commands get SIGINT
+    through the SSH "signal" request, and their connections close."""
+    import threading
+
+    from skyctl.config import load
+    from skyctl.ops.inventory import resolve_targets
+    from skyctl.ops.sky import Sky
+    from skyctl.polling import iterate_timeout
+    from skyctl.ssh.transfer import run_many
+
+    with Sky(load(None)) as sky:
+        nodes, _ = resolve_targets(sky, ["sx"])
+        from skyctl.keys import default_ssh_key
+        from skyctl.ssh.session import SshOptions
+
+        opts = SshOptions(key=default_ssh_key())
+        results: list[object] = []
+        worker = threading.Thread(target=lambda: results.extend(run_many(
+            nodes, sky.federation.sites, "echo $$ > pid; exec sleep 600", opts)), daemon=True)
+        worker.start()
+        pids = {}
+        for _ in iterate_timeout(30, "the commands to start", interval=0.05):
+            pids = {n: (sx[n].root / "pid") for n in ("sx-0", "sx-1", "sx-2")}
+            if all(p.exists() and p.read_text().strip() for p in pids.values()):
+                break
+        alive = [int(p.read_text()) for p in pids.values()]
+        opts.cancel()
+        worker.join(30)
+        assert not worker.is_alive()
+        for _ in iterate_timeout(30, "the remote commands to end", interval=0.05):
+            if not any(_running(pid) for pid in alive):
+                break
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) has stopped too
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
 
 
 def test_cp_directories_need_r(run: Runner, sx: Fleet, tmp_path: Path) -> None:

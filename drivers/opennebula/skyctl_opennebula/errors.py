@@ -39,6 +39,7 @@ NO_ONEGATE = "onegate endpoint was not defined"          # src/vm/VirtualMachine
 NOT_OWNER_RE = re.compile(r"User (?P<uid>\d+) does not own an? (?P<what>network|image) with name: (?P<name>.*?) \. "
                           r"Set (?P<attr>NETWORK|IMAGE)_UNAME")   # src/vnm/VirtualNetworkPool.cc, src/image/ImageManager.cc
 WRONG_STATE = "wrong state"                              # src/dm/DispatchManagerActions.cc ("Could not terminate VM")
+NOT_AVAILABLE_FOR_STATE = "This action is not available for state"   # src/rm/RequestManagerVirtualMachine.cc
 # A template oned cannot parse comes back as INTERNAL: no retry will parse it.
 PARSE_ERROR_RE = re.compile(r"syntax error|parse error|error parsing", re.IGNORECASE)
 

@@ -78,8 +78,8 @@ class OpenStackOptions(BaseModel):
 class OpenStackDriver(Driver):
     name: ClassVar[str] = "openstack"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
-        Capability.STOP_START, Capability.CONSOLE_LOG, Capability.SERVER_SIDE_LABEL_FILTER, Capability.FLOATING_IP,
-        Capability.IMAGE_UPLOAD, Capability.IMAGE_DOWNLOAD,
+        Capability.STOP_START, Capability.REBOOT, Capability.CONSOLE_LOG, Capability.SERVER_SIDE_LABEL_FILTER,
+        Capability.FLOATING_IP, Capability.IMAGE_UPLOAD, Capability.IMAGE_DOWNLOAD,
     })
     options_model: ClassVar[type[BaseModel]] = OpenStackOptions
 
@@ -567,20 +567,29 @@ class OpenStackDriver(Driver):
         by_id = {n.id: n for n in nodes}
         self._each(list(by_id), lambda i: action(by_id[i]))
 
-    def _power(self, node_id: str, action: str, already: str) -> None:
-        status, body = self._compute("POST", f"/servers/{node_id}/action", json={action: None}, ok=(409,),
+    def _power(self, node_id: str, action: str, already: tuple[str, ...], args: Any = None) -> None:
+        # Nova refuses an action the instance's state does not allow with a 409 "Cannot 'stop'
+        # instance <id> while it is in vm_state stopped" (nova/api/openstack/common.py,
+        # raise_http_conflict_for_instance_invalid_state): when that state is where we were
+        # going, the node is already there.
+        status, body = self._compute("POST", f"/servers/{node_id}/action", json={action: args}, ok=(409,),
                                      what=f"{action} {node_id}")
         if status == 409:
             message = error_message(body)
-            if f"vm_state {already}" in message:
-                return   # already where we want it
+            if any(a in message for a in already):
+                return   # already there, or on its way
+
             raise error_for_status(409, message, self.site_name, what=f"{action} {node_id}")
 
     def stop(self, node_ids: Sequence[str]) -> None:
-        self._each(node_ids, lambda i: self._power(i, "os-stop", "stopped"))
+        self._each(node_ids, lambda i: self._power(i, "os-stop", ("vm_state stopped", "task_state powering-off")))
 
     def start(self, node_ids: Sequence[str]) -> None:
-        self._each(node_ids, lambda i: self._power(i, "os-start", "active"))
+        self._each(node_ids, lambda i: self._power(i, "os-start", ("vm_state active", "task_state powering-on")))
+
+    def reboot(self, node_ids: Sequence[str], *, hard: bool = False) -> None:
+        kind = "HARD" if hard else "SOFT"
+        self._each(node_ids, lambda i: self._power(i, "reboot", (), {"type": kind}))
 
     def console_log(self, node_id: str) -> str:
         _, body = self._compute("POST", f"/servers/{node_id}/action", json={"os-getConsoleOutput": {}},

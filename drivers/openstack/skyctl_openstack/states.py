@@ -33,8 +33,18 @@ NOVA_STATES: Mapping[str, NodeState] = {
 }
 
 
+# Power transitions Nova shows only in task_state (the status still says where it was), mapped
+# as OpenNebula's map does the same moves: powering off is already STOPPED (ONE
+# SHUTDOWN_POWEROFF), powering on is PENDING like a boot (ONE BOOT_POWEROFF).
+TASK_STATES: Mapping[str, NodeState] = {
+    "deleting": NodeState.DELETED,
+    "powering-off": NodeState.STOPPED,
+    "powering-on": NodeState.PENDING,
+}
+
+
 def node_state(status: str | None, task_state: str | None = None) -> NodeState:
-    if task_state == "deleting":
-        return NodeState.DELETED
+    if task_state in TASK_STATES:
+        return TASK_STATES[task_state]
     return NOVA_STATES.get((status or "").upper(), NodeState.UNKNOWN)
 

@@ -287,6 +287,32 @@ def test_slow_answer_past_request_timeout_is_transient(site) -> None:
         d.close()
 
 
+def test_reboot_shows_reboot_and_nova_refuses_what_the_task_forbids(driver, site) -> None:
+    """A reboot in progress is REBOOT (pending) with task_state reboot_started; meanwhile Nova
+    refuses stop, start and a soft reboot with its own 409 words; a hard reboot goes through
+    and also brings a stopped server back (nova/compute/api.py reboot, vm_states)."""
+    site.world.faults.boot_delay = 0
+    node = _create(driver, site)
+    site.world.faults.boot_delay = 3600          # the reboot lasts until the test ends it
+    driver.reboot([node.id])
+    assert driver.get(node.id).state == NodeState.PENDING
+    assert driver.get(node.id).extra["status"] == "REBOOT"
+    for call in (lambda: driver.stop([node.id]), lambda: driver.reboot([node.id])):
+        with pytest.raises(InvalidRequest) as info:
+            call()
+        assert f"instance {node.id} while it is in task_state reboot_started" in str(info.value)
+        assert info.value.site == "home"
+    driver.reboot([node.id], hard=True)          # HARD goes over a soft reboot
+    site.world.get_vm(node.id).rebooting_until = 0
+    assert driver.get(node.id).state == NodeState.RUNNING
+    driver.stop([node.id])
+    with pytest.raises(InvalidRequest, match="Cannot 'reboot' instance .* while it is in vm_state stopped"):
+        driver.reboot([node.id])
+    driver.reboot([node.id], hard=True)          # a hard reboot starts a stopped server
+    site.world.get_vm(node.id).rebooting_until = 0
+    assert driver.get(node.id).state == NodeState.RUNNING
+
+
 def test_parallel_creates_stop_exactly_at_the_quota(driver, site) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -208,6 +208,14 @@ class Boot:
         if guest.gone:
             return
         source = "DataSourceOpenNebula" if guest.kind == "opennebula" else "DataSourceOpenStack"
+        # What cloud-init's own stages print to cloud-init-output.log (its output: all |
+        # tee -a /var/log/cloud-init-output.log), after any script output above.
+        stamp = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime())
+        _write(root / CLOUD_INIT_OUTPUT, "".join(
+            f"Cloud-init v. 23.4 running '{stage}' at {stamp}. Up 3.0 seconds.\n"
+            for stage in ("init", "modules:config", "modules:final"))
+            + f"Cloud-init v. 23.4 finished at {stamp}. Datasource {source}.  Up 3.4 seconds\n"
+            + "".join(f"{e}\n" for e in failed), append=True)
         _write(root / CLOUD_INIT_STATUS, json.dumps({"v1": {"datasource": source, "init": {"errors": failed}}}))
         _write(root / CLOUD_INIT_RESULT, json.dumps({"v1": {"datasource": source, "errors": failed}}, indent=1))
         with guest.world.lock:

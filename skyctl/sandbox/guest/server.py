@@ -34,6 +34,7 @@ from paramiko.common import MSG_CHANNEL_REQUEST
 
 from skyctl.sandbox.guest.access import GuestAccess, guest_access
 from skyctl.sandbox.guest.boot import Boot
+from skyctl.sandbox.guest.forward import deliver_signal, relay as _relay, remote_forward, started
 from skyctl.sandbox.guest.sftp import GuestSftpServer, RootedSftp
 from skyctl.sandbox.world import SVM, SiteWorld
 
@@ -107,6 +108,8 @@ class _GuestServer(paramiko.ServerInterface):
         self.env: dict[int, dict[str, str]] = {}
         self.starts: dict[int, threading.Thread] = {}
         self.relays: dict[int, socket.socket] = {}
+        self.forwards: dict[tuple[str, int], socket.socket] = {}   # `ssh -R` listeners
+        self.transport: paramiko.Transport | None = None
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
@@ -118,7 +121,7 @@ class _GuestServer(paramiko.ServerInterface):
         return paramiko.AUTH_FAILED
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
-        if self.guest.gone or self.guest.vm.stopped:
+        if self.guest.gone or self.guest.vm.offline():
             return paramiko.AUTH_FAILED
         if self.guest.access(self.fabric.login_user).allows(username, key.get_base64()):
             self.user = username
@@ -135,6 +138,8 @@ class _GuestServer(paramiko.ServerInterface):
         # As sshd with its default AllowTcpForwarding: a jump host (`ssh -J`) connects on to the
         # destination. The sandbox's network is the loopback: nothing else is reachable.
         host, port = str(destination[0]), int(destination[1])
+        if host in ("localhost", "127.0.0.1", "::1", "ip6-localhost"):
+            host = self.guest.address   # the VM's own loopback is the VM (`-L 8888:localhost:8888`)
         if not _on_loopback(host):
             return paramiko.OPEN_FAILED_CONNECT_FAILED
         try:
@@ -146,6 +151,22 @@ class _GuestServer(paramiko.ServerInterface):
             self.guest.forwarded.append((host, port))
         self.relays[chanid] = upstream  # relayed once the channel exists (_GuestTransport)
         return paramiko.OPEN_SUCCEEDED
+
+    def check_port_forward_request(self, address: str, port: int) -> int | bool:
+        """`ssh -R`: sshd listens on the VM (its loopback is the VM's own address in the sandbox)."""
+        if self.transport is None:
+            return False
+        listener = remote_forward(self.transport, self.guest.address, address, port)
+        if listener is None:
+            return False
+        bound = int(listener.getsockname()[1])
+        self.forwards[(address, bound)] = listener
+        return bound
+
+    def cancel_port_forward_request(self, address: str, port: int) -> None:
+        listener = self.forwards.pop((address, port), None)
+        if listener is not None:
+            listener.close()
 
     def check_channel_env_request(self, channel: paramiko.Channel, name: bytes | str, value: bytes | str) -> bool:
         name_s = name.decode() if isinstance(name, bytes) else name
@@ -177,6 +198,8 @@ class _GuestServer(paramiko.ServerInterface):
 
 
 def _handle_request_then_start(channel: paramiko.Channel, message: paramiko.Message) -> None:
+    if deliver_signal(channel, message):   # paramiko's server side ignores it; sshd delivers it
+        return
     paramiko.Channel._handle_request(channel, message)  # answers the request first
     server = channel.transport.server_object if channel.transport else None
     runner = server.starts.pop(channel.get_id(), None) if isinstance(server, _GuestServer) else None
@@ -419,6 +442,7 @@ class VmSshFabric:
         except OSError as e:
             _close_channel(channel, f"sh: {e.strerror}\n", 127)
             return
+        started(channel, proc)   # for "signal" requests
         with guest.lock:
             if guest.gone:
                 _kill_group(proc)
@@ -480,7 +504,7 @@ class VmSshFabric:
         except OSError as e:  # out of descriptors: drop this attempt, keep serving
             log.warning("accept on %s failed: %s", guest.address, e)
             return
-        if guest.gone or guest.vm.stopped or self._stopping:
+        if guest.gone or guest.vm.offline() or self._stopping:
             conn.close()  # a stopped VM's sshd is not there
             return
         admits = guest.world.admits_ssh
@@ -500,7 +524,9 @@ class VmSshFabric:
                 guest.transports.add(transport)
                 guest.connections += 1
             # With an event, start_server returns at once; negotiation runs in the transport's thread.
-            transport.start_server(event=threading.Event(), server=_GuestServer(self, guest))
+            server = _GuestServer(self, guest)
+            server.transport = transport
+            transport.start_server(event=threading.Event(), server=server)
         except Exception as e:  # noqa: BLE001 - a bad client must not stop the accept loop
             log.warning("ssh session on %s failed to start: %s", guest.address, e)
             conn.close()
@@ -603,17 +629,3 @@ def _on_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # the sandbox resolves no other names
-
-
-def _relay(read: Callable[[int], bytes], write: Callable[[bytes], Any], done: Callable[[], Any]) -> None:
-    """One direction of a jump-host relay: copy until the source ends, then `done`."""
-    try:
-        for chunk in iter(lambda: read(65536), b""):
-            write(chunk)
-    except (OSError, EOFError):
-        pass
-    finally:
-        try:
-            done()
-        except OSError:
-            pass

@@ -365,6 +365,9 @@ class OpenNebulaFront(ImageMethods, XmlRpcFront):
             elif action in ("reboot", "reboot-hard"):
                 if not running:
                     raise refuse()
+                # oned keeps the VM ACTIVE/RUNNING through a reboot; its guest is down a moment.
+                vm.rebooting_until = time.time() + self.world.faults.boot_delay
+                one["reboots"] = int(one.get("reboots", 0)) + 1
             elif action == "hold":
                 if state != S_PENDING:
                     raise refuse()

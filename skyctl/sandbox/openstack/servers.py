@@ -95,6 +95,10 @@ class Servers:
             return "ERROR", "error", None, 0
         if not vm.booted(now):
             return "BUILD", "building", "spawning", 0
+        if vm.rebooting(now):   # vm_state stays active while task_state says rebooting
+            if vm.hard_reboot:
+                return "HARD_REBOOT", "active", "reboot_started_hard", 1
+            return "REBOOT", "active", "reboot_started", 1
         if vm.stopped:
             return "SHUTOFF", "stopped", None, 4
         return "ACTIVE", "active", None, 1
@@ -500,12 +504,21 @@ class Servers:
         action = next(iter(body))
         now = time.time()
         with self.world.lock:
-            _, vm_state, _, _ = self._status(vm, now)
+            _, vm_state, task_state, _ = self._status(vm, now)
+
+            def refuse(verb: str, attr: str, state: str | None) -> Exception:
+                # nova/compute/api.py check_instance_state -> InstanceInvalidState, said by
+                # nova/api/openstack/common.py raise_http_conflict_for_instance_invalid_state.
+                return nova_error(409, f"Cannot '{verb}' instance {vm.id} while it is in {attr} {state}")
+
             if action in ("os-stop", "os-start"):
                 verb = "stop" if action == "os-stop" else "start"
-                want = "active" if verb == "stop" else "stopped"
-                if vm_state != want:
-                    raise nova_error(409, f"Cannot '{verb}' instance {vm.id} while it is in vm_state {vm_state}")
+                # stop: vm_state ACTIVE or ERROR; start: STOPPED; both with no task running.
+                allowed = ("active", "error") if verb == "stop" else ("stopped",)
+                if vm_state not in allowed:
+                    raise refuse(verb, "vm_state", vm_state)
+                if task_state is not None:
+                    raise refuse(verb, "task_state", task_state)
                 vm.stopped = verb == "stop"
                 vm.extra["updated"] = now
                 return Reply(202)
@@ -524,10 +537,27 @@ class Servers:
                     lines = text.splitlines(keepends=True)
                     text = "".join(lines[-n:]) if n > 0 else ""
                 return Reply(200, {"output": text})
-            if action in ("reboot",):
-                if vm_state != "active":
-                    raise nova_error(409, f"Cannot 'reboot' instance {vm.id} while it is in vm_state {vm_state}")
+            if action == "reboot":
+                args = body[action]
+                kind = args.get("type") if isinstance(args, dict) else None
+                if kind not in ("SOFT", "HARD", "soft", "hard"):
+                    # the reboot schema (nova/api/openstack/compute/schemas/servers.py)
+                    raise nova_error(400, f"Invalid input for field/attribute type. Value: {kind}. "
+                                          f"{kind!r} is not one of ['HARD', 'Hard', 'hard', 'SOFT', 'Soft', 'soft']")
+                hard = kind.upper() == "HARD"
+                # SOFT: vm_state ACTIVE and no task (vm_states.ALLOW_SOFT_REBOOT); HARD also
+                # from STOPPED, PAUSED, SUSPENDED, ERROR, and over a soft reboot under way.
+                if not hard and vm_state != "active":
+                    raise refuse("reboot", "vm_state", vm_state)
+                if hard and vm_state not in ("active", "stopped", "error"):
+                    raise refuse("reboot", "vm_state", vm_state)
+                if task_state is not None and not (hard and task_state == "reboot_started"):
+                    raise refuse("reboot", "task_state", task_state)
+                vm.stopped = False
+                vm.hard_reboot = hard
+                vm.rebooting_until = now + self.world.faults.boot_delay
                 vm.extra["updated"] = now
+                vm.extra["reboots"] = int(vm.extra.get("reboots", 0)) + 1
                 return Reply(202)
         raise nova_error(400, f"There is no such action: {action}")
 
