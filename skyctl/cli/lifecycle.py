@@ -3,7 +3,7 @@
 # No `from __future__ import annotations` here: typer reads every command's annotations at
 # each start, and string annotations cost it an eval each (about 10 ms of `skyctl --help`).
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
