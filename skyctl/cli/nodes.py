@@ -17,7 +17,7 @@ def node_table(nodes: list[dict[str, Any]], *, owners: bool = False) -> Any:
     columns = ["NAME", "GROUP", "SITE", "STATE", "ADDRESSES", "IMAGE", "SIZE", "ID"] + (["OWNER"] if owners else [])
     return term().table(
         columns,
-        [(n["name"], n["group"] or "-", n["site"], n["state"], ",".join(n["addresses"]), n["image"], n["size"],
+        [(n["name"], n["group"] or "-", n["site"], n["state"] + (f", {n['move']}" if n.get("move") else ""), ",".join(n["addresses"]), n["image"], n["size"],
           n["id"], *([(n.get("labels") or {}).get("owner") or "-"] if owners else [])) for n in nodes])
 
 
@@ -35,12 +35,14 @@ def ps(
     and skyctl exits 3.
     """
     from skyctl.cli.runtime import exit_partial, open_sky, raise_if_failed
-    from skyctl.ops.inventory import list_nodes
+    from skyctl.ops.inventory import list_nodes, move_roles
 
     with open_sky() as sky:
         listing = list_nodes(sky, group=group, site=site, include_foreign=all_, all_owners=all_owners)
         raise_if_failed(listing.outcome(1 if site else len(sky.site_names)))
-    term().emit([n.to_json() for n in listing.nodes], output,
+        roles = move_roles(sky, listing.nodes)
+    rows = [n.to_json() | ({"move": roles[n.id]} if n.id in roles else {}) for n in listing.nodes]
+    term().emit(rows, output,
                 table=lambda rows: node_table(rows, owners=all_owners or all_))
     exit_partial(listing.errors)
 

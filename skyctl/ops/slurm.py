@@ -374,3 +374,51 @@ def reconcile(sky: Sky, log: SlurmLog, *, dry_run: bool = False) -> list[Reconci
         else:
             log.line(f"reconcile {a.action}", a.node, site, a.why)
     return actions
+
+
+# --- drain (before skyctl deletes a node itself: a move home, a demand scale-in) ---------------
+
+_BUSY = {"ALLOCATED", "MIXED", "COMPLETING"}
+
+
+def _slurm_owned(sky: Sky, node: Node) -> bool:
+    fed = sky.federation
+    if fed.slurm is None or node.group not in fed.slurm.groups:
+        return False
+    return not map_nodes([node.name], node_sets(fed)).unknown
+
+
+def drain_slurm_node(sky: Sky, node: Node, *, timeout: float, poll: float = 2.0) -> str | None:
+    """For a node a `slurm:` group owns: `scontrol update NodeName=X State=DRAIN`, then wait
+    until its jobs are done (DRAINED, not DRAINING). None when it may be deleted (or it is no
+    Slurm node), else why not. Anything but a drained node keeps its VM."""
+    if not _slurm_owned(sky, node):
+        return None
+    from skyctl.polling import Expired, iterate_timeout
+
+    try:
+        scontrol("update", f"NodeName={node.name}", "State=DRAIN", "Reason=skyctl: before deleting its VM")
+        for _ in iterate_timeout(timeout, f"Slurm to drain {node.name}", interval=poll):
+            words = node_states([node.name]).get(node.name, set())
+            if not words & _BUSY:
+                return None
+    except SkyError as e:
+        return f"Slurm drain of {node.name}: {e.line()}"
+    except Expired:
+        return f"Slurm drain of {node.name}: jobs still running after {timeout:g}s (drain_timeout)"
+    return None
+
+
+def release_slurm_node(sky: Sky, node: Node, *, moved: bool) -> str | None:
+    """After the drained node's VM is gone: RESUME when a replacement of the same name takes
+    over (a move home), else back to POWER_DOWN. None, or why it failed."""
+    if not _slurm_owned(sky, node):
+        return None
+    try:
+        if moved:
+            scontrol("update", f"NodeName={node.name}", "State=RESUME")
+        else:
+            power_down([node.name], "drained and deleted by skyctl")
+    except SkyError as e:
+        return e.line()
+    return None
