@@ -19,7 +19,7 @@ from typing import Any
 
 from skyctl.config import Federation, SlurmConfig, expand_hostlist
 from skyctl.errors import ConfigError, DriverError, SkyError, UsageError
-from skyctl.model import Node
+from skyctl.model import Node, NodeState
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.sky import Sky
 from skyctl.policy.slurm import NodeMap, NodeSet, Programs, ReconcileAction, conf_lines, map_nodes, reconcile_actions
@@ -359,9 +359,16 @@ def reconcile(sky: Sky, log: SlurmLog, *, dry_run: bool = False) -> list[Reconci
     vms, errors = _vms(sky, list(slurm_of(fed).groups))
     if errors:
         raise DriverError(f"{', '.join(sorted(errors))} did not answer: reconcile deletes nothing on a partial view")
-    actions = reconcile_actions(states, {n: v.site for n, v in vms.items()}, names)
+    dead = [n for n, v in vms.items() if v.state is NodeState.ERROR]
+    actions = reconcile_actions(states, {n: v.site for n, v in vms.items()}, names, dead)
     if dry_run:
         return actions
+    failing = [a.node for a in actions if a.action == "resume-fail"]
+    if failing:
+        for a in actions:
+            if a.action == "resume-fail":
+                log.line("reconcile resume-fail", a.node, vms[a.node].site if a.node in vms else None, a.why)
+        resume_fail(sky, failing, log)
     doomed = [vms[a.node] for a in actions if a.action == "delete-vm"]
     failed = delete_nodes(sky, doomed) if doomed else {}
     downs = [a.node for a in actions if a.action == "power-down"]
@@ -369,6 +376,8 @@ def reconcile(sky: Sky, log: SlurmLog, *, dry_run: bool = False) -> list[Reconci
         power_down(downs, "reconcile: node was DOWN")
     for a in actions:
         site = vms[a.node].site if a.node in vms else None
+        if a.action == "resume-fail":
+            continue   # logged above, and by resume-fail itself
         if a.action == "delete-vm" and site in failed:
             log.line("reconcile-failed", a.node, site, failed[site].line())
         else:
