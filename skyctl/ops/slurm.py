@@ -294,6 +294,9 @@ def reconcile(sky: Sky, log: SlurmLog, *, dry_run: bool = False) -> list[Reconci
         for a in actions:
             if a.action == "resume-fail":
                 log.line("reconcile resume-fail", a.node, vms[a.node].site if a.node in vms else None, a.why)
+        # DOWN first: slurmctld then ends the jobs there at once (requeued where they may be),
+        # instead of waiting SlurmdTimeout for a dead slurmd to confirm; POWER_DOWN follows.
+        scontrol("update", f"NodeName={collect_hostlist(failing)}", "State=DOWN", "Reason=skyctl: its VM is gone")
         resume_fail(sky, failing, log)
     doomed = [vms[a.node] for a in actions if a.action == "delete-vm"]
     failed = delete_nodes(sky, doomed) if doomed else {}

@@ -129,6 +129,25 @@ def test_reconcile_deletes_vms_behind_powered_down_nodes_and_clears_down_nodes(
     assert any("NodeName=sky-3" in c and "POWER_DOWN_FORCE" in c for c in scontrol())
 
 
+def test_reconcile_sends_a_running_node_whose_vm_is_gone_through_resume_fail(
+        run: Runner, slurm_sky: Path, tmp_path: Path, scontrol: Any) -> None:
+    assert run("slurm", "resume", "--wait", "sky-[1-2]").code == 0
+    assert run("delete", "sky-1", "--yes").code == 0         # the VM dies under its running job
+    (tmp_path / "nodes.txt").write_text("NodeName=sky-1 State=ALLOCATED Partitions=sky\n"
+                                        "NodeName=sky-2 State=MIXED Partitions=sky\n")
+    done = run("slurm", "reconcile", "-o", "json")
+    assert done.code == 0, done.err
+    assert [(a["node"], a["action"]) for a in done.json()] == [("sky-1", "resume-fail")]
+    calls = scontrol()
+    down = next(i for i, c in enumerate(calls) if "NodeName=sky-1" in c and "State=DOWN " in c + " ")
+    power = next(i for i, c in enumerate(calls) if "NodeName=sky-1" in c and "POWER_DOWN_FORCE" in c)
+    assert down < power     # DOWN first: Slurm ends the job at once, then the node powers down
+    log = _log(tmp_path)
+    assert any("reconcile resume-fail sky-1 site=-: Slurm shows the node up but its VM is gone" in ln for ln in log)
+    assert any("resume-fail sky-1 site=-: no VM (already gone)" in ln for ln in log)
+    assert [n["name"] for n in run("ps", "skyb", "-o", "json").json()] == ["sky-2"]
+
+
 def test_config_prints_the_slurm_conf_lines_and_writes_the_programs(run: Runner, slurm_sky: Path,
                                                                      tmp_path: Path) -> None:
     r = run("slurm", "config", "--write-programs")

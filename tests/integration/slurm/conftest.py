@@ -66,7 +66,7 @@ class Cluster:
         self._agent: threading.Thread | None = None
         self.agent_errors: list[str] = []
         self.hold_slurmd = False     # a test's guest that never finishes booting: no new slurmd
-        self.resume_timeout = 45
+        self.resume_timeout = 60    # slurmd registers well within it, even on a loaded 2-core machine
 
     # --- commands ---------------------------------------------------------------------------
     def run(self, *argv: str, ok: tuple[int, ...] = (0,), timeout: float = 120) -> subprocess.CompletedProcess[str]:
