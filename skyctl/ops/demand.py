@@ -128,7 +128,8 @@ def _new_deaths(sky: Sky, group: str, listing: Listing, now: float) -> tuple[lis
     deaths: list[Death] = []
     forget: list[str] = []
     for rec in sky.state.nodes(group):
-        if rec.site in answered and (rec.name, rec.site) not in seen:
+        # Recorded after the listing (a launch running meanwhile): not seen yet, not dead.
+        if rec.created_at < now and rec.site in answered and (rec.name, rec.site) not in seen:
             deaths.append(Death(rec.site, rec.name, now, max(now - rec.created_at, 0.0)))
             forget.append(rec.name)
     broken = [n for n in listing.nodes if n.group == group and n.state is NodeState.ERROR]
