@@ -22,6 +22,7 @@ from typing import Any
 
 from skyctl.errors import SkyError
 from skyctl.model import Node, NodeState
+from skyctl.ops.grouplock import group_lock
 from skyctl.ops.inventory import Listing, delete_nodes
 from skyctl.ops.launch import catalog_of, launch
 from skyctl.ops.request import context_of_group, request_for
@@ -247,19 +248,25 @@ def apply_demand(sky: Sky, rule: Rule, snaps: list[SiteSnapshot], listing: Listi
             if res.missing:
                 out.failed[site] = res.full_sites.get(site) or res.unplaced_reason or f"{res.missing} not created"
     if tick.shrink:
-        by_name = {n.name: n for n in listing.nodes if n.group == tick.group}
-        for name in tick.shrink:
-            node = by_name[name]
-            why = drain_before_delete(sky, rule, node)
-            if why:
-                out.kept[name] = why
-                continue
-            errors = delete_nodes(sky, [node])
-            if errors:
-                out.kept[name] = errors[node.site].line()
-                continue
-            out.deleted.append(name)
-            why = release_slurm_node(sky, node, moved=False)
-            if why:
-                sky.reporter.warning(f"{name} deleted, but Slurm was not told: {why}")
+        with group_lock(tick.group, say=sky.reporter.message):   # one writer per group, as scale
+            _shrink(sky, rule, tick, listing, out)
     return out
+
+
+def _shrink(sky: Sky, rule: Rule, tick: DemandTick, listing: Listing, out: DemandResult) -> None:
+    """Drain, then delete, each idle node the decision let go; a node that does not drain stays."""
+    by_name = {n.name: n for n in listing.nodes if n.group == tick.group}
+    for name in tick.shrink:
+        node = by_name[name]
+        why = drain_before_delete(sky, rule, node)
+        if why:
+            out.kept[name] = why
+            continue
+        errors = delete_nodes(sky, [node])
+        if errors:
+            out.kept[name] = errors[node.site].line()
+            continue
+        out.deleted.append(name)
+        why = release_slurm_node(sky, node, moved=False)
+        if why:
+            sky.reporter.warning(f"{name} deleted, but Slurm was not told: {why}")
