@@ -302,3 +302,11 @@ class State:
     def last_burst(self, rule: str) -> float | None:
         row = self.db.execute("SELECT MAX(at) FROM burst_log WHERE rule=?", (rule,)).fetchone()
         return float(row[0]) if row and row[0] is not None else None
+
+    @_guarded
+    def burst_events(self, rule: str, since: float = 0.0) -> list[tuple[float, str]]:
+        """(at, action) of one key of the burst log since `since`, oldest first (demand runs and
+        early deaths are logged under `demand:RULE` and `died:RULE`, apart from the moves)."""
+        rows = self.db.execute("SELECT at, action FROM burst_log WHERE rule=? AND at>=? ORDER BY at",
+                               (rule, since)).fetchall()
+        return [(float(r[0]), str(r[1])) for r in rows]

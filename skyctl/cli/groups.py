@@ -91,7 +91,29 @@ def _tick_table(data: dict[str, Any]) -> Any:
         moves = ", ".join(f"{m['node']} {m['from']}->{m['to']}" for m in r["moves"]) or "-"
         rows.append((r["rule"], r["burst_nodes"], moves, reasons[0]))
         rows += [("", "", "", why) for why in reasons[1:]]   # one reason a line, not one giant cell
-    return term().table(["RULE", "BURST NODES", "MOVES", "WHY NOT MORE"], rows)
+    table = term().table(["RULE", "BURST NODES", "MOVES", "WHY NOT MORE"], rows)
+    if not data.get("demand"):
+        return table
+    from rich.console import Group
+
+    return Group(table, _demand_table(data["demand"]))
+
+
+def _demand_table(demand: list[dict[str, Any]]) -> Any:
+    rows = []
+    for d in demand:
+        dec = d["decision"]
+        if dec is None:
+            rows.append((d["rule"], d["group"], "-", "-", "-", d["error"] or "-"))
+            continue
+        change = [f"+{n} {s}" for s, n in dec["grow"].items()] + [f"-{n}" for n in dec["shrink"]]
+        done = [f"created {len(d['created'])}"] if d["created"] else []
+        done += [f"deleted {', '.join(d['deleted'])}"] if d["deleted"] else []
+        done += [f"kept {n}: {w}" for n, w in d["kept"].items()] + [f"{s}: {w}" for s, w in d["failed"].items()]
+        rows.append((d["rule"], d["group"], f"{dec['pending_cores']} cores pending",
+                     f"{dec['target']} (now {dec['current']}: {dec['starting']} starting, {dec['idle']} idle)",
+                     ", ".join(change) or "-", "; ".join([*dec["reasons"], *done])))
+    return term().table(["DEMAND RULE", "GROUP", "DEMAND", "TARGET", "CHANGE", "WHY"], rows)
 
 
 def grouped_reasons(reasons: list[str], *, names: int = 3) -> list[str]:
@@ -118,14 +140,21 @@ def grouped_reasons(reasons: list[str], *, names: int = 3) -> list[str]:
 
 @burst_app.command("status")
 def burst_status(output: OutputOpt = OutputFormat.table) -> None:
-    """What each bursting rule sees now and what it would move (changes nothing)."""
+    """What each bursting rule sees now and what it would do: moves home, and for a demand
+    rule its command's reading, the target size and why (changes nothing)."""
     from skyctl.cli.runtime import exit_partial, open_sky
-    from skyctl.ops.burst import TickResult, assess
+    from skyctl.errors import EXIT_ERROR
+    from skyctl.ops.burst import status
 
     with open_sky() as sky:
-        ticks, _, errors = assess(sky)
-    term().emit(TickResult(ticks, [], errors).to_json(), output, table=_tick_table)
-    exit_partial(errors)
+        result = status(sky)
+    term().emit(result.to_json(), output, table=_tick_table)
+    for d in result.demand:
+        if d.error:
+            term().warn(d.error)
+    exit_partial(result.site_errors)
+    if any(d.error for d in result.demand):
+        raise typer.Exit(EXIT_ERROR)
 
 
 @burst_app.command("run")
@@ -133,17 +162,19 @@ def burst_run(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide, but move nothing.")] = False,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
-    """One bursting tick (for cron and pipelines): move burst load home where rules allow.
+    """One bursting tick (for cron and pipelines): move burst load home where rules allow, and
+    size demand-driven groups (their demand command runs every time).
 
-    Moves are make-before-break: the replacement is launched at home and running before the
-    remote node is deleted; a failed move leaves the remote node in place.
+    Moves are make-before-break and keep the node's name: the replacement is launched at home
+    and running, the remote node is drained (drain_command), and only then deleted; a failed
+    move leaves the remote node in place. Exits 3 if a move or a demand rule failed.
     """
     from skyctl.errors import EXIT_PARTIAL
 
     result = _tick(dry_run)
     term().emit(result.to_json(), output, table=_tick_table)
     _say_outcomes(result)
-    if any(not o.ok for o in result.outcomes) or result.site_errors:
+    if not result.ok:
         raise typer.Exit(EXIT_PARTIAL)
 
 
@@ -159,9 +190,20 @@ def _say_outcomes(result: Any) -> None:
     t = term()
     for o in result.outcomes:
         if o.ok:
-            t.info(f"moved {o.move.node} from {o.move.from_site} to {o.move.to_site} as {o.new_node}")
+            t.info(f"moved {o.move.node} from {o.move.from_site} to {o.move.to_site} (same name)")
         else:
             t.warn(f"could not move {o.move.node} to {o.move.to_site}: {o.error}")
+    for d in result.demand:
+        if d.error:
+            t.warn(d.error)
+            continue
+        if d.created or d.deleted:
+            t.info(f"{d.group}: +{len(d.created)} -{len(d.deleted)} node(s) for demand "
+                   f"({d.reading.pending_cores if d.reading else 0} cores pending; target {d.tick.target if d.tick else '?'})")
+        for name, why in d.kept.items():
+            t.warn(f"kept {name}: {why}")
+        for site, why in d.failed.items():
+            t.warn(f"{d.group}: new nodes on {site} not made: {why}")
 
 
 class LogFormat(str, enum.Enum):
@@ -183,6 +225,9 @@ def burst_watch(
         "(ts, level, event, message, fields).")] = LogFormat.text,
 ) -> None:
     """Run a bursting tick every --interval seconds, as a service or in a terminal.
+
+    A demand rule's command runs every `demand.every` seconds (the ticks come at least that
+    often).
 
     A site that is down, or a tick that fails, is logged and the next tick comes anyway.
     SIGTERM (systemctl stop) lets the tick in progress finish, then exits 0; Ctrl-C stops

@@ -18,7 +18,7 @@ def node_table(nodes: list[dict[str, Any]], *, owners: bool = False) -> Any:
     columns = ["NAME", "GROUP", "SITE", "STATE", "ADDRESSES", "IMAGE", "SIZE", "ID"] + (["OWNER"] if owners else [])
     return term().table(
         columns,
-        [(n["name"], n["group"] or "-", n["site"], n["state"], ",".join(n["addresses"]), n["image"], n["size"],
+        [(n["name"], n["group"] or "-", n["site"], n["state"] + (f", {n['move']}" if n.get("move") else ""), ",".join(n["addresses"]), n["image"], n["size"],
           n["id"], *([(n.get("labels") or {}).get("owner") or "-"] if owners else [])) for n in nodes])
 
 
@@ -43,7 +43,7 @@ def ps(
     from skyctl.cli.runtime import exit_partial, open_sky, raise_if_failed
     from skyctl.errors import UsageError
     from skyctl.model import NodeState
-    from skyctl.ops.inventory import list_nodes
+    from skyctl.ops.inventory import list_nodes, move_roles
 
     groups = ([group] if group else []) + list(group_opt or [])
     known = {s.value for s in NodeState if s is not NodeState.DELETED}
@@ -55,9 +55,11 @@ def ps(
         listing = list_nodes(sky, group=groups[0] if len(groups) == 1 else None, site=site,
                              include_foreign=all_, all_owners=all_owners)
         raise_if_failed(listing.outcome(1 if site else len(sky.site_names)))
-    nodes = [n for n in listing.nodes if (not groups or n.group in groups)
-             and (not wanted or n.state.value in wanted)]
-    term().emit([n.to_json() for n in nodes], output,
+        nodes = [n for n in listing.nodes if (not groups or n.group in groups)
+                 and (not wanted or n.state.value in wanted)]
+        roles = move_roles(sky, nodes)
+    rows = [n.to_json() | ({"move": roles[n.id]} if n.id in roles else {}) for n in nodes]
+    term().emit(rows, output,
                 table=lambda rows: node_table(rows, owners=all_owners or all_))
     exit_partial(listing.errors)
 

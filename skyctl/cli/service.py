@@ -98,9 +98,14 @@ def run_watch(*, interval: float, ticks: int, metrics_port: int | None, metrics_
     import signal
 
     from skyctl.cli.runtime import open_sky
-    from skyctl.ops.watch import Watch, tick_event
+    from skyctl.cli.runtime import load_federation
+    from skyctl.ops.watch import Watch, tick_event, watch_interval
 
     log = EventLog(log_format)
+    try:
+        interval = watch_interval(interval, load_federation().rules)
+    except SkyError:
+        pass  # the first tick says what is wrong with the file, and the watch goes on
     metrics = server = None
     if metrics_port is not None:
         from skyctl.ops.metrics import WatchMetrics
@@ -132,6 +137,16 @@ def run_watch(*, interval: float, ticks: int, metrics_port: int | None, metrics_
             else:
                 log("move", f"could not move {o.move.node} to {o.move.to_site}: {o.error}", level="warning",
                     **fields)
+        for d in result.demand:
+            data = d.to_json()
+            if d.error:
+                log("demand", d.error, level="warning", **data)
+            else:
+                tick = d.tick
+                log("demand", f"{d.rule}: {tick.pending_cores if tick else 0} cores pending, target "
+                    f"{tick.target if tick else '?'}, +{len(d.created)} -{len(d.deleted)}"
+                    + (f", kept {', '.join(d.kept)}" if d.kept else ""),
+                    level="warning" if (d.kept or d.failed) else "info", **data)
 
     reporter = EventReporter(log)
     watch = Watch(lambda: open_sky(reporter), interval=interval, ticks=ticks, on_tick=on_tick,

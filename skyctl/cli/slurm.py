@@ -22,7 +22,7 @@ def _open(echo: bool = True) -> Any:
 
     from skyctl.cli.runtime import open_sky
     from skyctl.ops.reporter import Reporter
-    from skyctl.ops.slurm import SlurmLog, log_path
+    from skyctl.ops.slurmlog import SlurmLog, log_path
 
     sky = open_sky(reporter=Reporter())
     quiet = os.environ.get("SKYCTL_SLURM_QUIET") == "1"   # the programs: stderr goes to a file
@@ -45,10 +45,12 @@ def resume(
     """
     import os
 
+    # No pydantic plugin is wanted here, and looking for them costs an entry-point scan.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from skyctl import config
     from skyctl.cli import runtime
     from skyctl.errors import UsageError
-    from skyctl.ops import slurm
+    from skyctl.ops import slurmlog as slurm
     from skyctl.policy.slurm import map_nodes
 
     # slurmctld waits for this part: the federation without loading the drivers (their SDKs take
@@ -77,9 +79,11 @@ def resume(
         for name in ours:
             log.line("resume-started", name, None, "launching detached")
     elif ours:
+        from skyctl.ops.slurm import resume as do_resume
+
         sky, log = _open(echo=not detached)
         with sky:
-            report = slurm.resume(sky, ours, log)
+            report = do_resume(sky, ours, log)
         if report.failed and not detached:
             problems.append(f"{len(report.failed)} node(s) not created: "
                             f"{slurm.collect_hostlist(sorted(report.failed))}")

@@ -121,6 +121,8 @@ def _settle_move(sky: Sky, intent: Any, ours: list[Node], by_name: dict[str, Nod
     new = next((n for n in ours if n.launch_id == intent.launch_id), None)
     if old is None:
         state.finish(intent.id, "done", "the remote node is gone")
+        if new is not None:
+            by_name[new.name] = new
         return True
     if new is None:
         state.finish(intent.id, "failed", "undone by reconcile: no replacement was created")
@@ -129,13 +131,15 @@ def _settle_move(sky: Sky, intent: Any, ours: list[Node], by_name: dict[str, Nod
     keep, drop = (new, old) if new.state is NodeState.RUNNING else (old, new)
     if delete_nodes(sky, [drop]):
         return False
+    # Both carry the name (moves made before names were kept had two): it is the kept node's now.
     by_name.pop(drop.name, None)
-    state.forget_node(drop.name)
+    by_name[keep.name] = keep
+    state.record_node(keep.name, keep.group or "", keep.site, keep.id, keep.launch_id or "")
     if keep is new:
-        state.finish(intent.id, "done", f"finished by reconcile: {old.name} -> {new.name}")
+        state.finish(intent.id, "done", f"finished by reconcile: {old.name} {old.site} -> {new.site}")
         out.moves_finished.append(old.name)
     else:
-        state.finish(intent.id, "failed", f"undone by reconcile: {new.name} was not running")
+        state.finish(intent.id, "failed", f"undone by reconcile: the replacement on {new.site} was not running")
         out.moves_undone.append(old.name)
     return True
 
@@ -149,9 +153,13 @@ def reconcile(sky: Sky, *, delete_orphans: bool = False) -> ReconcileResult:
     ours = [n for n in listing.nodes if n.labels.get("owner") == sky.owner(n.site)]
     known_groups = set(state.groups())
 
-    # The oldest node of a name is the real one; a later twin is a duplicate.
+    # The oldest node of a name is the real one; a later twin is a duplicate, unless it is the
+    # replacement of a move home in progress (same name on purpose; settled with its intent).
+    moving_in = {i.launch_id for i in state.intents("pending") if i.op == "move"}
     by_name: dict[str, Node] = {}
     for n in sorted(ours, key=lambda n: (n.created_at or "", n.id)):
+        if n.launch_id in moving_in:
+            continue
         if n.name in by_name:
             out.duplicates.append(n)
         else:

@@ -49,6 +49,29 @@ def _natural(name: str) -> tuple[Any, ...]:
     return (head, int(tail), "") if tail.isdigit() else (name, -1, name)
 
 
+def moving_in(sky: Sky) -> dict[str, Any]:
+    """Launch id -> the pending `move` intent whose replacement carries it: a node with this
+    launch id is a move's target, sharing its name with the node it replaces until that one is
+    deleted."""
+    return {i.launch_id: i for i in sky.state.intents("pending") if i.op == "move"}
+
+
+def move_roles(sky: Sky, nodes: list[Node]) -> dict[str, str]:
+    """Node id -> 'moving in (replaces NAME on SITE)' / 'moving out (to SITE)' for the nodes of
+    a move in progress."""
+    targets = moving_in(sky)
+    out: dict[str, str] = {}
+    for n in nodes:
+        intent = targets.get(n.launch_id or "")
+        if intent is None:
+            continue
+        out[n.id] = f"moving in (replaces {intent.node} on {intent.site})"
+        for m in nodes:
+            if m.name == n.name and m.site == intent.site and m.id != n.id:
+                out[m.id] = f"moving out (to {n.site})"
+    return out
+
+
 def resolve_targets(sky: Sky, names: list[str], *, site: str | None = None) -> tuple[list[Node], Listing]:
     """Each name is a group or a node name (or, with --site, the cloud's own id)."""
     listing = list_nodes(sky, site=site)
@@ -71,6 +94,11 @@ def resolve_targets(sky: Sky, names: list[str], *, site: str | None = None) -> t
                 found[(n.site, n.id)] = n
         elif name in by_name:
             same = by_name[name]
+            if len(same) > 1:
+                # A move home in progress: the name still means the node it replaces.
+                targets = moving_in(sky)
+                staying = [n for n in same if (n.launch_id or "") not in targets]
+                same = staying if len(staying) == 1 else same
             if len(same) > 1:  # never a silent pick: duplicates after a crash, or a name reused
                 each = ", ".join(f"{n.id} on {n.site}" for n in same)
                 raise UsageError(f"{name!r} names {len(same)} nodes ({each})",

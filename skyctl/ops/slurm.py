@@ -8,55 +8,24 @@ or `slurm.log` of the federation file) with the site and the reason: nothing fai
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skyctl.config import Federation, SlurmConfig, expand_hostlist
-from skyctl.errors import ConfigError, DriverError, SkyError, UsageError
-from skyctl.model import Node
+from skyctl.config import Federation
+from skyctl.errors import DriverError, SkyError, UsageError
+from skyctl.model import Node, NodeState
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.sky import Sky
-from skyctl.policy.slurm import NodeMap, NodeSet, Programs, ReconcileAction, conf_lines, map_nodes, reconcile_actions
+# expand, log_path and read_resume_file are this module's API too (the CLI's other verbs use them).
+from skyctl.ops.slurmlog import SlurmLog, collect_hostlist, expand, log_path, node_sets, read_resume_file, slurm_of  # noqa: F401
+from skyctl.policy.slurm import NodeMap, Programs, ReconcileAction, conf_lines, map_nodes, reconcile_actions
 
 
 class SlurmctldUnreachable(SkyError):
     exit_code = 1
-
-
-def slurm_of(fed: Federation) -> SlurmConfig:
-    if fed.slurm is None:
-        raise ConfigError("the federation file has no 'slurm:' section", path="slurm",
-                          hint="add slurm.groups.GROUP with nodes (a hostlist) and partition")
-    return fed.slurm
-
-
-def node_sets(fed: Federation) -> list[NodeSet]:
-    slurm = slurm_of(fed)
-    out = []
-    for group, s in slurm.groups.items():
-        size = fed.sizes[s.size or fed.defaults.size or ""]
-        out.append(NodeSet(group, tuple(s.names), s.partition, tuple(s.features), s.weight,
-                           size.cpus, size.memory_mib))
-    return out
-
-
-def collect_hostlist(names: list[str]) -> str:
-    import hostlist
-
-    return str(hostlist.collect_hostlist(names))
-
-
-def expand(text: str) -> list[str]:
-    try:
-        return expand_hostlist(text)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
 
 
 def owned(fed: Federation, names: list[str]) -> NodeMap:
@@ -117,37 +86,6 @@ def write_programs(fed: Federation, skyctl: list[str], environ: dict[str, str]) 
     return out
 
 
-# --- the log ----------------------------------------------------------------------------------
-
-def log_path(fed: Federation) -> Path:
-    slurm = slurm_of(fed)
-    if slurm.log:
-        return Path(slurm.log).expanduser()
-    from skyctl.paths import state_dir
-
-    return state_dir() / "slurm.log"
-
-
-class SlurmLog:
-    """One line per event, `TIME VERB NODE site=SITE: reason`, appended (and echoed to stderr)."""
-
-    def __init__(self, path: Path, *, echo: bool = True) -> None:
-        self.path = path
-        self.echo = echo
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def line(self, verb: str, node: str, site: str | None, why: str) -> None:
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        text = f"{stamp} [{os.getpid()}] {verb} {node} site={site or '-'}: {why}"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(text + "\n")
-        if self.echo and sys.stderr is not None:   # slurmctld closes every fd of its programs
-            try:
-                sys.stderr.write(text + "\n")
-            except (OSError, ValueError):
-                pass
-
-
 # --- slurmctld --------------------------------------------------------------------------------
 
 def scontrol(*args: str, timeout: float = 30) -> str:
@@ -181,18 +119,6 @@ def power_down(names: list[str], why: str) -> None:
 
 
 # --- resume, suspend, resume-fail -------------------------------------------------------------
-
-def read_resume_file(path: str | None) -> dict[str, Any] | None:
-    """SLURM_RESUME_FILE's JSON (slurmctld removes it after about 10 s: read it at once)."""
-    if not path:
-        return None
-    try:
-        return dict(json.loads(Path(path).read_text(encoding="utf-8")))
-    except FileNotFoundError:
-        raise UsageError(f"SLURM_RESUME_FILE {path} does not exist (read too late?)") from None
-    except (OSError, ValueError, TypeError) as e:
-        raise UsageError(f"SLURM_RESUME_FILE {path}: cannot read it ({type(e).__name__})") from None
-
 
 @dataclass
 class ResumeReport:
@@ -359,9 +285,19 @@ def reconcile(sky: Sky, log: SlurmLog, *, dry_run: bool = False) -> list[Reconci
     vms, errors = _vms(sky, list(slurm_of(fed).groups))
     if errors:
         raise DriverError(f"{', '.join(sorted(errors))} did not answer: reconcile deletes nothing on a partial view")
-    actions = reconcile_actions(states, {n: v.site for n, v in vms.items()}, names)
+    dead = [n for n, v in vms.items() if v.state is NodeState.ERROR]
+    actions = reconcile_actions(states, {n: v.site for n, v in vms.items()}, names, dead)
     if dry_run:
         return actions
+    failing = [a.node for a in actions if a.action == "resume-fail"]
+    if failing:
+        for a in actions:
+            if a.action == "resume-fail":
+                log.line("reconcile resume-fail", a.node, vms[a.node].site if a.node in vms else None, a.why)
+        # DOWN first: slurmctld then ends the jobs there at once (requeued where they may be),
+        # instead of waiting SlurmdTimeout for a dead slurmd to confirm; POWER_DOWN follows.
+        scontrol("update", f"NodeName={collect_hostlist(failing)}", "State=DOWN", "Reason=skyctl: its VM is gone")
+        resume_fail(sky, failing, log)
     doomed = [vms[a.node] for a in actions if a.action == "delete-vm"]
     failed = delete_nodes(sky, doomed) if doomed else {}
     downs = [a.node for a in actions if a.action == "power-down"]
@@ -369,8 +305,58 @@ def reconcile(sky: Sky, log: SlurmLog, *, dry_run: bool = False) -> list[Reconci
         power_down(downs, "reconcile: node was DOWN")
     for a in actions:
         site = vms[a.node].site if a.node in vms else None
+        if a.action == "resume-fail":
+            continue   # logged above, and by resume-fail itself
         if a.action == "delete-vm" and site in failed:
             log.line("reconcile-failed", a.node, site, failed[site].line())
         else:
             log.line(f"reconcile {a.action}", a.node, site, a.why)
     return actions
+
+
+# --- drain (before skyctl deletes a node itself: a move home, a demand scale-in) ---------------
+
+_BUSY = {"ALLOCATED", "MIXED", "COMPLETING"}
+
+
+def _slurm_owned(sky: Sky, node: Node) -> bool:
+    fed = sky.federation
+    if fed.slurm is None or node.group not in fed.slurm.groups:
+        return False
+    return not map_nodes([node.name], node_sets(fed)).unknown
+
+
+def drain_slurm_node(sky: Sky, node: Node, *, timeout: float, poll: float = 2.0) -> str | None:
+    """For a node a `slurm:` group owns: `scontrol update NodeName=X State=DRAIN`, then wait
+    until its jobs are done (DRAINED, not DRAINING). None when it may be deleted (or it is no
+    Slurm node), else why not. Anything but a drained node keeps its VM."""
+    if not _slurm_owned(sky, node):
+        return None
+    from skyctl.polling import Expired, iterate_timeout
+
+    try:
+        scontrol("update", f"NodeName={node.name}", "State=DRAIN", "Reason=skyctl: before deleting its VM")
+        for _ in iterate_timeout(timeout, f"Slurm to drain {node.name}", interval=poll):
+            words = node_states([node.name]).get(node.name, set())
+            if not words & _BUSY:
+                return None
+    except SkyError as e:
+        return f"Slurm drain of {node.name}: {e.line()}"
+    except Expired:
+        return f"Slurm drain of {node.name}: jobs still running after {timeout:g}s (drain_timeout)"
+    return None
+
+
+def release_slurm_node(sky: Sky, node: Node, *, moved: bool) -> str | None:
+    """After the drained node's VM is gone: RESUME when a replacement of the same name takes
+    over (a move home), else back to POWER_DOWN. None, or why it failed."""
+    if not _slurm_owned(sky, node):
+        return None
+    try:
+        if moved:
+            scontrol("update", f"NodeName={node.name}", "State=RESUME")
+        else:
+            power_down([node.name], "drained and deleted by skyctl")
+    except SkyError as e:
+        return e.line()
+    return None

@@ -1,6 +1,8 @@
 """`burst watch` as a loop a service manager can run: a bursting tick every interval, a site
 that is down or a tick that fails never ends the loop, and a stop request (SIGTERM) lets the
-tick in progress finish. What happened goes out as one TickReport per tick."""
+tick in progress finish. What happened goes out as one TickReport per tick. A demand rule's
+command runs on the ticks at which its `every` has passed (`watch_interval` makes the ticks
+come at least that often)."""
 
 from __future__ import annotations
 
@@ -37,13 +39,13 @@ class Watch:
     def __init__(self, open_sky: Callable[[], Sky], *, interval: float, ticks: int = 0,
                  on_tick: Callable[[TickReport], None] = lambda r: None,
                  on_start: Callable[[int], None] = lambda n: None,
-                 tick: Callable[[Sky], TickResult] = run_tick) -> None:
+                 tick: Callable[[Sky], TickResult] | None = None) -> None:
         self.open_sky = open_sky
         self.interval = interval
         self.ticks = ticks
         self.on_tick = on_tick
         self.on_start = on_start
-        self._tick = tick
+        self._tick = tick or watch_tick
         self._stop = threading.Event()
         self.done = 0  # ticks finished
 
@@ -84,6 +86,17 @@ class Watch:
         return TickReport(number, started, time.monotonic() - t0, result, None, tiers)
 
 
+def watch_tick(sky: Sky) -> TickResult:
+    """A watch's tick: moves home, and the demand rules that are due."""
+    return run_tick(sky, demand_when_due=True)
+
+
+def watch_interval(interval: float, rules: Any) -> float:
+    """Ticks at least as often as the most frequent demand rule asks."""
+    everies = [r.demand.every_s for r in rules if getattr(r, "demand", None) is not None]
+    return min([interval, *everies])
+
+
 def tick_event(report: TickReport) -> dict[str, Any]:
     """One tick as a flat record (for logs)."""
     event: dict[str, Any] = {"event": "tick", "tick": report.number, "duration_s": round(report.duration, 3)}
@@ -93,4 +106,9 @@ def tick_event(report: TickReport) -> dict[str, Any]:
     r = report.result
     event.update(ok=True, moves=sum(o.ok for o in r.outcomes), failed_moves=sum(not o.ok for o in r.outcomes),
                  burst_nodes={t.rule: t.burst_nodes for t in r.rules}, site_errors=dict(r.site_errors))
+    if r.demand:
+        event["demand"] = {d.rule: {"error": d.error, "target": d.tick.target if d.tick else None,
+                                    "pending_cores": d.reading.pending_cores if d.reading else None,
+                                    "created": len(d.created), "deleted": len(d.deleted), "kept": len(d.kept)}
+                           for d in r.demand}
     return event

@@ -88,6 +88,43 @@ class HomePolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class DemandPolicy:
+    """A group sized by what a batch system waits for: `command` prints JSON such as
+    {"pending_cores": 48, "idle_nodes": ["w-3"]}; the throttles come from cloudscheduler (nodes
+    starting per site, a ceiling on idle nodes) and Vcycle (a site whose nodes die early is
+    left alone for a while)."""
+
+    command: tuple[str, ...]
+    group: str
+    every_s: float = 60.0
+    timeout_s: float = 30.0
+    max_starting_per_site: int | None = None   # None: no limit
+    max_idle: int = 0                          # idle nodes kept beyond what pending work needs
+    died_within_s: float = 600.0               # a node gone sooner than this "died early"...
+    pause_s: float = 1800.0                    # ...and its site gets no new node for this long
+
+    def to_json(self) -> dict[str, Any]:
+        return {"command": list(self.command), "group": self.group, "every_s": self.every_s,
+                "timeout_s": self.timeout_s, "max_starting_per_site": self.max_starting_per_site,
+                "max_idle": self.max_idle, "early_death": {"within_s": self.died_within_s, "pause_s": self.pause_s}}
+
+
+@dataclass(frozen=True, slots=True)
+class DrainPolicy:
+    """Run before skyctl deletes a node it scales in or moves home: argv with {node}, {site}
+    and {group} replaced (never through a shell); exit 0 means drained."""
+
+    command: tuple[str, ...]
+    timeout_s: float = 600.0
+
+    def argv(self, node: str, site: str, group: str) -> list[str]:
+        return [a.replace("{node}", node).replace("{site}", site).replace("{group}", group) for a in self.command]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"command": list(self.command), "timeout_s": self.timeout_s}
+
+
+@dataclass(frozen=True, slots=True)
 class GroupBounds:
     min: int = 0
     max: int | None = None
@@ -109,6 +146,8 @@ class Rule:
     weights: Weights = Weights()              # used by order: weighted
     expected_duration_s: float = DEFAULT_DURATION_S
     replicate: str = "never"   # "auto": copy an endorsed image to a target that lacks it, then place
+    demand: DemandPolicy | None = None        # the group's size follows a demand command
+    drain: DrainPolicy | None = None          # drain_command: before a node is deleted
 
     def applies_to(self, group: str) -> bool:
         return not self.groups or group in self.groups
@@ -128,6 +167,8 @@ class Rule:
             "weights": self.weights.to_json() if self.order is RuleOrder.WEIGHTED else None,
             "expected_duration_s": self.expected_duration_s,
             "replicate": self.replicate,
+            "demand": self.demand.to_json() if self.demand else None,
+            "drain": self.drain.to_json() if self.drain else None,
         }
 
 
@@ -380,6 +421,41 @@ class _WeightsSpec(_Spec):
         return Weights(cost=self.cost, carbon=self.carbon, free_room=self.free_room)
 
 
+def _command(value: Any) -> tuple[str, ...]:
+    """A list of words, or one string split like a shell would (but never run by one)."""
+    import shlex
+
+    words: Any = value
+    if isinstance(value, str):
+        try:
+            words = shlex.split(value)
+        except ValueError as e:
+            raise ValueError(f"cannot split the command: {e}") from None
+    if not isinstance(words, list) or not words or not all(isinstance(w, str) and w for w in words):
+        raise ValueError("must be a command: a string or a non-empty list of words")
+    return tuple(words)
+
+
+class _EarlyDeathSpec(_Spec):
+    within: Annotated[float, PlainValidator(_seconds)] = 600.0
+    pause: Annotated[float, PlainValidator(_seconds)] = 1800.0
+
+
+class _DemandSpec(_Spec):
+    command: Annotated[tuple[str, ...], PlainValidator(_command)]
+    group: Annotated[str | None, PlainValidator(_group_name)] = None
+    every: Annotated[float, PlainValidator(_positive_seconds)] = 60.0
+    timeout: Annotated[float, PlainValidator(_positive_seconds)] = 30.0
+    max_starting_per_site: Annotated[int | None, PlainValidator(_whole_number(1))] = None
+    max_idle: _Count = 0
+    early_death: Annotated[_EarlyDeathSpec, _Defaults] = _EarlyDeathSpec()
+
+    def policy(self, group: str) -> DemandPolicy:
+        return DemandPolicy(command=self.command, group=group, every_s=self.every, timeout_s=self.timeout,
+                            max_starting_per_site=self.max_starting_per_site, max_idle=self.max_idle,
+                            died_within_s=self.early_death.within, pause_s=self.early_death.pause)
+
+
 class _RuleSpec(_Spec):
     name: Annotated[str, PlainValidator(_rule_name)]
     from_: Annotated[tuple[str, ...], PlainValidator(_sites_of(Tier.LOCAL))] = Field(alias="from")
@@ -392,19 +468,43 @@ class _RuleSpec(_Spec):
     weights: _WeightsSpec | None = None
     expected_duration: Annotated[float, PlainValidator(_positive_seconds)] = DEFAULT_DURATION_S
     replicate: Annotated[str, PlainValidator(_replicate)] = "never"
+    demand: _DemandSpec | None = None
+    drain_command: Annotated[tuple[str, ...] | None, PlainValidator(_command)] = None
+    drain_timeout: Annotated[float, PlainValidator(_positive_seconds)] = 600.0
 
     @classmethod
     def _keys_together(cls, data: Mapping[str, Any]) -> None:
         if "weights" in data and data.get("order") != RuleOrder.WEIGHTED.value:
             raise FieldProblem("weights are read only with order: weighted", below=("weights",),
                                hint="set order: weighted, or remove weights")
+        if "drain_timeout" in data and "drain_command" not in data:
+            raise FieldProblem("drain_timeout is read only with a drain_command", below=("drain_timeout",))
+
+    @model_validator(mode="after")
+    def _demand_group(self) -> _RuleSpec:
+        if self.demand is None:
+            return self
+        groups = list(self.groups or {})
+        if self.demand.group is None and len(groups) != 1:
+            raise FieldProblem("name the group the demand sizes", below=("demand", "group"),
+                               hint="give demand.group, or list exactly one group under groups")
+        if self.demand.group is not None and groups and self.demand.group not in groups:
+            raise FieldProblem(f"group {self.demand.group!r} is not one of this rule's groups ({', '.join(groups)})",
+                               below=("demand", "group"))
+        return self
+
+    def _demand(self) -> DemandPolicy | None:
+        if self.demand is None:
+            return None
+        return self.demand.policy(self.demand.group or next(iter(self.groups or {})))
 
     def rule(self) -> Rule:
         return Rule(name=self.name, from_sites=self.from_, to_sites=self.to, order=self.order,
                     overflow=self.overflow.overflow(), home=self.home.policy() if self.home else None,
                     groups={g: b.bounds() for g, b in (self.groups or {}).items()},
                     weights=self.weights.weights() if self.weights else Weights(),
-                    expected_duration_s=self.expected_duration, replicate=self.replicate)
+                    expected_duration_s=self.expected_duration, replicate=self.replicate, demand=self._demand(),
+                    drain=DrainPolicy(self.drain_command, self.drain_timeout) if self.drain_command else None)
 
 
 def parse_rules(raw: Any, *, sites: Mapping[str, Any], path: str = "bursting",

@@ -97,15 +97,24 @@ class ReconcileAction:
     why: str
 
 
-def reconcile_actions(states: Mapping[str, set[str]], vms: Mapping[str, str], owned: Iterable[str]) -> list[ReconcileAction]:
+def reconcile_actions(states: Mapping[str, set[str]], vms: Mapping[str, str], owned: Iterable[str],
+                      dead: Iterable[str] = ()) -> list[ReconcileAction]:
     """`states`: Slurm node name -> its state words; `vms`: node name -> site of the VM the
-    clouds hold; `owned`: the names skyctl provides. A VM behind a node Slurm shows powered down
-    (and not powering up) is deleted; a node DOWN (a failed resume, a VM that died) goes back
-    to POWER_DOWN (its VM, if any, deleted), so none stays DOWN waiting for an admin."""
+    clouds hold; `owned`: the names skyctl provides; `dead`: names whose VM is in error. A VM
+    behind a node Slurm shows powered down (and not powering up) is deleted; a node DOWN (a
+    failed resume, a VM that died) goes back to POWER_DOWN (its VM, if any, deleted), so none
+    stays DOWN waiting for an admin; a node Slurm still shows up (running a job, say) whose VM
+    is gone or in error goes through resume-fail at once (what is left deleted, POWER_DOWN),
+    instead of waiting SlurmdTimeout for Slurm to notice."""
     out: list[ReconcileAction] = []
+    broken = set(dead)
     for name in owned:
         words = states.get(name)
         if words is None:
+            continue
+        if not words & {"DOWN", POWERED_DOWN, POWERING_UP, POWERING_DOWN} and (name not in vms or name in broken):
+            why = f"its VM on {vms[name]} is in error" if name in vms else "its VM is gone"
+            out.append(ReconcileAction(name, "resume-fail", f"Slurm shows the node up but {why}"))
             continue
         # Every owned name is a cloud node, though Slurm shows CLOUD only while it is powered
         # down: DOWN after a failed resume, or DOWN+NOT_RESPONDING once its VM was killed.

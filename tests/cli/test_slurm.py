@@ -129,6 +129,25 @@ def test_reconcile_deletes_vms_behind_powered_down_nodes_and_clears_down_nodes(
     assert any("NodeName=sky-3" in c and "POWER_DOWN_FORCE" in c for c in scontrol())
 
 
+def test_reconcile_sends_a_running_node_whose_vm_is_gone_through_resume_fail(
+        run: Runner, slurm_sky: Path, tmp_path: Path, scontrol: Any) -> None:
+    assert run("slurm", "resume", "--wait", "sky-[1-2]").code == 0
+    assert run("delete", "sky-1", "--yes").code == 0         # the VM dies under its running job
+    (tmp_path / "nodes.txt").write_text("NodeName=sky-1 State=ALLOCATED Partitions=sky\n"
+                                        "NodeName=sky-2 State=MIXED Partitions=sky\n")
+    done = run("slurm", "reconcile", "-o", "json")
+    assert done.code == 0, done.err
+    assert [(a["node"], a["action"]) for a in done.json()] == [("sky-1", "resume-fail")]
+    calls = scontrol()
+    down = next(i for i, c in enumerate(calls) if "NodeName=sky-1" in c and "State=DOWN " in c + " ")
+    power = next(i for i, c in enumerate(calls) if "NodeName=sky-1" in c and "POWER_DOWN_FORCE" in c)
+    assert down < power     # DOWN first: Slurm ends the job at once, then the node powers down
+    log = _log(tmp_path)
+    assert any("reconcile resume-fail sky-1 site=-: Slurm shows the node up but its VM is gone" in ln for ln in log)
+    assert any("resume-fail sky-1 site=-: no VM (already gone)" in ln for ln in log)
+    assert [n["name"] for n in run("ps", "skyb", "-o", "json").json()] == ["sky-2"]
+
+
 def test_config_prints_the_slurm_conf_lines_and_writes_the_programs(run: Runner, slurm_sky: Path,
                                                                      tmp_path: Path) -> None:
     r = run("slurm", "config", "--write-programs")
@@ -157,3 +176,30 @@ def test_bad_slurm_sections_name_their_field(run: Runner, sky_file: Callable[[di
     sky_file(doc)
     r = run("slurm", "config")
     assert r.code == 2 and path in r.err, r.err
+
+
+def test_a_slurm_node_moving_home_is_drained_in_slurm_first_and_keeps_its_name(
+        run: Runner, tmp_path: Path, sky_file: Callable[[dict[str, Any]], Path], scontrol: Any) -> None:
+    doc = _slurm_federation(tmp_path)
+    doc["bursting"] = [{"name": "overflow", "from": ["home"], "to": ["cc"], "home": {"cooldown": "0s"}}]
+    sky_file(doc)
+    assert run("slurm", "resume", "--wait", "sky-[1-3]").code == 0     # home 2, cc 1
+    assert run("slurm", "suspend", "sky-1").code == 0                  # room at home again
+    (tmp_path / "nodes.txt").write_text("NodeName=sky-3 State=ALLOCATED+DRAIN Partitions=sky\n")
+    # Still running a job: the drain waits, and gives up after drain_timeout (the move is undone).
+    doc["bursting"][0]["drain_command"] = ["true"]
+    doc["bursting"][0]["drain_timeout"] = "1s"
+    sky_file(doc)
+    busy = run("burst", "run", "-o", "json")
+    assert busy.code == 3
+    assert "jobs still running after 1s" in busy.json()["actions"][0]["error"]
+    assert {n["name"]: n["site"] for n in run("ps", "skyb", "-o", "json").json()} == {"sky-2": "home", "sky-3": "cc"}
+    # Drained: the move goes through under the same name, and Slurm gets the name back.
+    (tmp_path / "nodes.txt").write_text("NodeName=sky-3 State=IDLE+DRAIN Partitions=sky\n")
+    tick = run("burst", "run", "-o", "json")
+    assert tick.code == 0, tick.err
+    assert {n["name"]: n["site"] for n in run("ps", "skyb", "-o", "json").json()} == {"sky-2": "home", "sky-3": "home"}
+    calls = scontrol()
+    drain = [i for i, c in enumerate(calls) if c.startswith("update NodeName=sky-3 State=DRAIN")]
+    resumed = [i for i, c in enumerate(calls) if c == "update NodeName=sky-3 State=RESUME"]
+    assert len(drain) == 2 and len(resumed) == 1 and drain[-1] < resumed[0], calls

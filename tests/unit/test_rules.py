@@ -17,8 +17,8 @@ from skyctl.policy.rules import (GroupBounds, HomePolicy, Overflow, Rule, RuleOr
 SITES: dict[str, Any] = {"home": SimpleNamespace(tier=Tier.LOCAL), "lab": SimpleNamespace(tier="local"),
                          "cc": SimpleNamespace(tier=Tier.REMOTE), "sara": object()}
 KNOWN = "home, lab, cc, sara"
-RULE_SHAPE = "must be a mapping with keys name, from, to, order, overflow, home, groups, weights, expected_duration, replicate"
-RULE_KEYS = "known: name, from, to, order, overflow, home, groups, weights, expected_duration, replicate"
+RULE_SHAPE = "must be a mapping with keys name, from, to, order, overflow, home, groups, weights, expected_duration, replicate, demand, drain_command, drain_timeout"
+RULE_KEYS = "known: name, from, to, order, overflow, home, groups, weights, expected_duration, replicate, demand, drain_command, drain_timeout"
 SITE_LIST = "must be a non-empty list of site names"
 DURATION = "must be a duration such as 300s or 5m"
 PERCENT_RANGE = "must be a percentage such as 90% (more than 0, at most 100)"

@@ -37,3 +37,18 @@ def test_reconcile_deletes_vms_behind_powered_down_nodes_and_lifts_down_nodes() 
                                 ["a-1", "a-2", "b-1", "c-1", "c-2"])
     assert [(a.node, a.action) for a in actions] == [("a-1", "delete-vm"), ("b-1", "delete-vm"),
                                                       ("b-1", "power-down"), ("c-1", "power-down")]
+
+
+def test_a_node_slurm_shows_up_whose_vm_is_gone_or_in_error_goes_through_resume_fail() -> None:
+    states = {
+        "k-1": {"ALLOCATED"},                        # running a job, VM killed under it
+        "k-2": {"MIXED"},                            # running a job, VM in error
+        "k-3": {"IDLE", "POWERING_DOWN"},            # being suspended: its VM goes anyway
+        "k-4": {"ALLOCATED"},                        # fine
+        "k-5": {"IDLE", "CLOUD", "POWERED_DOWN"},    # powered down, no VM: fine
+    }
+    actions = reconcile_actions(states, {"k-2": "cc", "k-4": "home"}, ["k-1", "k-2", "k-3", "k-4", "k-5"],
+                                dead=["k-2"])
+    assert [(a.node, a.action, a.why) for a in actions] == [
+        ("k-1", "resume-fail", "Slurm shows the node up but its VM is gone"),
+        ("k-2", "resume-fail", "Slurm shows the node up but its VM on cc is in error")]

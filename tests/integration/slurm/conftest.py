@@ -7,7 +7,10 @@ directory and an SSH server, not a machine that can run slurmd, so for every slu
 VM runs on a sandbox cloud the agent runs that guest's `slurmd -D -b -N NAME` on this host
 (what the profile's `systemctl restart slurmd` starts), and stops it as soon as the VM is gone
 from the cloud (deleted, or killed by a test). Slurm therefore sees exactly the nodes whose VMs
-run, register with their names, run jobs and go idle.
+run, register with their names, run jobs and go idle. A VM that goes takes everything of its
+node with it: slurmd's process group, and the slurmstepd and job processes slurmd started in
+sessions of their own (found by the node agent's marker or the job's SLURMD_NODENAME, under
+this cluster's SLURM_CONF), as a powered-off machine would.
 
 Nothing runs at import: collecting this folder in the default run (which deselects the
 `slurm` marker) costs nothing and needs no Slurm.
@@ -36,6 +39,7 @@ SKYCTL = str(Path(sys.executable).with_name("skyctl"))
 GROUP = "skyb"
 NODES = [f"sky-{i}" for i in range(1, 9)]
 SUSPEND_TIME = 15
+AGENT_MARK = "SKYCTL_TIER_NODE"   # in the environment of a node's slurmd, and so of its slurmstepds
 
 
 def free_port() -> int:
@@ -62,7 +66,7 @@ class Cluster:
         self._agent: threading.Thread | None = None
         self.agent_errors: list[str] = []
         self.hold_slurmd = False     # a test's guest that never finishes booting: no new slurmd
-        self.resume_timeout = 45
+        self.resume_timeout = 60    # slurmd registers well within it, even on a loaded 2-core machine
 
     # --- commands ---------------------------------------------------------------------------
     def run(self, *argv: str, ok: tuple[int, ...] = (0,), timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -202,7 +206,8 @@ class Cluster:
                 continue
             log = open(self.root / "log" / f"slurmd-{name}.out", "ab")
             self.slurmd[name] = subprocess.Popen(["slurmd", "-D", "-b", "-N", name, "-f", str(self.conf)],
-                                                 env=self.env, stdout=log, stderr=log, start_new_session=True)
+                                                 env={**self.env, AGENT_MARK: name}, stdout=log, stderr=log,
+                                                 start_new_session=True)
             self.slurmd_started[name] = self.slurmd_started.get(name, 0) + 1
         for name in sorted(set(self.slurmd) - running):
             self._stop_slurmd(name)
@@ -212,6 +217,28 @@ class Cluster:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)   # the VM is gone: its slurmd with it, jobs and all
         proc.wait(timeout=10)
+        for pid in self.node_processes(name):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def node_processes(self, name: str) -> list[int]:
+        """Processes of node `name` of this cluster: its slurmd and slurmstepds (started with the
+        agent's marker) and its jobs' processes (SLURMD_NODENAME), each under our SLURM_CONF."""
+        conf = f"SLURM_CONF={self.conf}".encode()
+        marks = (f"{AGENT_MARK}={name}".encode(), f"SLURMD_NODENAME={name}".encode())
+        out = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                env = (entry / "environ").read_bytes().split(b"\0")
+            except OSError:   # gone meanwhile, or not ours to read
+                continue
+            if conf in env and any(m in env for m in marks):
+                out.append(int(entry.name))
+        return out
 
     # --- waiting ----------------------------------------------------------------------------
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:

@@ -84,6 +84,40 @@ def test_a_node_that_never_comes_up_goes_through_resume_fail_and_leaves_no_vm(cl
     c.wait_for("every VM to be deleted", lambda: _no_vms(c), timeout=c.suspend_time + 60, interval=2)
 
 
+def _running_on(c: Any, job: str) -> str | None:
+    out = c.run("squeue", "-h", "-j", job, "-o", "%T %N", ok=(0, 1)).stdout.split()
+    return out[1] if len(out) == 2 and out[0] == "RUNNING" else None
+
+
+def test_a_node_whose_vm_is_killed_mid_job_goes_through_resume_fail_and_leaves_no_vm(cluster: Any) -> None:
+    c = cluster
+    c.wait_for("no VM", lambda: _no_vms(c), timeout=c.suspend_time + 60, interval=2)
+    c.wait_for("every node powered down", lambda: _all_powered_down(c), timeout=60, interval=2)
+    job = c.run("sbatch", "--parsable", "-N1", "-o", "/dev/null", "--wrap", "sleep 600").stdout.strip()
+    try:
+        name = c.wait_for("the job to run", lambda: _running_on(c, job), timeout=c.resume_timeout * 3, interval=1)
+        c.wait_for(f"{name}'s slurmd, the job's slurmstepd and the job", lambda: len(c.node_processes(name)) >= 3,
+                   timeout=30, interval=0.5)
+        # The VM dies under the running job (a hypervisor lost, an admin's delete): the node
+        # agent takes everything of the node with it, slurmstepd and the job included.
+        c.sky("delete", name, "--yes")
+        c.wait_for(f"every process of {name} to end", lambda: not c.node_processes(name), timeout=30, interval=0.5)
+        # What the reconcile timer does next: Slurm still shows the node running the job and its
+        # VM is gone, so it goes through resume-fail at once (not after SlurmdTimeout): what is
+        # left is deleted and the node goes back to POWER_DOWN, never DOWN.
+        actions = json.loads(c.sky("slurm", "reconcile", "-o", "json").stdout)
+        assert {(a["node"], a["action"]) for a in actions} == {(name, "resume-fail")}, actions
+        log = (c.root / "skyctl-slurm.log").read_text()
+        assert f"reconcile resume-fail {name} site=-: Slurm shows the node up but its VM is gone" in log, log[-2000:]
+        assert f"resume-fail {name} site=-: no VM (already gone)" in log, log[-2000:]
+    finally:
+        c.run("scancel", job, ok=(0, 1))   # Slurm requeues it; this test is about the node, not the job
+    c.wait_for("every node powered down, none DOWN", lambda: _all_powered_down(c),
+               timeout=c.resume_timeout + c.suspend_time + 90, interval=2)
+    c.wait_for("every VM to be deleted", lambda: _no_vms(c), timeout=c.suspend_time + 60, interval=2)
+    assert json.loads(c.sky("slurm", "reconcile", "-o", "json").stdout) == []
+
+
 def test_reconcile_removes_a_vm_planted_behind_a_powered_down_node(cluster: Any) -> None:
     c = cluster
     c.wait_for("no VM", lambda: _no_vms(c), timeout=c.suspend_time + 60, interval=2)
