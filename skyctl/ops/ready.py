@@ -73,6 +73,17 @@ def cloud_init_state(exit_code: int, stdout: str, stderr: str) -> str:
     return f"unknown ({first[:60]})"
 
 
+def cloud_init_detail(stdout: str, limit: int = 300) -> str:
+    """The guest's own error from `cloud-init status --long`: its 'detail:' lines, on one line."""
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == "detail:" or line.startswith("detail: "):
+            rest = [line.removeprefix("detail:").strip(), *(ln.strip() for ln in lines[i + 1:])]
+            text = " | ".join(x for x in rest if x)
+            return text if len(text) <= limit else text[: limit - 3] + "..."
+    return ""
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -121,7 +132,7 @@ def _step(p: _Progress, sites: Mapping[str, SiteConfig], opts: SshOptions, keep_
             report(p)
     if p.stage == STAGE_CONTEXT and p.session is not None:
         try:
-            code, out, err = p.session.exec("cloud-init status", timeout=min(30.0, left()))
+            code, out, err = p.session.exec("cloud-init status --long", timeout=min(30.0, left()))
         except (Unreachable, CommandTimeout) as e:
             p.close()
             p.stage, p.problem = STAGE_SSH, _without_where(e.message, node)  # lost it (a reboot?)
@@ -133,8 +144,11 @@ def _step(p: _Progress, sites: Mapping[str, SiteConfig], opts: SshOptions, keep_
             p.close()
         elif state == "error":
             p.close()
-            raise ContextFailed(f"{node.name}: its context failed (cloud-init status: error); "
-                                f"see 'skyctl ssh {node.name} -- cloud-init status --long'", site=node.site)
+            detail = cloud_init_detail(out)
+            raise ContextFailed(f"{node.name}: its context failed in the guest (cloud-init status: error)"
+                                + (f": {detail}" if detail else "")
+                                + f"; see 'skyctl ssh {node.name} -- sudo tail /var/log/cloud-init-output.log'",
+                                site=node.site)
         else:
             p.problem = f"cloud-init status: {state}"
             if not keep_open:
