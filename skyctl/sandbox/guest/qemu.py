@@ -83,9 +83,18 @@ def config_drive(vm: SVM, world: SiteWorld, folder: Path) -> tuple[Path, str]:
             "public_keys": public_keys}
     if public_keys:
         meta["keys"] = [{"name": k, "type": "ssh", "data": v} for k, v in public_keys.items()]
+    # Nova's network_data.json for a network without DHCP (static injection): the guest
+    # configures the address QEMU's user-mode network expects at once, no DHCP wait.
+    network = {"links": [{"id": "tap0", "type": "phy", "ethernet_mac_address": GUEST_MAC, "mtu": 1500,
+                          "vif_id": vm.id}],
+               "networks": [{"id": "network0", "type": "ipv4", "link": "tap0", "ip_address": GUEST_IP,
+                             "netmask": "255.255.255.0", "network_id": vm.extra.get("network") or "sandbox",
+                             "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.2.2"}]}],
+               "services": [{"type": "dns", "address": "10.0.2.3"}]}
     latest = folder / "openstack" / "latest"
     latest.mkdir(parents=True)
     (latest / "meta_data.json").write_text(json.dumps(meta), encoding="utf-8")
+    (latest / "network_data.json").write_text(json.dumps(network), encoding="utf-8")
     user_data = guest_user_data(vm)
     if user_data is not None:
         (latest / "user_data").write_text(user_data, encoding="utf-8")
