@@ -160,7 +160,10 @@ def _status_doc(runtime: dict[str, Any], live: dict[str, Any] | None = None) -> 
             ls = live_sites[s["name"]]
             entry.update(vms=ls["vms"], ready=ls["ready"], requests=ls["requests"], faults=ls["faults"])
         sites.append(entry)
-    return {"pid": runtime["pid"], "config": runtime["config"], "sites": sites}
+    doc: dict[str, Any] = {"pid": runtime["pid"], "config": runtime["config"], "sites": sites}
+    if (live or {}).get("guests"):
+        doc["guests"] = live["guests"]   # type: ignore[index]  # real guests: accel, QEMU count, boot times
+    return doc
 
 
 def _status_table(doc: dict[str, Any]) -> Any:

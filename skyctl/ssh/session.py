@@ -214,6 +214,9 @@ def _handshake(sock: Any, *, where: str, site: str, timeout: float, prefer: Sequ
         opts.key_types = [k for k in prefer if k in opts.key_types] + [k for k in opts.key_types if k not in prefer]
     try:
         t.start_client(timeout=timeout)
+        # A port that accepts before sshd runs (a NAT, a booting guest behind a forwarder) can
+        # drop the connection right after: that is "not up yet", like a refused connection.
+        t.get_remote_server_key()
     except (paramiko.SSHException, OSError, EOFError) as e:
         t.close()
         raise Unreachable(f"{where}: SSH handshake failed ({e or type(e).__name__})", site=site) from None

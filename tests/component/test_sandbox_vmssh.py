@@ -1,6 +1,7 @@
 """The sandbox VMs' SSH side (skyctl.sandbox.guest) against a SiteWorld, in this process, on
-loopback: host keys, CONTEXT written as oned writes it, the context's own scripts run only when
-asked, stopped VMs let nobody in. A real paramiko client does the talking. Who may log in (pure)
+loopback: host keys, CONTEXT written as oned writes it, the context's own scripts never run on
+the host, exec and SFTP see the VM's directory as `/`, a login shell gets a terminal, stopped
+VMs let nobody in. A real paramiko client does the talking. Who may log in (pure)
 is tests/unit/test_sandbox_guest_access.py."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from skyctl.polling import iterate_timeout
+from skyctl.sandbox.guest import jail
 from skyctl.sandbox.spec import build_world, resolve
 from skyctl.sandbox.guest.boot import ONE_CONTEXT_PATH, USER_DATA_PATH
 from skyctl.sandbox.guest.server import VmSshFabric, fingerprint, new_host_key
@@ -130,3 +133,64 @@ def test_a_guest_relays_like_a_jump_host_but_only_inside_the_loopback(tmp_path: 
         bastion.stop()
         target.stop()
     assert (tmp_path / "target").is_dir() and not (tmp_path / ".target.guest").exists()
+
+
+@pytest.mark.skipif(not jail.available(), reason="confining commands needs root (mount namespaces)")
+def test_exec_and_sftp_see_the_same_root(site: tuple[SiteWorld, VmSshFabric]) -> None:
+    world, fabric = site
+    key = _key()
+    vm = world.create_vm(name="rooted", vcpus=1, ram_mib=512, image_id="0",
+                         context={"SSH_PUBLIC_KEY": _pub(key), "SET_HOSTNAME": "mu-0"})
+    _wait_ready(vm)
+    root = fabric.guest("home", vm.id).root
+    client = _connect(vm, key, user="root")
+    try:
+        assert _run(client, "cat /etc/hostname; hostname; pwd") == (0, "mu-0\nmu-0\n/\n")
+        sftp = paramiko.SFTPClient.from_transport(client)
+        assert sftp is not None
+        with sftp.open("/etc/hostname") as f:
+            assert f.read().decode() == "mu-0\n"
+        # What exec writes under / is what SFTP reads, and it lands in the VM's directory.
+        assert _run(client, "mkdir -p /srv && echo from-exec > /srv/made && echo tmp > /tmp/t")[0] == 0
+        with sftp.open("/srv/made") as f:
+            assert f.read().decode() == "from-exec\n"
+        assert (root / "srv" / "made").read_text() == "from-exec\n" and not Path("/srv/made").exists()
+        sftp.putfo(__import__("io").BytesIO(b"from-sftp\n"), "/srv/put")
+        assert _run(client, "cat /srv/put") == (0, "from-sftp\n")
+        # The host's programs are there, read-only; the host's /etc is not.
+        assert _run(client, "test -x /usr/bin/env && ! test -e /etc/os-release && echo ok") == (0, "ok\n")
+        rc, _ = _run(client, "touch /usr/bin/skyctl-must-not-exist 2>/dev/null")
+        assert rc != 0 and not Path("/usr/bin/skyctl-must-not-exist").exists()
+        sftp.close()
+    finally:
+        client.close()
+
+
+def test_an_interactive_login_gets_a_terminal(site: tuple[SiteWorld, VmSshFabric]) -> None:
+    world, _ = site
+    key = _key()
+    vm = world.create_vm(name="tty", vcpus=1, ram_mib=512, image_id="0", ssh_keys=[_pub(key)])
+    _wait_ready(vm)
+    client = _connect(vm, key)
+    try:
+        channel = client.open_session(timeout=10)
+        channel.get_pty(term="xterm", width=100, height=30)
+        channel.invoke_shell()
+        seen = b""
+
+        def read_until(*tokens: bytes) -> None:
+            nonlocal seen
+            for _ in iterate_timeout(30, f"{tokens!r} on the terminal", interval=0.01):
+                if channel.recv_ready():
+                    seen += channel.recv(4096)
+                if any(t in seen for t in tokens):
+                    return
+
+        read_until(b"$ ", b"# ")                 # a prompt: the shell knows it is interactive
+        channel.sendall(b"tty; stty size; echo $((6*7))\n")
+        read_until(b"42\r\n")                   # the terminal echoes and maps newlines
+        assert b"/dev/pts/" in seen and b"30 100" in seen
+        channel.sendall(b"exit 3\n")
+        assert channel.recv_exit_status() == 3
+    finally:
+        client.close()

@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -161,6 +162,25 @@ def probe_accel(image: Image, cache: Path) -> str:
     return accel
 
 
+def kill_leftovers(vms_dir: Path) -> int:
+    """Stop the QEMU guests an earlier sandbox process left running (it was killed before it
+    could stop them): each wrote its pid file into its VM dir. Returns how many were stopped."""
+    stopped = 0
+    for pid_file in vms_dir.glob("*/*/qemu.pid"):
+        try:
+            pid = int(pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if b"qemu-system" in cmdline and str(pid_file.parent).encode() in cmdline:
+            try:
+                os.kill(pid, 15)
+                stopped += 1
+            except OSError:
+                pass
+    return stopped
+
+
 @dataclass(eq=False)
 class QemuVm:
     """One real guest. `dir` holds its overlay, seed ISO, console log and pid file."""
@@ -173,8 +193,18 @@ class QemuVm:
     started: float = 0.0
     console_seen: int = 0
     finished_after: float | None = None   # seconds from QEMU start to cloud-init's "finished"
-    sshd_after: float | None = None
+    sshd_after: float | None = None       # seconds from QEMU start to the first SSH banner
+    on_sshd: Callable[[], None] | None = None   # called once, when sshd first answers
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def probe_sshd(self) -> bool:
+        """True once the guest's sshd sends its banner through the forwarded port."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.fwd_port), timeout=1.0) as s:
+                s.settimeout(2.0)
+                return s.recv(4).startswith(b"SSH-")
+        except OSError:
+            return False
 
     @property
     def console(self) -> Path:
@@ -287,7 +317,8 @@ class QemuGuests:
     def timings(self) -> list[dict[str, Any]]:
         """Per guest: seconds from QEMU start to cloud-init finished (its own 'Up N seconds')."""
         with self._lock:
-            return [{"site": q.world.name, "vm": q.vm.id, "name": q.vm.name, "finished_after": q.finished_after,
+            return [{"site": q.world.name, "vm": q.vm.id, "name": q.vm.name, "sshd_after": q.sshd_after,
+                     "finished_after": q.finished_after,
                      "guest_uptime_at_finish": q.vm.extra.get("cloud_init_up")} for q in self._vms.values()]
 
     # ------------------------------------------------------------ consoles
@@ -303,6 +334,11 @@ class QemuGuests:
 
     def _read(self, q: QemuVm) -> None:
         vm = q.vm
+        if q.sshd_after is None and q.proc is not None and q.probe_sshd():
+            q.sshd_after = round(time.monotonic() - q.started, 1)
+            log.info("%s/%s: sshd answers %.1f s after QEMU started", q.world.name, vm.id, q.sshd_after)
+            if q.on_sshd is not None:
+                q.on_sshd()
         if vm.ready and vm.host_key_fingerprint:
             return
         text = q.console_text()

@@ -33,8 +33,9 @@ import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST
 
 from skyctl.sandbox.guest.access import GuestAccess, guest_access
+from skyctl.sandbox.guest import jail
 from skyctl.sandbox.guest.boot import Boot
-from skyctl.sandbox.guest.qemu import QemuGuests, QemuVm
+from skyctl.sandbox.guest.qemu import QemuGuests, QemuVm, kill_leftovers
 from skyctl.sandbox.guest.sftp import GuestSftpServer, RootedSftp
 from skyctl.sandbox.guest.terminal import Pty
 from skyctl.sandbox.world import SVM, SiteWorld
@@ -250,6 +251,8 @@ class VmSshFabric:
         _raise_fd_limit()
         logging.getLogger("paramiko.transport").addFilter(_quiet_client_hangups)
         if self.vms_dir.exists():
+            if self.guests is not None:
+                kill_leftovers(self.vms_dir)   # real guests of a sandbox that was killed
             shutil.rmtree(self.vms_dir, ignore_errors=True)  # guests of an earlier run are gone
         self.vms_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.port:
@@ -334,11 +337,22 @@ class VmSshFabric:
             with world.lock:
                 vm.error = f"Build of instance {vm.id} aborted: {e}"
             return
-        try:
-            guest.listener = listen(address, self.port)
-        except OSError as e:
-            log.warning("%s/%s: no SSH endpoint on %s:%s: %s", world.name, vm.id, address, self.port, e)
+        # No listener until the guest's sshd answers: before that its address refuses
+        # connections, as a booting VM's port 22 does (QEMU's forwarder would accept them).
+        guest.qemu.on_sshd = lambda: self._sshd_up(guest)
         self._enter(guest, self.port)
+
+    def _sshd_up(self, guest: Guest) -> None:
+        if guest.gone or guest.listener is not None:
+            return
+        try:
+            guest.listener = listen(guest.address, self.port)
+        except OSError as e:
+            log.warning("%s/%s: no SSH endpoint on %s:%s: %s", guest.site, guest.vm.id, guest.address, self.port, e)
+            return
+        with self._lock:
+            self._pending.append(("add", guest))
+        self._wake()
 
     def serve(self, world: SiteWorld, vm: SVM, root: Path, listener: socket.socket, *,
               host_key: paramiko.PKey | None = None) -> Guest:
@@ -459,15 +473,21 @@ class VmSshFabric:
         connection = _ssh_connection(channel)
         if connection:
             full_env["SSH_CONNECTION"] = connection   # as sshd sets it: which address was reached
+        cwd: Path | None = guest.root
+        confine = None
+        if jail.available():   # the VM's directory is `/`, as it is for SFTP
+            jail.prepare(guest.root, self.bin_dir)
+            full_env.update(HOME="/", SKYCTL_SANDBOX_VM="/", PATH=jail.PATH)
+            cwd, confine = None, (lambda then=None: jail.confine(guest.root, self.bin_dir, then))
         if pty is not None:
             full_env["TERM"] = pty.term
-            rc = pty.run(argv, guest.root, full_env, channel, guest)
+            rc = pty.run(argv, cwd, full_env, channel, guest, confine)
             _close_channel(channel, None, rc)
             return
         try:
-            proc = subprocess.Popen(argv, cwd=guest.root, env=full_env,
+            proc = subprocess.Popen(argv, cwd=cwd, env=full_env,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=confine() if confine else None)
         except OSError as e:
             _close_channel(channel, f"sh: {e.strerror}\n", 127)
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,8 @@ class Pty:
         if self.master is not None:
             _set_winsize(self.master, self.width, self.height)
 
-    def run(self, argv: list[str], cwd: Path, env: dict[str, str], channel: paramiko.Channel, guest: Guest | Any) -> int:
+    def run(self, argv: list[str], cwd: Path | None, env: dict[str, str], channel: paramiko.Channel,
+            guest: Guest | Any, confine: Callable[..., Callable[[], None]] | None = None) -> int:
         import pty as ptymod
 
         master, slave = ptymod.openpty()
@@ -36,7 +38,8 @@ class Pty:
         self.master = master
         try:
             proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave,
-                                    start_new_session=True, preexec_fn=_take_terminal)
+                                    start_new_session=True,
+                                    preexec_fn=confine(_take_terminal) if confine else _take_terminal)
         except OSError as e:
             os.close(slave)
             os.close(master)
