@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -137,6 +138,7 @@ def fleet() -> Iterator[Fleet]:
     finally:
         f.run("delete", "--yes", "osg", "oneg", "dock", "condor", check=False, timeout=300)
         f.run("sandbox", "down", check=False, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _report(f: Fleet) -> None:
