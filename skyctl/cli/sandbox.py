@@ -184,7 +184,9 @@ def _status_table(doc: dict[str, Any]) -> Any:
     from rich.console import Group
     from rich.text import Text
 
-    return Group(table, Text(f"\nconfig: {doc['config']}\nuse it:  export SKYCTL_CONFIG={doc['config']}"))
+    guests = doc.get("guests")
+    real = (f"\nreal guests: QEMU ({guests.get('accel')}), {guests.get('running')} running" if guests else "")
+    return Group(table, Text(f"\nconfig: {doc['config']}\nuse it:  export SKYCTL_CONFIG={doc['config']}{real}"))
 
 
 def _log_tail(log: Path, lines: int = 5) -> str:
