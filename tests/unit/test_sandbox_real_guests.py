@@ -104,6 +104,8 @@ def test_the_console_gives_the_host_key_and_the_end_of_cloud_init() -> None:
                                                       "ED25519")]
     m = qemumod._FINISHED.search(console)
     assert m is not None and m.group(1) == "157.17"
+    assert not qemumod._SSHD_STARTED.search("         Starting \x1b[0;1;39mssh.service\x1b[0m - OpenBSD Secure Shell server...")
+    assert qemumod._SSHD_STARTED.search("[\x1b[0;32m  OK  \x1b[0m] Started \x1b[0;1;39mssh.service\x1b[0m - OpenBSD")
 
 
 def test_the_spec_takes_qemu_guests_and_nothing_else() -> None:

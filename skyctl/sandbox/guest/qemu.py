@@ -50,6 +50,7 @@ GUEST_NET = {"ETH0_IP": GUEST_IP, "ETH0_MAC": GUEST_MAC, "ETH0_MASK": "255.255.2
              "ETH0_NETWORK": "10.0.2.0", "ETH0_GATEWAY": "10.0.2.2", "ETH0_DNS": "10.0.2.3"}
 
 _FINGERPRINT = re.compile(r"^\S*.*?\b(\d+) (SHA256:[A-Za-z0-9+/=]+) \S+ \((ED25519|ECDSA|RSA)\)", re.MULTILINE)
+_SSHD_STARTED = re.compile(r"Started \S*ssh\.service")
 _FINISHED = re.compile(r"Cloud-init v\. \S+ finished at .*Up ([0-9.]+) seconds")
 
 
@@ -193,18 +194,9 @@ class QemuVm:
     started: float = 0.0
     console_seen: int = 0
     finished_after: float | None = None   # seconds from QEMU start to cloud-init's "finished"
-    sshd_after: float | None = None       # seconds from QEMU start to the first SSH banner
+    sshd_after: float | None = None       # seconds from QEMU start to systemd's "Started ssh.service"
     on_sshd: Callable[[], None] | None = None   # called once, when sshd first answers
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def probe_sshd(self) -> bool:
-        """True once the guest's sshd sends its banner through the forwarded port."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.fwd_port), timeout=1.0) as s:
-                s.settimeout(2.0)
-                return s.recv(4).startswith(b"SSH-")
-        except OSError:
-            return False
 
     @property
     def console(self) -> Path:
@@ -334,17 +326,19 @@ class QemuGuests:
 
     def _read(self, q: QemuVm) -> None:
         vm = q.vm
-        if q.sshd_after is None and q.proc is not None and q.probe_sshd():
-            q.sshd_after = round(time.monotonic() - q.started, 1)
-            log.info("%s/%s: sshd answers %.1f s after QEMU started", q.world.name, vm.id, q.sshd_after)
-            if q.on_sshd is not None:
-                q.on_sshd()
-        if vm.ready and vm.host_key_fingerprint:
+        if vm.ready and vm.host_key_fingerprint and q.sshd_after is not None:
             return
         text = q.console_text()
         if len(text) == q.console_seen:
             return
         q.console_seen = len(text)
+        # systemd's own line: sshd listens from now on (probing it instead would make every
+        # probe fork an sshd in a guest that is still booting under emulation).
+        if q.sshd_after is None and _SSHD_STARTED.search(text):
+            q.sshd_after = round(time.monotonic() - q.started, 1)
+            log.info("%s/%s: sshd started %.1f s after QEMU started", q.world.name, vm.id, q.sshd_after)
+            if q.on_sshd is not None:
+                q.on_sshd()
         fps = _FINGERPRINT.findall(text)
         with q.world.lock:
             if fps and not vm.host_key_fingerprint:
