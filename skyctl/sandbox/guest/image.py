@@ -33,7 +33,7 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # What a cloud image needs and no more (mmdebstrap --variant=minbase adds the essentials).
 PACKAGES = (
     "systemd-sysv", "udev", "dbus", "kmod", "initramfs-tools", "linux-image-cloud-amd64",
-    "cloud-init", "openssh-server", "sudo", "python3", "ifupdown", "isc-dhcp-client",
+    "cloud-init", "openssh-server", "openssh-sftp-server", "sudo", "python3", "ifupdown", "isc-dhcp-client",
     "iproute2", "netbase", "procps", "curl", "ca-certificates",
     # cloud-init's ntp module picks an installed client; without one it would install chrony.
     "systemd-timesyncd",
@@ -67,8 +67,13 @@ apt:
   preserve_sources_list: true
 """
 
-# The host's mirror may be a dated snapshot whose Release files have expired.
-APT_CONF = 'Acquire::Check-Valid-Until "false";\nAcquire::Check-Date "false";\n'
+# The host's mirror may be a dated snapshot whose Release files have expired; a guest booting
+# under emulation on a loaded host sees the odd DNS or download timeout: retry, as apt can.
+# Under emulation every megabyte counts: no translations, no recommended packages.
+APT_CONF = ('Acquire::Check-Valid-Until "false";\nAcquire::Check-Date "false";\nAcquire::Retries "8";\n'
+            'Acquire::Languages "none";\nAPT::Install-Recommends "false";\n')
+# QEMU's user-mode network answers DNS on 10.0.2.3 (with the host's resolver behind it).
+RESOLV_CONF = "nameserver 10.0.2.3\noptions timeout:3 attempts:5\n"
 
 TOOLS = {  # command -> Debian package
     "mmdebstrap": "mmdebstrap",
@@ -104,6 +109,7 @@ class ImageInputs:
     packages: tuple[str, ...] = PACKAGES
     cloud_cfg: str = CLOUD_CFG
     apt_conf: str = APT_CONF
+    resolv_conf: str = RESOLV_CONF
     masked: tuple[str, ...] = MASKED_UNITS
     disk_size: str = DISK_SIZE
     version: int = IMAGE_VERSION
@@ -209,7 +215,9 @@ def build(cache: Path, inputs: ImageInputs | None = None, *, force: bool = False
         t0 = time.monotonic()
         say(f"mmdebstrap {inputs.suite} from {inputs.mirror} ({len(inputs.packages)} packages)")
         _run(["mmdebstrap", "--variant=minbase", "--mode=root", "--format=directory",
-              *(f"--aptopt={line}" for line in inputs.apt_conf.splitlines() if line.strip()),
+              # the image itself is built as Debian installs it (with recommended packages)
+              *(f"--aptopt={line}" for line in inputs.apt_conf.splitlines()
+                if line.strip() and "Install-Recommends" not in line),
               f"--include={','.join(inputs.packages)}", inputs.suite, str(root), *inputs.sources()],
              "mmdebstrap", timeout=1800)
         _configure(root, inputs)
@@ -240,6 +248,8 @@ def _configure(root: Path, inputs: ImageInputs) -> None:
     _put(root / "etc/apt/apt.conf.d/90skyctl-sandbox", inputs.apt_conf)
     _put(root / "etc/fstab", "/dev/vda / ext4 rw,noatime 0 1\n")
     _put(root / "etc/hostname", "localhost\n")
+    (root / "etc/resolv.conf").unlink(missing_ok=True)
+    _put(root / "etc/resolv.conf", inputs.resolv_conf)
     _put(root / "etc/machine-id", "")   # empty: systemd makes one at first boot
     (root / "var/lib/dbus/machine-id").unlink(missing_ok=True)
     for key in (root / "etc/ssh").glob("ssh_host_*"):
