@@ -123,7 +123,7 @@ def _step(p: _Progress, sites: Mapping[str, SiteConfig], opts: SshOptions, keep_
         report(p)
     if p.stage in (STAGE_SSH, STAGE_CONTEXT) and p.session is None:
         try:
-            p.session = opts.open(node, sites[node.site], timeout=min(opts.timeout, left()))
+            p.session = opts.open(node, sites[node.site], timeout=min(opts.timeout_for(sites[node.site]), left()))
         except (Unreachable, SshAuthError) as e:
             p.problem = _without_where(e.message, node)  # sshd not up, or the key not there yet: retry
             return
@@ -132,7 +132,8 @@ def _step(p: _Progress, sites: Mapping[str, SiteConfig], opts: SshOptions, keep_
             report(p)
     if p.stage == STAGE_CONTEXT and p.session is not None:
         try:
-            code, out, err = p.session.exec("cloud-init status --long", timeout=min(30.0, left()))
+            code, out, err = p.session.exec("cloud-init status --long",
+                                            timeout=min(max(30.0, opts.timeout_for(sites[node.site])), left()))
         except (Unreachable, CommandTimeout) as e:
             p.close()
             p.stage, p.problem = STAGE_SSH, _without_where(e.message, node)  # lost it (a reboot?)

@@ -387,6 +387,7 @@ def federation_document(spec: Mapping[str, Any], sites: Mapping[str, Mapping[str
         entry["ssh"] = {"user": spec["login_user"], "port": int(run["ssh_port"])}
         if spec.get("guests") == "qemu":
             entry["ready_timeout"] = 1800.0   # software-emulated boots on a loaded host, packages from a mirror
+            entry["ssh"]["connect_timeout"] = 180.0   # an emulated sshd's key exchange on a busy host
         if site.get("floating_ip"):
             entry["ssh"]["floating_ip"] = True   # reach the nodes on their floating IPs
         out_sites[name] = entry
