@@ -121,3 +121,14 @@ def test_the_spec_takes_qemu_guests_and_nothing_else() -> None:
                                       {n: {"ssh_port": 22, "cloud": n, "clouds_yaml": "c", "endpoint": "e",
                                            "one_auth": "a"} for n in specmod.DEFAULT_SPEC["sites"]})
     assert all(s["ready_timeout"] >= 1800 for s in doc["sites"].values())
+    assert all(s["ssh"]["connect_timeout"] >= 120 for s in doc["sites"].values())
+
+
+def test_a_sites_connect_timeout_is_what_its_ssh_connections_get() -> None:
+    from skyctl.site import SiteConfig
+    from skyctl.ssh.session import CONNECT_TIMEOUT, SshOptions
+
+    opts = SshOptions(key=None)  # type: ignore[arg-type]  # no connection is opened here
+    slow = SiteConfig(name="slow", driver="memory", ssh={"connect_timeout": 180})
+    plain = SiteConfig(name="plain", driver="memory")
+    assert (opts.timeout_for(slow), opts.timeout_for(plain)) == (180, CONNECT_TIMEOUT)
