@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("skyctl.sandbox.qemu")
 
 KVM_PROBE_SECONDS = 20.0
+SSHD_GRACE_SECONDS = 20.0   # from "Starting ssh.service" to trusting that it listens
 GUEST_MEMORY_MIB = 512
 # The address QEMU's user-mode network gives the guest, and the MAC OpenNebula would give that
 # address (02:00 + the IPv4 in hex): cloud-init's OpenNebula source matches ETH0_MAC to a NIC.
@@ -196,6 +197,7 @@ class QemuVm:
     finished_after: float | None = None   # seconds from QEMU start to cloud-init's "finished"
     sshd_after: float | None = None       # seconds from QEMU start to systemd's "Started ssh.service"
     on_sshd: Callable[[], None] | None = None   # called once, when sshd first answers
+    sshd_starting: float | None = None    # when the console first named ssh.service
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -329,12 +331,17 @@ class QemuGuests:
         if vm.ready and vm.host_key_fingerprint and q.sshd_after is not None:
             return
         text = q.console_text()
-        if len(text) == q.console_seen:
+        if len(text) == q.console_seen and q.sshd_starting is None:
             return
         q.console_seen = len(text)
-        # systemd's own line: sshd listens from now on (probing it instead would make every
-        # probe fork an sshd in a guest that is still booting under emulation).
-        if q.sshd_after is None and _SSHD_STARTED.search(text):
+        # sshd listens from now on: systemd said it started it, or cloud-init's final stage
+        # (which runs after it) printed the host keys, or systemd began starting it a while
+        # ago (its "Started" line does not always reach the console). Probing the port
+        # instead would fork an sshd in a guest that is still booting under emulation.
+        if q.sshd_after is None and "ssh.service" in text and q.sshd_starting is None:
+            q.sshd_starting = time.monotonic()
+        if q.sshd_after is None and (_SSHD_STARTED.search(text) or _FINGERPRINT.search(text) or (
+                q.sshd_starting is not None and time.monotonic() - q.sshd_starting > SSHD_GRACE_SECONDS)):
             q.sshd_after = round(time.monotonic() - q.started, 1)
             log.info("%s/%s: sshd started %.1f s after QEMU started", q.world.name, vm.id, q.sshd_after)
             if q.on_sshd is not None:
