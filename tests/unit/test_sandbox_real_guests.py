@@ -79,6 +79,7 @@ def test_the_config_drive_holds_what_nova_writes(tmp_path: Path) -> None:
     assert (latest / "user_data").read_text() == vm.user_data
     net = json.loads((latest / "network_data.json").read_text())
     assert net["networks"][0]["ip_address"] == qemumod.GUEST_IP
+    assert net["networks"][0]["gateway"] == "10.0.2.2"   # rendered as `gateway` by ifupdown, no net-tools needed
     assert net["links"][0]["ethernet_mac_address"] == qemumod.GUEST_MAC
 
 

@@ -87,12 +87,15 @@ def config_drive(vm: SVM, world: SiteWorld, folder: Path) -> tuple[Path, str]:
     if public_keys:
         meta["keys"] = [{"name": k, "type": "ssh", "data": v} for k, v in public_keys.items()]
     # Nova's network_data.json for a network without DHCP (static injection): the guest
-    # configures the address QEMU's user-mode network expects at once, no DHCP wait.
+    # configures the address QEMU's user-mode network expects at once, no DHCP wait. One
+    # deviation: the default route as the subnet's `gateway` (a key cloud-init's converter
+    # takes) instead of Nova's `routes` entry, which cloud-init's ifupdown renderer turns into
+    # `route add` from net-tools, a package a minimal Debian image does not have.
     network = {"links": [{"id": "tap0", "type": "phy", "ethernet_mac_address": GUEST_MAC, "mtu": 1500,
                           "vif_id": vm.id}],
                "networks": [{"id": "network0", "type": "ipv4", "link": "tap0", "ip_address": GUEST_IP,
                              "netmask": "255.255.255.0", "network_id": vm.extra.get("network") or "sandbox",
-                             "routes": [{"network": "0.0.0.0", "netmask": "0.0.0.0", "gateway": "10.0.2.2"}]}],
+                             "gateway": "10.0.2.2", "routes": []}],
                "services": [{"type": "dns", "address": "10.0.2.3"}]}
     latest = folder / "openstack" / "latest"
     latest.mkdir(parents=True)
