@@ -80,6 +80,12 @@ def cloud_init_detail(stdout: str, limit: int = 300) -> str:
         if line.strip() == "detail:" or line.startswith("detail: "):
             rest = [line.removeprefix("detail:").strip(), *(ln.strip() for ln in lines[i + 1:])]
             text = " | ".join(x for x in rest if x)
+            # A failed command's own words first: "('package-update-upgrade-install',
+            # ProcessExecutionError(...Stderr: E: Package 'htcondor' has no installation candidate"
+            module = re.match(r"\('([\w-]+)'", text)
+            stderr = re.search(r"Stderr: (.+?)(?:\\n|\"\)|'\)|$)", text)
+            if module and stderr and stderr.group(1).strip() not in ("", "-"):
+                text = f"{module.group(1)}: {stderr.group(1).strip()} | {text}"
             return text if len(text) <= limit else text[: limit - 3] + "..."
     return ""
 

@@ -133,3 +133,15 @@ def test_a_sites_connect_timeout_is_what_its_ssh_connections_get() -> None:
     slow = SiteConfig(name="slow", driver="memory", ssh={"connect_timeout": 180})
     plain = SiteConfig(name="plain", driver="memory")
     assert (opts.timeout_for(slow), opts.timeout_for(plain)) == (180, CONNECT_TIMEOUT)
+
+
+def test_the_guests_own_error_leads_the_failed_context_message() -> None:
+    from skyctl.ops.ready import cloud_init_detail
+
+    out = ("status: error\nboot_status_code: enabled-by-generator\ndetail:\n"
+           "('package-update-upgrade-install', ProcessExecutionError(\"Unexpected error while running command.\\n"
+           "Command: ['apt-get', 'install', 'htcondor']\\nExit code: 100\\nReason: -\\nStdout: -\\n"
+           "Stderr: E: Package 'htcondor' has no installation candidate\"))\n")
+    assert cloud_init_detail(out).startswith(
+        "package-update-upgrade-install: E: Package 'htcondor' has no installation candidate | ")
+    assert cloud_init_detail("status: error\ndetail:\ncontext failed\n") == "context failed"
