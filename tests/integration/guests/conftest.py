@@ -7,8 +7,7 @@ pays for happens in one round:
 
 - `osg` on home and `oneg` on cc: `base` plus the test profile `guesttest.yaml` (a user, files,
   commands, a Debian package);
-- `dock` on home: `base` plus the built-in `docker-host` and `jupyter`-free profiles that work on
-  Debian 12 (see BOOTED);
+- `dock` on home: `base` plus the built-in `docker-host`;
 - `condor` on cc: `base` plus the built-in `htcondor-worker`, which cannot work on Debian 12
   (no htcondor package): its launch must fail with the guest's own error.
 
@@ -27,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,8 @@ class Fleet:
         return proc
 
     def sh(self, node: str, command: str, check: bool = True) -> str:
-        return self.run("exec", node, "--", command, check=check).stdout
+        """The command's own stdout (`skyctl ssh NODE -- CMD`: no 'node | ' prefixes)."""
+        return self.run("ssh", node, "--", command, check=check).stdout
 
     def sandbox_status(self) -> dict[str, Any]:
         return json.loads(self.run("sandbox", "status", "-o", "json").stdout)
@@ -129,9 +130,14 @@ def fleet() -> Iterator[Fleet]:
                 penv["SKYCTL_VAR_pool_token"] = "eyJhbGciOiJIUzI1NiJ9.sandbox.token"
             procs[group] = (subprocess.Popen(argv, env=penv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                              text=True), time.monotonic())
-        for group, (proc, t0) in procs.items():
+        def finish(group: str) -> Launch:   # each timed on its own, not in the order they are read
+            proc, t0 = procs[group]
             out, err = proc.communicate(timeout=LAUNCH_TIMEOUT)
-            f.launches[group] = Launch(group, proc.returncode, out, err, round(time.monotonic() - t0, 1))
+            return Launch(group, proc.returncode, out, err, round(time.monotonic() - t0, 1))
+
+        with ThreadPoolExecutor(len(procs)) as pool:
+            for launch in pool.map(finish, list(procs)):
+                f.launches[launch.group] = launch
         f.status = f.sandbox_status()
         _report(f)
         yield f

@@ -75,6 +75,7 @@ def test_exec_cp_and_ssh_go_through_the_real_sshd(fleet, tmp_path: Path) -> None
     assert out.strip() == "systemd"   # the guest's init, not this host's
     sshd = fleet.sh("osg-0", "echo $SSH_CONNECTION")
     assert sshd.split()[2] == "10.0.2.15"   # the guest's own sshd, on its own address
+    assert fleet.run("exec", "osg-0", "--", "hostname").stdout == "osg-0 | osg-0\n"
 
 
 def test_a_wrong_host_key_is_refused(fleet) -> None:  # type: ignore[no-untyped-def]
@@ -84,7 +85,9 @@ def test_a_wrong_host_key_is_refused(fleet) -> None:  # type: ignore[no-untyped-
     lines = known.read_text().splitlines()
     target = [ln for ln in lines if ".cc.skyctl " in ln]
     assert target, lines
-    fake = "AAAAC3NzaC1lZDI1NTE5AAAAIPLACEHOLDERPLACEHOLDERPLACEHOLDER0"
+    from skyctl.sandbox.guest.server import new_host_key
+
+    fake = new_host_key().get_base64()   # a well-formed key that is not the guest's
     forged = [re.sub(r"ssh-ed25519 \S+", f"ssh-ed25519 {fake}", ln) if ln in target else ln for ln in lines]
     known.write_text("\n".join(forged) + "\n")
     try:
