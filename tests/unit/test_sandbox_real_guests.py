@@ -145,3 +145,11 @@ def test_the_guests_own_error_leads_the_failed_context_message() -> None:
     assert cloud_init_detail(out).startswith(
         "package-update-upgrade-install: E: Package 'htcondor' has no installation candidate | ")
     assert cloud_init_detail("status: error\ndetail:\ncontext failed\n") == "context failed"
+
+
+def test_a_real_guests_console_output_is_its_serial_console() -> None:
+    from skyctl.sandbox.openstack.servers import _console_text
+
+    vm = SVM(id="v", name="n", vcpus=1, ram_mib=1, image_id="i", flavor_id="1", created=0, boot_delay=0)
+    vm.extra["console"] = lambda: "[    0.0] Linux version 6.1.0-57-cloud-amd64\n"
+    assert _console_text(vm) == "[    0.0] Linux version 6.1.0-57-cloud-amd64\n"
