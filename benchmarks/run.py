@@ -14,6 +14,10 @@ slurm_resume_return_s <= 1 (32 nodes), slurm_resume_vs_launch <= 1.1,
 exec100_vs_openssh <= 1.0 (`skyctl exec` on 100 nodes vs the system ssh through `skyctl
 ssh-config`'s file with `xargs -P` at the same parallelism), image_replicate_vs_copy <= 1.3
 and image_replicate_rss_growth_mib <= 8 (benchmarks/images.py).
+
+With --guests (boots one real Debian 12 guest under QEMU; needs the guest image, see
+`skyctl sandbox image build`): guest_ready_overhead <= 1.1, the wall time of `launch --wait`
+over the guest's own boot-to-cloud-init-done time ("Up N seconds" on its serial console).
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ GOALS = {"help_vs_typer": 1.2, "help_vs_openstack": 0.25, "list1000_vs_osc": 0.1
          "ps_second_vs_first": 0.7,
          "ps3_vs_slowest": 1.2, "plan_10k_50_s": 0.2, "ps_rss_mib": 60, "rank_50_sites_24h_ms": 5,
          "simulate_10k_jobs_s": 10, "slurm_resume_return_s": 1.0, "slurm_resume_vs_launch": 1.1,
-         "exec100_vs_openssh": 1.0, "image_replicate_vs_copy": 1.3, "image_replicate_rss_growth_mib": 8}
+         "exec100_vs_openssh": 1.0, "image_replicate_vs_copy": 1.3, "image_replicate_rss_growth_mib": 8,
+         "guest_ready_overhead": 1.1}
 
 
 def log(msg: str) -> None:
@@ -190,13 +195,13 @@ def bench_simulate(results: dict[str, Any], runs: int) -> None:
 class Sandbox:
     """`skyctl sandbox up` under a private SKYCTL_HOME; `down` at the end."""
 
-    def __init__(self, tmp: Path, spec: dict[str, Any], name: str = "sandbox") -> None:
+    def __init__(self, tmp: Path, spec: dict[str, Any], name: str = "sandbox", up_args: tuple[str, ...] = ()) -> None:
         self.home = tmp / f"{name}-home"
         self.env = {**os.environ, "SKYCTL_HOME": str(self.home), "NO_COLOR": "1"}
         self.env.pop("SKYCTL_CONFIG", None)
         spec_file = tmp / f"{name}-spec.json"
         spec_file.write_text(json.dumps(spec))
-        subprocess.run([SKYCTL, "sandbox", "up", "--spec", str(spec_file)], env=self.env, check=True,
+        subprocess.run([SKYCTL, "sandbox", "up", "--spec", str(spec_file), *up_args], env=self.env, check=True,
                        stdout=subprocess.DEVNULL)
         status = json.loads(subprocess.run([SKYCTL, "sandbox", "status", "-o", "json"], env=self.env, check=True,
                                            capture_output=True, text=True).stdout)
@@ -417,12 +422,41 @@ def bench_slurm(results: dict[str, Any], sb: Sandbox, tmp: Path, quick: bool) ->
                    slurm_resume_vs_launch=round(resume_t / launch_t, 3), slurm_nodes=n)
 
 
+class _Done(Exception):
+    """--only-guests: skip the rest."""
+
+
+def bench_guests(results: dict[str, Any], tmp: Path) -> None:
+    """One real guest: `launch --wait` wall time over the guest's own boot-to-cloud-init-done."""
+    spec = {"sites": {"sara": None, "cc": None, "home": {"quota": {"instances": 1}}}}
+    sb = Sandbox(tmp, spec, name="guests", up_args=("--guests", "qemu"))
+    try:
+        t0 = time.perf_counter()
+        subprocess.run([SKYCTL, "launch", "gb", "--site", "home", "--context", "base", "--wait"], env=sb.env,
+                       check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        status = json.loads(subprocess.run([SKYCTL, "sandbox", "status", "-o", "json"], env=sb.env, check=True,
+                                           capture_output=True, text=True).stdout)
+        vm = status["guests"]["vms"][0]
+        own = float(vm["guest_uptime_at_finish"])
+        results["guest_accel"] = status["guests"]["accel"]
+        results["guest_launch_wait_s"] = round(wall, 1)
+        results["guest_boot_to_cloud_init_done_s"] = own
+        results["guest_qemu_start_to_done_s"] = vm["finished_after"]
+        results["guest_ready_overhead"] = round(wall / own, 3)
+        subprocess.run([SKYCTL, "delete", "--yes", "gb"], env=sb.env, stdout=subprocess.DEVNULL)
+    finally:
+        sb.down()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--quick", action="store_true", help="fewer runs and nodes (a smoke test of the harness)")
     ap.add_argument("--only", default="", help="comma-separated sections to run (help, plan, rank, simulate, "
                                                "sandbox, launch (part of sandbox, alone), exec, images); default all")
+    ap.add_argument("--guests", action="store_true", help="also boot a real guest under QEMU (guest_ready_overhead)")
+    ap.add_argument("--only-guests", action="store_true", help="only guest_ready_overhead")
     args = ap.parse_args()
     only = {x.strip() for x in args.only.split(",") if x.strip()}
 
@@ -433,6 +467,11 @@ def main() -> int:
     results: dict[str, Any] = {}
     tmp = Path(tempfile.mkdtemp(prefix="skyctl-bench-"))
     try:
+        if args.guests or args.only_guests:
+            log("a real guest under QEMU")
+            bench_guests(results, tmp)
+        if args.only_guests:
+            raise _Done
         if want("help"):
             log("CLI start-up")
             # ~0.1 s processes on a shared machine: 9 pairs left the ratio swinging 1.07-1.34
@@ -467,6 +506,8 @@ def main() -> int:
             from images import bench_images
 
             bench_images(results, 3 if args.quick else 5, tmp, args.quick)
+    except _Done:
+        pass
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:

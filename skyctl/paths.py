@@ -47,6 +47,20 @@ def data_dir() -> Path:
     return private_dir(_base("data"))
 
 
+def cache_dir() -> Path:
+    """Rebuildable files (the sandbox's guest images): SKYCTL_CACHE_DIR, else SKYCTL_HOME/cache,
+    else the XDG cache dir."""
+    explicit = os.environ.get("SKYCTL_CACHE_DIR")
+    if explicit:
+        return private_dir(Path(explicit))
+    home = os.environ.get("SKYCTL_HOME")
+    if home:
+        return private_dir(Path(home) / "cache")
+    import platformdirs
+
+    return private_dir(Path(platformdirs.user_cache_dir(APP)))
+
+
 def default_config_file() -> Path:
     return config_dir() / "sky.yaml"
 

@@ -37,6 +37,9 @@ class SshConfig(Strict):
     # `launch --wait` also waits for SSH login and the context (cloud-init status); turn it
     # off for nodes this machine cannot reach.
     check_ready: bool = True
+    # Seconds an SSH connection may take (TCP, handshake, login), and a readiness probe's
+    # command; none: 10 s. Guests under software emulation on a busy host need minutes.
+    connect_timeout: float | None = Field(None, gt=0)
 
 
     @field_validator("cidr")

@@ -130,6 +130,8 @@ def validate(path: Annotated[str, typer.Argument(metavar="FILE", help="A profile
     exe = shutil.which("cloud-init")
     result = validate_file(path, check_cloud_config=(lambda doc: _cloud_init_schema(exe, doc)) if exe else None)
     result.setdefault("cloud_init_schema", "not checked (cloud-init is not installed)")
+    for caveat in result.get("caveats") or []:
+        term().warn(f"profile '{result['name']}' cannot work everywhere: {caveat}")
     term().emit(result, output, table=lambda r: f"{r['path']}: valid profile '{r['name']}' "
                 f"({r['variables']} variables; cloud-init schema: {r['cloud_init_schema']})")
 

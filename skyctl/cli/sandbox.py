@@ -17,7 +17,16 @@ import typer
 from skyctl.cli.options import OutputOpt
 from skyctl.cli.terminal import OutputFormat, term
 
-app = typer.Typer(help="The embedded local federation: up, down, status, fault.", no_args_is_help=True)
+app = typer.Typer(help="The embedded local federation: up, down, status, fault, image.", no_args_is_help=True)
+
+
+def _add_image_commands() -> None:
+    from skyctl.cli import guestimage
+
+    app.add_typer(guestimage.app, name="image")
+
+
+_add_image_commands()
 
 START_TIMEOUT = 60.0   # seconds `up --wait` waits for the process to report it is serving
 STOP_TIMEOUT = 15.0    # seconds `down` waits after SIGTERM before SIGKILL
@@ -153,7 +162,10 @@ def _status_doc(runtime: dict[str, Any], live: dict[str, Any] | None = None) -> 
             ls = live_sites[s["name"]]
             entry.update(vms=ls["vms"], ready=ls["ready"], requests=ls["requests"], faults=ls["faults"])
         sites.append(entry)
-    return {"pid": runtime["pid"], "config": runtime["config"], "sites": sites}
+    doc: dict[str, Any] = {"pid": runtime["pid"], "config": runtime["config"], "sites": sites}
+    if (live or {}).get("guests"):
+        doc["guests"] = live["guests"]   # type: ignore[index]  # real guests: accel, QEMU count, boot times
+    return doc
 
 
 def _status_table(doc: dict[str, Any]) -> Any:
@@ -174,7 +186,9 @@ def _status_table(doc: dict[str, Any]) -> Any:
     from rich.console import Group
     from rich.text import Text
 
-    return Group(table, Text(f"\nconfig: {doc['config']}\nuse it:  export SKYCTL_CONFIG={doc['config']}"))
+    guests = doc.get("guests")
+    real = (f"\nreal guests: QEMU ({guests.get('accel')}), {guests.get('running')} running" if guests else "")
+    return Group(table, Text(f"\nconfig: {doc['config']}\nuse it:  export SKYCTL_CONFIG={doc['config']}{real}"))
 
 
 def _log_tail(log: Path, lines: int = 5) -> str:
@@ -195,8 +209,11 @@ def up(
                                               help="A sandbox spec (YAML) merged over the default federation.")] = None,
     boot_delay: Annotated[float | None, typer.Option("--boot-delay", metavar="S", min=0,
                                                      help="Seconds from create to running, every site.")] = None,
-    run_scripts: Annotated[bool, typer.Option("--run-scripts",
-                                              help="VMs run their context's own scripts (runcmd, START_SCRIPT).")] = False,
+    guests: Annotated[str | None, typer.Option(
+        "--guests", metavar="KIND",
+        help="'qemu': every VM boots a real Debian 12 under QEMU and runs real cloud-init on its "
+             "context (builds the image first if needed). Without it VMs are SSH endpoints on this "
+             "host that run no context script.")] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Wait until every site answers.")] = True,
     output: OutputOpt = OutputFormat.table,
 ) -> None:
@@ -229,7 +246,17 @@ def up(
         return
 
     user = specmod.load_file(spec) if spec is not None else None
-    resolved = specmod.resolve(user, boot_delay=boot_delay, run_scripts=True if run_scripts else None)
+    resolved = specmod.resolve(user, boot_delay=boot_delay, guests=guests)
+    if resolved.get("guests") == "qemu":
+        from skyctl.cli.guestimage import ensure_image
+        from skyctl.sandbox.guest.image import DEFAULT_USER
+
+        if resolved["login_user"] != DEFAULT_USER:
+            from skyctl.errors import ConfigError
+
+            raise ConfigError(f"real guests log in as the image's default user {DEFAULT_USER}", path="login_user")
+        image, _ = ensure_image()
+        resolved["guest_image"] = str(image.dir)
     write_private(d / SPEC_FILE, json.dumps(resolved, indent=1))
     log_path = d / LOG_FILE
     if log_path.exists() and log_path.stat().st_size > LOG_KEEP_BYTES:

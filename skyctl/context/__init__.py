@@ -263,7 +263,8 @@ def validate_file(path: str, *, check_cloud_config: Callable[[str], str | None] 
                           hostname="node-1")
     check_for_cloud(built.rendered, "openstack", profiles=built.profiles)
     result: dict[str, Any] = {"name": p.name, "path": str(p.path), "valid": True,
-                              "variables": len(p.profile.variables), "sampled": sorted(samples)}
+                              "variables": len(p.profile.variables), "sampled": sorted(samples),
+                              "caveats": list(p.profile.caveats)}
     if check_cloud_config is not None:
         for i, doc in enumerate(cloud_config_parts(built.rendered.user_data or "")):
             problem = check_cloud_config(doc)

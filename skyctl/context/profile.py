@@ -97,6 +97,9 @@ class Raw(_Strict):
 
 class Profile(_Strict):
     description: str = ""
+    # Where the profile cannot work, one line each ("Debian 12: no htcondor package"): shown by
+    # `context validate` and `context show`; never part of what a cloud receives.
+    caveats: list[str] = Field(default_factory=list)
     variables: dict[str, Variable] = Field(default_factory=dict)
     login_user: str | None = None
     users: list[User] = Field(default_factory=list)
@@ -196,6 +199,7 @@ def parse_profile(text: str, *, name: str, source: str) -> tuple[Profile, dict[s
         raise ContextError(_errors_line(e), source=f"profile '{name}' ({source})") from None
     data = prof.model_dump(exclude_unset=True)
     data.pop("description", None)
+    data.pop("caveats", None)
 
     check_templates(data, profile=name)
     return prof, data

@@ -74,6 +74,23 @@ def cloud_init_state(exit_code: int, stdout: str, stderr: str) -> str:
     return f"unknown ({first[:60]})"
 
 
+def cloud_init_detail(stdout: str, limit: int = 300) -> str:
+    """The guest's own error from `cloud-init status --long`: its 'detail:' lines, on one line."""
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == "detail:" or line.startswith("detail: "):
+            rest = [line.removeprefix("detail:").strip(), *(ln.strip() for ln in lines[i + 1:])]
+            text = " | ".join(x for x in rest if x)
+            # A failed command's own words first: "('package-update-upgrade-install',
+            # ProcessExecutionError(...Stderr: E: Package 'htcondor' has no installation candidate"
+            module = re.match(r"\('([\w-]+)'", text)
+            stderr = re.search(r"Stderr: (.+?)(?:\\n|\"\)|'\)|$)", text)
+            if module and stderr and stderr.group(1).strip() not in ("", "-"):
+                text = f"{module.group(1)}: {stderr.group(1).strip()} | {text}"
+            return text if len(text) <= limit else text[: limit - 3] + "..."
+    return ""
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -113,7 +130,7 @@ def _step(p: _Progress, sites: Mapping[str, SiteConfig], opts: SshOptions, keep_
         report(p)
     if p.stage in (STAGE_SSH, STAGE_CONTEXT) and p.session is None:
         try:
-            p.session = opts.open(node, sites[node.site], timeout=min(opts.timeout, left()))
+            p.session = opts.open(node, sites[node.site], timeout=min(opts.timeout_for(sites[node.site]), left()))
         except (Unreachable, SshAuthError) as e:
             p.problem = _without_where(e.message, node)  # sshd not up, or the key not there yet: retry
             return
@@ -122,7 +139,8 @@ def _step(p: _Progress, sites: Mapping[str, SiteConfig], opts: SshOptions, keep_
             report(p)
     if p.stage == STAGE_CONTEXT and p.session is not None:
         try:
-            code, out, err = p.session.exec("cloud-init status", timeout=min(30.0, left()))
+            code, out, err = p.session.exec("cloud-init status --long",
+                                            timeout=min(max(30.0, opts.timeout_for(sites[node.site])), left()))
         except (Unreachable, CommandTimeout) as e:
             p.close()
             p.stage, p.problem = STAGE_SSH, _without_where(e.message, node)  # lost it (a reboot?)
@@ -134,8 +152,11 @@ def _step(p: _Progress, sites: Mapping[str, SiteConfig], opts: SshOptions, keep_
             p.close()
         elif state == "error":
             p.close()
-            raise ContextFailed(f"{node.name}: its context failed (cloud-init status: error); "
-                                f"see 'skyctl ssh {node.name} -- cloud-init status --long'", site=node.site)
+            detail = cloud_init_detail(out)
+            raise ContextFailed(f"{node.name}: its context failed in the guest (cloud-init status: error)"
+                                + (f": {detail}" if detail else "")
+                                + f"; see 'skyctl ssh {node.name} -- sudo tail /var/log/cloud-init-output.log'",
+                                site=node.site)
         else:
             p.problem = f"cloud-init status: {state}"
             if not keep_open:

@@ -113,8 +113,16 @@ class Sandbox:
         from skyctl.sandbox.guest.server import VmSshFabric
 
         self.sites: dict[str, Site] = {}
-        self.fabric = VmSshFabric(directory / "vms", login_user=spec["login_user"],
-                                  run_scripts=bool(spec.get("run_scripts", False)))
+        self.guests = None
+        if spec.get("guests") == "qemu":
+            from skyctl.sandbox.guest.image import Image
+            from skyctl.sandbox.guest.qemu import QemuGuests
+
+            folder = Path(str(spec.get("guest_image") or ""))
+            self.guests = QemuGuests(Image(folder, folder.name), folder.parent,
+                                     memory_mib=int(spec.get("guest_memory_mib", 512)),
+                                     accel=str(spec.get("guest_accel", "auto")))
+        self.fabric = VmSshFabric(directory / "vms", login_user=spec["login_user"], guests=self.guests)
         self.token = secrets.token_urlsafe(32)
         self.control: ThreadingHTTPServer | None = None
 
@@ -173,7 +181,8 @@ class Sandbox:
         runtime = {"pid": os.getpid(), "started": time.time(), "config": str(config),
                    "log": str(self.dir / LOG_FILE), "ssh_port": self.fabric.port,
                    "control": {"url": f"http://127.0.0.1:{self.control.server_address[1]}", "token": self.token},
-                   "sites": [per_site[n] for n in self.sites]}
+                   "sites": [per_site[n] for n in self.sites],
+                   "guests": "qemu" if self.guests is not None else "ssh"}
         write_private(self.dir / RUNTIME_FILE, json.dumps(runtime, indent=1))  # last: "we are up"
         log.info("sandbox up: %d sites, ssh port %s, config %s", len(self.sites), self.fabric.port, config)
         return runtime
@@ -192,8 +201,12 @@ class Sandbox:
         self.fabric.stop()
 
     def status(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "ssh_vms": self.fabric.guest_count(),
-                "sites": [s.status() for s in self.sites.values()]}
+        out: dict[str, Any] = {"pid": os.getpid(), "ssh_vms": self.fabric.guest_count(),
+                               "sites": [s.status() for s in self.sites.values()]}
+        if self.guests is not None:
+            out["guests"] = {"kind": "qemu", "accel": self.guests.accel, "running": self.guests.count(),
+                             "vms": self.guests.timings()}
+        return out
 
     # ------------------------------------------------------------ control channel
     def _start_control(self) -> None:

@@ -37,7 +37,9 @@ DEFAULT_FLAVORS: list[dict[str, Any]] = [
 DEFAULT_SPEC: dict[str, Any] = {
     "boot_delay": 0.2,            # seconds from create to ACTIVE/RUNNING, every site
     "login_user": "cloud-user",   # the SSH user written to the federation file
-    "run_scripts": False,         # VMs run their context's own scripts (runcmd, START_SCRIPT...)
+    # Absent: every VM is a built-in SSH guest on this host (no context script runs anywhere).
+    # "qemu": every VM boots the guest image under QEMU and runs real cloud-init.
+    "guests": None,
     # Logical image -> the name it has on each kind of site (OpenStack image name,
     # OpenNebula template name; the OpenNebula site's image carries the same name).
     "images": {
@@ -260,7 +262,13 @@ class SandboxSpec(_Section):
     boot_delay: Seconds = 0
     login_user: Annotated[str, _check(lambda v: isinstance(v, str) and bool(v), "must be a user name")] = \
         _checked_when_absent()
-    run_scripts: Flag = False
+    guests: Annotated[str | None, _check(lambda v: v == "qemu", "must be qemu (absent: the built-in SSH guests)",
+                                         null_ok=True)] = None
+    # Real guests only: their memory, the accelerator (auto: KVM when a probe shows it works),
+    # and the built image's folder (`sandbox up` fills it in).
+    guest_memory_mib: Annotated[int, _number(lo=256, hi=8192, integer=True)] = 512
+    guest_accel: Annotated[str, _check(lambda v: v in ("auto", "kvm", "tcg"), "must be auto, kvm or tcg")] = "auto"
+    guest_image: Annotated[str | None, _check(lambda v: isinstance(v, str), "must be a folder", null_ok=True)] = None
     sites: Annotated[dict[SiteName, SiteSpec], _check(lambda v: isinstance(v, Mapping) and bool(v),
                                                       "at least one site is needed")] = _checked_when_absent()
     images: Annotated[dict[Any, ImageNamesSpec], _check(lambda v: isinstance(v, Mapping) and bool(v),
@@ -398,6 +406,9 @@ def federation_document(spec: Mapping[str, Any], sites: Mapping[str, Mapping[str
         if run.get("ca_bundle") and site["driver"] != "openstack":
             entry["ca_bundle"] = str(run["ca_bundle"])   # OpenStack's is `cacert:` in clouds.yaml
         entry["ssh"] = {"user": spec["login_user"], "port": int(run["ssh_port"])}
+        if spec.get("guests") == "qemu":
+            entry["ready_timeout"] = 1800.0   # software-emulated boots on a loaded host, packages from a mirror
+            entry["ssh"]["connect_timeout"] = 180.0   # an emulated sshd's key exchange on a busy host
         if site.get("floating_ip"):
             entry["ssh"]["floating_ip"] = True   # reach the nodes on their floating IPs
         out_sites[name] = entry

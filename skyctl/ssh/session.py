@@ -240,6 +240,12 @@ def _handshake(sock: Any, *, where: str, site: str, timeout: float, prefer: Sequ
         opts.key_types = [k for k in prefer if k in opts.key_types] + [k for k in opts.key_types if k not in prefer]
     try:
         t.start_client(timeout=timeout)
+        # paramiko returns at the timeout with the key exchange unfinished; and a port that
+        # accepts before sshd runs (a NAT, a booting guest behind a forwarder) can drop the
+        # connection right after. Both are "not up yet", like a refused connection.
+        if t.is_active() and not t.initial_kex_done:
+            raise paramiko.SSHException(f"key exchange not finished within {timeout:g}s")
+        t.get_remote_server_key()
     except (paramiko.SSHException, OSError, EOFError) as e:
         t.close()
         raise Unreachable(f"{where}: SSH handshake failed ({e or type(e).__name__})", site=site) from None
@@ -329,10 +335,14 @@ class SshOptions:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cancelled: bool = field(default=False, repr=False)
 
+    def timeout_for(self, site: SiteConfig) -> float:
+        """The connect timeout for this site's nodes (its `ssh.connect_timeout`, else ours)."""
+        return site.ssh.connect_timeout or self.timeout
+
     def open(self, node: Node, site: SiteConfig, *, timeout: float | None = None) -> Session:
         session = connect(target_for(node, site, user=self.user), self.key, known_hosts=self.known_hosts,
                           console=self.console, accept_new_host_key=self.accept_new_host_key,
-                          timeout=self.timeout if timeout is None else timeout)
+                          timeout=self.timeout_for(site) if timeout is None else timeout)
         with self._lock:
             if self._cancelled:
                 session.close()

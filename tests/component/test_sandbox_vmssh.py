@@ -1,6 +1,7 @@
 """The sandbox VMs' SSH side (skyctl.sandbox.guest) against a SiteWorld, in this process, on
-loopback: host keys, CONTEXT written as oned writes it, the context's own scripts run only when
-asked, stopped VMs let nobody in. A real paramiko client does the talking. Who may log in (pure)
+loopback: host keys, CONTEXT written as oned writes it, the context's own scripts never run on
+the host, exec and SFTP see the VM's directory as `/`, a login shell gets a terminal, stopped
+VMs let nobody in. A real paramiko client does the talking. Who may log in (pure)
 is tests/unit/test_sandbox_guest_access.py."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from skyctl.polling import iterate_timeout
+from skyctl.sandbox.guest import jail
 from skyctl.sandbox.spec import build_world, resolve
 from skyctl.sandbox.guest.boot import ONE_CONTEXT_PATH, USER_DATA_PATH
 from skyctl.sandbox.guest.server import VmSshFabric, fingerprint, new_host_key
@@ -32,10 +35,9 @@ def _pub(key: paramiko.PKey, comment: str = "u@h") -> str:
 
 @pytest.fixture
 def site(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[SiteWorld, VmSshFabric]]:
-    run_scripts = getattr(request, "param", False)
-    spec = resolve(boot_delay=0.05, run_scripts=run_scripts)
+    spec = resolve(boot_delay=0.05)
     world = build_world("home", spec["sites"]["home"], spec)
-    fabric = VmSshFabric(tmp_path / "vms", run_scripts=run_scripts)
+    fabric = VmSshFabric(tmp_path / "vms")
     fabric.start()
     fabric.attach(world, 0)
     try:
@@ -88,32 +90,12 @@ def test_host_key_fingerprint_matches_and_files_sit_at_guest_paths(site: tuple[S
         client.close()
 
 
-def test_context_scripts_do_not_run_unless_asked(site: tuple[SiteWorld, VmSshFabric]) -> None:
+def test_context_scripts_never_run_on_the_host(site: tuple[SiteWorld, VmSshFabric]) -> None:
     world, fabric = site
     vm = world.create_vm(name="n", vcpus=1, ram_mib=512, image_id="0",
                          user_data="#cloud-config\nruncmd: ['touch ran']\n")
     _wait_ready(vm)
     assert not (fabric.guest("home", vm.id).root / "ran").exists()
-
-
-@pytest.mark.parametrize("site", [True], indirect=True)
-def test_context_scripts_run_when_asked_and_failures_show(site: tuple[SiteWorld, VmSshFabric]) -> None:
-    world, fabric = site
-    key = _key()
-    ok = world.create_vm(name="ok", vcpus=1, ram_mib=512, image_id="0", ssh_keys=[_pub(key)],
-                         user_data="#cloud-config\nwrite_files:\n  - {path: /etc/motd, content: hello}\n"
-                                   "runcmd:\n  - [sh, -c, 'cat etc/motd > ran']\n")
-    bad = world.create_vm(name="bad", vcpus=1, ram_mib=512, image_id="0", ssh_keys=[_pub(key)],
-                          context={"START_SCRIPT_BASE64": base64.b64encode(b"exit 3").decode()})
-    _wait_ready(ok)
-    _wait_ready(bad)
-    assert (fabric.guest("home", ok.id).root / "ran").read_text() == "hello"
-    client = _connect(bad, key)
-    try:
-        rc, out = _run(client, "cloud-init status")
-        assert (rc, out) == (1, "status: error\n")
-    finally:
-        client.close()
 
 
 def test_stopped_or_deleted_vm_lets_nobody_in(site: tuple[SiteWorld, VmSshFabric]) -> None:
@@ -151,3 +133,64 @@ def test_a_guest_relays_like_a_jump_host_but_only_inside_the_loopback(tmp_path: 
         bastion.stop()
         target.stop()
     assert (tmp_path / "target").is_dir() and not (tmp_path / ".target.guest").exists()
+
+
+@pytest.mark.skipif(not jail.available(), reason="confining commands needs root (mount namespaces)")
+def test_exec_and_sftp_see_the_same_root(site: tuple[SiteWorld, VmSshFabric]) -> None:
+    world, fabric = site
+    key = _key()
+    vm = world.create_vm(name="rooted", vcpus=1, ram_mib=512, image_id="0",
+                         context={"SSH_PUBLIC_KEY": _pub(key), "SET_HOSTNAME": "mu-0"})
+    _wait_ready(vm)
+    root = fabric.guest("home", vm.id).root
+    client = _connect(vm, key, user="root")
+    try:
+        assert _run(client, "cat /etc/hostname; hostname; pwd") == (0, "mu-0\nmu-0\n/\n")
+        sftp = paramiko.SFTPClient.from_transport(client)
+        assert sftp is not None
+        with sftp.open("/etc/hostname") as f:
+            assert f.read().decode() == "mu-0\n"
+        # What exec writes under / is what SFTP reads, and it lands in the VM's directory.
+        assert _run(client, "mkdir -p /srv && echo from-exec > /srv/made && echo tmp > /tmp/t")[0] == 0
+        with sftp.open("/srv/made") as f:
+            assert f.read().decode() == "from-exec\n"
+        assert (root / "srv" / "made").read_text() == "from-exec\n" and not Path("/srv/made").exists()
+        sftp.putfo(__import__("io").BytesIO(b"from-sftp\n"), "/srv/put")
+        assert _run(client, "cat /srv/put") == (0, "from-sftp\n")
+        # The host's programs are there, read-only; the host's /etc is not.
+        assert _run(client, "test -x /usr/bin/env && ! test -e /etc/os-release && echo ok") == (0, "ok\n")
+        rc, _ = _run(client, "touch /usr/bin/skyctl-must-not-exist 2>/dev/null")
+        assert rc != 0 and not Path("/usr/bin/skyctl-must-not-exist").exists()
+        sftp.close()
+    finally:
+        client.close()
+
+
+def test_an_interactive_login_gets_a_terminal(site: tuple[SiteWorld, VmSshFabric]) -> None:
+    world, _ = site
+    key = _key()
+    vm = world.create_vm(name="tty", vcpus=1, ram_mib=512, image_id="0", ssh_keys=[_pub(key)])
+    _wait_ready(vm)
+    client = _connect(vm, key)
+    try:
+        channel = client.open_session(timeout=10)
+        channel.get_pty(term="xterm", width=100, height=30)
+        channel.invoke_shell()
+        seen = b""
+
+        def read_until(*tokens: bytes) -> None:
+            nonlocal seen
+            for _ in iterate_timeout(30, f"{tokens!r} on the terminal", interval=0.01):
+                if channel.recv_ready():
+                    seen += channel.recv(4096)
+                if any(t in seen for t in tokens):
+                    return
+
+        read_until(b"$ ", b"# ")                 # a prompt: the shell knows it is interactive
+        channel.sendall(b"tty; stty size; echo $((6*7))\n")
+        read_until(b"42\r\n")                   # the terminal echoes and maps newlines
+        assert b"/dev/pts/" in seen and b"30 100" in seen
+        channel.sendall(b"exit 3\n")
+        assert channel.recv_exit_status() == 3
+    finally:
+        client.close()

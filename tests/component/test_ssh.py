@@ -363,7 +363,7 @@ def test_wait_ready_without_held_connections_reconnects_at_the_context_stage(
         ready = poll_ready([node()], {"s1": site_for(guest.port)}, opts, reporter=events, poll=0.01,
                                hold_connections=0)
     assert [n.name for n in ready] == ["n-0"]
-    assert polls == ["cloud-init status"] * 3
+    assert polls == ["cloud-init status --long"] * 3
     assert guest.connections == 3  # one connection per poll
     assert events.seen == [("n-0", "address"), ("n-0", "ssh"), ("n-0", "context"), ("n-0", "ready")]
 
@@ -388,6 +388,7 @@ def test_wait_ready_stops_at_a_failed_context(guest: LoopbackGuest, opts: SshOpt
     with pytest.raises(ContextFailed) as info:
         poll_ready([node()], {"s1": site_for(guest.port)}, opts, timeout_for=lambda s: 60, poll=0.01)
     assert "n-0" in info.value.line() and "cloud-init status: error" in info.value.line()
+    assert "context failed" in info.value.line().split("status: error)", 1)[1]  # the guest's own words
 
 
 def test_wait_ready_refuses_a_changed_host_key_at_once(guest: LoopbackGuest, opts: SshOptions, tmp_path: Path) -> None:

@@ -285,7 +285,7 @@ def test_vm_reports_cloud_init_done_and_keeps_user_data_at_the_guest_path(os_vm:
         client.close()
 
 
-def test_sftp_relative_paths_agree_with_exec_cwd(os_vm: dict[str, Any]) -> None:
+def test_sftp_and_exec_agree_on_relative_and_absolute_paths(os_vm: dict[str, Any]) -> None:
     client = ssh(os_vm["address"], os_vm["port"], os_vm["keypair_key"])
     try:
         assert execute(client, "cloud-init status --wait")[0] == 0  # context applied: etc/hostname written
@@ -302,8 +302,12 @@ def test_sftp_relative_paths_agree_with_exec_cwd(os_vm: dict[str, Any]) -> None:
         hostname = io.BytesIO()
         sftp.getfo("../../../../../../etc/hostname", hostname)
         assert hostname.getvalue() == b"e2e-vm\n"
-        with pytest.raises(IOError):
-            sftp.getfo("/../../etc/passwd", io.BytesIO())
+        with pytest.raises(IOError):   # this host's own /etc is not the VM's
+            sftp.getfo("/../../etc/os-release", io.BytesIO())
+        # Absolute paths agree too: the VM dir is `/` for commands as for SFTP.
+        assert execute(client, "cat /etc/hostname")[:2] == (0, "e2e-vm\n")
+        sftp.putfo(io.BytesIO(b"abs\n"), "/work/abs.txt")
+        assert execute(client, "cat /work/abs.txt")[:2] == (0, "abs\n")
         sftp.close()
     finally:
         client.close()

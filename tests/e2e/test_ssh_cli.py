@@ -59,3 +59,49 @@ def test_into_the_sandbox_vms(tmp_path: Path) -> None:
         assert len(bad) == 1 and "host key of" in bad[0]["error"] and "changed" in bad[0]["error"]
     finally:
         sky("sandbox", "down")
+
+
+def test_interactive_ssh_gets_a_terminal_and_every_path_sees_the_same_root(tmp_path: Path) -> None:
+    """Issue 16: `skyctl ssh NODE` on a terminal prompts and runs what is typed; exec, cp and
+    ssh agree on absolute paths of a sandbox VM (`/etc/hostname` is the VM's for all three)."""
+    import pty
+
+    from skyctl.polling import iterate_timeout
+
+    home = tmp_path / "home"
+    env = {"SKYCTL_HOME": str(home), "HOME": str(home / "user"), "NO_COLOR": "1", "PATH": os.environ["PATH"],
+           "TERM": "xterm"}
+    (home / "user").mkdir(parents=True)
+
+    def sky(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SKYCTL, *args], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+
+    assert sky("sandbox", "up", "--boot-delay", "0.1").returncode == 0
+    try:
+        env["SKYCTL_CONFIG"] = json.loads(sky("sandbox", "status", "-o", "json").stdout)["config"]
+        assert sky("launch", "mu", "--site", "home", "--wait").returncode == 0
+        assert sky("exec", "mu-0", "--", "cat /etc/hostname").stdout == "mu-0 | mu-0\n"
+        on_ssh = sky("ssh", "mu-0", "--", "cat", "/etc/hostname").stdout
+        assert sky("cp", "mu-0:/etc/hostname", "hostname").returncode == 0
+        assert on_ssh == (tmp_path / "hostname").read_text() == "mu-0\n"
+
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([SKYCTL, "ssh", "mu-0"], env=env, stdin=slave, stdout=slave, stderr=slave,
+                                start_new_session=True, cwd=tmp_path)
+        os.close(slave)
+        seen = b""
+        try:
+            os.write(master, b"echo $((6*7)); cat /etc/hostname\n")
+            for _ in iterate_timeout(60, "the remote shell's answer", interval=0.01):
+                seen += os.read(master, 4096)
+                if b"42\r\nmu-0" in seen:
+                    break
+            os.write(master, b"exit\n")
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            os.close(master)
+        assert b"$ " in seen or b"# " in seen   # the remote shell prompted: it has a terminal
+    finally:
+        sky("sandbox", "down")

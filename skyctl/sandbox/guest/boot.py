@@ -4,20 +4,18 @@ counts as applied.
 At create the user-data / CONTEXT it received sits at the paths real guests use, inside the VM
 dir. After its boot delay the context is "applied": `cloud-init status` answers `status: done`
 (`status: running` before) and `vm.ready` is set (the OpenNebula front turns it into
-`READY=YES` when REPORT_READY was asked, as OneGate does). The context's own scripts run only
-when the spec asks for it (`run_scripts: true`). One timer thread serves every VM.
+`READY=YES` when REPORT_READY was asked, as OneGate does). The context's own scripts (runcmd,
+START_SCRIPT, packages, users) never run: they would run on this host, as whoever started the
+sandbox. Real guests (`sandbox up --guests qemu`, `qemu`) apply them inside a VM. One timer
+thread serves every VM.
 """
 
 from __future__ import annotations
 
-import base64
-import gzip
 import heapq
 import json
 import logging
 import os
-import shlex
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +57,11 @@ if grep -q '"errors": \[\]' "$root/run/cloud-init/result.json"; then
   echo "status: done"
 else
   echo "status: error"
+  case " $* " in
+    *" --long "*|*" -l "*)
+      echo "detail:"
+      sed -n 's/^   "\(.*\)",\{0,1\}$/\1/p' "$root/run/cloud-init/result.json" ;;
+  esac
   exit 1
 fi
 """
@@ -144,10 +147,9 @@ class Boot:
     """The guest side every VM of one fabric shares: the tools on PATH, the login
     environment, and the timer that applies each VM's context after its boot delay."""
 
-    def __init__(self, bin_dir: Path, *, login_user: str, run_scripts: bool) -> None:
+    def __init__(self, bin_dir: Path, *, login_user: str) -> None:
         self.bin_dir = bin_dir
         self.login_user = login_user
-        self.run_scripts = run_scripts
         self._timers = _Timers()
 
     def start(self) -> None:
@@ -189,22 +191,16 @@ class Boot:
     def _apply_context(self, guest: BootingGuest) -> None:
         if guest.gone:
             return
-        if self.run_scripts:
-            threading.Thread(target=self.finish, args=(guest, True), daemon=True,
-                             name=f"ctx-{guest.address}").start()
-        else:
-            self.finish(guest, False)
+        self.finish(guest)
 
-    def finish(self, guest: BootingGuest, run_scripts: bool, errors: tuple[str, ...] = ()) -> None:
-        """The end of boot: the hostname the context set, its scripts when asked, then the
-        result cloud-init leaves (with `errors`, plus any failed script) and `vm.ready`."""
+    def finish(self, guest: BootingGuest, errors: tuple[str, ...] = ()) -> None:
+        """The end of boot: the hostname the context set, then the result cloud-init leaves
+        (with `errors`) and `vm.ready`."""
         vm, root = guest.vm, guest.root
         hostname = vm.context.get("SET_HOSTNAME") or next(
             (str(d["hostname"]) for d in cloud_config_docs(guest_user_data(vm)) if d.get("hostname")), vm.name)
         _write(root / "etc/hostname", hostname + "\n")
         failed = list(errors)
-        if run_scripts:
-            failed += self._run_context_scripts(guest)
         if guest.gone:
             return
         source = "DataSourceOpenNebula" if guest.kind == "opennebula" else "DataSourceOpenStack"
@@ -228,59 +224,6 @@ class Boot:
             (guest.root / path).unlink(missing_ok=True)
         with guest.world.lock:
             guest.vm.ready = False
-
-    def _run_context_scripts(self, guest: BootingGuest) -> list[str]:
-        """Opt-in: run what the guest's init would run (write_files, bootcmd/runcmd, scripts)."""
-        vm, root = guest.vm, guest.root
-        steps: list[tuple[str, list[str] | str]] = []
-        user_data = guest_user_data(vm)
-        for doc in cloud_config_docs(user_data):
-            for f in doc.get("write_files") or []:
-                if isinstance(f, dict) and f.get("path"):
-                    content = f.get("content", "")
-                    if str(f.get("encoding", "")).lower() in ("b64", "base64"):
-                        content = base64.b64decode(content).decode("utf-8", "replace")
-                    elif str(f.get("encoding", "")).lower() in ("gz+b64", "gzip+base64", "gz+base64"):
-                        content = gzip.decompress(base64.b64decode(content)).decode("utf-8", "replace")
-                    target = root / str(f["path"]).lstrip("/")
-                    _write(target, str(content), append=bool(f.get("append")))
-                    if f.get("permissions"):
-                        target.chmod(int(str(f["permissions"]), 8) & 0o777)
-            for key in ("bootcmd", "runcmd"):
-                for cmd in doc.get(key) or []:
-                    steps.append((key, cmd if isinstance(cmd, list) else str(cmd)))
-        if user_data and user_data.startswith("#!"):
-            steps.append(("user-data script", user_data))
-        start = vm.context.get("START_SCRIPT")
-        if vm.context.get("START_SCRIPT_BASE64"):
-            start = base64.b64decode(vm.context["START_SCRIPT_BASE64"]).decode("utf-8", "replace")
-        if start:
-            steps.append(("START_SCRIPT", start))
-        errors = []
-        out = root / CLOUD_INIT_OUTPUT
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "ab") as log_file:
-            for what, cmd in steps:
-                if guest.gone:
-                    break
-                if isinstance(cmd, list):
-                    argv = [str(a) for a in cmd]
-                elif cmd.startswith("#!"):
-                    script = root / "var/lib/cloud/instance/scripts" / what.replace(" ", "-")
-                    _write(script, cmd)
-                    script.chmod(0o700)
-                    argv = [str(script)]
-                else:
-                    argv = ["/bin/sh", "-c", cmd]
-                try:
-                    rc = subprocess.run(argv, cwd=root, env=self.env(guest, self.login_user, {}),
-                                        stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                        timeout=600, start_new_session=True, check=False).returncode
-                except (OSError, subprocess.TimeoutExpired) as e:
-                    rc, what = -1, f"{what}: {type(e).__name__}"
-                if rc != 0:
-                    errors.append(f"{what} failed ({shlex.join(argv)[:80]}): exit {rc}")
-        return errors
 
 
 def _write(path: Path, text: str, *, append: bool = False) -> None:

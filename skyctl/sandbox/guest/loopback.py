@@ -67,7 +67,7 @@ class LoopbackGuest:
         if state == "running":
             boot.rewind(self._guest)
         else:
-            boot.finish(self._guest, False, ("context failed",) if state == "error" else ())
+            boot.finish(self._guest, ("context failed",) if state == "error" else ())
 
     def stop(self) -> None:
         """Close its listener and sessions and end its commands; its root stays."""

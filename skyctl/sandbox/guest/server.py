@@ -32,9 +32,12 @@ import paramiko
 from paramiko.common import MSG_CHANNEL_REQUEST
 
 from skyctl.sandbox.guest.access import GuestAccess, guest_access
+from skyctl.sandbox.guest import jail
 from skyctl.sandbox.guest.boot import Boot
 from skyctl.sandbox.guest.forward import deliver_signal, relay as _relay, remote_forward, started
+from skyctl.sandbox.guest.qemu import QemuGuests, QemuVm, kill_leftovers
 from skyctl.sandbox.guest.sftp import GuestSftpServer, RootedSftp
+from skyctl.sandbox.guest.terminal import Pty
 from skyctl.sandbox.world import SVM, SiteWorld
 
 log = logging.getLogger("skyctl.sandbox.ssh")
@@ -85,7 +88,7 @@ class Guest:
     vm: SVM
     root: Path
     address: str
-    host_key: paramiko.PKey
+    host_key: paramiko.PKey | None            # None: a real guest (its own sshd shows its key)
     listener: socket.socket | None = None
     extra_listeners: dict[str, socket.socket] = field(default_factory=dict)   # floating IPs
     transports: set[paramiko.Transport] = field(default_factory=set)
@@ -94,6 +97,8 @@ class Guest:
     forwarded: list[tuple[str, int]] = field(default_factory=list)   # jump-host destinations
     gone: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
+    qemu: QemuVm | None = None                 # a real guest: connections relay to its sshd
+    relays: set[socket.socket] = field(default_factory=set)
 
     def access(self, login_user: str) -> GuestAccess:
         return guest_access(self.vm, self.kind, login_user)
@@ -109,6 +114,7 @@ class _GuestServer(paramiko.ServerInterface):
         self.relays: dict[int, socket.socket] = {}
         self.forwards: dict[tuple[str, int], socket.socket] = {}   # `ssh -R` listeners
         self.transport: paramiko.Transport | None = None
+        self.ptys: dict[int, Pty] = {}
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
@@ -173,10 +179,18 @@ class _GuestServer(paramiko.ServerInterface):
         self.env.setdefault(channel.get_id(), {})[name_s] = value_s
         return True
 
-    def check_channel_pty_request(self, *args: Any) -> bool:
-        return True  # accepted; commands still run without a terminal
+    def check_channel_pty_request(self, channel: paramiko.Channel, term: bytes | str, width: int, height: int,
+                                  pixelwidth: int, pixelheight: int, modes: bytes) -> bool:
+        # As sshd: the command (or login shell) runs on a pseudo-terminal of this size.
+        name = term.decode("ascii", "replace") if isinstance(term, bytes) else str(term)
+        self.ptys[channel.get_id()] = Pty(name or "xterm", max(1, width), max(1, height))
+        return True
 
-    def check_channel_window_change_request(self, *args: Any) -> bool:
+    def check_channel_window_change_request(self, channel: paramiko.Channel, width: int, height: int,
+                                            pixelwidth: int, pixelheight: int) -> bool:
+        pty = self.ptys.get(channel.get_id())
+        if pty is not None:
+            pty.resize(width, height)
         return True
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
@@ -191,8 +205,9 @@ class _GuestServer(paramiko.ServerInterface):
         # Started by _GuestTransport once the request's reply is on the wire: a quick command
         # must not close the channel before the client has heard "success".
         env = self.env.pop(channel.get_id(), {})
+        pty = self.ptys.get(channel.get_id())
         self.starts[channel.get_id()] = threading.Thread(
-            target=self.fabric.run_command, args=(self.guest, channel, command, self.user, env),
+            target=self.fabric.run_command, args=(self.guest, channel, command, self.user, env, pty),
             name=f"ssh-exec-{self.guest.address}", daemon=True)
 
 
@@ -234,11 +249,11 @@ class VmSshFabric:
     """SSH endpoints for every VM of every site of one sandbox process."""
 
     def __init__(self, vms_dir: Path, *, login_user: str = "cloud-user", port: int = 0,
-                 run_scripts: bool = False) -> None:
+                 guests: QemuGuests | None = None) -> None:
         self.vms_dir = vms_dir
+        self.guests = guests   # real guests: every VM a site creates boots under QEMU
         self.bin_dir = vms_dir.parent / "guest-bin"
         self.login_user = login_user
-        self.run_scripts = run_scripts
         self.port = port
         self._pools: dict[str, AddressPool] = {}
         self._guests: dict[tuple[str, str], Guest] = {}
@@ -251,13 +266,15 @@ class VmSshFabric:
         self._stopping = False
         self._port_guard: socket.socket | None = None
         self._loop = threading.Thread(target=self._accept_loop, name="sandbox-ssh-accept", daemon=True)
-        self.boot = Boot(self.bin_dir, login_user=login_user, run_scripts=run_scripts)
+        self.boot = Boot(self.bin_dir, login_user=login_user)
 
     # ------------------------------------------------------------ life
     def start(self) -> None:
         _raise_fd_limit()
         logging.getLogger("paramiko.transport").addFilter(_quiet_client_hangups)
         if self.vms_dir.exists():
+            if self.guests is not None:
+                kill_leftovers(self.vms_dir)   # real guests of a sandbox that was killed
             shutil.rmtree(self.vms_dir, ignore_errors=True)  # guests of an earlier run are gone
         self.vms_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not self.port:
@@ -270,6 +287,8 @@ class VmSshFabric:
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._loop.start()
         self.boot.start()  # the guest tools on PATH, and the timer that applies contexts
+        if self.guests is not None:
+            self.guests.start()   # probes KVM once (else TCG) and starts reading consoles
 
     def stop(self) -> None:
         self._stopping = True
@@ -282,6 +301,8 @@ class VmSshFabric:
             self._guests.clear()
         for g in guests:
             self._retire(g, remove_dir=False)
+        if self.guests is not None:
+            self.guests.stop()
         if self._port_guard:
             self._port_guard.close()
         shutil.rmtree(self.vms_dir, ignore_errors=True)
@@ -311,6 +332,9 @@ class VmSshFabric:
         if root.exists():
             shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True, mode=0o700)
+        if self.guests is not None:
+            self._create_real(world, vm, root, address)
+            return
         guest = Guest(site=world.name, kind=world.kind, world=world, vm=vm, root=root, address=address,
                       host_key=new_host_key())
         self.boot.received(guest)
@@ -321,6 +345,36 @@ class VmSshFabric:
             log.warning("%s/%s: no SSH endpoint on %s:%s: %s", world.name, vm.id, address, self.port, e)
         self._enter(guest, self.port)
         self.boot.schedule(guest)
+
+    def _create_real(self, world: SiteWorld, vm: SVM, root: Path, address: str) -> None:
+        """A real guest: QEMU boots it; its endpoint relays to the guest's own sshd."""
+        assert self.guests is not None
+        guest = Guest(site=world.name, kind=world.kind, world=world, vm=vm, root=root, address=address,
+                      host_key=None)
+        try:
+            guest.qemu = self.guests.launch(world, vm, root)
+        except OSError as e:
+            # As a hypervisor that cannot start the domain: the VM goes to ERROR with the reason.
+            log.warning("%s/%s: the guest did not start: %s", world.name, vm.id, e)
+            with world.lock:
+                vm.error = f"Build of instance {vm.id} aborted: {e}"
+            return
+        # No listener until the guest's sshd answers: before that its address refuses
+        # connections, as a booting VM's port 22 does (QEMU's forwarder would accept them).
+        guest.qemu.on_sshd = lambda: self._sshd_up(guest)
+        self._enter(guest, self.port)
+
+    def _sshd_up(self, guest: Guest) -> None:
+        if guest.gone or guest.listener is not None:
+            return
+        try:
+            guest.listener = listen(guest.address, self.port)
+        except OSError as e:
+            log.warning("%s/%s: no SSH endpoint on %s:%s: %s", guest.site, guest.vm.id, guest.address, self.port, e)
+            return
+        with self._lock:
+            self._pending.append(("add", guest))
+        self._wake()
 
     def serve(self, world: SiteWorld, vm: SVM, root: Path, listener: socket.socket, *,
               host_key: paramiko.PKey | None = None) -> Guest:
@@ -341,7 +395,8 @@ class VmSshFabric:
         with guest.world.lock:
             vm.address = guest.address
             vm.ssh_port = port
-            vm.host_key_fingerprint = fingerprint(guest.host_key)
+            if guest.host_key is not None:   # a real guest's comes from its console
+                vm.host_key_fingerprint = fingerprint(guest.host_key)
         with self._lock:
             self._guests[(guest.site, vm.id)] = guest
             if guest.listener is not None:
@@ -409,6 +464,7 @@ class VmSshFabric:
             guest.gone = True
             transports, procs = list(guest.transports), list(guest.procs)
             extra, guest.extra_listeners = list(guest.extra_listeners.values()), {}
+            relays, guest.relays = list(guest.relays), set()
         for sock in extra:
             self._drop_sock(guest, sock)
         if guest.listener is not None:
@@ -422,22 +478,38 @@ class VmSshFabric:
             _kill_group(proc)
         for t in transports:
             t.close()
+        for s in relays:
+            _close_quietly(s)
+        if guest.qemu is not None and self.guests is not None:
+            self.guests.forget(guest.world, guest.vm)   # stops QEMU; the overlay goes with the dir
         if remove_dir:
             shutil.rmtree(guest.root, ignore_errors=True)
 
     # ------------------------------------------------------------ commands
     def run_command(self, guest: Guest, channel: paramiko.Channel, command: str | None, user: str | None,
-                    env: dict[str, str]) -> None:
-        """Run one exec/shell request in the VM dir and relay its I/O and exit status."""
+                    env: dict[str, str], pty: Pty | None = None) -> None:
+        """Run one exec/shell request in the VM dir and relay its I/O and exit status (on a
+        pseudo-terminal when the client asked for one, as `ssh -t` and interactive logins do)."""
         argv = ["/bin/sh", "-c", command] if command is not None else ["/bin/sh"]
         full_env = self.boot.env(guest, user, env)
         connection = _ssh_connection(channel)
         if connection:
             full_env["SSH_CONNECTION"] = connection   # as sshd sets it: which address was reached
+        cwd: Path | None = guest.root
+        confine = None
+        if jail.available():   # the VM's directory is `/`, as it is for SFTP
+            jail.prepare(guest.root, self.bin_dir)
+            full_env.update(HOME="/", SKYCTL_SANDBOX_VM="/", PATH=jail.PATH)
+            cwd, confine = None, (lambda then=None: jail.confine(guest.root, self.bin_dir, then))
+        if pty is not None:
+            full_env["TERM"] = pty.term
+            rc = pty.run(argv, cwd, full_env, channel, guest, confine)
+            _close_channel(channel, None, rc)
+            return
         try:
-            proc = subprocess.Popen(argv, cwd=guest.root, env=full_env,
+            proc = subprocess.Popen(argv, cwd=cwd, env=full_env,
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=confine() if confine else None)
         except OSError as e:
             _close_channel(channel, f"sh: {e.strerror}\n", 127)
             return
@@ -514,6 +586,9 @@ class VmSshFabric:
             conn.close()  # a tenant network's fixed address: reached only through a floating IP
             return
         conn.setblocking(True)
+        if guest.qemu is not None:
+            self._relay_to_guest(guest, conn)
+            return
         try:
             transport = _GuestTransport(conn)
             transport.add_server_key(guest.host_key)
@@ -531,7 +606,54 @@ class VmSshFabric:
             conn.close()
 
 
+    def _relay_to_guest(self, guest: Guest, conn: socket.socket) -> None:
+        """Carry one client connection to the real guest's sshd (QEMU's forwarded port)."""
+        assert guest.qemu is not None
+        port = guest.qemu.fwd_port
+
+        def run() -> None:
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port), timeout=10)
+            except OSError:
+                conn.close()
+                return
+            upstream.settimeout(None)
+            with guest.lock:
+                if guest.gone:
+                    conn.close()
+                    upstream.close()
+                    return
+                guest.relays.update((conn, upstream))
+                guest.connections += 1
+            up = (conn.recv, upstream.sendall, lambda: _shutdown_write(upstream))
+            down = (upstream.recv, conn.sendall, lambda: _shutdown_write(conn))
+            threading.Thread(target=_relay, args=up, daemon=True, name="guest-relay-up").start()
+            _relay(*down)   # the guest hung up: nothing more can come back, close both ends
+            with guest.lock:
+                guest.relays.discard(conn)
+                guest.relays.discard(upstream)
+            _close_quietly(conn)
+            _close_quietly(upstream)
+
+        threading.Thread(target=run, daemon=True, name=f"guest-relay-{guest.address}").start()
+
+
 # ---------------------------------------------------------------- helpers
+
+
+def _shutdown_write(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
 
 
 def _ssh_connection(channel: paramiko.Channel) -> str | None:
