@@ -6,7 +6,6 @@ is tests/unit/test_sandbox_guest_access.py."""
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Iterator
 from pathlib import Path

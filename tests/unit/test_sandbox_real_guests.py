@@ -148,8 +148,8 @@ def test_the_guests_own_error_leads_the_failed_context_message() -> None:
 
 
 def test_a_real_guests_console_output_is_its_serial_console() -> None:
-    from skyctl.sandbox.openstack.servers import _console_text
+    from skyctl.sandbox.openstack.console import console_text
 
     vm = SVM(id="v", name="n", vcpus=1, ram_mib=1, image_id="i", flavor_id="1", created=0, boot_delay=0)
     vm.extra["console"] = lambda: "[    0.0] Linux version 6.1.0-57-cloud-amd64\n"
-    assert _console_text(vm) == "[    0.0] Linux version 6.1.0-57-cloud-amd64\n"
+    assert console_text(vm) == "[    0.0] Linux version 6.1.0-57-cloud-amd64\n"
