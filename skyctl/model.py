@@ -62,6 +62,18 @@ class Capability(str, enum.Enum):
     SERVER_SIDE_LABEL_FILTER = "server_side_label_filter"
     FLOATING_IP = "floating_ip"
     CUSTOM_SIZES = "custom_sizes"  # any cpus/memory is accepted (OpenNebula); no flavor list
+    LEASE = "lease"  # named records with compare-and-swap: group locks shared across machines
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """A small named record on a cloud that only changes by compare-and-swap (`revision`):
+    where a group's lock lives so that every machine using the cloud sees it."""
+
+    id: str
+    name: str
+    text: str
+    revision: int
 
 
 # ---------------------------------------------------------------- sizes and units

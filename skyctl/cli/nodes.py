@@ -89,7 +89,7 @@ def delete(
     t = term()
     with open_sky() as sky, ExitStack() as held:
         for g in sorted({x for x in targets if GROUP_RE.fullmatch(x)}):  # one writer per group
-            held.enter_context(group_lock(g, say=t.info))
+            held.enter_context(group_lock(g, say=t.info, sky=sky))
         nodes, listing = resolve_targets(sky, targets, site=site)
         # A group is forgotten only when every site answered that its nodes are gone: a site
         # that did not answer (or was not asked, with --site) may still hold some.

@@ -18,7 +18,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from skyctl.errors import DriverError, DriverTimeout, Interrupted, NotFound, Transient, with_site
+from skyctl.errors import (SILENT_ROUNDS, DriverError, DriverTimeout, Interrupted, NotFound, Transient, site_silent,
+                           with_site)
 from skyctl.model import CAPACITY_FAULT, SCHEDULING, Capability, GroupSpec, Node, NodeSpec, NodeState, RenderedContext, Resources, node_labels
 from skyctl.ops.grouplock import group_lock
 from skyctl.ops.inventory import delete_nodes, list_nodes, prepare_access
@@ -161,7 +162,7 @@ def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: G
            names: list[str] | None = None) -> LaunchResult:
     """Launch `request.count` nodes named GROUP-INDEX (fresh indices), or exactly `names`
     when the caller names them (Slurm's node names), holding the group's lock throughout."""
-    with group_lock(request.group, say=sky.reporter.message):
+    with group_lock(request.group, say=sky.reporter.message, sky=sky):
         return _launch(sky, request, context_for=context_for, group_spec=group_spec, wait_ready=wait_ready,
                        launch_id=launch_id, names=names)
 
@@ -413,6 +414,7 @@ def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *, until: Callable[[
     current: dict[str, Node] = {n.id: n for n in nodes}
     faulted: dict[str, Node] = {}
     missing: dict[str, int] = {}
+    silent: dict[str, int] = {}  # site -> rounds in a row it did not answer
     group = nodes[0].group if nodes else None
     # What create returned is not yet what the cloud says: always look at least once.
     waiting: dict[str, set[str]] = {}
@@ -428,7 +430,11 @@ def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *, until: Callable[[
             if isinstance(res, DriverError):
                 if not res.retryable:
                     raise res
+                silent[site] = silent.get(site, 0) + 1  # a site that stopped answering ends the wait early
+                if silent[site] >= SILENT_ROUNDS:
+                    raise site_silent(site, res, list(current.values())) from None
                 continue
+            silent.pop(site, None)
             seen = {n.id: n for n in res}
             for node_id in waiting[site]:
                 if node_id not in seen:

@@ -95,7 +95,8 @@ class Client:
             return self._compute_mv
 
     def request(self, service: str, method: str, path: str, *, json: Any = None, params: Any = None,
-                microversion: str | None = None, ok: tuple[int, ...] = (), what: str = "") -> tuple[int, Any]:
+                microversion: str | None = None, ok: tuple[int, ...] = (), what: str = "",
+                headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """One HTTP call; returns (status, JSON body or None). Statuses in `ok` below 400 or
         listed explicitly are returned; everything else raises the mapped DriverError."""
         # No hidden retries (the image proxy retries 503s for ~15 s): ops retries Transient.
@@ -106,6 +107,8 @@ class Client:
             kwargs["params"] = params
         if microversion:
             kwargs["microversion"] = microversion
+        if headers:
+            kwargs["headers"] = headers
         # Building the proxy runs version discovery on first use: guarded like a request.
         resp = self._guard(lambda: getattr(self.conn, service).request(path, method, raise_exc=False, **kwargs),
                            what or path)
