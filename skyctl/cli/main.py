@@ -116,6 +116,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         t.error(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
         sys.exit(EXIT_ERROR)
+    if rc == EXIT_INTERRUPTED:  # typer turns a KeyboardInterrupt into a silent Exit(130)
+        from skyctl.cli.interrupts import kept_line
+
+        t.error(kept_line(sys.argv[1:] if argv is None else argv))  # one line: what Ctrl-C kept
     sys.exit(rc if isinstance(rc, int) else 0)
 
 
