@@ -34,7 +34,7 @@ def sky(tmp_path_factory: pytest.TempPathFactory, skyctl_sandbox: Any) -> Iterat
 
 def _normal(sky: Sky) -> None:
     for site in ("home", "cc", "sara"):
-        sky.run("sandbox", "fault", site, "--up", "--release-creates", "--boot-delay", "0.2")
+        sky.fault(site, down=False, hold_creates_after=-1, boot_delay=0.2)
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def clean(sky: Sky) -> Iterator[Sky]:
 
 
 def _site(sky: Sky, name: str) -> dict[str, Any]:
-    return next(s for s in sky.json("sandbox", "status")["sites"] if s["name"] == name)
+    return sky.live(name)
 
 
 class Running:
@@ -90,7 +90,7 @@ def _until_sara_holds(sky: Sky, vms: int) -> None:
 
 @pytest.mark.interrupt
 def test_ctrl_c_at_a_held_create_keeps_what_was_made_and_loses_nothing(clean: Sky) -> None:
-    clean.run("sandbox", "fault", "sara", "--hold-creates-after", "3")
+    clean.fault("sara", hold_creates_after=3)
     run = Running(clean.env, "launch", "cc1", "--count", "12", "--site", "sara")
     try:
         for _ in iterate_timeout(120, "sara to hold 3 VMs and a create on the wire", interval=0.05):
@@ -100,7 +100,7 @@ def test_ctrl_c_at_a_held_create_keeps_what_was_made_and_loses_nothing(clean: Sk
         run.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         run.wait_for("interrupted: waiting for")
     finally:
-        clean.run("sandbox", "fault", "sara", "--release-creates")
+        clean.fault("sara", hold_creates_after=-1)
     code, stderr = run.finish()
     assert code == 130, stderr
     assert "were created and are kept" in _one_error_line(stderr)
@@ -111,7 +111,7 @@ def test_ctrl_c_at_a_held_create_keeps_what_was_made_and_loses_nothing(clean: Sk
 
 @pytest.mark.interrupt
 def test_ctrl_c_in_launch_wait_keeps_the_nodes_and_says_so(clean: Sky) -> None:
-    clean.run("sandbox", "fault", "sara", "--boot-delay", "3600")  # they never finish booting in this drill
+    clean.fault("sara", boot_delay=3600)  # they never finish booting in this drill
     run = Running(clean.env, "launch", "lw", "--count", "3", "--site", "sara", "--wait")
     _until_sara_holds(clean, 3)  # all made: the launch now waits for them
     run.proc.send_signal(signal.SIGINT)
@@ -127,24 +127,24 @@ def test_ctrl_c_in_launch_wait_keeps_the_nodes_and_says_so(clean: Sky) -> None:
 
 
 def test_a_site_that_goes_silent_during_launch_wait_ends_it_early(clean: Sky) -> None:
-    clean.run("sandbox", "fault", "sara", "--boot-delay", "3600")
+    clean.fault("sara", boot_delay=3600)
     run = Running(clean.env, "launch", "sw", "--count", "2", "--site", "sara", "--wait")
     _until_sara_holds(clean, 2)
-    clean.run("sandbox", "fault", "sara", "--down")
+    clean.fault("sara", down=True)
     code, stderr = run.finish()  # long before sara's ready_timeout (600 s) runs out
     assert code == 3, stderr
     line = _one_error_line(stderr)
     assert "sara did not answer" in line and "sw-0 (sara" in line and "sw-1 (sara" in line, line
-    clean.run("sandbox", "fault", "sara", "--up")
+    clean.fault("sara", down=False)
     assert len(clean.nodes("sw")) == 2  # kept
 
 
 def test_a_site_that_goes_silent_during_skyctl_wait_ends_it_early(clean: Sky) -> None:
-    clean.run("sandbox", "fault", "sara", "--boot-delay", "3600")
+    clean.fault("sara", boot_delay=3600)
     clean.run("launch", "sv", "--count", "2", "--site", "sara")
     run = Running(clean.env, "-v", "wait", "sv")
     run.wait_for("sv-1: address")  # the wait has begun: both nodes are at their first stage
-    clean.run("sandbox", "fault", "sara", "--down")
+    clean.fault("sara", down=True)
     code, stderr = run.finish()
     assert code == 3, stderr
     line = _one_error_line(stderr)
@@ -172,7 +172,7 @@ def _holder(env: dict[str, str], group: str) -> subprocess.Popen[str]:
 def _machine(sky: Sky, home: Path, **env: str) -> Sky:
     """Another installation (its own state and lock files: another machine) on the same clouds."""
     other = Sky(home)
-    other.env["SKYCTL_CONFIG"] = sky.json("sandbox", "status")["config"]
+    other.env["SKYCTL_CONFIG"] = sky.json("sandbox", "status")["config"]  # the sandbox's federation file
     other.env.update(env)
     return other
 

@@ -31,7 +31,7 @@ def sky(tmp_path_factory: pytest.TempPathFactory, skyctl_sandbox: Any) -> Iterat
 
 def clear_faults(sky: Sky) -> None:
     for site in ("home", "cc", "sara"):
-        sky.run("sandbox", "fault", site, "--latency", "0", "--error-rate", "0", "--up")
+        sky.fault(site, latency_ms=0, error_rate=0, down=False)
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def _state_nodes(home: Path) -> dict[str, str]:
 
 
 def _site(sky: Sky, name: str) -> dict[str, Any]:
-    return next(s for s in sky.json("sandbox", "status")["sites"] if s["name"] == name)
+    return sky.live(name)
 
 
 def _repeat() -> int:
@@ -84,7 +84,7 @@ def test_kill_9_mid_launch_then_reconcile_accounts_for_every_vm(clean: Sky, requ
     for i in range(rounds):
         group, made = f"k{i}", rng.randint(0, 5)
         before = _site(clean, "sara")["vms"]
-        clean.run("sandbox", "fault", "sara", "--hold-creates-after", str(made))
+        clean.fault("sara", hold_creates_after=made)
         proc = subprocess.Popen([SKYCTL, "launch", group, "--count", "6", "--site", "sara", "--image", "alma9",
                                  "--size", "small"], env=clean.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
@@ -95,7 +95,7 @@ def test_kill_9_mid_launch_then_reconcile_accounts_for_every_vm(clean: Sky, requ
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=60)
         finally:
-            clean.run("sandbox", "fault", "sara", "--release-creates")
+            clean.fault("sara", hold_creates_after=-1)  # --release-creates
         for _ in iterate_timeout(120, "the creates sara accepted to finish", interval=0.05):
             if _site(clean, "sara")["creates_in_progress"] == 0:
                 break
