@@ -14,8 +14,11 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+
+from skyctl.testing.cli import SkyCli
 
 BUSY_LOOP = "while True:\n    pass\n"
 
@@ -32,6 +35,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if n > 1 and metafunc.definition.get_closest_marker("interrupt") is not None:
         metafunc.fixturenames.append("drill_run")
         metafunc.parametrize("drill_run", range(1, n + 1), ids=lambda i: f"run{i}of{n}")
+
+
+@pytest.fixture(scope="package")
+def sky(tmp_path_factory: pytest.TempPathFactory, skyctl_sandbox: Any) -> Iterator[SkyCli]:
+    """One sandbox for every drill module (interleaved repeated runs move between modules)."""
+    with skyctl_sandbox(tmp_path_factory.mktemp("drill-home"), boot_delay=0.3) as s:
+        yield s
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -26,15 +26,9 @@ from skyctl.testing.cli import SKYCTL, SkyCli as Sky
 pytestmark = pytest.mark.drill
 
 
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory: pytest.TempPathFactory, skyctl_sandbox: Any) -> Iterator[Sky]:
-    with skyctl_sandbox(tmp_path_factory.mktemp("safety-home"), boot_delay=0.2) as s:
-        yield s
-
-
 def _normal(sky: Sky) -> None:
     for site in ("home", "cc", "sara"):
-        sky.fault(site, down=False, hold_creates_after=-1, boot_delay=0.2)
+        sky.fault(site, down=False, hold_creates_after=-1, boot_delay=0.3)
 
 
 @pytest.fixture

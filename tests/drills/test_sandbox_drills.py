@@ -23,12 +23,6 @@ from skyctl.testing.cli import SKYCTL, SkyCli as Sky
 pytestmark = pytest.mark.drill
 
 
-@pytest.fixture(scope="module")
-def sky(tmp_path_factory: pytest.TempPathFactory, skyctl_sandbox: Any) -> Iterator[Sky]:
-    with skyctl_sandbox(tmp_path_factory.mktemp("drill-home"), boot_delay=0.3) as s:
-        yield s
-
-
 def clear_faults(sky: Sky) -> None:
     for site in ("home", "cc", "sara"):
         sky.fault(site, latency_ms=0, error_rate=0, down=False)
