@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from skyctl.polling import iterate_timeout
+from skyctl.polling import Expired, iterate_timeout
 from skyctl.testing.cli import SKYCTL, SkyCli as Sky
 
 pytestmark = pytest.mark.drill
@@ -71,12 +71,17 @@ def _one_error_line(stderr: str) -> str:
     return errors[0]
 
 
-def _until_sara_holds(sky: Sky, before: int, more: int) -> None:
-    """Until sara holds `more` VMs beyond the `before` it had, and no create is still being made."""
-    for _ in iterate_timeout(120, f"sara to hold {more} more VMs", interval=0.05):
-        s = _site(sky, "sara")
-        if s["vms"] >= before + more and s["creates_in_progress"] == 0:
-            return
+def _until_sara_holds(sky: Sky, before: int, more: int, run: Running) -> None:
+    """Until sara holds `more` VMs beyond the `before` it had, and no create is still being
+    made; the command must still be running (its stderr tells why if not)."""
+    try:
+        for _ in iterate_timeout(300, f"sara to hold {more} more VMs", interval=0.05):
+            assert run.proc.poll() is None, "".join(run.lines)
+            s = _site(sky, "sara")
+            if s["vms"] >= before + more and s["creates_in_progress"] == 0:
+                return
+    except Expired:
+        raise AssertionError(f"sara holds {_site(sky, 'sara')}; skyctl said: {''.join(run.lines)}") from None
 
 
 # ---------------------------------------------------------------- Ctrl-C at controlled points
@@ -108,7 +113,7 @@ def test_ctrl_c_in_launch_wait_keeps_the_nodes_and_says_so(clean: Sky) -> None:
     clean.fault("sara", boot_delay=3600)  # they never finish booting in this drill
     before = _site(clean, "sara")["vms"]
     run = Running(clean.env, "launch", "lw", "--count", "3", "--site", "sara", "--wait")
-    _until_sara_holds(clean, before, 3)  # all made: the launch now waits for them
+    _until_sara_holds(clean, before, 3, run)  # all made: the launch now waits for them
     run.proc.send_signal(signal.SIGINT)
     code, stderr = run.finish()
     assert code == 130, stderr
@@ -128,7 +133,7 @@ def test_a_site_that_goes_silent_during_launch_wait_ends_it_early(clean: Sky) ->
     clean.fault("sara", boot_delay=3600)
     before = _site(clean, "sara")["vms"]
     run = Running(clean.env, "launch", "sw", "--count", "2", "--site", "sara", "--wait")
-    _until_sara_holds(clean, before, 2)
+    _until_sara_holds(clean, before, 2, run)
     clean.fault("sara", down=True)
     code, stderr = run.finish()  # long before sara's ready_timeout (600 s) runs out
     assert code == 3, stderr
