@@ -24,7 +24,8 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from skyctl.errors import ConfigError, Unsupported
-from skyctl.model import Capability, Capacity, Flavor, ImageRef, Labels, Node, NodeSpec, RenderedContext
+from skyctl.model import (Capability, Capacity, Flavor, ImageRef, Labels, LeaseRecord, Node, NodeSpec,
+                          RenderedContext)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pydantic import BaseModel
@@ -120,6 +121,25 @@ class Driver(abc.ABC):
         the address to connect to first (e.g. OpenStack attaches a floating IP when the site
         asks for one). Idempotent: safe to call again for the same nodes. Default: unchanged."""
         return list(nodes)
+
+    # -- leases (Capability.LEASE): where group locks live so that other machines see them
+    def lease_records(self, name: str) -> list[LeaseRecord]:
+        """Every lease record called `name` that the caller can see (usually none or one)."""
+        raise Unsupported(f"{self.name} driver keeps no leases", site=self.site_name)
+
+    def lease_create(self, name: str, text: str) -> LeaseRecord:
+        """A new record `name` holding `text` (the cloud does not refuse a second one)."""
+        raise Unsupported(f"{self.name} driver keeps no leases", site=self.site_name)
+
+    def lease_swap(self, record: LeaseRecord, text: str) -> LeaseRecord | None:
+        """Replace the record's text only if it is still at `record.revision`, atomically on
+        the cloud's side; None when it changed since (someone else wrote first). NotFound
+        when it is gone."""
+        raise Unsupported(f"{self.name} driver keeps no leases", site=self.site_name)
+
+    def lease_delete(self, record: LeaseRecord) -> None:
+        """Remove the record; one already gone is success."""
+        raise Unsupported(f"{self.name} driver keeps no leases", site=self.site_name)
 
     def close(self) -> None:
         """Release connections. Safe to call more than once."""

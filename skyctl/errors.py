@@ -86,6 +86,35 @@ class Interrupted(SkyError):
     exit_code = EXIT_INTERRUPTED
 
 
+class SiteSilent(SkyError):
+    """A site stopped answering while skyctl waited for its nodes: the wait ends early and
+    says which nodes exist (`.nodes`), instead of running out the whole ready_timeout."""
+
+    exit_code = EXIT_PARTIAL
+    nodes: list[Any]
+
+    def line(self) -> str:
+        return self.reason()  # the message already begins with the site
+
+
+# A site whose API failed this many polling rounds in a row (each call already retried) has
+# stopped answering: a wait ends early, naming it and the nodes that exist.
+SILENT_ROUNDS = 3
+
+
+def site_silent(site: str, cause: SkyError, nodes: list[Any], *, shown: int = 20) -> SiteSilent:
+    """'cc did not answer (connection refused) while waiting; the nodes that exist: ...'."""
+    def one(n: Any) -> str:
+        return f"{n.name} ({n.site}{', not answering' if n.site == site else ''})"
+
+    listed = ", ".join(one(n) for n in nodes[:shown]) + (f", and {len(nodes) - shown} more" if len(nodes) > shown else "")
+    err = SiteSilent(f"{site} did not answer ({cause.message}) while waiting, so the wait ended early; "
+                     f"the nodes that exist: {listed or 'none'}", site=site,
+                     hint="they are kept; 'skyctl ps' shows them, 'skyctl wait' waits again once the site answers")
+    err.nodes = list(nodes)
+    return err
+
+
 class NoSiteAnswered(SkyError):
     """Every site asked failed to answer (down, unreachable, overloaded): try again later."""
 

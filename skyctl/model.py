@@ -79,6 +79,18 @@ class Capability(str, enum.Enum):
     IMAGE_UPLOAD = "image_upload"      # upload_image: skyctl sends the bytes (Glance)
     IMAGE_DOWNLOAD = "image_download"  # download_image: skyctl reads the bytes (Glance)
     IMAGE_FROM_URL = "image_from_url"  # import_image_url: the cloud fetches a URL (OpenNebula PATH)
+    LEASE = "lease"  # named records with compare-and-swap: group locks shared across machines
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """A small named record on a cloud that only changes by compare-and-swap (`revision`):
+    where a group's lock lives so that every machine using the cloud sees it."""
+
+    id: str
+    name: str
+    text: str
+    revision: int
 
 
 # ---------------------------------------------------------------- sizes and units

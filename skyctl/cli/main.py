@@ -97,12 +97,16 @@ def main(argv: list[str] | None = None) -> None:
         t.error(e.line())
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        t.error("interrupted")
+        from skyctl.cli.interrupts import kept_line
+
+        t.error(kept_line(sys.argv[1:] if argv is None else argv))  # one line: what Ctrl-C kept
         sys.exit(EXIT_INTERRUPTED)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
-        t.error("aborted")
+        from skyctl.cli.interrupts import kept_line
+
+        t.error(kept_line(sys.argv[1:] if argv is None else argv).replace("interrupted", "aborted", 1))
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit:
         raise
@@ -116,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         t.error(f"internal error: {type(e).__name__}: {e} (run with --debug for the traceback)")
         sys.exit(EXIT_ERROR)
+    if rc == EXIT_INTERRUPTED:  # typer turns a KeyboardInterrupt into a silent Exit(130)
+        from skyctl.cli.interrupts import kept_line
+
+        t.error(kept_line(sys.argv[1:] if argv is None else argv))  # one line: what Ctrl-C kept
     sys.exit(rc if isinstance(rc, int) else 0)
 
 

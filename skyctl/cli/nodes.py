@@ -123,7 +123,7 @@ def delete(
                              | ({g for g in sky.state.groups()} if site is None else set()))
             targets += sorted({n.name for n in listing.nodes if not n.group})
         for g in sorted({x for x in targets if GROUP_RE.fullmatch(x)}):  # one writer per group
-            held.enter_context(group_lock(g, say=t.info))
+            held.enter_context(group_lock(g, say=t.info, sky=sky))
         if all_:
             nodes, listing = list(listing.nodes), listing
         else:

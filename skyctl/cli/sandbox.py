@@ -160,7 +160,8 @@ def _status_doc(runtime: dict[str, Any], live: dict[str, Any] | None = None) -> 
         entry["ssh_port"] = s["ssh_port"]
         if s["name"] in live_sites:
             ls = live_sites[s["name"]]
-            entry.update(vms=ls["vms"], ready=ls["ready"], requests=ls["requests"], faults=ls["faults"])
+            entry.update(vms=ls["vms"], ready=ls["ready"], requests=ls["requests"], faults=ls["faults"],
+                         creates_held=ls.get("creates_held", 0), creates_in_progress=ls.get("creates_in_progress", 0))
         sites.append(entry)
     doc: dict[str, Any] = {"pid": runtime["pid"], "config": runtime["config"], "sites": sites}
     if (live or {}).get("guests"):

@@ -174,6 +174,11 @@ def run_watch(*, interval: float, ticks: int, metrics_port: int | None, metrics_
     why = f" ({stopped_by[0]})" if stopped_by else ""
     log("stopped", f"stopped after {watch.done} tick(s){why}", ticks=watch.done,
         signal=stopped_by[0] if stopped_by else None)
+    if stopped_by and stopped_by[0] == "SIGINT":  # Ctrl-C is an interruption (130); SIGTERM a clean stop (0)
+        from skyctl.cli.interrupts import kept_line
+        from skyctl.errors import Interrupted
+
+        raise Interrupted(kept_line(["burst", "watch"]).replace(": ", f": after {watch.done} tick(s), ", 1))
     return watch.done
 
 

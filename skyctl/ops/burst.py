@@ -133,7 +133,7 @@ def run_tick(sky: Sky, *, dry_run: bool = False, demand_when_due: bool = False) 
 def move_home(sky: Sky, move: Move, old: Node, rule: Rule | None = None) -> MoveOutcome:
     """Make-before-break, holding the group's lock; the node must still be there once the lock
     is ours (another `burst run` may have moved it while this one waited)."""
-    with group_lock(move.group, say=sky.reporter.message):
+    with group_lock(move.group, say=sky.reporter.message, sky=sky):
         try:
             retrying(lambda: sky.driver(old.site).get(old.id))
         except NotFound:

@@ -6,7 +6,12 @@ person's skyctl on one machine; another person has another state folder). The ke
 releases it when its process ends, however it ends (Ctrl-C, kill -9, a crash), so a dead
 holder never leaves a stale lock. The file holds who took it (pid, host, command, time) so
 a second caller can say who it waits for; it waits up to SKYCTL_LOCK_WAIT seconds (default
-600), then stops with that line. It does not reach across machines.
+600), then stops with that line.
+
+That file is the fast path on one machine. Given the Sky, the lock also takes the group's
+lease on the federation's lock site (skyctl.ops.cloudlock), so other machines that use the
+same clouds with the same owner wait too; a lock site that does not answer is said once and
+the command goes on with this machine's lock only.
 """
 
 from __future__ import annotations
@@ -21,9 +26,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from skyctl.errors import SkyError
+from skyctl.errors import DriverError, SkyError
 from skyctl.polling import Expired, iterate_timeout
+
+if TYPE_CHECKING:  # pragma: no cover
+    from skyctl.ops.cloudlock import CloudLease
+    from skyctl.ops.sky import Sky
 
 DEFAULT_WAIT_S = 600.0
 
@@ -63,9 +73,10 @@ def _wait_s() -> float:
 
 
 @contextmanager
-def group_lock(group: str, *, say: object = None) -> Iterator[None]:
+def group_lock(group: str, *, say: object = None, sky: Sky | None = None) -> Iterator[None]:
     """Hold `group`'s lock for the block (re-entrant in one process). `say(text)` is told
-    once when the lock is held by someone else and this call waits for it."""
+    once when the lock is held by someone else and this call waits for it. With `sky`, the
+    group's lease on the lock site is held too (other machines)."""
     from skyctl.state import problem
 
     path = lock_dir() / f"{group}.lock"
@@ -92,9 +103,13 @@ def group_lock(group: str, *, say: object = None) -> Iterator[None]:
         os.pwrite(fd, json.dumps(me).encode(), 0)
         with _mutex:
             _held[path] = 1
+        lease = None
         try:
+            lease = _take_lease(sky, group, say) if sky is not None else None
             yield
         finally:
+            if lease is not None:
+                lease.give_back()
             with _mutex:
                 _held.pop(path, None)
             os.ftruncate(fd, 0)
@@ -124,3 +139,23 @@ def _take(fd: int, group: str, say: object) -> None:
     raise GroupBusy(f"group {group} is being changed by {_holder(fd)}",
                     hint="let that command finish (or stop it) and try again; "
                          "the lock ends with its process, SKYCTL_LOCK_WAIT sets how long to wait")
+
+
+def _take_lease(sky: Sky, group: str, say: object) -> CloudLease | None:
+    """The group's lease on the lock site, or None (no lock site, or it did not answer:
+    said once, and this machine's lock alone goes on)."""
+    from skyctl.ops.cloudlock import CloudLease, lease_name, lock_site
+
+    tell = say if callable(say) else None
+    site = lock_site(sky)
+    if site is None:
+        return None
+    try:
+        lease = CloudLease(sky.driver(site), lease_name(sky.owner(site), group), site=site, say=tell)
+        lease.take(_wait_s(), f"the lock of group {group}")
+        return lease
+    except DriverError as e:
+        if tell is not None:
+            tell(f"warning: the lock of group {group} could not be kept on {site} ({e.message}); "
+                 "only this machine's commands wait for it")
+        return None

@@ -7,6 +7,7 @@ remembers intents and group specs. `reconcile` makes the two agree after a crash
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,7 @@ class ScaleResult:
 def scale(sky: Sky, group: str, target: int, *, confirm: Callable[[Plan], bool] | None = None) -> ScaleResult:
     """Grow or shrink `group` to `target` nodes, holding the group's lock throughout (so two
     scales at once end at the size asked, not at the sum). `confirm`: as for launch."""
-    with group_lock(group, say=sky.reporter.message):
+    with group_lock(group, say=sky.reporter.message, sky=sky):
         return _scale(sky, group, target, confirm)
 
 
@@ -129,8 +130,9 @@ def _settle_move(sky: Sky, intent: Any, ours: list[Node], by_name: dict[str, Nod
         out.moves_undone.append(intent.node)
         return True
     keep, drop = (new, old) if new.state is NodeState.RUNNING else (old, new)
-    if delete_nodes(sky, [drop]):
-        return False
+    with group_lock(drop.group or intent.node, say=sky.reporter.message, sky=sky):
+        if delete_nodes(sky, [drop]):
+            return False
     # Both carry the name (moves made before names were kept had two): it is the kept node's now.
     by_name.pop(drop.name, None)
     by_name[keep.name] = keep
@@ -223,12 +225,28 @@ def reconcile(sky: Sky, *, delete_orphans: bool = False) -> ReconcileResult:
             out.forgotten.append(name)
 
     if delete_orphans and (out.orphans or out.duplicates):
-        doomed = out.orphans + out.duplicates
-        errors = delete_nodes(sky, doomed)
+        _delete_strays(sky, out, by_name)
+    return out
+
+
+def _delete_strays(sky: Sky, out: ReconcileResult, by_name: dict[str, Node]) -> None:
+    """Delete orphans and duplicates holding each group's lock, like any other change to a
+    group: a launch of the group still running keeps its lock until its group is recorded,
+    so what looked like an orphan before the lock is checked again under it and kept."""
+    state = sky.state
+    groups = sorted({n.group or "" for n in out.orphans + out.duplicates})
+    with ExitStack() as held:
+        for g in groups:
+            if g:
+                held.enter_context(group_lock(g, say=sky.reporter.message, sky=sky))
+        known = set(state.groups())
+        kept = [n for n in out.orphans if n.group in known]  # launched meanwhile: not an orphan
+        doomed = [n for n in out.orphans if n not in kept] + out.duplicates
+        out.orphans = [n for n in out.orphans if n not in kept]
+        errors = delete_nodes(sky, doomed) if doomed else {}
         out.deleted = [n.name for n in doomed if n.site not in errors]
         out.site_errors.update(errors)
         for dup in out.duplicates:  # deleting a twin dropped the record of its name: restore it
             real = by_name[dup.name]
-            if real.group in known_groups:
+            if real.group in known:
                 state.record_node(real.name, real.group or "", real.site, real.id, real.launch_id or "")
-    return out

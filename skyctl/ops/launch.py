@@ -18,7 +18,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from skyctl.errors import DriverError, DriverTimeout, Interrupted, NoCapacity, NotFound, SkyError, Transient, with_site
+from skyctl.errors import (SILENT_ROUNDS, DriverError, DriverTimeout, Interrupted, NoCapacity, NotFound, SkyError,
+                           Transient, site_silent, with_site)
 from skyctl.logsafe import site_scope
 from skyctl.model import (CAPACITY_FAULT, SCHEDULING, Capability, GroupSpec, ImageRef, Node, NodeSpec, NodeState,
                           RenderedContext, Resources, node_labels)
@@ -186,7 +187,7 @@ def launch(sky: Sky, request: Request, *, context_for: ContextFor, group_spec: G
     size stays within its rule's `groups.NAME.min/max`; named nodes beyond the maximum are not
     created (the rest are). `confirm(plan)` sees the first plan before anything is created
     (the CLI shows its cost and may ask); False cancels the launch."""
-    with group_lock(request.group, say=sky.reporter.message):
+    with group_lock(request.group, say=sky.reporter.message, sky=sky):
         return _launch(sky, request, context_for=context_for, group_spec=group_spec, wait_ready=wait_ready,
                        launch_id=launch_id, names=names, size_to=size_to, min_count=min_count, bounded=bounded,
                        confirm=confirm)
@@ -519,6 +520,7 @@ def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *, until: Callable[[
     current: dict[str, Node] = {n.id: n for n in nodes}
     faulted: dict[str, Node] = {}
     missing: dict[str, int] = {}
+    silent: dict[str, int] = {}  # site -> rounds in a row it did not answer
     group = nodes[0].group if nodes else None
     # What create returned is not yet what the cloud says: always look at least once.
     waiting: dict[str, set[str]] = {}
@@ -534,7 +536,11 @@ def wait_nodes(sky: Sky, nodes: list[Node], launch_id: str, *, until: Callable[[
             if isinstance(res, DriverError):
                 if not res.retryable:
                     raise res
+                silent[site] = silent.get(site, 0) + 1  # a site that stopped answering ends the wait early
+                if silent[site] >= SILENT_ROUNDS:
+                    raise site_silent(site, res, list(current.values())) from None
                 continue
+            silent.pop(site, None)
             seen = {n.id: n for n in res}
             for node_id in waiting[site]:
                 if node_id not in seen:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from skyctl.errors import (CommandTimeout, ContextFailed, DriverError, NotFound, NotReady, SkyError, SshAuthError,
-                           Unreachable)
+                           Unreachable, SILENT_ROUNDS, site_silent)
 from skyctl.model import Capability, Node, NodeState
 from skyctl.ops.sky import Sky, retrying
 from skyctl.polling import iterate_timeout, remaining
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 STAGE_ADDRESS, STAGE_SSH, STAGE_CONTEXT, STAGE_READY = "address", "ssh", "context", "ready"
 
 Refresh = Callable[[list[Node]], list[Node]]  # the cloud's current view of these nodes
+Probe = Callable[[Node], object]  # ask a node's site about it; raises a DriverError if the site does not answer
 
 
 def console_reader(sky: Sky) -> ConsoleReader:
@@ -57,7 +58,8 @@ def wait_ready(sky: Sky, nodes: Sequence[Node], opts: SshOptions, *, reporter: A
 
     return poll_ready(nodes, sky.federation.sites, opts, reporter=sky.reporter if reporter is None else reporter,
                       refresh=refresh, timeout_for=(lambda _site: timeout) if timeout else None,
-                      timeout_name="--timeout" if timeout else None)
+                      timeout_name="--timeout" if timeout else None,
+                      probe=lambda n: retrying(lambda: sky.driver(n.site).get(n.id)))
 
 
 def cloud_init_state(exit_code: int, stdout: str, stderr: str) -> str:
@@ -172,7 +174,8 @@ def _without_where(message: str, node: Node) -> str:
 def poll_ready(nodes: Sequence[Node], sites: Mapping[str, SiteConfig], opts: SshOptions, *,
                timeout_for: Callable[[str], float] | None = None, reporter: Any = None,
                refresh: Refresh | None = None, poll: float = 1.0,
-               parallel: int = 32, hold_connections: int = 64, timeout_name: str | None = None) -> list[Node]:
+               parallel: int = 32, hold_connections: int = 64, timeout_name: str | None = None,
+               probe: Probe | None = None) -> list[Node]:
     """Wait until every node is ready: address -> ssh (TCP + auth with the key) -> context
     (cloud-init status: done) -> ready. Per-site timeouts (site.ready_timeout by default).
 
@@ -182,6 +185,10 @@ def poll_ready(nodes: Sequence[Node], sites: Mapping[str, SiteConfig], opts: Ssh
     ready_timeout. Up to
     `hold_connections` waiting nodes keep their SSH session between polls; beyond that each
     poll reconnects, so a big group does not hold a connection and a thread per node.
+
+    With `probe`, each round asks every site that still has nodes pending about one of them;
+    a site that fails SILENT_ROUNDS rounds in a row ends the wait early with SiteSilent
+    (exit 3), listing the nodes that exist, instead of waiting out its ready_timeout.
     """
     start = time.monotonic()
     timeouts = {s: (timeout_for(s) if timeout_for else sites[s].ready_timeout) for s in {n.site for n in nodes}}
@@ -212,7 +219,10 @@ def poll_ready(nodes: Sequence[Node], sites: Mapping[str, SiteConfig], opts: Ssh
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(nodes))), thread_name_prefix="wait") as pool:
             # No overall timeout: every node has its own deadline (its site's ready_timeout),
             # checked after each round, so the rounds end when no node is pending.
+            silent: dict[str, int] = {}
             for _ in iterate_timeout(None, "nodes to be ready", interval=max(poll, 0.02 * len(nodes)), sleep=nap):
+                if probe is not None:
+                    _probe_sites(pending, probe, silent, [p.node for p in progress])
                 pending = _round(pending, sites, opts, pool, refresh, report,
                                  keep_open=len(pending) <= hold_connections)
                 if not pending:
@@ -225,6 +235,26 @@ def poll_ready(nodes: Sequence[Node], sites: Mapping[str, SiteConfig], opts: Ssh
     if failures:
         raise _not_ready(progress, failures, ready, timeouts, timeout_name)
     return ready
+
+
+def _probe_sites(pending: list[_Progress], probe: Probe, silent: dict[str, int], nodes: list[Node]) -> None:
+    """One question per site with nodes pending; SiteSilent once a site failed SILENT_ROUNDS
+    rounds in a row. Refusals that are answers (auth, not found) are not silence."""
+    first: dict[str, Node] = {}
+    for p in pending:
+        first.setdefault(p.node.site, p.node)
+    for site, node in first.items():
+        try:
+            probe(node)
+        except DriverError as e:
+            if not e.retryable:
+                silent.pop(site, None)
+                continue
+            silent[site] = silent.get(site, 0) + 1
+            if silent[site] >= SILENT_ROUNDS:
+                raise site_silent(site, e, nodes) from None
+            continue
+        silent.pop(site, None)
 
 
 def _round(pending: list[_Progress], sites: Mapping[str, SiteConfig], opts: SshOptions, pool: ThreadPoolExecutor,

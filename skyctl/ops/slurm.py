@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from skyctl.config import Federation
-from skyctl.errors import DriverError, SkyError, UsageError
+from skyctl.errors import DriverError, Interrupted, SkyError, UsageError
 from skyctl.model import Node, NodeState
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.sky import Sky
@@ -185,6 +185,8 @@ def resume(sky: Sky, names: list[str], log: SlurmLog, *, power_down_failed: bool
                                          reporter=sky.reporter)
             spec = rq.group_spec_for(req, nodeset.contexts, variables, ctx.secret_variables)
             result = launch(sky, req, context_for=ctx.context_for, group_spec=spec, names=todo)
+        except Interrupted:
+            raise  # Ctrl-C: exit 130 saying what was created and kept, no power-down of the rest
         except SkyError as e:
             for name in todo:
                 report.failed[name] = e.line()

@@ -92,7 +92,8 @@ class Site:
             vms = self.world.live_vms()
             return {"name": self.name, "driver": self.driver, "faults": self.world.faults.as_dict(),
                     "vms": len(vms), "ready": sum(1 for v in vms if v.ready),
-                    "requests": self.world.request_count}
+                    "requests": self.world.request_count, "creates_held": self.world.creates_held,
+                    "creates_in_progress": self.world.creates_in_progress}
 
 
 def _make_front(world: SiteWorld, password: str, tls: Any = None) -> Any:

@@ -226,6 +226,8 @@ class SiteWorld:
         self.lock = threading.RLock()
         self._creates_released = threading.Condition(self.lock)
         self._creates_since_hold = 0
+        self.creates_held = 0         # create requests waiting for --release-creates now
+        self.creates_in_progress = 0  # create requests accepted and not finished (held ones too)
         self.keypairs: dict[str, str] = {}        # name -> public key (OpenStack)
         self.request_count = 0
         self._next_int_id = 0
@@ -272,9 +274,15 @@ class SiteWorld:
 
     def _admit_create(self) -> None:
         with self.lock:
+            held = False
             while (self.faults.hold_creates_after is not None
                    and self._creates_since_hold >= self.faults.hold_creates_after):
+                if not held:
+                    held = True
+                    self.creates_held += 1
                 self._creates_released.wait()
+            if held:
+                self.creates_held -= 1
             self._creates_since_hold += 1
 
     # ------------------------------------------------------------ usage
@@ -322,7 +330,18 @@ class SiteWorld:
         """Create a VM or raise QuotaError (`quota=False`: an administrator, whom no quota
         binds). A VM for which no host has room is created in error (as Nova does); the
         front-end decides how to show that."""
-        self._admit_create()
+        with self.lock:
+            self.creates_in_progress += 1
+        try:
+            self._admit_create()
+            return self._create_vm(name=name, vcpus=vcpus, ram_mib=ram_mib, image_id=image_id, flavor_id=flavor_id,
+                                   vm_id=vm_id, quota=quota, boot_delay=boot_delay, **attrs)
+        finally:
+            with self.lock:
+                self.creates_in_progress -= 1
+
+    def _create_vm(self, *, name: str, vcpus: int, ram_mib: int, image_id: str, flavor_id: str | None,
+                   vm_id: str | None, quota: bool, boot_delay: float | None, **attrs: Any) -> SVM:
         with self.lock:
             if quota:
                 self.check_quota(vcpus, ram_mib)

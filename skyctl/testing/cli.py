@@ -70,6 +70,30 @@ class SkyCli:
     def nodes(self, group: str | None = None) -> list[dict[str, Any]]:
         return self.json("ps", *([group] if group else []))
 
+    def _control(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The running sandbox's control channel, from this process (what `skyctl sandbox
+        status/fault` call): cheap enough for a tight loop, where the CLI would start a Python
+        process per look."""
+        import urllib.request
+
+        runtime = json.loads((self.home / "state" / "sandbox" / "runtime.json").read_text())
+        control = runtime["control"]
+        req = urllib.request.Request(control["url"] + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {control['token']}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read())
+
+    def live(self, site: str) -> dict[str, Any]:
+        """One sandbox site's live counters: vms, ready, creates_held, creates_in_progress, faults."""
+        return next(s for s in self._control("GET", "/v1/status")["sites"] if s["name"] == site)
+
+    def fault(self, site: str, **change: Any) -> None:
+        """`skyctl sandbox fault SITE` in this process: latency_ms, error_rate, down, boot_delay,
+        hold_creates_after (-1 releases held creates)."""
+        self._control("POST", f"/v1/faults/{site}", change)
+
     def sites_of(self, group: str) -> Counter[str]:
         return Counter(n["site"] for n in self.nodes(group))
 

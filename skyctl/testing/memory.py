@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict
 
 from skyctl.drivers import Driver
 from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Transient
-from skyctl.model import (CAPACITY_FAULT, Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec,
-                          NodeState, RenderedContext)
+from skyctl.model import (CAPACITY_FAULT, Capability, Capacity, Flavor, ImageRef, Labels, LeaseRecord, Limit, Node,
+                          NodeSpec, NodeState, RenderedContext)
 
 
 class MemoryOptions(BaseModel):
@@ -59,6 +59,12 @@ class Cloud:
     # Nodes created from now on are PENDING (booting) for this many list() answers, then run.
     boot_lists: int = 0
     booting: dict[str, int] = field(default_factory=dict)  # node id -> list() answers still pending
+    leases: dict[str, LeaseRecord] = field(default_factory=dict)  # lock records, by id
+    # Ctrl-C at an exact point: the driver call `interrupt_on` ("list", "create", "delete",
+    # "get", "capacity"), after `interrupt_after` such calls went through, raises
+    # KeyboardInterrupt (what Python raises when SIGINT lands), once.
+    interrupt_on: str | None = None
+    interrupt_after: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -80,7 +86,8 @@ class MemoryDriver(Driver):
     name: ClassVar[str] = "memory"
     capabilities: ClassVar[frozenset[Capability]] = frozenset({Capability.STOP_START, Capability.REBOOT,
                                                                 Capability.CONSOLE_LOG,
-                                                                Capability.SERVER_SIDE_LABEL_FILTER})
+                                                                Capability.SERVER_SIDE_LABEL_FILTER,
+                                                                Capability.LEASE})
     options_model: ClassVar[type[BaseModel]] = MemoryOptions
 
     @property
@@ -90,6 +97,17 @@ class MemoryDriver(Driver):
     @property
     def cloud(self) -> Cloud:
         return cloud(self.site_name)
+
+    def _point(self, op: str) -> None:
+        c = self.cloud
+        with c.lock:
+            if c.interrupt_on != op:
+                return
+            if c.interrupt_after > 0:
+                c.interrupt_after -= 1
+                return
+            c.interrupt_on = None
+        raise KeyboardInterrupt
 
     def _check(self) -> None:
         if self.options.down:
@@ -109,7 +127,38 @@ class MemoryDriver(Driver):
         self._check()
         return self.options.user
 
+    # -- leases: compare-and-swap under the cloud's lock, like Neutron's If-Match
+    def lease_records(self, name: str) -> list[LeaseRecord]:
+        self._check()
+        with self.cloud.lock:
+            return [r for r in self.cloud.leases.values() if r.name == name]
+
+    def lease_create(self, name: str, text: str) -> LeaseRecord:
+        self._check()
+        rec = LeaseRecord(f"lease-{next(_ids)}", name, text, 1)
+        with self.cloud.lock:
+            self.cloud.leases[rec.id] = rec
+        return rec
+
+    def lease_swap(self, record: LeaseRecord, text: str) -> LeaseRecord | None:
+        self._check()
+        with self.cloud.lock:
+            now = self.cloud.leases.get(record.id)
+            if now is None:
+                raise NotFound(f"lock record {record.id} does not exist", site=self.site_name)
+            if now.revision != record.revision:
+                return None
+            new = LeaseRecord(now.id, now.name, text, now.revision + 1)
+            self.cloud.leases[now.id] = new
+            return new
+
+    def lease_delete(self, record: LeaseRecord) -> None:
+        self._check()
+        with self.cloud.lock:
+            self.cloud.leases.pop(record.id, None)
+
     def capacity(self) -> Capacity:
+        self._point('capacity')
         self._check()
         n, c, r = self._usage()
         return Capacity(Limit("instances", n, self._instance_limit()), Limit("cores", c, self.options.cores),
@@ -128,6 +177,7 @@ class MemoryDriver(Driver):
                 for name in self.options.images]
 
     def create(self, spec: NodeSpec, name: str, context: RenderedContext) -> Node:
+        self._point('create')
         self._check()
         with self.cloud.lock:
             if self.cloud.fail_next_creates > 0:
@@ -163,6 +213,7 @@ class MemoryDriver(Driver):
         return node
 
     def list(self, selector: Labels | None = None, *, managed_only: bool = True) -> list[Node]:
+        self._point('list')
         self._check()
         sel = dict(selector or {})
         out = []
@@ -180,6 +231,7 @@ class MemoryDriver(Driver):
         return out
 
     def get(self, node_id: str) -> Node:
+        self._point('get')
         self._check()
         try:
             return self.cloud.nodes[node_id][0]
@@ -187,6 +239,7 @@ class MemoryDriver(Driver):
             raise NotFound(f"node {node_id} not found", site=self.site_name) from None
 
     def delete(self, node_ids: Sequence[str]) -> None:
+        self._point('delete')
         self._check()
         with self.cloud.lock:
             for i in node_ids:

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from skyctl.drivers import Driver
 from skyctl.errors import DriverError, InvalidRequest, Transient
-from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageRef, Labels, Limit, Node, NodeSpec,
-                          NodeState, RenderedContext, boot_volume_gib)
+from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageRef, Labels, LeaseRecord, Limit, Node,
+                          NodeSpec, NodeState, RenderedContext, boot_volume_gib)
 from skyctl_openstack import convert as cv
 from skyctl_openstack.errors import error_for_status, error_message
 from skyctl_openstack.network import Neutron, neutron_get
@@ -80,6 +80,7 @@ class OpenStackDriver(Driver):
     capabilities: ClassVar[frozenset[Capability]] = frozenset({
         Capability.STOP_START, Capability.REBOOT, Capability.CONSOLE_LOG, Capability.SERVER_SIDE_LABEL_FILTER,
         Capability.FLOATING_IP, Capability.IMAGE_UPLOAD, Capability.IMAGE_DOWNLOAD,
+        Capability.LEASE,
     })
     options_model: ClassVar[type[BaseModel]] = OpenStackOptions
 
@@ -462,6 +463,39 @@ class OpenStackDriver(Driver):
     def _release(self, fip: dict[str, Any]) -> None:
         self._api().request("network", "DELETE", f"/floatingips/{fip['id']}", ok=(404,),
                             what=f"release floating IP {fip.get('floating_ip_address')}")
+
+    # ------------------------------------------------------------------ leases (group locks)
+    # A lease is a Neutron security group with no rules, named after the lock, its text in
+    # the description. Neutron updates it by compare-and-swap: PUT with `If-Match:
+    # revision_number=N` is refused with 412 when the group changed since revision N
+    # (neutron/services/revisions/revision_plugin.py), so two machines cannot both win.
+    def _lease(self, group: dict[str, Any]) -> LeaseRecord:
+        return LeaseRecord(str(group["id"]), str(group.get("name") or ""), str(group.get("description") or ""),
+                           int(group.get("revision_number") or 0))
+
+    def lease_records(self, name: str) -> list[LeaseRecord]:
+        _, body = self._api().request("network", "GET", "/security-groups", params={"name": name},
+                                      what="lock records")
+        return [self._lease(g) for g in (body or {}).get("security_groups") or [] if g.get("name") == name]
+
+    def lease_create(self, name: str, text: str) -> LeaseRecord:
+        _, body = self._api().request("network", "POST", "/security-groups",
+                                      json={"security_group": {"name": name, "description": text}},
+                                      what="create a lock record")
+        return self._lease((body or {})["security_group"])
+
+    def lease_swap(self, record: LeaseRecord, text: str) -> LeaseRecord | None:
+        status, body = self._api().request(
+            "network", "PUT", f"/security-groups/{record.id}", ok=(412,),
+            json={"security_group": {"description": text}},
+            headers={"If-Match": f"revision_number={record.revision}"}, what="update a lock record")
+        if status == 412:
+            return None
+        return self._lease((body or {})["security_group"])
+
+    def lease_delete(self, record: LeaseRecord) -> None:
+        self._api().request("network", "DELETE", f"/security-groups/{record.id}", ok=(404,),
+                            what="remove a lock record")
 
     # ------------------------------------------------------------------ floating IPs
     def _floating_ips(self) -> list[dict[str, Any]]:

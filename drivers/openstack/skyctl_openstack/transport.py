@@ -220,7 +220,8 @@ class Client:
         return self._guard(call, what or path)
 
     def request(self, service: str, method: str, path: str, *, json: Any = None, params: Any = None,
-                microversion: str | None = None, ok: tuple[int, ...] = (), what: str = "") -> tuple[int, Any]:
+                microversion: str | None = None, ok: tuple[int, ...] = (), what: str = "",
+                headers: dict[str, str] | None = None) -> tuple[int, Any]:
         """One HTTP call; returns (status, JSON body or None). Statuses in `ok` below 400 or
         listed explicitly are returned; everything else raises the mapped DriverError."""
         # No hidden retries (the image proxy retries 503s for ~15 s): ops retries Transient.
@@ -231,6 +232,8 @@ class Client:
             kwargs["params"] = params
         if microversion:
             kwargs["microversion"] = microversion
+        if headers:
+            kwargs["headers"] = headers
         resp = self._send(service, method, path, kwargs, what)
         status = resp.status_code
         body: Any = None

@@ -61,6 +61,8 @@ class SGroup:
     project_id: str
     description: str = ""
     created: float = field(default_factory=time.time)
+    revision: int = 1       # Neutron's revision_number: bumped by every change
+    updated: float = field(default_factory=time.time)
 
 
 class SecurityGroups:
@@ -137,7 +139,7 @@ class SecurityGroups:
                  if r.group_id == g.id]
         return {"id": g.id, "name": g.name, "description": g.description, "tenant_id": g.project_id,
                 "project_id": g.project_id, "stateful": True, "shared": False, "security_group_rules": rules,
-                "tags": [], "created_at": iso(g.created), "updated_at": iso(g.created), "revision_number": 1}
+                "tags": [], "created_at": iso(g.created), "updated_at": iso(g.updated), "revision_number": g.revision}
 
     def _rule_view(self, r: SRule) -> dict[str, Any]:
         return {"id": r.id, "tenant_id": r.project_id, "project_id": r.project_id, "security_group_id": r.group_id,
@@ -182,6 +184,8 @@ class SecurityGroups:
                     return error(404, "SecurityGroupNotFound", f"Security group {rest[1]} does not exist")
                 if req.method == "GET":
                     return Reply(200, {"security_group": self._group_view(group)})
+                if req.method == "PUT":
+                    return self._update_group(req, group)
                 if req.method == "DELETE":
                     if group.name == DEFAULT_SG:
                         return error(409, "SecurityGroupCannotRemoveDefault",
@@ -193,6 +197,36 @@ class SecurityGroups:
                         del self.rules[rid]
                     return Reply(204)
         return error(405, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
+
+    def _update_group(self, req: Request, group: SGroup) -> Reply:
+        """PUT /v2.0/security-groups/{id}: name and description; with `If-Match:
+        revision_number=N` it is a compare-and-swap, refused with 412 when the group changed
+        since revision N (neutron/services/revisions/revision_plugin.py,
+        RevisionNumberConstraintFailed; the header is parsed in neutron/api/v2/base.py)."""
+        body = _body(req, "security_group")
+        if body is None:
+            return error(400, "HTTPBadRequest", "Resource body required")
+        wanted = req.headers.get("If-Match") if req.headers is not None else None
+        if wanted:
+            key, _, value = str(wanted).partition("=")
+            if key.strip() != "revision_number" or not value.strip().isdigit():
+                return error(400, "HTTPBadRequest", "If-Match header must be in the format "
+                                                    "'revision_number=<int>'")
+            if int(value) != group.revision:
+                return error(412, "RevisionNumberConstraintFailed",
+                             f"Constrained to {int(value)}, but current revision is {group.revision}")
+        for key in ("name", "description"):
+            if key in body:
+                value = body[key]
+                if not isinstance(value, str) or len(value) > 255:
+                    return error(400, "HTTPBadRequest", f"Invalid input for {key}. Reason: '{value}' is not a "
+                                                        f"valid string.")
+                if key == "name" and group.name == DEFAULT_SG and value != DEFAULT_SG:
+                    return error(409, "SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.")
+                setattr(group, key, value)
+        group.revision += 1
+        group.updated = time.time()
+        return Reply(200, {"security_group": self._group_view(group)})
 
     def _rules(self, req: Request, rest: list[str]) -> Reply:
         assert req.principal is not None
