@@ -3,7 +3,6 @@ one line naming the file, in every file a user hands skyctl; the same loader ser
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -30,9 +29,9 @@ def _one_error_line(err: str) -> str:
 def test_federation_file(run: Runner, tmp_path: Path, text: str, why: str) -> None:
     path = tmp_path / "sky.yaml"
     path.write_text(text)
-    started = time.monotonic()
+    # The refusal names the cause found while reading (an anchor, the depth, the size), so
+    # nothing walked the expanded tree; no wall-clock limit (machines differ in speed).
     res = run("--config", str(path), "ps")
-    assert time.monotonic() - started < 5
     assert res.code == 2
     line = _one_error_line(res.err)
     assert str(path) in line and why in line
