@@ -115,7 +115,7 @@ def _home_for(node: BurstNode, locals_: Sequence[SiteSnapshot], rule: Rule,
             continue
         req = Request(node.group, 1, node.cpus, node.memory_mib, node.image, node.size)
         image, why = pick_image(req, site, catalog)
-        flavor, why2 = pick_flavor(req, site, catalog) if image else (None, why)
+        flavor, why2 = pick_flavor(req, site, catalog, image) if image else (None, why)
         if image is None or flavor is None:
             why_not = f"{site.name}: {why or why2}"
             continue
