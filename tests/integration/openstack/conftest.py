@@ -46,6 +46,24 @@ class RealCloud:
     def user_id(self) -> str:
         return str(self.conn.current_user_id)
 
+    def driver(self, **options: Any) -> Any:
+        """skyctl's OpenStack driver on this cloud, as a site named `nova` with `options`."""
+        from skyctl.site import SiteConfig
+        from skyctl_openstack.driver import OpenStackDriver
+
+        opts = OpenStackDriver.options_model(cloud=self.cloud, clouds_yaml=str(self.clouds_yaml), **options)
+        return OpenStackDriver(SiteConfig(name="nova", driver="openstack", options=opts))
+
+    def delete_servers(self, server_ids: list[str]) -> None:
+        """Delete these servers and wait until Nova no longer finds them."""
+        from skyctl.polling import iterate_timeout
+
+        for sid in server_ids:
+            self.conn.compute.delete_server(sid, ignore_missing=True)
+        for _ in iterate_timeout(60, "the servers to go away", interval=0.3):
+            if not any(self.conn.compute.find_server(sid) for sid in server_ids):
+                break
+
     def instances_used(self) -> int:
         return int(self.conn.compute.get_limits().absolute.instances_used)
 

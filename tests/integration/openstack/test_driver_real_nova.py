@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from skyctl.site import SiteConfig
 from skyctl.model import CAPACITY_FAULT, NodeSpec, RenderedContext, node_labels
 from skyctl_openstack.driver import OpenStackDriver
 
@@ -26,9 +25,7 @@ HUGE_FLAVOR = ("it.huge", 8000, 512, 1)
 
 @pytest.fixture
 def driver(real_cloud: Any) -> Iterator[OpenStackDriver]:
-    options = OpenStackDriver.options_model(cloud=real_cloud.cloud, clouds_yaml=str(real_cloud.clouds_yaml),
-                                            network="none")
-    d = OpenStackDriver(SiteConfig(name="nova", driver="openstack", options=options))
+    d = real_cloud.driver(network="none")
     yield d
     d.close()
 

@@ -17,7 +17,6 @@ import pytest
 from skyctl.model import Capability
 from skyctl.ops.replicate import HashingReader
 from skyctl.policy.images import Endorsed, site_sha512, status
-from skyctl.site import SiteConfig
 from skyctl_openstack.driver import OpenStackDriver
 
 pytestmark = pytest.mark.integration
@@ -27,9 +26,7 @@ PAYLOAD = os.urandom(3 * 1024 * 1024 + 17)     # a few chunks and a ragged end
 
 @pytest.fixture
 def driver(real_cloud: Any) -> Iterator[OpenStackDriver]:
-    options = OpenStackDriver.options_model(cloud=real_cloud.cloud, clouds_yaml=str(real_cloud.clouds_yaml),
-                                            network="none")
-    d = OpenStackDriver(SiteConfig(name="nova", driver="openstack", options=options))
+    d = real_cloud.driver(network="none")
     yield d
     d.close()
 

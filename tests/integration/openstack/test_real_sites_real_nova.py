@@ -24,7 +24,6 @@ import pytest
 from skyctl.errors import AuthError, InvalidRequest
 from skyctl.model import FLAVOR_UNUSABLE, NodeSpec, RenderedContext, node_labels
 from skyctl.polling import iterate_timeout
-from skyctl.site import SiteConfig
 from skyctl_openstack.driver import OpenStackDriver
 from skyctl_openstack.network import ssh_group_name
 
@@ -33,18 +32,6 @@ pytestmark = pytest.mark.integration
 OWN_NETWORK = "it-own-net"
 DISKLESS = ("d1.small", 1, 2048, 0)
 
-
-def _driver(real: Any, **options: Any) -> OpenStackDriver:
-    opts = OpenStackDriver.options_model(cloud=real.cloud, clouds_yaml=str(real.clouds_yaml), **options)
-    return OpenStackDriver(SiteConfig(name="nova", driver="openstack", options=opts))
-
-
-def _wait_gone(real: Any, server_ids: list[str]) -> None:
-    for sid in server_ids:
-        real.conn.compute.delete_server(sid, ignore_missing=True)
-    for _ in iterate_timeout(60, "the servers to go away", interval=0.3):
-        if not any(real.conn.compute.find_server(sid) for sid in server_ids):
-            break
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +68,7 @@ def _spec(driver: OpenStackDriver, real: Any, group: str, index: int, flavor: st
 
 def test_auto_with_two_networks_is_nova_409_said_with_the_field(real_cloud: Any, own_network: Any) -> None:
     group = f"it-{uuid.uuid4().hex[:8]}"
-    d = _driver(real_cloud, network="auto")
+    d = real_cloud.driver(network="auto")
     try:
         with pytest.raises(InvalidRequest) as info:
             d.create(_spec(d, real_cloud, group, 0), f"{group}-0", RenderedContext())
@@ -98,7 +85,7 @@ def test_unset_network_takes_the_project_own_and_the_ssh_group_is_made_once(
     made: list[str] = []
     try:
         for index in range(2):   # two commands: the second finds the group the first made
-            d = _driver(real_cloud)
+            d = real_cloud.driver()
             try:
                 made.append(d.create(_spec(d, real_cloud, group, index), f"{group}-{index}", RenderedContext()).id)
             finally:
@@ -118,13 +105,13 @@ def test_unset_network_takes_the_project_own_and_the_ssh_group_is_made_once(
             assert ports[0].network_id == own_network.id
             assert sorted(ports[0].security_group_ids) == sorted([groups[0].id, default.id])
     finally:
-        _wait_gone(real_cloud, made)
+        real_cloud.delete_servers(made)
 
 
 def test_a_diskless_flavor_is_refused_as_a_request_and_placement_passes_it_over(
         real_cloud: Any, diskless_flavor: str) -> None:
     group = f"it-{uuid.uuid4().hex[:8]}"
-    d = _driver(real_cloud, network="none")
+    d = real_cloud.driver(network="none")
     try:
         flavors = {f.name: f for f in d.flavors()}
         assert flavors[diskless_flavor].extra.get(FLAVOR_UNUSABLE)

@@ -26,7 +26,6 @@ import pytest
 from skyctl.errors import InvalidRequest
 from skyctl.model import FLAVOR_UNUSABLE, SPECIAL_HARDWARE, NodeSpec, RenderedContext, node_labels
 from skyctl.polling import iterate_timeout
-from skyctl.site import SiteConfig
 from skyctl_openstack.driver import OpenStackDriver
 from skyctl_openstack.network import neutron_get
 
@@ -36,9 +35,7 @@ GPU_FLAVOR = "it-g1.small"
 
 
 def _driver(real: Any, **options: Any) -> OpenStackDriver:
-    opts = OpenStackDriver.options_model(cloud=real.cloud, clouds_yaml=str(real.clouds_yaml),
-                                         network=options.pop("network", real.network), **options)
-    return OpenStackDriver(SiteConfig(name="nova", driver="openstack", options=opts))
+    return real.driver(**{"network": real.network, **options})
 
 
 def _spec(driver: OpenStackDriver, real: Any, group: str, index: int, flavor: str | None = None) -> NodeSpec:
@@ -48,13 +45,6 @@ def _spec(driver: OpenStackDriver, real: Any, group: str, index: int, flavor: st
                     labels=node_labels(group, "l-it13v", "integration", index, f"{group}-{index}"),
                     image_name=real.image)
 
-
-def _wait_gone(real: Any, server_ids: list[str]) -> None:
-    for sid in server_ids:
-        real.conn.compute.delete_server(sid, ignore_missing=True)
-    for _ in iterate_timeout(60, "the servers to go away", interval=0.3):
-        if not any(real.conn.compute.find_server(sid) for sid in server_ids):
-            break
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +136,7 @@ def test_a_server_group_lives_as_long_as_the_group_s_nodes(real_cloud: Any) -> N
         assert not [g for g in real_cloud.conn.compute.server_groups() if g.name == f"skyctl-{group}"]
     finally:
         d.close()
-        _wait_gone(real_cloud, made)
+        real_cloud.delete_servers(made)
         for g in real_cloud.conn.compute.server_groups():
             if g.name == f"skyctl-{group}":
                 real_cloud.conn.compute.delete_server_group(g)
