@@ -326,10 +326,10 @@ def test_the_sky_wait_retries_a_flaky_cloud_for_addresses(guest: LoopbackGuest, 
 
     answers: list[str] = []
 
-    class Flaky:
+    class Flaky:   # every other answer is a 503: the silent-site probe and the address refresh both meet one
         def get(self, node_id: str) -> Node:
             answers.append(node_id)
-            if len(answers) == 1:
+            if len(answers) % 2 == 1:
                 raise Transient("HTTP 503: service unavailable", site="s1")
             return node("n-0")
 
@@ -339,7 +339,7 @@ def test_the_sky_wait_retries_a_flaky_cloud_for_addresses(guest: LoopbackGuest, 
                           driver=lambda site: Flaky())
     ready = wait_ready(sky, [node("n-0", address="")], opts, timeout=30)  # type: ignore[arg-type]
     assert [n.addresses for n in ready] == [("127.0.0.1",)]
-    assert answers == ["vm-1", "vm-1"]  # the 503, then the retry
+    assert len(answers) >= 4   # the probe's 503 and its retry, then the refresh's 503 and its retry
     assert events.seen[0] == ("n-0", "address") and events.seen[-1] == ("n-0", "ready")
 
 
