@@ -85,10 +85,12 @@ def cloud_init_detail(stdout: str, limit: int = 300) -> str:
             text = " | ".join(x for x in rest if x)
             # A failed command's own words first: "('package-update-upgrade-install',
             # ProcessExecutionError(...Stderr: E: Package 'htcondor' has no installation candidate"
-            module = re.match(r"\('([\w-]+)'", text)
+            # (cloud-init 22.4 may put the data source or "errors:" before it: searched, not matched)
+            module = re.search(r"\('([\w-]+)', \w+\(", text)
             stderr = re.search(r"Stderr: (.+?)(?:\\n|\"\)|'\)|$)", text)
-            if module and stderr and stderr.group(1).strip() not in ("", "-"):
-                text = f"{module.group(1)}: {stderr.group(1).strip()} | {text}"
+            if stderr and stderr.group(1).strip() not in ("", "-"):
+                head = f"{module.group(1)}: " if module else ""
+                text = f"{head}{stderr.group(1).strip()} | {text}"
             return text if len(text) <= limit else text[: limit - 3] + "..."
     return ""
 

@@ -46,7 +46,7 @@ def test_the_context_was_applied_inside_the_guest(fleet, node: str) -> None:  # 
     assert fleet.sh(node, "stat -c %a /etc/skyctl-guesttest/greeting.txt").strip() == "640"
     assert fleet.sh(node, "cat /var/tmp/guesttest-command.out").strip() == f"ran on {node} as root"
     assert fleet.sh(node, "cat /var/tmp/guesttest-tree.out").startswith("tree v")
-    assert fleet.sh(node, "dpkg-query -W -f='${Status}' tree") == "install ok installed"
+    assert fleet.sh(node, "dpkg-query -W -f='${Status}' tree").strip() == "install ok installed"
     # cloud-init itself: done, no error anywhere.
     assert fleet.sh(node, "cloud-init status --long").startswith("status: done")
     result = json.loads(fleet.sh(node, "sudo -n cat /run/cloud-init/result.json"))
