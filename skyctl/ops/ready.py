@@ -155,8 +155,9 @@ def _step(p: _Progress, sites: Mapping[str, SiteConfig], opts: SshOptions, keep_
             p.stage, p.problem = STAGE_READY, None
             p.close()
         elif state == "error":
+            said = _guest_log_errors(p.session)
             p.close()
-            detail = cloud_init_detail(out)
+            detail = " | ".join(x for x in (said, cloud_init_detail(out)) if x)
             raise ContextFailed(f"{node.name}: its context failed in the guest (cloud-init status: error)"
                                 + (f": {detail}" if detail else "")
                                 + f"; see 'skyctl ssh {node.name} -- sudo tail /var/log/cloud-init-output.log'",
@@ -165,6 +166,27 @@ def _step(p: _Progress, sites: Mapping[str, SiteConfig], opts: SshOptions, keep_
             p.problem = f"cloud-init status: {state}"
             if not keep_open:
                 p.close()  # reconnects on its next turn, still at the context stage
+
+
+GUEST_LOG = "/var/log/cloud-init-output.log"
+_ERROR_LINE = re.compile(r"^(E: |Error: |ERROR[: ]|FATAL[: ])")
+
+
+def log_errors(text: str, most: int = 2) -> list[str]:
+    """The last error lines a failing command printed in the guest's cloud-init output log
+    (apt's 'E: ...' among them): cloud-init runs package installs without capturing their
+    output, so its own status carries only the exit code."""
+    return [line.strip() for line in text.splitlines() if _ERROR_LINE.match(line.strip())][-most:]
+
+
+def _guest_log_errors(session: Session) -> str:
+    """Best effort: what the guest's log says went wrong ('' when it cannot be read)."""
+    try:
+        _, out, _ = session.exec(f"sudo -n tail -n 300 {GUEST_LOG} 2>/dev/null || tail -n 300 {GUEST_LOG}",
+                                 timeout=30.0)
+    except (Unreachable, CommandTimeout):
+        return ""
+    return " | ".join(log_errors(out))
 
 
 def _without_where(message: str, node: Node) -> str:

@@ -153,3 +153,14 @@ def test_a_real_guests_console_output_is_its_serial_console() -> None:
     vm = SVM(id="v", name="n", vcpus=1, ram_mib=1, image_id="i", flavor_id="1", created=0, boot_delay=0)
     vm.extra["console"] = lambda: "[    0.0] Linux version 6.1.0-57-cloud-amd64\n"
     assert console_text(vm) == "[    0.0] Linux version 6.1.0-57-cloud-amd64\n"
+
+
+def test_the_guest_log_s_own_error_lines_are_what_a_failed_context_reports() -> None:
+    from skyctl.ops.ready import log_errors
+
+    log = ("Reading package lists...\nBuilding dependency tree...\n"
+           "E: Unable to locate package htcondor\n"
+           "2026-12-07 05:20:01,000 - cc_package_update_upgrade_install.py[WARNING]: 1 failed with exceptions\n"
+           "Cloud-init v. 22.4.2 finished at Mon, 07 Dec 2026 05:20:02 +0000. Up 210.0 seconds\n")
+    assert log_errors(log) == ["E: Unable to locate package htcondor"]
+    assert log_errors("all fine\n") == []
