@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+READ_ATTEMPTS = 4
 
 
 class Expired(Exception):
@@ -47,3 +51,19 @@ def iterate_timeout(timeout: float | None, what: str, *, interval: float = 0.5,
 def remaining(deadline: float | None, *, clock: Callable[[], float] = time.monotonic) -> float | None:
     """Seconds left before `deadline` (never negative); None for no deadline."""
     return None if deadline is None else max(0.0, deadline - clock())
+
+
+
+def retry(call: Callable[[], T], *, on: type[BaseException] | tuple[type[BaseException], ...],
+          attempts: int = READ_ATTEMPTS) -> T:
+    """Repeat an idempotent call while it raises `on` (a cloud's Transient errors: 5xx, resets,
+    timeouts), with jittered backoff: the one retry helper, for ops and for a driver's reads
+    made of several requests."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+    for attempt in Retrying(stop=stop_after_attempt(attempts), reraise=True,
+                            retry=retry_if_exception_type(on),
+                            wait=wait_random_exponential(multiplier=0.1, max=2.0)):
+        with attempt:
+            return call()
+    raise AssertionError("unreachable")  # pragma: no cover

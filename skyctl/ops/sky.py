@@ -18,12 +18,12 @@ from skyctl.drivers import Driver, registry
 from skyctl.errors import DriverError, SkyError, Transient, with_site
 from skyctl.logsafe import site_scope
 from skyctl.ops.reporter import Reporter
+from skyctl.polling import READ_ATTEMPTS, retry
 from skyctl.state import State
 
 T = TypeVar("T")
 
 
-READ_ATTEMPTS = 4
 _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.@-]")
 
 
@@ -34,14 +34,7 @@ def owner_label(who: str) -> str:
 
 def retrying(call: Callable[[], T], attempts: int = READ_ATTEMPTS) -> T:
     """Repeat an idempotent call on Transient errors (5xx, resets, timeouts) with jittered backoff."""
-    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
-
-    for attempt in Retrying(stop=stop_after_attempt(attempts), reraise=True,
-                            retry=retry_if_exception_type(Transient),
-                            wait=wait_random_exponential(multiplier=0.1, max=2.0)):
-        with attempt:
-            return call()
-    raise AssertionError("unreachable")  # pragma: no cover
+    return retry(call, on=Transient, attempts=attempts)
 
 
 class Sky:

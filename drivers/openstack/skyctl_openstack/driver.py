@@ -19,6 +19,7 @@ from skyctl.drivers import Driver
 from skyctl.errors import DriverError, InvalidRequest, Transient
 from skyctl.model import (L_LAUNCH, L_NAME, Capability, Capacity, Flavor, ImageRef, Labels, LeaseRecord, Limit, Node,
                           NodeSpec, NodeState, RenderedContext, boot_volume_gib)
+from skyctl.polling import retry
 from skyctl_openstack import convert as cv
 from skyctl_openstack.errors import error_for_status, error_message
 from skyctl_openstack.network import Neutron, neutron_get
@@ -33,6 +34,11 @@ PAGE_SIZE = 1000        # Nova's default max_limit: one request per 1000 servers
 PORT_QUERY_IDS = 100    # server ids per Neutron port query (keeps the URL short)
 # Tags at create (2.52), tag filters (2.26), flavor embedded in the server (2.47).
 _COMPUTE_MV = "2.52"
+_PART_ATTEMPTS = 3       # each request of capacity(); ops retries the whole read again
+
+
+def _retried(call: Any, attempts: int = _PART_ATTEMPTS) -> Any:
+    return retry(call, on=Transient, attempts=attempts)
 
 
 class OpenStackOptions(BaseModel):
@@ -158,10 +164,12 @@ class OpenStackDriver(Driver):
         self._api()   # authenticate once, before the parallel reads
         # Nova's limits, Neutron's quota lines and Cinder's limits side by side: one round trip
         # of latency more than Nova's alone, not four.
+        # Each request is retried on its own (a flaky cloud fails one of six far more often
+        # than one); authentication above is not, so a site that is down is named at once.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="capacity") as pool:
             neutron = pool.submit(self._neutron_lines)
-            cinder = pool.submit(self._cinder_lines)
-            _, body = self._compute("GET", "/limits", what="limits")
+            cinder = pool.submit(_retried, self._cinder_lines, _PART_ATTEMPTS)
+            _, body = _retried(lambda: self._compute("GET", "/limits", what="limits"), _PART_ATTEMPTS)
             others = neutron.result() + cinder.result()
         absolute = ((body or {}).get("limits") or {}).get("absolute") or {}
         return cv.capacity_from_limits(absolute, others)
@@ -177,11 +185,14 @@ class OpenStackDriver(Driver):
         # Each lookup on its own thread: the quota, the SSH group, the routers (auto floating
         # IPs) and the network choice do not wait for each other.
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="capacity") as pool:
-            quota = pool.submit(neutron_get, api, f"/quotas/{project}/details", ok=(404,), what="network quota")
-            group = pool.submit(self._neutron.has_ssh_group, ssh.cidr, ssh.port) if ssh.cidr else None
-            routed = pool.submit(self._neutron.routed_networks) if ssh.floating_ip == "auto" else None
+            quota = pool.submit(_retried, lambda: neutron_get(api, f"/quotas/{project}/details", ok=(404,),
+                                                              what="network quota"), _PART_ATTEMPTS)
+            group = pool.submit(_retried, lambda: self._neutron.has_ssh_group(ssh.cidr, ssh.port),
+                                _PART_ATTEMPTS) if ssh.cidr else None
+            routed = pool.submit(_retried, self._neutron.routed_networks,
+                                 _PART_ATTEMPTS) if ssh.floating_ip == "auto" else None
             try:
-                nets = self._networks()
+                nets = _retried(self._networks, _PART_ATTEMPTS)
             except InvalidRequest:
                 nets = "auto"    # the network is for create to settle (and to refuse, naming the field)
             ports = len(nets) if isinstance(nets, list) else (0 if nets == "none" else 1)

@@ -245,3 +245,28 @@ def test_a_neutron_without_l3_has_no_routed_networks() -> None:
             return 404, {"NeutronError": {"message": "The resource could not be found."}}
 
     assert Neutron(lambda: NoL3(), "s").routed_networks() == set()
+
+
+def test_capacity_retries_each_of_its_requests_on_its_own(sara) -> None:
+    """On a tenant-network site capacity() makes about six requests; a flaky cloud fails one of
+    six far more often than one, so each is retried alone (the whole read would rarely pass)."""
+    from skyctl.errors import Transient
+
+    d = _driver(sara, "sara")
+    try:
+        api = d._api()
+        real = api.request
+        failed: set[str] = set()
+
+        def first_try_fails(service, method, path, **kw):   # every request fails once, then answers
+            if path not in failed:
+                failed.add(path)
+                raise Transient(f"HTTP 503 on {path}", site="sara")
+            return real(service, method, path, **kw)
+
+        api.request = first_try_fails
+        cap = d.capacity()
+        assert len(failed) >= 4, failed   # limits, Neutron quota, SSH group, routers, networks...
+        assert {line.resource for line in cap.others} >= {"ports", "floating_ips"}
+    finally:
+        d.close()
