@@ -13,6 +13,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -230,6 +231,7 @@ class SiteWorld:
         self.creates_in_progress = 0  # create requests accepted and not finished (held ones too)
         self.keypairs: dict[str, str] = {}        # name -> public key (OpenStack)
         self.request_count = 0
+        self.requests_by_path: Counter[str] = Counter()  # "GET /path" -> count (tests count calls)
         self._next_int_id = 0
         self._rng = random.Random(seed)
         # Hooks the sandbox server sets: give a VM its SSH endpoint, take it away.
@@ -255,10 +257,13 @@ class SiteWorld:
         self.neutron_max_limit: int | None = None
 
     # ------------------------------------------------------------ faults
-    def inject(self) -> bool:
-        """Apply latency; return True when this request must fail with a server error."""
+    def inject(self, what: str = "") -> bool:
+        """Count the request (`what`: "METHOD /path"), apply latency; return True when this
+        request must fail with a server error."""
         with self.lock:
             self.request_count += 1
+            if what:
+                self.requests_by_path[what] += 1
             latency, rate = self.faults.latency_ms, self.faults.error_rate
             fail = rate > 0 and self._rng.random() < rate
         if latency:

@@ -99,6 +99,7 @@ class OpenStackDriver(Driver):
         self._client: Client | None = None
         self._lock = threading.Lock()
         self._keypairs: set[str] = set()
+        self._keypair_lock = threading.Lock()  # one import per key, not one per create thread
         self._neutron = Neutron(self._api, self.site_name)
         self._floating_network_id: str | None = None
         self._volumes: bool | None = None
@@ -371,13 +372,14 @@ class OpenStackDriver(Driver):
 
     def _ensure_keypair(self, public_key: str) -> str:
         name = cv.keypair_name(public_key)
-        if name in self._keypairs:
-            return name
-        status, _ = self._compute("GET", f"/os-keypairs/{name}", ok=(404,), what="keypair")
-        if status == 404:
-            status, _ = self._compute("POST", "/os-keypairs", ok=(409,), what="keypair",
-                                      json={"keypair": {"name": name, "public_key": public_key.strip()}})
-        self._keypairs.add(name)
+        with self._keypair_lock:
+            if name in self._keypairs:
+                return name
+            status, _ = self._compute("GET", f"/os-keypairs/{name}", ok=(404,), what="keypair")
+            if status == 404:
+                self._compute("POST", "/os-keypairs", ok=(409,), what="keypair",
+                              json={"keypair": {"name": name, "public_key": public_key.strip()}})
+            self._keypairs.add(name)
         return name
 
     def list(self, selector: Labels | None = None, *, managed_only: bool = True) -> list[Node]:

@@ -204,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
-        if world.inject():
+        if world.inject(f"{self.command} {urlsplit(self.path).path}"):
             self._send(_overload_reply(self.path))
             return
         split = urlsplit(self.path)
