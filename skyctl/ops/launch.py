@@ -412,12 +412,13 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
     back: list[str] = []
     lock = threading.Lock()
     gates = {d.site: threading.Semaphore(sky.federation.sites[d.site].max_parallel) for d in plan.placements}
+    stopping = threading.Event()
 
     def one(dec: SiteDecision, name: str) -> None:
         site = dec.site
         with gates[site]:
             with lock:
-                if site in result.full_sites:
+                if site in result.full_sites or stopping.is_set():  # full, or Ctrl-C: send nothing more
                     back.append(name)
                     return
             assert dec.image is not None and dec.flavor is not None
@@ -460,18 +461,23 @@ def _run_round(sky: Sky, plan: Plan, names: list[str], result: LaunchResult, con
 
     workers = sum(min(d.count, sky.federation.sites[d.site].max_parallel) for d in plan.placements)
     pool = ThreadPoolExecutor(max_workers=max(workers, 1), thread_name_prefix="create")
-    futures: set[Future[None]] = {pool.submit(one, dec, name) for dec, name in jobs}
+    futures: set[Future[None]] = set()
     try:
+        # Submitted inside the try: on a loaded machine the first creates can be on the wire
+        # while later jobs are still being handed to threads, and Ctrl-C may land then.
+        for dec, name in jobs:
+            futures.add(pool.submit(one, dec, name))
         while futures:
             done, futures = wait(futures, return_when=FIRST_COMPLETED)
             for f in done:
                 f.result()
     except KeyboardInterrupt:
         # Stop submitting; let the creates already on the wire finish so nothing is lost.
+        stopping.set()
         in_flight = [f for f in futures if not f.cancel()]
         if in_flight:
             rep.message(f"interrupted: waiting for {len(in_flight)} create(s) already sent, so none is lost")
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=True, cancel_futures=True)  # also a job queued but not yet in `futures`
         raise Interrupted(f"interrupted: {len(result.created)} node(s) of group {plan.request.group!r} were "
                           f"created and are kept (see 'skyctl ps {plan.request.group}', "
                           f"'skyctl delete {plan.request.group}')") from None

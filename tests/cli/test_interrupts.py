@@ -5,6 +5,7 @@ after a given number of such calls went through, so no case races the machine.""
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -84,3 +85,35 @@ def test_ctrl_c_exits_130_with_one_line_saying_what_was_kept(
     assert "Traceback" not in res.err
     if args[0] in ("launch", "scale") and call == "create":
         assert _count() >= before + after  # what was made is kept
+
+
+def test_ctrl_c_while_a_launch_hands_out_its_creates_waits_for_those_sent_and_sends_no_more(
+        run: Runner, sky: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a loaded machine the first creates are on the wire while the launch is still handing
+    # later ones to threads; Ctrl-C can land then (seen in the sandbox drill, 2 runs in 60).
+    from concurrent.futures import ThreadPoolExecutor
+
+    submit = ThreadPoolExecutor.submit
+    handed: list[int] = []
+
+    def submit_until_interrupted(pool: ThreadPoolExecutor, *args: Any, **kwargs: Any) -> Any:
+        if getattr(pool, "_thread_name_prefix", "") == "create":
+            handed.append(1)
+            if len(handed) == 4:
+                raise KeyboardInterrupt  # what Python raises when SIGINT lands
+        return submit(pool, *args, **kwargs)
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submit_until_interrupted)
+    before = len(memdriver.cloud("cc").nodes)
+    res = run("launch", "db", "--count", "8", "--site", "cc")
+    assert res.code == EXIT_INTERRUPTED, (res.code, res.err)
+    errors = [ln for ln in res.err.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in res.err, res.err
+    # The launch's own line, counting what it made: at most the 3 jobs handed out before the
+    # interrupt (one not yet started is cancelled), and exactly what the cloud holds.
+    made = len(memdriver.cloud("cc").nodes) - before
+    assert 0 < made <= 3
+    assert f"{made} node(s) of group 'db' were created and are kept" in errors[0], errors[0]
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
+    listed = run("ps", "db", "-o", "json")
+    assert listed.code == 0 and len(json.loads(listed.out)) == made, listed.out
