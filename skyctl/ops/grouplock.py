@@ -145,7 +145,7 @@ def _take(fd: int, group: str, say: object, wait: float) -> None:
         pass
     holder = _holder(fd)
     if callable(say):
-        say(f"{group} is being changed by {holder}; waiting for it (up to {wait:g} s)")
+        say(f"{group} is being changed by {holder}; waiting for it (up to {round(wait, 1):g} s)")
     try:
         for _ in iterate_timeout(wait, f"the lock of group {group}", interval=0.2):
             try:

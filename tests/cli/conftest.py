@@ -34,14 +34,14 @@ def two_sites(sky_file: Callable[[dict[str, Any]], Path]) -> Path:
 # ---------------------------------------------------------------- another process: a lock holder, a waiter
 
 _HOLD = """
-import sys
+import os, sys
 from skyctl.ops.grouplock import group_lock
 ns = {}
-exec(sys.argv[2], ns)             # before taking the lock
+exec(os.environ["HOLD_BEFORE"], ns)   # before taking the lock
 with group_lock(sys.argv[1]):
     print("held", flush=True)
-    sys.stdin.readline()          # the test says: let go
-    exec(sys.argv[3], ns)         # still under the lock
+    sys.stdin.readline()              # the test says: let go
+    exec(os.environ["HOLD_UNDER"], ns)  # still under the lock
 print("released", flush=True)
 """
 
@@ -51,8 +51,9 @@ class LockHolder:
     lock until the test releases it: no clock decides when it lets go."""
 
     def __init__(self, group: str, before: str, under: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _HOLD, group, before, under],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([sys.executable, "-c", _HOLD, group], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True,
+                                     env={**os.environ, "HOLD_BEFORE": before, "HOLD_UNDER": under})
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "held"
         self.pid = self.proc.pid
 
