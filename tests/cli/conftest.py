@@ -99,7 +99,7 @@ for line in sys.stdin:
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    sys.stderr.flush()
+    print("@@", file=sys.stderr, flush=True)   # its stderr ends here
     print("@@" + json.dumps({"code": code, "vms": sum(len(c.nodes) for c in memory.CLOUDS.values())}), flush=True)
 """
 
@@ -127,6 +127,7 @@ class CliProcess:
         self.err: list[str] = []
         self.out: list[str] = []
         self._result: str | None = None   # the ended command's result line, not yet taken
+        self._err_done = False             # the ended command's stderr end mark was read
         for name, stream in (("out", self.proc.stdout), ("err", self.proc.stderr)):
             threading.Thread(target=self._read, args=(name, stream), daemon=True).start()
 
@@ -160,21 +161,27 @@ class CliProcess:
             assert not line.startswith("@@"), f"ended before saying {text!r}:\n{''.join(self.err)}"
 
     def running(self) -> bool:
-        """The command has not ended yet (it says so only by its result line)."""
+        """The command has not ended yet (it ends by writing its end marks)."""
         while self._result is None and not self.events.empty():
             name, line = self._next()
             if name == "out" and line.startswith("@@"):
                 self._result = line
-        return self._result is None
+            elif name == "err" and line.startswith("@@"):
+                self._err_done = True
+        return self._result is None and not self._err_done
 
     def finish(self) -> Done:
         line, self._result = self._result, None
-        while line is None:
+        err_done = self._err_done
+        while line is None or not err_done:
             name, text = self._next()
             if name == "out" and text.startswith("@@"):
                 line = text
+            elif name == "err" and text.startswith("@@"):
+                err_done = True
+        self._err_done = False
         data = json.loads(line[2:])
-        return Done(data["code"], data["vms"], "".join(self.out), "".join(self.err))
+        return Done(data["code"], data["vms"], "".join(self.out), "".join(ln for ln in self.err if ln != "@@\n"))
 
     def run(self, *args: str) -> Done:
         self.start(*args)
