@@ -110,7 +110,7 @@ def group_lock(group: str, *, say: object = None, sky: Sky | None = None,
             _held[path] = 1
         lease = None
         try:
-            lease = _take_lease(sky, group, say, remaining(deadline) or 0.0) if sky is not None else None
+            lease = _take_lease(sky, group, say, round(remaining(deadline) or 0.0, 1)) if sky is not None else None
             yield
         finally:
             if lease is not None:
