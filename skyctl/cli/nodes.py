@@ -104,7 +104,7 @@ def delete(
 
     from contextlib import ExitStack
 
-    from skyctl.ops.grouplock import group_lock
+    from skyctl.ops.grouplock import group_locks
     from skyctl.ops.request import GROUP_RE
 
     targets = list(targets or [])
@@ -122,8 +122,8 @@ def delete(
             targets = sorted({n.group for n in listing.nodes if n.group}
                              | ({g for g in sky.state.groups()} if site is None else set()))
             targets += sorted({n.name for n in listing.nodes if not n.group})
-        for g in sorted({x for x in targets if GROUP_RE.fullmatch(x)}):  # one writer per group
-            held.enter_context(group_lock(g, say=t.info, sky=sky))
+        # one writer per group (taken in sorted order)
+        held.enter_context(group_locks((x for x in targets if GROUP_RE.fullmatch(x)), say=t.info, sky=sky))
         if all_:
             nodes, listing = list(listing.nodes), listing
         else:

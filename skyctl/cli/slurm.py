@@ -40,8 +40,9 @@ def resume(
 
     Reads SLURM_RESUME_FILE at once, returns to slurmctld within a second and launches the nodes
     detached, through normal placement and bursting. One log line per node, with site and reason.
-    Exits 2 for names skyctl does not own or an unreadable resume file (the nodes it owns are
-    still launched).
+    A group another command is changing is waited for at most half of ResumeTimeout; then its
+    nodes go back to POWER_DOWN. Exits 2 for names skyctl does not own, nodes not created or an
+    unreadable resume file (the nodes it owns are still launched).
     """
     import os
 
@@ -106,7 +107,11 @@ def _detach(fed: Any, hostlist: str, log_path: Any) -> None:
 
 @app.command()
 def suspend(hostlist: HostlistArg) -> None:
-    """Delete the VMs behind Slurm nodes (slurm.conf: SuspendProgram). Safe to repeat."""
+    """Delete the VMs behind Slurm nodes (slurm.conf: SuspendProgram). Safe to repeat.
+
+    A group another command is changing is waited for at most half of SuspendTimeout, then it
+    exits 1 naming the holder (`slurm reconcile` deletes what is left).
+    """
     from skyctl.errors import EXIT_PARTIAL
     from skyctl.ops import slurm
 
@@ -120,7 +125,7 @@ def suspend(hostlist: HostlistArg) -> None:
 @app.command("resume-fail")
 def resume_fail(hostlist: HostlistArg) -> None:
     """Delete what a failed resume left and put the nodes back to POWER_DOWN, never DOWN
-    (slurm.conf: ResumeFailProgram)."""
+    (slurm.conf: ResumeFailProgram). Waits for a busy group as suspend does."""
     from skyctl.errors import EXIT_PARTIAL
     from skyctl.ops import slurm
 
@@ -137,7 +142,8 @@ def reconcile(
     output: OutputOpt = OutputFormat.table,
 ) -> None:
     """Bring the clouds in line with Slurm (for a timer): delete VMs behind nodes Slurm shows
-    powered down, put nodes left DOWN (a failed resume, a VM that died) back to POWER_DOWN."""
+    powered down, put nodes left DOWN (a failed resume, a VM that died) back to POWER_DOWN.
+    Holds the locks of the groups it changes (waiting up to SKYCTL_LOCK_WAIT)."""
     from skyctl.ops import slurm
 
     sky, log = _open(echo=False)

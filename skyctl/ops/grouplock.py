@@ -23,13 +23,13 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from skyctl.errors import DriverError, SkyError
-from skyctl.polling import Expired, iterate_timeout
+from skyctl.polling import Expired, iterate_timeout, remaining
 
 if TYPE_CHECKING:  # pragma: no cover
     from skyctl.ops.cloudlock import CloudLease
@@ -73,11 +73,16 @@ def _wait_s() -> float:
 
 
 @contextmanager
-def group_lock(group: str, *, say: object = None, sky: Sky | None = None) -> Iterator[None]:
+def group_lock(group: str, *, say: object = None, sky: Sky | None = None,
+               wait: float | None = None) -> Iterator[None]:
     """Hold `group`'s lock for the block (re-entrant in one process). `say(text)` is told
     once when the lock is held by someone else and this call waits for it. With `sky`, the
-    group's lease on the lock site is held too (other machines)."""
+    group's lease on the lock site is held too (other machines). `wait` bounds the wait below
+    SKYCTL_LOCK_WAIT (a caller with its own deadline: Slurm's programs)."""
     from skyctl.state import problem
+
+    limit = _wait_s() if wait is None else min(_wait_s(), max(0.0, wait))
+    deadline = time.monotonic() + limit
 
     path = lock_dir() / f"{group}.lock"
     with _mutex:
@@ -96,7 +101,7 @@ def group_lock(group: str, *, say: object = None, sky: Sky | None = None) -> Ite
     except OSError as e:  # a read-only state folder: one line naming the file
         raise problem(path, e) from None
     try:
-        _take(fd, group, say)
+        _take(fd, group, say, limit)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "at": time.time(),
               "command": " ".join(["skyctl", *sys.argv[1:]])[:200]}
         os.ftruncate(fd, 0)
@@ -105,7 +110,7 @@ def group_lock(group: str, *, say: object = None, sky: Sky | None = None) -> Ite
             _held[path] = 1
         lease = None
         try:
-            lease = _take_lease(sky, group, say) if sky is not None else None
+            lease = _take_lease(sky, group, say, round(remaining(deadline) or 0.0, 1)) if sky is not None else None
             yield
         finally:
             if lease is not None:
@@ -118,15 +123,29 @@ def group_lock(group: str, *, say: object = None, sky: Sky | None = None) -> Ite
         os.close(fd)
 
 
-def _take(fd: int, group: str, say: object) -> None:
+@contextmanager
+def group_locks(groups: Iterable[str], *, say: object = None, sky: Sky | None = None,
+                wait: float | None = None) -> Iterator[None]:
+    """Hold the locks of several groups for the block, taken in sorted order: two commands
+    that need some of the same groups never wait for each other in a circle. All of them are
+    waited for within one `wait` (default SKYCTL_LOCK_WAIT), not one each."""
+    limit = _wait_s() if wait is None else min(_wait_s(), max(0.0, wait))
+    deadline = time.monotonic() + limit
+    with ExitStack() as held:
+        for g in sorted(set(groups)):
+            held.enter_context(group_lock(g, say=say, sky=sky, wait=remaining(deadline)))
+        yield
+
+
+def _take(fd: int, group: str, say: object, wait: float) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return
     except BlockingIOError:
         pass
-    holder, wait = _holder(fd), _wait_s()
+    holder = _holder(fd)
     if callable(say):
-        say(f"{group} is being changed by {holder}; waiting for it (up to {wait:g} s)")
+        say(f"{group} is being changed by {holder}; waiting for it (up to {round(wait, 1):g} s)")
     try:
         for _ in iterate_timeout(wait, f"the lock of group {group}", interval=0.2):
             try:
@@ -141,7 +160,7 @@ def _take(fd: int, group: str, say: object) -> None:
                          "the lock ends with its process, SKYCTL_LOCK_WAIT sets how long to wait")
 
 
-def _take_lease(sky: Sky, group: str, say: object) -> CloudLease | None:
+def _take_lease(sky: Sky, group: str, say: object, wait: float) -> CloudLease | None:
     """The group's lease on the lock site, or None (no lock site, or it did not answer:
     said once, and this machine's lock alone goes on)."""
     from skyctl.ops.cloudlock import CloudLease, lease_name, lock_site
@@ -152,7 +171,7 @@ def _take_lease(sky: Sky, group: str, say: object) -> CloudLease | None:
         return None
     try:
         lease = CloudLease(sky.driver(site), lease_name(sky.owner(site), group), site=site, say=tell)
-        lease.take(_wait_s(), f"the lock of group {group}")
+        lease.take(wait, f"the lock of group {group}")
         return lease
     except DriverError as e:
         if tell is not None:

@@ -7,13 +7,12 @@ remembers intents and group specs. `reconcile` makes the two agree after a crash
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 from skyctl.errors import DriverError, NotFound, SkyError
 from skyctl.model import Node, NodeState, Tier
-from skyctl.ops.grouplock import group_lock
+from skyctl.ops.grouplock import group_lock, group_locks
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.launch import LaunchResult, launch
 from skyctl.ops.outcome import raise_if_none_answered
@@ -234,11 +233,8 @@ def _delete_strays(sky: Sky, out: ReconcileResult, by_name: dict[str, Node]) -> 
     group: a launch of the group still running keeps its lock until its group is recorded,
     so what looked like an orphan before the lock is checked again under it and kept."""
     state = sky.state
-    groups = sorted({n.group or "" for n in out.orphans + out.duplicates})
-    with ExitStack() as held:
-        for g in groups:
-            if g:
-                held.enter_context(group_lock(g, say=sky.reporter.message, sky=sky))
+    groups = {n.group for n in out.orphans + out.duplicates if n.group}
+    with group_locks(groups, say=sky.reporter.message, sky=sky):
         known = set(state.groups())
         kept = [n for n in out.orphans if n.group in known]  # launched meanwhile: not an orphan
         doomed = [n for n in out.orphans if n not in kept] + out.duplicates

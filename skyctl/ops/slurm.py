@@ -4,12 +4,18 @@ and bursting), suspend (delete them), resume-fail (delete, then back to POWER_DO
 
 Every call writes one line per node to the Slurm log (slurm.log in skyctl's state directory,
 or `slurm.log` of the federation file) with the site and the reason: nothing fails silently.
+
+Each call that changes a group holds its group lock (skyctl.ops.grouplock), like launch, scale
+and delete do. slurmctld gives its programs a deadline (ResumeTimeout, SuspendTimeout), so they
+wait for a busy group at most half of it (`lock_wait`), then give up with a logged line.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +23,17 @@ from typing import Any
 from skyctl.config import Federation
 from skyctl.errors import DriverError, Interrupted, SkyError, UsageError
 from skyctl.model import Node, NodeState
+from skyctl.ops.cloudlock import LeaseBusy
+from skyctl.ops.grouplock import GroupBusy, group_lock, group_locks
 from skyctl.ops.inventory import delete_nodes, list_nodes
 from skyctl.ops.sky import Sky
 # expand, log_path and read_resume_file are this module's API too (the CLI's other verbs use them).
 from skyctl.ops.slurmlog import SlurmLog, collect_hostlist, expand, log_path, node_sets, read_resume_file, slurm_of  # noqa: F401
+from skyctl.polling import remaining
 from skyctl.policy.slurm import NodeMap, Programs, ReconcileAction, conf_lines, map_nodes, reconcile_actions
+
+# A group another command (or machine) is changing, and it did not come free in time.
+BUSY = (GroupBusy, LeaseBusy)
 
 
 class SlurmctldUnreachable(SkyError):
@@ -42,6 +54,20 @@ def all_names(fed: Federation) -> list[str]:
 
 
 PROGRAMS = ("resume", "suspend", "resume-fail")
+
+
+def lock_wait(fed: Federation, program: str) -> float:
+    """How long `program` waits for a group another command is changing: half of slurmctld's
+    deadline for it (ResumeTimeout for resume; SuspendTimeout for suspend and resume-fail,
+    which delete: past it Slurm may resume the node again), so the rest is left for the work
+    itself; never longer than SKYCTL_LOCK_WAIT."""
+    slurm = slurm_of(fed)
+    return (slurm.resume_timeout if program == "resume" else slurm.suspend_timeout) / 2
+
+
+def _waiting(log: SlurmLog, names: list[str]) -> Callable[[str], None]:
+    """The lock's `say`: the wait for a busy group is a line of the Slurm log, and on stderr."""
+    return lambda text: log.line("lock-wait", collect_hostlist(sorted(set(names))), None, text, echo=True)
 
 
 def programs_dir(fed: Federation) -> Path:
@@ -156,52 +182,22 @@ def _recorded_vms(sky: Sky, names: list[str]) -> dict[str, Node]:
 
 
 def resume(sky: Sky, names: list[str], log: SlurmLog, *, power_down_failed: bool = True) -> ResumeReport:
-    """Launch exactly `names` through normal placement and bursting, one launch per group. A node
-    whose VM already runs is kept; nodes that could not be created are logged with the reason and
+    """Launch exactly `names` through normal placement and bursting, one launch per group, each
+    under its group's lock. A node whose VM already runs is kept; nodes that could not be
+    created (or whose group stayed busy past `lock_wait`) are logged with the reason and
     (unless told otherwise) put back to POWER_DOWN at once instead of waiting for ResumeTimeout."""
-    from skyctl.ops import request as rq
-    from skyctl.ops.launch import launch
-
     fed = sky.federation
-    slurm = slurm_of(fed)
     report = ResumeReport()
     mapped = owned(fed, names)
-    running = _recorded_vms(sky, names)
-    for group, group_names in mapped.by_group.items():
-        nodeset = slurm.groups[group]
-        todo = []
-        for name in group_names:
-            if name in running:
-                report.kept[name] = running[name].site
-                log.line("resume", name, running[name].site, "its VM already runs; kept")
-            else:
-                todo.append(name)
-        if not todo:
-            continue
+    deadline = time.monotonic() + lock_wait(fed, "resume")
+    for group, group_names in mapped.by_group.items():   # one group's lock at a time: no circle
         try:
-            req = rq.resolve(fed, group, len(todo), image=nodeset.image, size=nodeset.size)
-            variables = {k: _var(v) for k, v in nodeset.variables.items()}
-            ctx = rq.build_group_context(nodeset.contexts, variables, clouds=rq.clouds_for(fed, req),
-                                         reporter=sky.reporter)
-            spec = rq.group_spec_for(req, nodeset.contexts, variables, ctx.secret_variables)
-            result = launch(sky, req, context_for=ctx.context_for, group_spec=spec, names=todo)
-        except Interrupted:
-            raise  # Ctrl-C: exit 130 saying what was created and kept, no power-down of the rest
-        except SkyError as e:
-            for name in todo:
+            with group_lock(group, say=_waiting(log, group_names), sky=sky, wait=remaining(deadline)):
+                _resume_group(sky, group, group_names, report, log)
+        except BUSY as e:   # nothing created for the group: its nodes go back to POWER_DOWN below
+            for name in group_names:
                 report.failed[name] = e.line()
                 log.line("resume-failed", name, None, e.line())
-            continue
-        for node in result.created:
-            report.created[node.name] = node.site
-            log.line("resume", node.name, node.site, f"created ({_why_site(result, node.site)})")
-        made = {n.name for n in result.created}
-        why = result.unplaced_reason or "; ".join(f"{s}: {w}" for s, w in result.full_sites.items()) \
-            or "no site could create it"
-        for name in todo:
-            if name not in made:
-                report.failed[name] = why
-                log.line("resume-failed", name, None, why)
     if report.failed and power_down_failed:
         try:
             power_down(sorted(report.failed), "resume failed")
@@ -211,6 +207,49 @@ def resume(sky: Sky, names: list[str], log: SlurmLog, *, power_down_failed: bool
             for name in report.failed:
                 log.line("power-down-failed", name, None, e.line())
     return report
+
+
+def _resume_group(sky: Sky, group: str, group_names: list[str], report: ResumeReport, log: SlurmLog) -> None:
+    """One group's part of `resume`, under its lock: what already runs is seen under it too."""
+    from skyctl.ops import request as rq
+    from skyctl.ops.launch import launch
+
+    fed = sky.federation
+    nodeset = slurm_of(fed).groups[group]
+    running = _recorded_vms(sky, group_names)
+    todo = []
+    for name in group_names:
+        if name in running:
+            report.kept[name] = running[name].site
+            log.line("resume", name, running[name].site, "its VM already runs; kept")
+        else:
+            todo.append(name)
+    if not todo:
+        return
+    try:
+        req = rq.resolve(fed, group, len(todo), image=nodeset.image, size=nodeset.size)
+        variables = {k: _var(v) for k, v in nodeset.variables.items()}
+        ctx = rq.build_group_context(nodeset.contexts, variables, clouds=rq.clouds_for(fed, req),
+                                     reporter=sky.reporter)
+        spec = rq.group_spec_for(req, nodeset.contexts, variables, ctx.secret_variables)
+        result = launch(sky, req, context_for=ctx.context_for, group_spec=spec, names=todo)
+    except Interrupted:
+        raise  # Ctrl-C: exit 130 saying what was created and kept, no power-down of the rest
+    except SkyError as e:
+        for name in todo:
+            report.failed[name] = e.line()
+            log.line("resume-failed", name, None, e.line())
+        return
+    for node in result.created:
+        report.created[node.name] = node.site
+        log.line("resume", node.name, node.site, f"created ({_why_site(result, node.site)})")
+    made = {n.name for n in result.created}
+    why = result.unplaced_reason or "; ".join(f"{s}: {w}" for s, w in result.full_sites.items()) \
+        or "no site could create it"
+    for name in todo:
+        if name not in made:
+            report.failed[name] = why
+            log.line("resume-failed", name, None, why)
 
 
 def _var(v: str | int | bool) -> str:
@@ -242,8 +281,22 @@ class DeleteReport:
 
 
 def suspend(sky: Sky, names: list[str], log: SlurmLog, *, verb: str = "suspend") -> DeleteReport:
-    """Delete the VMs behind `names`; a name without a VM is already done (safe to repeat)."""
+    """Delete the VMs behind `names`; a name without a VM is already done (safe to repeat).
+    Holds the locks of their groups (sorted); a group still busy after `lock_wait` raises
+    GroupBusy/LeaseBusy with each node logged: Slurm shows them powered down anyway, and
+    `slurm reconcile` deletes what is left behind them."""
     mapped = owned(sky.federation, names)
+    try:
+        with group_locks(mapped.by_group, say=_waiting(log, names), sky=sky,
+                         wait=lock_wait(sky.federation, "suspend")):
+            return _suspend(sky, mapped, names, log, verb)
+    except BUSY as e:
+        for name in names:
+            log.line(f"{verb}-failed", name, None, f"{e.line()}; its VM is left to `skyctl slurm reconcile`")
+        raise
+
+
+def _suspend(sky: Sky, mapped: NodeMap, names: list[str], log: SlurmLog, verb: str) -> DeleteReport:
     vms, errors = _vms(sky, list(mapped.by_group))
     report = DeleteReport()
     doomed = [vms[n] for n in names if n in vms]
@@ -268,8 +321,15 @@ def suspend(sky: Sky, names: list[str], log: SlurmLog, *, verb: str = "suspend")
 
 
 def resume_fail(sky: Sky, names: list[str], log: SlurmLog) -> DeleteReport:
-    """Delete what is left of a failed resume, then POWER_DOWN: the node never stays DOWN."""
-    report = suspend(sky, names, log, verb="resume-fail")
+    """Delete what is left of a failed resume, then POWER_DOWN: the node never stays DOWN (not
+    even when its group stayed busy: then `slurm reconcile` deletes its VM later)."""
+    try:
+        report = suspend(sky, names, log, verb="resume-fail")
+    except BUSY:
+        power_down(names, "resume failed; its VM is left to skyctl slurm reconcile")
+        for name in names:
+            log.line("power-down", name, None, "back to POWER_DOWN (its VM is left to slurm reconcile)")
+        raise
     power_down(names, "resume failed; VM deleted")
     for name in names:
         log.line("power-down", name, report.deleted.get(name), "back to POWER_DOWN")
@@ -278,9 +338,7 @@ def resume_fail(sky: Sky, names: list[str], log: SlurmLog) -> DeleteReport:
 
 # --- reconcile --------------------------------------------------------------------------------
 
-def reconcile(sky: Sky, log: SlurmLog, *, dry_run: bool = False) -> list[ReconcileAction]:
-    """Bring the clouds in line with Slurm: VMs behind powered-down nodes deleted, nodes DOWN
-    after a failed resume back to POWER_DOWN."""
+def _reconcile_plan(sky: Sky) -> tuple[list[ReconcileAction], dict[str, Node]]:
     fed = sky.federation
     names = all_names(fed)
     states = node_states(names)
@@ -288,9 +346,31 @@ def reconcile(sky: Sky, log: SlurmLog, *, dry_run: bool = False) -> list[Reconci
     if errors:
         raise DriverError(f"{', '.join(sorted(errors))} did not answer: reconcile deletes nothing on a partial view")
     dead = [n for n, v in vms.items() if v.state is NodeState.ERROR]
-    actions = reconcile_actions(states, {n: v.site for n, v in vms.items()}, names, dead)
-    if dry_run:
+    return reconcile_actions(states, {n: v.site for n, v in vms.items()}, names, dead), vms
+
+
+def reconcile(sky: Sky, log: SlurmLog, *, dry_run: bool = False) -> list[ReconcileAction]:
+    """Bring the clouds in line with Slurm: VMs behind powered-down nodes deleted, nodes DOWN
+    after a failed resume back to POWER_DOWN. The actions are planned, then the groups they
+    touch are locked (sorted) and they are planned again under the locks: a resume, scale or
+    launch that was running meanwhile is seen finished, and only the locked groups are acted on."""
+    actions, _ = _reconcile_plan(sky)
+    if dry_run or not actions:
         return actions
+    fed = sky.federation
+    locked = {g for a in actions if (g := _group(fed, a.node))}
+    with group_locks(locked, say=_waiting(log, [a.node for a in actions]), sky=sky):
+        actions, vms = _reconcile_plan(sky)
+        actions = [a for a in actions if _group(fed, a.node) in locked]  # the others: next time
+        _reconcile_act(sky, log, actions, vms)
+    return actions
+
+
+def _group(fed: Federation, node: str) -> str | None:
+    return next(iter(map_nodes([node], node_sets(fed)).by_group), None)
+
+
+def _reconcile_act(sky: Sky, log: SlurmLog, actions: list[ReconcileAction], vms: dict[str, Node]) -> None:
     failing = [a.node for a in actions if a.action == "resume-fail"]
     if failing:
         for a in actions:
@@ -313,7 +393,6 @@ def reconcile(sky: Sky, log: SlurmLog, *, dry_run: bool = False) -> list[Reconci
             log.line("reconcile-failed", a.node, site, failed[site].line())
         else:
             log.line(f"reconcile {a.action}", a.node, site, a.why)
-    return actions
 
 
 # --- drain (before skyctl deletes a node itself: a move home, a demand scale-in) ---------------

@@ -64,12 +64,14 @@ class SlurmLog:
         self.echo = echo
         path.parent.mkdir(parents=True, exist_ok=True)
 
-    def line(self, verb: str, node: str, site: str | None, why: str) -> None:
+    def line(self, verb: str, node: str, site: str | None, why: str, *, echo: bool | None = None) -> None:
+        """`echo` overrides the log's own choice for this line (True: a wait someone may be
+        staring at, said on stderr even by `slurm reconcile`)."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         text = f"{stamp} [{os.getpid()}] {verb} {node} site={site or '-'}: {why}"
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(text + "\n")
-        if self.echo and sys.stderr is not None:   # slurmctld closes every fd of its programs
+        if (self.echo if echo is None else echo) and sys.stderr is not None:   # slurmctld closes every fd of its programs
             try:
                 sys.stderr.write(text + "\n")
             except (OSError, ValueError):

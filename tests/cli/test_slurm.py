@@ -203,3 +203,119 @@ def test_a_slurm_node_moving_home_is_drained_in_slurm_first_and_keeps_its_name(
     drain = [i for i, c in enumerate(calls) if c.startswith("update NodeName=sky-3 State=DRAIN")]
     resumed = [i for i, c in enumerate(calls) if c == "update NodeName=sky-3 State=RESUME"]
     assert len(drain) == 2 and len(resumed) == 1 and drain[-1] < resumed[0], calls
+
+
+# ---------------------------------------------------------------- one writer per group (issue 15)
+# `hold_lock` is another command changing the group (a scale, a launch); it lets go only when
+# the test says so, after the waiter said it waits: no sleep decides anything here.
+
+
+def _up_to(line: str) -> float:
+    """The bound a "waiting for it (up to N s)" line gives."""
+    import re
+
+    found = re.search(r"waiting for it \(up to ([0-9.]+) s\)", line)
+    assert found, line
+    return float(found.group(1))
+
+def test_suspend_waits_for_a_command_changing_its_group(
+        slurm_sky: Path, tmp_path: Path, scontrol: Any, monkeypatch: pytest.MonkeyPatch,
+        hold_lock: Callable[..., Any], skyctl_process: Any) -> None:
+    monkeypatch.setenv("SKYCTL_LOCK_WAIT", "600")
+    assert skyctl_process.run("slurm", "resume", "--wait", "sky-[1-2]").vms == 2
+    holder = hold_lock("skyb")
+    skyctl_process.start("slurm", "suspend", "sky-1")
+    line = skyctl_process.wait_for("waiting for it")
+    assert f"lock-wait sky-1 site=-: skyb is being changed by pid {holder.pid}" in line, line
+    assert 0 < _up_to(line) <= 60  # half of SuspendTimeout (120 s), not SKYCTL_LOCK_WAIT (600 s)
+    assert skyctl_process.running()
+    holder.release()
+    done = skyctl_process.finish()
+    assert done.code == 0, done.err
+    assert done.vms == 1
+    assert any(" suspend sky-1 site=home: VM deleted" in ln for ln in _log(tmp_path))
+
+
+RESUMED = """
+open({nodes!r}, "w").write("NodeName=sky-1 State=IDLE Partitions=sky\\n")
+"""
+
+
+def test_reconcile_waits_and_looks_again_under_the_lock(
+        slurm_sky: Path, tmp_path: Path, scontrol: Any, monkeypatch: pytest.MonkeyPatch,
+        hold_lock: Callable[..., Any], skyctl_process: Any) -> None:
+    """Slurm shows sky-1 powered down while a command changing skyb runs; by the time that
+    command lets go, Slurm has resumed sky-1: reconcile, which waited, keeps its VM."""
+    monkeypatch.setenv("SKYCTL_LOCK_WAIT", "600")
+    assert skyctl_process.run("slurm", "resume", "--wait", "sky-[1-2]").vms == 2
+    nodes = tmp_path / "nodes.txt"
+    nodes.write_text("NodeName=sky-1 State=IDLE+CLOUD+POWERED_DOWN Partitions=sky\n")
+    holder = hold_lock("skyb", under=RESUMED.format(nodes=str(nodes)))
+    skyctl_process.start("slurm", "reconcile", "-o", "json")
+    line = skyctl_process.wait_for("waiting for it")  # said on stderr by reconcile too
+    assert f"pid {holder.pid}" in line, line
+    assert skyctl_process.running()
+    holder.release()
+    done = skyctl_process.finish()
+    assert done.code == 0, done.err
+    assert done.json() == []   # planned again under the lock: nothing to do any more
+    assert done.vms == 2
+    # The control: Slurm still shows it powered down, and no one holds skyb: deleted at once.
+    nodes.write_text("NodeName=sky-1 State=IDLE+CLOUD+POWERED_DOWN Partitions=sky\n")
+    done = skyctl_process.run("slurm", "reconcile", "-o", "json")
+    assert [(a["node"], a["action"]) for a in done.json()] == [("sky-1", "delete-vm")]
+    assert done.vms == 1 and "waiting" not in done.err
+
+
+@pytest.fixture
+def short_slurm_timeouts(tmp_path: Path, sky_file: Callable[[dict[str, Any]], Path],
+                         monkeypatch: pytest.MonkeyPatch) -> Path:
+    """ResumeTimeout and SuspendTimeout 1 s, SKYCTL_LOCK_WAIT 60 s: the programs' half-timeout
+    bound (0.5 s), not SKYCTL_LOCK_WAIT, must end their wait."""
+    monkeypatch.setenv("SKYCTL_LOCK_WAIT", "60")
+    return sky_file(_slurm_federation(tmp_path, resume_timeout=1, suspend_timeout=1))
+
+
+def test_resume_of_a_busy_group_gives_up_within_half_resume_timeout_and_powers_down(
+        run: Runner, short_slurm_timeouts: Path, tmp_path: Path, scontrol: Any,
+        hold_lock: Callable[..., Any]) -> None:
+    holder = hold_lock("skyb")
+    r = run("slurm", "resume", "--wait", "sky-[1-2]")
+    assert r.code == 2 and "2 node(s) not created: sky-[1-2]" in r.err, r.err
+    assert run("ps", "skyb", "-o", "json").json() == []
+    log = _log(tmp_path)
+    waits = [ln for ln in log if "lock-wait sky-[1-2]" in ln]
+    assert len(waits) == 1 and _up_to(waits[0]) <= 0.5, log  # half of ResumeTimeout, not SKYCTL_LOCK_WAIT
+    failed = [ln for ln in log if " resume-failed " in ln]
+    assert len(failed) == 2 and all(f"skyb is being changed by pid {holder.pid}" in ln for ln in failed), log
+    # Slurm's view: back to POWER_DOWN at once, ready for the next resume (never left DOWN).
+    assert any("NodeName=sky-[1-2]" in c and "State=POWER_DOWN_FORCE" in c for c in scontrol())
+    holder.release()
+    assert run("slurm", "resume", "--wait", "sky-[1-2]").code == 0
+    assert len(run("ps", "skyb", "-o", "json").json()) == 2
+
+
+def test_suspend_and_resume_fail_of_a_busy_group_fail_in_one_line_and_reconcile_cleans_up(
+        run: Runner, short_slurm_timeouts: Path, tmp_path: Path, scontrol: Any,
+        hold_lock: Callable[..., Any]) -> None:
+    assert run("slurm", "resume", "--wait", "sky-[1-2]").code == 0
+    holder = hold_lock("skyb")
+    r = run("slurm", "suspend", "sky-1")
+    assert r.code == 1, r.err
+    errors = [ln for ln in r.err.splitlines() if ln.startswith("error")]
+    assert len(errors) == 1 and f"group skyb is being changed by pid {holder.pid}" in errors[0], r.err
+    assert "Traceback" not in r.err
+    assert len(run("ps", "skyb", "-o", "json").json()) == 2  # nothing deleted under someone else
+    assert any("suspend-failed sky-1" in ln and "skyctl slurm reconcile" in ln for ln in _log(tmp_path))
+    r = run("slurm", "resume-fail", "sky-2")
+    assert r.code == 1 and f"pid {holder.pid}" in r.err, r.err
+    assert len(run("ps", "skyb", "-o", "json").json()) == 2
+    # ...but the node goes back to POWER_DOWN all the same: never left DOWN.
+    assert any("NodeName=sky-2" in c and "State=POWER_DOWN_FORCE" in c for c in scontrol())
+    holder.kill()
+    (tmp_path / "nodes.txt").write_text("NodeName=sky-1 State=IDLE+CLOUD+POWERED_DOWN Partitions=sky\n"
+                                        "NodeName=sky-2 State=IDLE+CLOUD+POWERED_DOWN Partitions=sky\n")
+    done = run("slurm", "reconcile", "-o", "json")
+    assert done.code == 0, done.err
+    assert sorted(a["node"] for a in done.json() if a["action"] == "delete-vm") == ["sky-1", "sky-2"]
+    assert run("ps", "skyb", "-o", "json").json() == []

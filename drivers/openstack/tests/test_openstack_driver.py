@@ -15,33 +15,19 @@ from skyctl.errors import AuthError, InvalidRequest, NotFound, QuotaExceeded, Tr
 from skyctl.model import CAPACITY_FAULT, NodeState, RenderedContext
 from skyctl.testing.contract import ContractTarget, make_spec
 from skyctl.testing.sandbox import OPENSTACK_IMAGE as IMAGE
-from skyctl.testing.sandbox import OpenStackSite as SandboxSite
 from skyctl.testing.sandbox import start_openstack_site as start_site
 from skyctl_openstack.driver import OpenStackDriver
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIH4or+mPFCfpQb8fn4sPzAJTxfP6f+VsWBuxUqHaKpsn me@laptop"
 
 
-def _driver(site: SandboxSite, **options) -> OpenStackDriver:
-    opts = OpenStackDriver.options_model(cloud=site.cloud, clouds_yaml=str(site.clouds_yaml), **options)
-    return OpenStackDriver(SiteConfig(name="home", driver="openstack", max_parallel=4, request_timeout=5,
-                                      options=opts))
-
-
-@pytest.fixture
-def driver(site: SandboxSite):
-    d = _driver(site)
-    yield d
-    d.close()
-
-
-def _target(site: SandboxSite) -> ContractTarget:
-    return ContractTarget(name="t", make_driver=lambda: _driver(site), image_name=IMAGE, memory_mib=512)
+def _target(driver: OpenStackDriver) -> ContractTarget:
+    return ContractTarget(name="t", make_driver=lambda: driver, image_name=IMAGE, memory_mib=512)
 
 
 def _create(driver, site, group="g", index=0, context=RenderedContext(), **kw):
     name = f"{group}-{index}"
-    return driver.create(make_spec(driver, _target(site), group, name, index, **kw), name, context)
+    return driver.create(make_spec(driver, _target(driver), group, name, index, **kw), name, context)
 
 
 def test_create_delivers_user_data_keypair_and_labels(driver, site) -> None:
@@ -106,11 +92,11 @@ def test_quota_on_cores_names_the_resource(driver, site) -> None:
     assert info.value.site == "home"
 
 
-def test_key_pair_quota_is_a_quota_and_creates_no_server(tmp_path) -> None:
+def test_key_pair_quota_is_a_quota_and_creates_no_server(tmp_path, make_driver) -> None:
     # A user who already has all the key pairs Nova allows: the site is full for this key, and
     # the launch moves on to another site.
     site = start_site(tmp_path, site_overrides={"quota": {"key_pairs": 0}})
-    d = _driver(site)
+    d = make_driver(site)
     try:
         with pytest.raises(QuotaExceeded) as info:
             _create(d, site, context=RenderedContext(ssh_public_keys=(KEY,)))
@@ -122,9 +108,9 @@ def test_key_pair_quota_is_a_quota_and_creates_no_server(tmp_path) -> None:
         site.stop()
 
 
-def test_no_valid_host_is_marked_as_a_capacity_fault(tmp_path) -> None:
+def test_no_valid_host_is_marked_as_a_capacity_fault(tmp_path, make_driver) -> None:
     site = start_site(tmp_path, site_overrides={"host_cpus": 1})
-    d = _driver(site)
+    d = make_driver(site)
     try:
         _create(d, site)
         second = _create(d, site, index=1)  # accepted: Nova schedules after answering
@@ -177,9 +163,9 @@ def test_server_errors_and_outages_are_transient(driver, site) -> None:
     assert driver.capacity().instances.limit == 8
 
 
-def test_outage_before_first_contact_is_transient(site) -> None:
+def test_outage_before_first_contact_is_transient(site, make_driver) -> None:
     site.front.stop()
-    d = _driver(site)
+    d = make_driver(site)
     with pytest.raises(Transient) as info:
         d.capacity()
     assert info.value.site == "home"
@@ -191,7 +177,7 @@ def test_outage_before_first_contact_is_transient(site) -> None:
 def test_bad_request_names_the_field(driver, site) -> None:
     from dataclasses import replace
 
-    spec = make_spec(driver, _target(site), "g", "g-0")
+    spec = make_spec(driver, _target(driver), "g", "g-0")
     with pytest.raises(InvalidRequest) as info:
         driver.create(replace(spec, flavor=replace(spec.flavor, id="999")), "g-0", RenderedContext())
     assert info.value.field == "flavor" and info.value.site == "home"
@@ -200,18 +186,18 @@ def test_bad_request_names_the_field(driver, site) -> None:
     assert info.value.field == "user_data"
 
 
-def test_named_network_and_none(site) -> None:
-    d = _driver(site, network="private")
-    node = d.create(make_spec(d, _target(site), "g", "g-0"), "g-0", RenderedContext())
+def test_named_network_and_none(site, make_driver) -> None:
+    d = make_driver(site, network="private")
+    node = d.create(make_spec(d, _target(d), "g", "g-0"), "g-0", RenderedContext())
     assert site.world.get_vm(node.id).extra["network"] == "private"
     d.close()
-    d = _driver(site, network="none")
-    node = d.create(make_spec(d, _target(site), "g", "g-1"), "g-1", RenderedContext())
+    d = make_driver(site, network="none")
+    node = d.create(make_spec(d, _target(d), "g", "g-1"), "g-1", RenderedContext())
     assert site.world.get_vm(node.id).extra["network"] is None
     d.close()
-    d = _driver(site, network="missing-net")
+    d = make_driver(site, network="missing-net")
     with pytest.raises(InvalidRequest) as info:
-        d.create(make_spec(d, _target(site), "g", "g-2"), "g-2", RenderedContext())
+        d.create(make_spec(d, _target(d), "g", "g-2"), "g-2", RenderedContext())
     assert info.value.field == "network"
     d.close()
 
@@ -317,7 +303,7 @@ def test_parallel_creates_stop_exactly_at_the_quota(driver, site) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     site.world.quota.instances = 3
-    spec = make_spec(driver, _target(site), "par", "par")
+    spec = make_spec(driver, _target(driver), "par", "par")
 
     def one(i: int):
         try:
@@ -351,15 +337,15 @@ def test_create_whose_answer_is_lost_is_found_by_its_labels(driver, site) -> Non
     assert len(driver.list({"group": "lost"})) == 1
 
 
-def test_security_groups_are_sent_and_checked(site) -> None:
-    d = _driver(site, security_groups=["default"])
-    node = d.create(make_spec(d, _target(site), "sg", "sg-0"), "sg-0", RenderedContext())
+def test_security_groups_are_sent_and_checked(site, make_driver) -> None:
+    d = make_driver(site, security_groups=["default"])
+    node = d.create(make_spec(d, _target(d), "sg", "sg-0"), "sg-0", RenderedContext())
     # The site's groups, after the one skyctl makes for SSH (ssh.cidr, default 0.0.0.0/0).
     assert site.world.get_vm(node.id).extra["security_groups"] == ["skyctl-ssh-22-0.0.0.0/0", "default"]
     d.close()
-    d = _driver(site, security_groups=["no-such-group"])
+    d = make_driver(site, security_groups=["no-such-group"])
     with pytest.raises(InvalidRequest) as info:
-        d.create(make_spec(d, _target(site), "sg", "sg-1"), "sg-1", RenderedContext())
+        d.create(make_spec(d, _target(d), "sg", "sg-1"), "sg-1", RenderedContext())
     assert info.value.field == "security_groups"
     d.close()
 

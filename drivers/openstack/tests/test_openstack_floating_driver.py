@@ -5,12 +5,11 @@ delete releases it (also when the server is already gone), nothing is leaked or 
 from __future__ import annotations
 
 from dataclasses import replace
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from skyctl.site import SiteConfig
 from skyctl.errors import InvalidRequest, QuotaExceeded
 from skyctl.model import Node, NodeState, RenderedContext
 from skyctl.polling import iterate_timeout
@@ -20,17 +19,12 @@ from skyctl.testing.sandbox import OpenStackSite as SandboxSite
 from skyctl_openstack.driver import OpenStackDriver
 
 
-def _driver(site: SandboxSite, *, floating_ip: bool = True, **options: Any) -> OpenStackDriver:
-    opts = OpenStackDriver.options_model(cloud=site.cloud, clouds_yaml=str(site.clouds_yaml), **options)
-    return OpenStackDriver(SiteConfig(name="home", driver="openstack", max_parallel=4, request_timeout=5,
-                                      ssh={"floating_ip": floating_ip}, options=opts))
+FLOATING = {"floating_ip": True}   # the site's ssh section
 
 
 @pytest.fixture
-def driver(site: SandboxSite) -> Iterator[OpenStackDriver]:
-    d = _driver(site)
-    yield d
-    d.close()
+def driver(site: SandboxSite, make_driver: Callable[..., OpenStackDriver]) -> OpenStackDriver:
+    return make_driver(site, ssh=FLOATING)
 
 
 def _running(driver: OpenStackDriver, site: SandboxSite, count: int = 1, group: str = "fl") -> list[Node]:
@@ -116,8 +110,9 @@ def test_a_users_own_floating_ip_is_used_and_never_released(driver: OpenStackDri
     assert _fip_addresses(site) == {theirs.floating_ip_address}
 
 
-def test_without_floating_ip_nothing_is_allocated(site: SandboxSite) -> None:
-    d = _driver(site, floating_ip=False)
+def test_without_floating_ip_nothing_is_allocated(site: SandboxSite,
+                                                 make_driver: Callable[..., OpenStackDriver]) -> None:
+    d = make_driver(site, ssh={"floating_ip": False})
     try:
         nodes = _running(d, site)
         before = site.world.request_count
@@ -137,9 +132,9 @@ def test_floating_ip_quota_is_quota_exceeded(driver: OpenStackDriver, site: Sand
     assert err.value.site == "home" and err.value.resource == "floatingip"
 
 
-def test_floating_network_option(site: SandboxSite) -> None:
-    named = _driver(site, floating_network="public")
-    bad = _driver(site, floating_network="no-such-net")
+def test_floating_network_option(site: SandboxSite, make_driver: Callable[..., OpenStackDriver]) -> None:
+    named = make_driver(site, ssh=FLOATING, floating_network="public")
+    bad = make_driver(site, ssh=FLOATING, floating_network="no-such-net")
     try:
         nodes = _running(named, site)
         assert named.prepare_access(nodes)[0].addresses[0].startswith("127.200.")

@@ -8,18 +8,11 @@ import pytest
 
 from skyctl.errors import NotFound
 from skyctl.ops.cloudlock import CloudLease, LeaseBusy
-from skyctl.site import SiteConfig
 from skyctl.testing.sandbox import OpenStackSite as SandboxSite
-from skyctl_openstack.driver import OpenStackDriver
 
 
-def _driver(site: SandboxSite) -> OpenStackDriver:
-    opts = OpenStackDriver.options_model(cloud=site.cloud, clouds_yaml=str(site.clouds_yaml))
-    return OpenStackDriver(SiteConfig(name="home", driver="openstack", request_timeout=5, options=opts))
-
-
-def test_a_swap_at_a_stale_revision_is_refused_by_neutron(site: SandboxSite) -> None:
-    a, b = _driver(site), _driver(site)
+def test_a_swap_at_a_stale_revision_is_refused_by_neutron(site: SandboxSite, make_driver) -> None:
+    a, b = make_driver(site), make_driver(site)
     try:
         rec = a.lease_create("skyctl-lock-me-web", "")
         assert a.lease_records("skyctl-lock-me-web") == [rec]
@@ -37,8 +30,8 @@ def test_a_swap_at_a_stale_revision_is_refused_by_neutron(site: SandboxSite) -> 
         b.close()
 
 
-def test_a_second_machine_waits_for_the_lease_on_neutron(site: SandboxSite) -> None:
-    a, b = _driver(site), _driver(site)
+def test_a_second_machine_waits_for_the_lease_on_neutron(site: SandboxSite, make_driver) -> None:
+    a, b = make_driver(site), make_driver(site)
     first = CloudLease(a, "skyctl-lock-me-db", site="home", ttl=30)
     try:
         first.take(5, "the lock of group db")

@@ -9,24 +9,9 @@ import pytest
 from skyctl.errors import AuthError, InvalidRequest
 from skyctl.model import CAPACITY_FAULT, NodeState, RenderedContext
 from skyctl.sandbox.world import SFlavor
-from skyctl.site import SiteConfig
 from skyctl.testing.contract import ContractTarget, make_spec, wait_state
 from skyctl.testing.sandbox import OPENSTACK_IMAGE as IMAGE
-from skyctl.testing.sandbox import OpenStackSite as SandboxSite
 from skyctl_openstack.driver import OpenStackDriver
-
-
-def _driver(site: SandboxSite, name: str = "home", **options) -> OpenStackDriver:
-    opts = OpenStackDriver.options_model(cloud=site.cloud, clouds_yaml=str(site.clouds_yaml), **options)
-    return OpenStackDriver(SiteConfig(name=name, driver="openstack", max_parallel=4, request_timeout=5,
-                                      options=opts))
-
-
-@pytest.fixture
-def driver(site: SandboxSite):
-    d = _driver(site)
-    yield d
-    d.close()
 
 
 def _create(driver, site, group="g", index=0, context=RenderedContext(), **kw):
@@ -88,8 +73,8 @@ def test_choose_network_is_the_documented_rule() -> None:
     assert "private (o)" in err.line() and "lab (o2)" in err.line() and "public" not in err.line()
 
 
-def test_with_two_networks_the_project_own_is_taken_never_a_raw_409(sara) -> None:
-    d = _driver(sara, "sara")
+def test_with_two_networks_the_project_own_is_taken_never_a_raw_409(sara, make_driver) -> None:
+    d = make_driver(sara, "sara")
     try:
         node = _create(d, sara)
         assert sara.world.get_vm(node.id).extra["network"] == "private"
@@ -97,13 +82,13 @@ def test_with_two_networks_the_project_own_is_taken_never_a_raw_409(sara) -> Non
         d.close()
 
 
-def test_network_by_name_or_list_and_nova_409_said_with_the_field(sara) -> None:
-    d = _driver(sara, "sara", network=["shared"])
+def test_network_by_name_or_list_and_nova_409_said_with_the_field(sara, make_driver) -> None:
+    d = make_driver(sara, "sara", network=["shared"])
     try:
         assert sara.world.get_vm(_create(d, sara).id).extra["network"] == "shared"
     finally:
         d.close()
-    d = _driver(sara, "sara", network="auto")   # Nova's own choice, asked for explicitly
+    d = make_driver(sara, "sara", network="auto")   # Nova's own choice, asked for explicitly
     try:
         with pytest.raises(InvalidRequest) as info:
             _create(d, sara, index=1)
@@ -130,14 +115,14 @@ def _groups(site, name):
     return [g for g in site.front.neutron.security_groups.groups.values() if g.name == name]
 
 
-def test_an_ssh_group_is_made_once_per_site_and_attached_with_the_site_groups(site) -> None:
-    d = _driver(site)
+def test_an_ssh_group_is_made_once_per_site_and_attached_with_the_site_groups(site, make_driver) -> None:
+    d = make_driver(site)
     try:
         first = _create(d, site)
         second = _create(d, site, index=1)
     finally:
         d.close()
-    d = _driver(site)   # another command: the group is found, not made again
+    d = make_driver(site)   # another command: the group is found, not made again
     try:
         third = _create(d, site, index=2)
     finally:
@@ -155,20 +140,17 @@ def test_an_ssh_group_is_made_once_per_site_and_attached_with_the_site_groups(si
         assert site.front.neutron.security_groups.admits(vm, "127.0.0.1", 2222)
 
 
-def test_ssh_cidr_and_port_shape_the_rule_and_null_makes_none(site) -> None:
+def test_ssh_cidr_and_port_shape_the_rule_and_null_makes_none(site, make_driver) -> None:
     from skyctl.site import SshConfig
 
-    opts = OpenStackDriver.options_model(cloud=site.cloud, clouds_yaml=str(site.clouds_yaml),
-                                         security_groups=["default"])
-    narrow = OpenStackDriver(SiteConfig(name="home", driver="openstack", options=opts,
-                                        ssh=SshConfig(cidr="192.0.2.7/24", port=2222)))
+    narrow = make_driver(site, ssh=SshConfig(cidr="192.0.2.7/24", port=2222), security_groups=["default"])
     try:
         vm = site.world.get_vm(_create(narrow, site).id)
     finally:
         narrow.close()
     assert vm.extra["security_groups"] == ["skyctl-ssh-2222-192.0.2.0/24", "default"]
     assert not site.front.neutron.security_groups.admits(vm, "127.0.0.1", 2222)
-    none = OpenStackDriver(SiteConfig(name="home", driver="openstack", options=opts, ssh=SshConfig(cidr=None)))
+    none = make_driver(site, ssh=SshConfig(cidr=None), security_groups=["default"])
     try:
         vm = site.world.get_vm(_create(none, site, index=1).id)
     finally:
@@ -181,11 +163,12 @@ def test_ssh_cidr_and_port_shape_the_rule_and_null_makes_none(site) -> None:
 # ---------------------------------------------------------------- diskless flavors
 
 
-def test_diskless_flavors_boot_from_a_volume_where_the_site_has_cinder_else_are_passed_over(sara, tmp_path) -> None:
+def test_diskless_flavors_boot_from_a_volume_where_the_site_has_cinder_else_are_passed_over(
+        sara, tmp_path, make_driver) -> None:
     from skyctl.model import BOOT_VOLUME, FLAVOR_UNUSABLE
     from skyctl.testing.sandbox import start_openstack_site
 
-    d = _driver(sara, "sara")
+    d = make_driver(sara, "sara")
     try:
         flavors = {f.name: f for f in d.flavors()}
     finally:
@@ -196,7 +179,7 @@ def test_diskless_flavors_boot_from_a_volume_where_the_site_has_cinder_else_are_
     (tmp_path / "nocinder").mkdir()
     bare = start_openstack_site(tmp_path / "nocinder", "sara", site_overrides={"tenant_network": True,
                                                                                 "block_storage": False})
-    d = _driver(bare, "sara")
+    d = make_driver(bare, "sara")
     try:
         flavors = {f.name: f for f in d.flavors()}
     finally:
@@ -209,8 +192,8 @@ def test_diskless_flavors_boot_from_a_volume_where_the_site_has_cinder_else_are_
 # ---------------------------------------------------------------- floating IPs where needed (auto)
 
 
-def test_auto_attaches_a_floating_ip_only_behind_a_router_and_delete_releases_it(sara, site) -> None:
-    d = _driver(sara, "sara")   # ssh.floating_ip defaults to auto
+def test_auto_attaches_a_floating_ip_only_behind_a_router_and_delete_releases_it(sara, site, make_driver) -> None:
+    d = make_driver(sara, "sara")   # ssh.floating_ip defaults to auto
     try:
         own = _create(d, sara)
         node = next(n for n in d.prepare_access([d.get(own.id)]) if n.id == own.id)
@@ -220,14 +203,14 @@ def test_auto_attaches_a_floating_ip_only_behind_a_router_and_delete_releases_it
         assert sara.world.floating_ips == {}   # released with the node
     finally:
         d.close()
-    on_shared = _driver(sara, "sara", network="shared")   # a shared network is reached directly
+    on_shared = make_driver(sara, "sara", network="shared")   # a shared network is reached directly
     try:
         made = wait_state(on_shared, _create(on_shared, sara, index=1).id, {NodeState.RUNNING}, 30)
         assert made.addresses and on_shared.prepare_access([made])[0].addresses == made.addresses
         assert sara.world.floating_ips == {}
     finally:
         on_shared.close()
-    home = _driver(site)        # a provider network: no router, no floating IP
+    home = make_driver(site)        # a provider network: no router, no floating IP
     try:
         made = _create(home, site)
         home.prepare_access([home.get(made.id)])
@@ -247,12 +230,12 @@ def test_a_neutron_without_l3_has_no_routed_networks() -> None:
     assert Neutron(lambda: NoL3(), "s").routed_networks() == set()
 
 
-def test_capacity_retries_each_of_its_requests_on_its_own(sara) -> None:
+def test_capacity_retries_each_of_its_requests_on_its_own(sara, make_driver) -> None:
     """On a tenant-network site capacity() makes about six requests; a flaky cloud fails one of
     six far more often than one, so each is retried alone (the whole read would rarely pass)."""
     from skyctl.errors import Transient
 
-    d = _driver(sara, "sara")
+    d = make_driver(sara, "sara")
     try:
         api = d._api()
         real = api.request

@@ -13,16 +13,8 @@ import pytest
 from skyctl.errors import InvalidRequest
 from skyctl.model import CAPACITY_FAULT, SPECIAL_HARDWARE, NodeState, RenderedContext
 from skyctl.sandbox.world import SFlavor
-from skyctl.site import SiteConfig
 from skyctl.testing.contract import ContractTarget, make_spec, wait_state
 from skyctl.testing.sandbox import OPENSTACK_IMAGE as IMAGE
-from skyctl_openstack.driver import OpenStackDriver
-
-
-def _driver(site, name: str = "sara", **options) -> OpenStackDriver:
-    opts = OpenStackDriver.options_model(cloud=site.cloud, clouds_yaml=str(site.clouds_yaml), **options)
-    return OpenStackDriver(SiteConfig(name=name, driver="openstack", max_parallel=4, request_timeout=5,
-                                      options=opts))
 
 
 def _spec(driver, flavor_name: str | None = None, group: str = "g", index: int = 0, **changes):
@@ -46,10 +38,8 @@ NOTHING = {"servers": 0, "volumes": 0, "floating_ips": 0, "ports": 0, "server_gr
 
 
 @pytest.fixture
-def sara_driver(sara):
-    d = _driver(sara)
-    yield d
-    d.close()
+def sara_driver(sara, make_driver):
+    return make_driver(sara, "sara")
 
 
 def test_a_diskless_flavor_boots_from_a_new_volume_that_goes_with_the_node(sara, sara_driver) -> None:
@@ -68,12 +58,12 @@ def test_a_diskless_flavor_boots_from_a_new_volume_that_goes_with_the_node(sara,
     assert _left(sara) == NOTHING
 
 
-def test_the_volume_size_is_the_size_s_disk_else_the_image_min_disk(sara, sara_driver) -> None:
+def test_the_volume_size_is_the_size_s_disk_else_the_image_min_disk(sara, sara_driver, make_driver) -> None:
     d = sara_driver
     image = _spec(d).image
     a = d.create(_spec(d, "SCS-1V-2", disk_gib=30), "g-0", RenderedContext())
     sara.world.images[image.id] = replace(sara.world.images[image.id], min_disk=8)
-    fresh = _driver(sara)   # a new command: sees the image's min_disk
+    fresh = make_driver(sara, "sara")   # a new command: sees the image's min_disk
     try:
         b = fresh.create(_spec(fresh, "SCS-1V-2", index=1), "g-1", RenderedContext())
         assert [v.size_gib for v in sara.world.vm_volumes(a.id)] == [30]
@@ -84,8 +74,8 @@ def test_the_volume_size_is_the_size_s_disk_else_the_image_min_disk(sara, sara_d
     assert _left(sara) == NOTHING
 
 
-def test_boot_from_volume_on_the_site_boots_flavors_with_disk_from_a_volume_too(sara) -> None:
-    d = _driver(sara, boot_from_volume=True)
+def test_boot_from_volume_on_the_site_boots_flavors_with_disk_from_a_volume_too(sara, make_driver) -> None:
+    d = make_driver(sara, "sara", boot_from_volume=True)
     try:
         flavor = next(f for f in d.flavors() if f.name == "m1.small")
         assert flavor.boot_volume and flavor.disk_gib == 20
@@ -97,11 +87,11 @@ def test_boot_from_volume_on_the_site_boots_flavors_with_disk_from_a_volume_too(
     assert _left(sara) == NOTHING
 
 
-def test_boot_from_volume_without_cinder_is_refused_before_anything_is_made(tmp_path) -> None:
+def test_boot_from_volume_without_cinder_is_refused_before_anything_is_made(tmp_path, make_driver) -> None:
     from skyctl.testing.sandbox import start_openstack_site
 
     bare = start_openstack_site(tmp_path, "home", site_overrides={"block_storage": False})
-    d = _driver(bare, "home", boot_from_volume=True)
+    d = make_driver(bare, "home", boot_from_volume=True)
     try:
         with pytest.raises(InvalidRequest) as info:
             d.create(_spec(d), "g-0", RenderedContext())
@@ -126,7 +116,7 @@ def test_cinder_s_volume_quota_is_a_capacity_fault_that_fails_over(sara, sara_dr
     assert _left(sara) == NOTHING
 
 
-def test_capacity_names_ports_floating_ips_groups_volumes_and_gigabytes(sara, sara_driver, site) -> None:
+def test_capacity_names_ports_floating_ips_groups_volumes_and_gigabytes(sara, sara_driver, site, make_driver) -> None:
     sara.world.quota.floating_ips = 3
     sara.world.quota.gigabytes = 25
     cap = sara_driver.capacity()
@@ -138,14 +128,14 @@ def test_capacity_names_ports_floating_ips_groups_volumes_and_gigabytes(sara, sa
     assert (lines["volumes"].limit, lines["gigabytes"].limit) == (10, 25)
     assert cap.as_dict()["gigabytes"] == {"used": 0, "limit": 25}
     node = sara_driver.create(_spec(sara_driver), "g-0", RenderedContext())   # makes the SSH group
-    later = _driver(sara)      # the next command: the group is there, no security group to make
+    later = make_driver(sara, "sara")      # the next command: the group is there, no security group to make
     try:
         again = {lim.resource: lim for lim in later.capacity().others}
     finally:
         later.close()
     assert "security_groups" not in again and again["ports"].used == 2
     sara_driver.delete([node.id])
-    home = _driver(site, "home")                     # a provider network: no floating IP needed
+    home = make_driver(site, "home")                     # a provider network: no floating IP needed
     try:
         home_lines = {lim.resource: lim for lim in home.capacity().others}
     finally:
@@ -174,8 +164,8 @@ def test_special_hardware_flavors_carry_their_specs(sara, sara_driver) -> None:
     assert SPECIAL_HARDWARE not in flavors["m1.pinned"].extra
 
 
-def test_a_server_group_is_made_with_the_first_node_and_deleted_with_the_last(sara) -> None:
-    d = _driver(sara, server_group="anti-affinity")
+def test_a_server_group_is_made_with_the_first_node_and_deleted_with_the_last(sara, make_driver) -> None:
+    d = make_driver(sara, "sara", server_group="anti-affinity")
     try:
         a = d.create(_spec(d, group="g", index=0), "g-0", RenderedContext())
         b = d.create(_spec(d, group="g", index=1), "g-1", RenderedContext())
@@ -190,15 +180,15 @@ def test_a_server_group_is_made_with_the_first_node_and_deleted_with_the_last(sa
     assert _left(sara) == NOTHING
 
 
-def test_config_drive_zone_and_hints_reach_nova_and_an_unknown_zone_is_nova_s_400(sara) -> None:
-    d = _driver(sara, config_drive=True, availability_zone="nova", scheduler_hints={"different_host": []})
+def test_config_drive_zone_and_hints_reach_nova_and_an_unknown_zone_is_nova_s_400(sara, make_driver) -> None:
+    d = make_driver(sara, "sara", config_drive=True, availability_zone="nova", scheduler_hints={"different_host": []})
     try:
         node = d.create(_spec(d), "g-0", RenderedContext())
         assert sara.world.get_vm(node.id).extra["config_drive"] == "True"
         d.delete([node.id])
     finally:
         d.close()
-    d = _driver(sara, availability_zone="az-nowhere")
+    d = make_driver(sara, "sara", availability_zone="az-nowhere")
     try:
         with pytest.raises(InvalidRequest) as info:
             d.create(_spec(d), "g-0", RenderedContext())
