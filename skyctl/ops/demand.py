@@ -248,7 +248,7 @@ def apply_demand(sky: Sky, rule: Rule, snaps: list[SiteSnapshot], listing: Listi
             if res.missing:
                 out.failed[site] = res.full_sites.get(site) or res.unplaced_reason or f"{res.missing} not created"
     if tick.shrink:
-        with group_lock(tick.group, say=sky.reporter.message):   # one writer per group, as scale
+        with group_lock(tick.group, say=sky.reporter.message, sky=sky):   # one writer per group, as scale
             _shrink(sky, rule, tick, listing, out)
     return out
 

@@ -6,11 +6,18 @@ that misbehaves is one clear line; `burst watch` runs the command every `every`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from skyctl.config import load
+from skyctl.ops.grouplock import group_lock
+from skyctl.ops.sky import Sky
 from skyctl.testing import memory as memdriver
 from skyctl.testing.cli import Runner, federation
 
@@ -91,6 +98,38 @@ def test_idle_nodes_above_the_ceiling_are_drained_then_deleted(run: Runner, sky_
     kept = tick.json()["demand"][0]["kept"]
     assert list(kept) == ["w-1"] and "drain_command" in kept["w-1"] and "exited 1" in kept["w-1"]
     assert "kept w-1: drain_command" in tick.err
+    assert _sites(run) == {"home": 2}
+
+
+def test_a_scale_in_waits_for_the_groups_lease_held_by_another_installation(  # type: ignore[no-untyped-def]
+        run: Runner, sky_file, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One writer per group across machines: while another installation (its own SKYCTL_HOME,
+    so its own state and lock files, on the same clouds with the same owner) holds w's lease
+    on the lock site, a demand scale-in drains and deletes nothing and stops naming the holder;
+    once the lease is given back, the same tick deletes. The other installation runs in this
+    process because the memory clouds live here; it holds the lease until the test lets go."""
+    d = Demand(tmp_path)
+    _fed(sky_file, d, max_idle=1)
+    assert run("launch", "w", "--count", "4").code == 0         # home 2, cc 2
+    d.set(pending_cores=0, idle_nodes=["w-0", "w-2", "w-3"])
+    home = os.environ["SKYCTL_HOME"]
+    with ExitStack() as other:
+        monkeypatch.setenv("SKYCTL_HOME", str(tmp_path / "other-installation"))
+        sky = other.enter_context(Sky(load()))
+        other.enter_context(group_lock("w", sky=sky))           # e.g. its `scale w 6`, still running
+        monkeypatch.setenv("SKYCTL_HOME", home)
+        assert len(memdriver.cloud("cc").leases) == 1           # the lease is on the lock site (cc)
+        monkeypatch.setenv("SKYCTL_LOCK_WAIT", "0.5")           # this machine's lock is free: only the lease holds it
+        tick = run("burst", "run")
+        assert tick.code == 1, tick.err
+        assert f"group w is being changed by pid {os.getpid()}" in tick.err, tick.err
+        assert "(lock kept on cc)" in tick.err, tick.err
+        assert not d.drained.exists()                           # nothing drained ...
+        assert _sites(run) == {"home": 2, "cc": 2}              # ... nothing deleted
+    assert memdriver.cloud("cc").leases == {}                   # given back
+    tick = run("burst", "run", "-o", "json")
+    assert tick.code == 0, tick.err
+    assert tick.json()["demand"][0]["deleted"] == ["w-3", "w-2"]
     assert _sites(run) == {"home": 2}
 
 
