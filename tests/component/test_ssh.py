@@ -23,6 +23,7 @@ from skyctl.site import SiteConfig
 from skyctl.ssh import hostkeys, transfer
 from skyctl.ssh.session import Session, SshOptions
 from skyctl.ssh.target import Jump, parse_jump, split_location, ssh_command, target_for
+from skyctl.sandbox.guest import server as guest_server
 from skyctl.sandbox.guest.loopback import LoopbackGuest, start_guest
 from skyctl.sandbox.guest.server import new_host_key as new_key
 
@@ -93,6 +94,20 @@ def test_exec_returns_exit_code_stdout_and_stderr(guest: LoopbackGuest, opts: Ss
     res = transfer.run(node(), site_for(guest.port), "echo out; echo err >&2; exit 3", opts)
     assert (res.exit_code, res.stdout, res.stderr) == (3, "out\n", "err\n")
     assert res.to_json() == {"node": "n-0", "exit_code": 3, "stdout": "out\n", "stderr": "err\n", "error": None}
+
+
+def test_a_command_the_guest_cannot_start_ends_with_255_and_its_reason(
+        guest: LoopbackGuest, opts: SshOptions, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure while the sandbox sets a command up (two commands racing to prepare a new VM's
+    directory was one) still ends the channel: before, the client waited for an exit status
+    forever. The timeout only turns that old hang into a failure; it is never reached here."""
+    def broken(channel: paramiko.Channel) -> str:
+        raise RuntimeError("no room left")
+
+    monkeypatch.setattr(guest_server, "_ssh_connection", broken)
+    res = transfer.run(node(), site_for(guest.port), "echo never", opts, timeout=120)
+    assert res.exit_code == 255 and res.stdout == ""
+    assert res.stderr == "sandbox: cannot run the command: no room left\n"
 
 
 def test_exec_runs_in_the_guest_dir_and_streams_lines(guest: LoopbackGuest, opts: SshOptions) -> None:

@@ -13,9 +13,11 @@ absolute ones are this host's); `available()` tells which.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +31,7 @@ PATH = f"/{GUEST_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/b
 
 _libc: ctypes.CDLL | None = None
 _available: bool | None = None
+_preparing = threading.Lock()   # two commands at once on a new VM prepare it once
 
 
 def _lib() -> ctypes.CDLL:
@@ -56,7 +59,13 @@ def available() -> bool:
 
 
 def prepare(root: Path, bin_dir: Path) -> None:
-    """Mount points, links and /etc copies inside the VM's directory (once per VM)."""
+    """Mount points, links and /etc copies inside the VM's directory (once per VM, however
+    many commands start at once: two racing ones met a link the other had just made)."""
+    with _preparing:
+        _prepare(root, bin_dir)
+
+
+def _prepare(root: Path, bin_dir: Path) -> None:
     marker = root / ".sandbox" / "prepared"
     if marker.exists():
         return
@@ -69,7 +78,8 @@ def prepare(root: Path, bin_dir: Path) -> None:
         host = Path("/") / name
         mine = root / name
         if host.is_symlink() and not mine.exists() and not mine.is_symlink():
-            mine.symlink_to(os.readlink(host))
+            with contextlib.suppress(FileExistsError):   # another sandbox process made it
+                mine.symlink_to(os.readlink(host))
         elif host.is_dir() and not host.is_symlink():
             mine.mkdir(exist_ok=True)
     for name in ETC_COPIES:

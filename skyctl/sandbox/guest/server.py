@@ -489,7 +489,17 @@ class VmSshFabric:
     def run_command(self, guest: Guest, channel: paramiko.Channel, command: str | None, user: str | None,
                     env: dict[str, str], pty: Pty | None = None) -> None:
         """Run one exec/shell request in the VM dir and relay its I/O and exit status (on a
-        pseudo-terminal when the client asked for one, as `ssh -t` and interactive logins do)."""
+        pseudo-terminal when the client asked for one, as `ssh -t` and interactive logins do).
+        A failure here still ends the channel, with exit status 255 and the reason on stderr:
+        a client must never wait for an exit status that will not come."""
+        try:
+            self._run_command(guest, channel, command, user, env, pty)
+        except Exception as e:  # noqa: BLE001 - whatever broke, the channel gets its end
+            log.warning("ssh command on %s failed to run: %s", guest.address, e)
+            _close_channel(channel, f"sandbox: cannot run the command: {e}\n", 255)
+
+    def _run_command(self, guest: Guest, channel: paramiko.Channel, command: str | None, user: str | None,
+                     env: dict[str, str], pty: Pty | None) -> None:
         argv = ["/bin/sh", "-c", command] if command is not None else ["/bin/sh"]
         full_env = self.boot.env(guest, user, env)
         connection = _ssh_connection(channel)
