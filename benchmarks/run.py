@@ -450,6 +450,11 @@ def bench_guests(results: dict[str, Any], tmp: Path) -> None:
         results["guest_boot_to_cloud_init_done_s"] = own
         results["guest_qemu_start_to_done_s"] = vm["finished_after"]
         results["guest_ready_overhead"] = round(wall / own, 3)
+        # Where the rest went: QEMU start to the guest kernel's clock starting (firmware, kernel
+        # load), and skyctl's own part (API calls and seed ISO before QEMU, the readiness poll after).
+        results["guest_qemu_to_kernel_s"] = round(float(vm["finished_after"]) - own, 1)
+        results["guest_skyctl_own_s"] = round(wall - float(vm["finished_after"]), 1)
+        results["guest_load_avg_1m"] = round(os.getloadavg()[0], 2)   # a shared machine: read the figure with it
         subprocess.run([SKYCTL, "delete", "--yes", "gb"], env=sb.env, stdout=subprocess.DEVNULL)
     finally:
         sb.down()
