@@ -6,7 +6,9 @@ once), then four `launch --wait` runs at the same time, one node each, so every 
 pays for happens in one round:
 
 - `osg` on home: `base`, the test profile `guesttest.yaml` (a user, files, commands, a Debian
-  package) and the built-in `jupyter` (JupyterLab from PyPI behind its token, a secret);
+  package) and the built-in `jupyter` (JupyterLab from PyPI behind its token, a secret); where
+  this host trusts CAs of its own (a TLS-inspecting proxy in front of PyPI), a generated
+  profile makes the guest trust them too (`site_trust_profile`), as a real site would;
 - `oneg` on cc: `base`, `guesttest.yaml` and the built-in `slurm-worker`, whose slurmd joins a
   real slurmctld on this host (`slurm`, below) with the munge key delivered as a secret;
 - `dock` on home: `base` plus the built-in `docker-host`;
@@ -77,6 +79,25 @@ SPEC = {
         "cc": {"quota": {"instances": 2, "cores": 4}, "group_quota": {"instances": 2, "cores": 4}},
     },
 }
+
+
+def site_trust_profile(folder: Path, ca_dir: Path = Path("/usr/local/share/ca-certificates")) -> Path | None:
+    """A profile that makes a guest trust the CAs this host's admin added (Debian's
+    /usr/local/share/ca-certificates), as a site behind a TLS-inspecting proxy must: cloud-init's
+    ca_certs adds them to the guest's store, and pip is told to use that store. None when the
+    host added none (its guests reach PyPI with the public CAs)."""
+    pems = [p.read_text(encoding="utf-8").strip() + "\n" for p in sorted(ca_dir.glob("**/*.crt"))]
+    if not pems:
+        return None
+    profile = {
+        "description": "The site's own CAs (test tier): trusted by the guest's store and by pip.",
+        "files": [{"path": "/etc/pip.conf", "permissions": "0644",
+                   "content": "[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n"}],
+        "raw": {"cloud_config": {"ca_certs": {"trusted": pems}}},
+    }
+    path = folder / "sitetrust.yaml"
+    path.write_text(yaml.safe_dump(profile), encoding="utf-8")
+    return path
 
 
 def guest_cache_dir() -> str:
@@ -152,7 +173,10 @@ def fleet() -> Iterator[Fleet]:
         f.slurm = SlurmController(Path(tempfile.mkdtemp(prefix="skyg-")), env)   # short: munged's socket path
         f.slurm.start()
         procs: dict[str, tuple[subprocess.Popen[str], float]] = {}
+        trust = site_trust_profile(root)
         for group, (site, contexts, variables) in LAUNCHES.items():
+            if group == "osg" and trust is not None:   # pip install from PyPI through this site's proxy
+                contexts = [*contexts[:1], str(trust), *contexts[1:]]
             argv = [SKYCTL, "launch", group, "--site", site, "--image", "alma9", "--size", "small", "--wait",
                     "-o", "json"]
             for c in contexts:
