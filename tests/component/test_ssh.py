@@ -524,24 +524,31 @@ def test_jump_host_goes_to_the_system_ssh_as_dash_j() -> None:
     assert "StrictHostKeyChecking=yes" in argv and "UserKnownHostsFile=/kh" in argv and argv[-1] == "127.0.0.1"
 
 
+NO_ERRORS = '{\n "v1": {\n  "datasource": "DataSourceConfigDrive",\n  "errors": []\n }\n}'
+ERRORS = '{\n "v1": {\n  "datasource": "DataSourceConfigDrive",\n  "errors": [\n   "(\'scripts-user\', ...)"\n  ]\n }\n}'
+
+
 @pytest.mark.parametrize(("files", "has_cloud_init", "state", "called"), [
-    (["enabled"], True, "running", False),                 # booting: the shell answers, no Python starts
-    (["enabled", "result.json"], True, "done", True),      # finished: cloud-init itself says how
-    ([], True, "done", True),                              # not enabled (or not this kind of guest): ask it
-    ([], False, "absent", False),                          # an image without cloud-init: exit 127
+    ({"enabled": ""}, True, "running", False),                        # booting: the shell answers
+    ({"enabled": "", "result.json": NO_ERRORS}, True, "done", False),  # finished cleanly: the shell reads it
+    ({"enabled": "", "result.json": ERRORS}, True, "error", True),     # failed: cloud-init gives the detail
+    ({"enabled": "", "result.json": "not json"}, True, "error", True), # unreadable: cloud-init decides
+    ({}, True, "error", True),                                        # not enabled here: ask it
+    ({}, False, "absent", False),                                     # no cloud-init on the image: exit 127
 ])
-def test_the_context_probe_starts_cloud_init_only_once_it_has_something_to_say(
-        tmp_path: Path, files: list[str], has_cloud_init: bool, state: str, called: bool) -> None:
+def test_the_context_probe_starts_cloud_init_only_when_the_shell_cannot_tell(
+        tmp_path: Path, files: dict[str, str], has_cloud_init: bool, state: str, called: bool) -> None:
     run_dir = tmp_path / "run" / "cloud-init"
     run_dir.mkdir(parents=True)
-    for name in files:
-        (run_dir / name).write_text("{}")
+    for name, content in files.items():
+        (run_dir / name).write_text(content)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    (bin_dir / "grep").symlink_to(shutil.which("grep") or "/bin/grep")
     calls = tmp_path / "calls"
-    if has_cloud_init:
+    if has_cloud_init:   # a stand-in that says "error", so a probe that wrongly skips it shows
         fake = bin_dir / "cloud-init"
-        fake.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\necho 'status: done'\n")
+        fake.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\necho 'status: error'\nexit 1\n")
         fake.chmod(0o755)
     proc = subprocess.run(["/bin/sh", "-c", context_probe(str(run_dir))], capture_output=True, text=True,
                           env={"PATH": str(bin_dir)}, check=False)
