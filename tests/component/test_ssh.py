@@ -18,7 +18,7 @@ from skyctl.errors import (ContextFailed, HostKeyChanged, HostKeyNotInConsole, N
                            SshAuthError, Unreachable, UsageError)
 from skyctl.keys import fingerprint, generate_ed25519, read_public_key
 from skyctl.model import Node, NodeState
-from skyctl.ops.ready import cloud_init_state, poll_ready
+from skyctl.ops.ready import CONTEXT_PROBE, cloud_init_state, context_probe, poll_ready
 from skyctl.site import SiteConfig
 from skyctl.ssh import hostkeys, transfer
 from skyctl.ssh.session import Session, SshOptions
@@ -378,7 +378,7 @@ def test_wait_ready_without_held_connections_reconnects_at_the_context_stage(
         ready = poll_ready([node()], {"s1": site_for(guest.port)}, opts, reporter=events, poll=0.01,
                                hold_connections=0)
     assert [n.name for n in ready] == ["n-0"]
-    assert polls == ["cloud-init status --long"] * 3
+    assert polls == [CONTEXT_PROBE] * 3
     assert guest.connections == 3  # one connection per poll
     assert events.seen == [("n-0", "address"), ("n-0", "ssh"), ("n-0", "context"), ("n-0", "ready")]
 
@@ -537,3 +537,36 @@ def test_jump_host_goes_to_the_system_ssh_as_dash_j() -> None:
     assert argv[argv.index("-J") + 1] == "ops@bastion:2200"
     assert argv[argv.index("-l") + 1] == "alma" and argv[argv.index("-p") + 1] == "2222"
     assert "StrictHostKeyChecking=yes" in argv and "UserKnownHostsFile=/kh" in argv and argv[-1] == "127.0.0.1"
+
+
+NO_ERRORS = '{\n "v1": {\n  "datasource": "DataSourceConfigDrive",\n  "errors": []\n }\n}'
+ERRORS = '{\n "v1": {\n  "datasource": "DataSourceConfigDrive",\n  "errors": [\n   "(\'scripts-user\', ...)"\n  ]\n }\n}'
+
+
+@pytest.mark.parametrize(("files", "has_cloud_init", "state", "called"), [
+    ({"enabled": ""}, True, "running", False),                        # booting: the shell answers
+    ({"enabled": "", "result.json": NO_ERRORS}, True, "done", False),  # finished cleanly: the shell reads it
+    ({"enabled": "", "result.json": ERRORS}, True, "error", True),     # failed: cloud-init gives the detail
+    ({"enabled": "", "result.json": "not json"}, True, "error", True), # unreadable: cloud-init decides
+    ({}, True, "error", True),                                        # not enabled here: ask it
+    ({}, False, "absent", False),                                     # no cloud-init on the image: exit 127
+])
+def test_the_context_probe_starts_cloud_init_only_when_the_shell_cannot_tell(
+        tmp_path: Path, files: dict[str, str], has_cloud_init: bool, state: str, called: bool) -> None:
+    run_dir = tmp_path / "run" / "cloud-init"
+    run_dir.mkdir(parents=True)
+    for name, content in files.items():
+        (run_dir / name).write_text(content)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "grep").symlink_to(shutil.which("grep") or "/bin/grep")
+    calls = tmp_path / "calls"
+    if has_cloud_init:   # a stand-in that says "error", so a probe that wrongly skips it shows
+        fake = bin_dir / "cloud-init"
+        fake.write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\necho 'status: error'\nexit 1\n")
+        fake.chmod(0o755)
+    proc = subprocess.run(["/bin/sh", "-c", context_probe(str(run_dir))], capture_output=True, text=True,
+                          env={"PATH": str(bin_dir)}, check=False)
+    assert cloud_init_state(proc.returncode, proc.stdout, proc.stderr) == state
+    assert (calls.read_text() if calls.exists() else "") == ("status --long\n" if called else "")
+    assert CONTEXT_PROBE == context_probe("/run/cloud-init")

@@ -3,11 +3,14 @@ through the guests' own sshd (marker `guests`; its own step in .ci/run)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
 
 import pytest
+
+from skyctl.polling import iterate_timeout
 
 pytestmark = pytest.mark.guests
 
@@ -126,3 +129,74 @@ def test_deleting_a_vm_stops_its_qemu_and_removes_its_overlay(fleet) -> None:  #
     after = fleet.sandbox_status()["guests"]
     assert after["running"] == before - 1
     assert len(sorted(vms.glob("*/overlay.qcow2"))) == len(overlays_before) - 1
+
+
+def _secret_stays_hidden(fleet, group: str, secret: str) -> None:  # type: ignore[no-untyped-def]
+    """Not in what skyctl printed for the launch or shows of the node, its state or the sandbox's log."""
+    launch = fleet.launches[group]
+    assert secret not in launch.out and secret not in launch.err
+    shown = fleet.run("--debug", "show", f"{group}-0", "-o", "json")
+    assert secret not in shown.stdout and secret not in shown.stderr
+    assert secret.encode() not in (fleet.home / "state" / "state.db").read_bytes()
+    log = fleet.home / "state" / "sandbox" / "sandbox.log"
+    assert not log.exists() or secret not in log.read_text(errors="replace")
+
+
+def test_jupyter_profile_serves_jupyterlab_behind_its_token(fleet) -> None:  # type: ignore[no-untyped-def]
+    _ok(fleet, "osg")   # base + guesttest + jupyter: JupyterLab pip-installed from PyPI in the guest
+    node, token = "osg-0", fleet.jupyter_token
+    assert fleet.sh(node, "systemctl is-active jupyter").strip() == "active"
+    # Run by the login user, from the profile's virtualenv.
+    pid = fleet.sh(node, "systemctl show -p MainPID --value jupyter").strip()
+    assert fleet.sh(node, f"ps -o user= -p {pid}").strip() == "skyctl"
+    assert fleet.sh(node, f"tr '\\0' ' ' < /proc/{pid}/cmdline").startswith("/opt/jupyter/bin/python")
+
+    def status(query: str) -> str:
+        return fleet.sh(node, f"curl -s -o /dev/null -w '%{{http_code}}' 'http://127.0.0.1:8888/api/status{query}'",
+                        check=False).strip()
+
+    last = ""
+    for _ in iterate_timeout(300, "JupyterLab to answer on port 8888", interval=3.0):
+        last = status(f"?token={token}")
+        if last == "200":
+            break
+    assert last == "200"
+    assert status("") in ("401", "403")              # no token: refused
+    assert status("?token=not-the-token") in ("401", "403")
+    _secret_stays_hidden(fleet, "osg", token)
+
+
+def test_slurm_worker_joins_a_real_slurmctld_and_runs_a_job(fleet) -> None:  # type: ignore[no-untyped-def]
+    _ok(fleet, "oneg")   # base + guesttest + slurm-worker, slurm.conf naming this host's slurmctld
+    ctl, node = fleet.slurm, fleet.slurm.node
+    assert fleet.sh(node, "systemctl is-active munge slurmd").split() == ["active", "active"]
+    # The key the secret delivered is the cluster's, in munge's hands only; its base64 copy is gone.
+    key = fleet.sh(node, "sudo -n sha256sum /etc/munge/munge.key").split()[0]
+    assert key == hashlib.sha256(ctl.munge.key).hexdigest()
+    assert fleet.sh(node, "sudo -n stat -c '%U %a' /etc/munge/munge.key").strip() == "munge 400"
+    assert fleet.sh(node, "sudo -n sh -c 'test -e /etc/munge/munge.key.b64 && echo left || echo gone'").strip() == "gone"
+
+    # slurmctld on this host sees the guest's slurmd: registered, idle (responding).
+    ctl.wait_for(f"{node} idle in sinfo", lambda: ctl.run("sinfo", "-h", "-n", node, "-o", "%T").strip() == "idle")
+    shown = ctl.run("scontrol", "show", "node", node)
+    kernel = fleet.sh(node, "uname -r").strip()
+    assert "State=IDLE " in shown and f"OS=Linux {kernel} " in shown, shown   # the guest's kernel, not this host's
+
+    # A batch job runs in the guest: slurmctld -> the guest's slurmd -> slurmstepd -> back to slurmctld.
+    job = ctl.run("sbatch", "--parsable", "-w", node, "-D", "/tmp", "-o", "/tmp/skyjob-%j.out",
+                  "--wrap", "hostname; uname -r").strip().split(";")[0]
+    ended = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "BOOT_FAIL", "OUT_OF_MEMORY")
+
+    def job_state() -> str:
+        m = re.search(r"JobState=(\S+)", ctl.run("scontrol", "show", "job", job))
+        return m.group(1) if m and m.group(1) in ended else ""
+
+    assert ctl.wait_for(f"job {job} to end", job_state, timeout=180) == "COMPLETED", ctl.diagnostics()
+    assert fleet.sh(node, f"sudo -n cat /tmp/skyjob-{job}.out").split() == [node, kernel]
+    _secret_stays_hidden(fleet, "oneg", ctl.munge_key_b64)
+
+
+def test_cvmfs_client_says_where_it_cannot_work(fleet) -> None:  # type: ignore[no-untyped-def]
+    # Not booted (this machine cannot reach CERN's repository): its caveat is what validate prints.
+    validate = fleet.run("context", "validate", str(Path(__file__).parents[3] / "contexts" / "cvmfs-client.yaml"))
+    assert "cannot work everywhere" in validate.stderr and "cvmrepo.s3.cern.ch" in validate.stderr

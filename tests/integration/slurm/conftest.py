@@ -19,9 +19,7 @@ Nothing runs at import: collecting this folder in the default run (which deselec
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,18 +32,14 @@ import pytest
 import yaml
 
 from skyctl.polling import Expired, iterate_timeout
+from skyctl.testing.slurmctl import (controller_lines, free_port, missing_tools, start_munged, start_slurmctld,
+                                     stop_group)
 
 SKYCTL = str(Path(sys.executable).with_name("skyctl"))
 GROUP = "skyb"
 NODES = [f"sky-{i}" for i in range(1, 9)]
 SUSPEND_TIME = 15
 AGENT_MARK = "SKYCTL_TIER_NODE"   # in the environment of a node's slurmd, and so of its slurmstepds
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cluster:
@@ -121,20 +115,14 @@ class Cluster:
         self.sky_yaml.write_text(yaml.safe_dump(sandbox, sort_keys=False))
 
     def _start_munged(self) -> None:
-        key = self.root / "munge.key"
-        key.write_bytes(os.urandom(1024))
-        key.chmod(0o400)
-        (self.root / "munge").mkdir(exist_ok=True)
-        self.munge_socket = self.root / "munge" / "munge.sock"
-        self.run("munged", "--force", f"--socket={self.munge_socket}", f"--key-file={key}",
-                 f"--pid-file={self.root / 'munge' / 'munged.pid'}", f"--log-file={self.root / 'munge' / 'munged.log'}",
-                 f"--seed-file={self.root / 'munge' / 'munged.seed'}")
+        self.munge = start_munged(self.root, self.env)
+        self.munge_socket = self.munge.socket
         # The secret the slurm-worker profile receives: from the programs' env file, never the federation file.
         env = self.root / "programs" / "env"
         env.parent.mkdir(exist_ok=True)
         import base64
 
-        env.write_text(f"SKYCTL_VAR_munge_key={base64.b64encode(key.read_bytes()).decode()}\n"
+        env.write_text(f"SKYCTL_VAR_munge_key={base64.b64encode(self.munge.key).decode()}\n"
                        f"SLURM_CONF={self.conf}\n")
         env.chmod(0o600)
 
@@ -142,29 +130,7 @@ class Cluster:
         generated = self.sky("slurm", "config", "--write-programs").stdout.splitlines()
         self.ports = {name: free_port() for name in NODES}
         ctl_port = free_port()
-        d = self.root
-        for sub in ("state", "spool", "log", "run"):
-            (d / sub).mkdir(exist_ok=True)
-        lines = [
-            "ClusterName=skytier",
-            f"SlurmctldHost={socket.gethostname()}(127.0.0.1)",
-            f"SlurmctldPort={ctl_port}",
-            f"AuthInfo=socket={self.munge_socket}",
-            "SlurmUser=root", "SlurmdUser=root",
-            f"StateSaveLocation={d / 'state'}",
-            f"SlurmdSpoolDir={d / 'spool'}/%n",
-            f"SlurmctldPidFile={d / 'run' / 'slurmctld.pid'}",
-            f"SlurmdPidFile={d / 'run'}/slurmd-%n.pid",
-            f"SlurmctldLogFile={d / 'log' / 'slurmctld.log'}",
-            f"SlurmdLogFile={d / 'log'}/slurmd-%n.log",
-            "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core",
-            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
-            "AccountingStorageType=accounting_storage/none", "JobCompType=jobcomp/none",
-            "JobAcctGatherType=jobacct_gather/none", "MpiDefault=none",
-            "SchedulerParameters=sched_interval=2", "MaxNodeCount=16",
-            "DebugFlags=Power", "SlurmctldDebug=info", "SlurmdDebug=info",
-            "InactiveLimit=0", "KillWait=5", "MinJobAge=300", "Waittime=0",
-        ]
+        lines = controller_lines(self.root, self.munge_socket, ctl_port)
         for line in generated:
             if line.startswith("NodeName="):
                 # One slurmd per node on this one host: each needs its own port.
@@ -178,17 +144,7 @@ class Cluster:
         self.conf.write_text("\n".join(lines) + "\n")
 
     def _start_slurmctld(self) -> None:
-        log = open(self.root / "log" / "slurmctld.out", "ab")
-        proc = subprocess.Popen(["slurmctld", "-D", "-c", "-i", "-f", str(self.conf)], env=self.env,
-                                stdout=log, stderr=log, start_new_session=True)
-        self.procs.append(proc)
-        try:
-            for _ in iterate_timeout(30, "slurmctld to answer scontrol ping", interval=0.5):
-                if subprocess.run(["scontrol", "ping"], env=self.env, capture_output=True).returncode == 0:
-                    return
-                assert proc.poll() is None, (self.root / "log" / "slurmctld.log").read_text()[-3000:]
-        except Expired:
-            raise AssertionError("slurmctld did not answer scontrol ping") from None
+        self.procs.append(start_slurmctld(self.conf, self.env, self.root / "log"))
 
     # --- the node agent ---------------------------------------------------------------------
     def _agent_loop(self) -> None:
@@ -273,18 +229,14 @@ class Cluster:
         for name in list(self.slurmd):
             self._stop_slurmd(name)
         for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-        subprocess.run(["munged", "--stop", f"--socket={self.munge_socket}"], capture_output=True, timeout=30)
+            stop_group(proc)
+        if getattr(self, "munge", None) is not None:
+            self.munge.stop()
         subprocess.run([SKYCTL, "sandbox", "down"], env=self.env, capture_output=True, timeout=120)
 
 
 def require_slurm() -> None:
-    missing = [t for t in ("slurmctld", "slurmd", "munged", "sbatch", "scontrol") if shutil.which(t) is None]
+    missing = missing_tools()
     if missing:
         import pytest
 
