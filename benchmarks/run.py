@@ -432,10 +432,10 @@ def bench_guests(results: dict[str, Any], tmp: Path) -> None:
     spec = {"sites": {"sara": None, "cc": None, "home": {"quota": {"instances": 1}}}}
     # The guest image from skyctl's own cache (as `skyctl sandbox image build` left it), not a
     # private SKYCTL_HOME/cache that would build it again, minutes of both cores, every run.
-    import platformdirs
+    from skyctl.paths import shared_cache_dir
 
-    cache = os.environ.get("SKYCTL_CACHE_DIR") or platformdirs.user_cache_dir("skyctl")
-    sb = Sandbox(tmp, spec, name="guests", up_args=("--guests", "qemu"), env={"SKYCTL_CACHE_DIR": cache})
+    sb = Sandbox(tmp, spec, name="guests", up_args=("--guests", "qemu"),
+                 env={"SKYCTL_CACHE_DIR": str(shared_cache_dir())})
     try:
         t0 = time.perf_counter()
         subprocess.run([SKYCTL, "launch", "gb", "--site", "home", "--context", "base", "--wait"], env=sb.env,

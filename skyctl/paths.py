@@ -50,12 +50,18 @@ def data_dir() -> Path:
 def cache_dir() -> Path:
     """Rebuildable files (the sandbox's guest images): SKYCTL_CACHE_DIR, else SKYCTL_HOME/cache,
     else the XDG cache dir."""
+    home = os.environ.get("SKYCTL_HOME")
+    if home and not os.environ.get("SKYCTL_CACHE_DIR"):
+        return private_dir(Path(home) / "cache")
+    return shared_cache_dir()
+
+
+def shared_cache_dir() -> Path:
+    """SKYCTL_CACHE_DIR, else the XDG cache dir, whatever SKYCTL_HOME says: where a test tier or
+    a benchmark with private SKYCTL_HOMEs finds the image `skyctl sandbox image build` left."""
     explicit = os.environ.get("SKYCTL_CACHE_DIR")
     if explicit:
         return private_dir(Path(explicit))
-    home = os.environ.get("SKYCTL_HOME")
-    if home:
-        return private_dir(Path(home) / "cache")
     import platformdirs
 
     return private_dir(Path(platformdirs.user_cache_dir(APP)))

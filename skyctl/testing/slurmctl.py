@@ -17,8 +17,10 @@ import shutil
 import signal
 import socket
 import subprocess
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from skyctl.polling import Expired, iterate_timeout
 
@@ -120,12 +122,32 @@ def start_slurmctld(conf: Path, env: dict[str, str], log_dir: Path, *, timeout: 
     except Expired:
         pass
     stop_group(proc)
-    tail = ""
-    for name in ("slurmctld.log", "slurmctld.out"):
-        p = log_dir / name
+    raise RuntimeError("slurmctld did not answer scontrol ping:\n" + log_tails(log_dir, ("slurmctld.log", "slurmctld.out")))
+
+
+def log_tails(folder: Path, names: Iterable[str], lines: int = 40) -> str:
+    """The last `lines` lines of each of `names` under `folder` that exists, each under a header."""
+    parts = []
+    for name in names:
+        p = folder / name
         if p.exists():
-            tail += p.read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"slurmctld did not answer scontrol ping:\n{tail}")
+            parts.append(f"--- {name} (tail)\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:]))
+    return "\n".join(parts)
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float, *, interval: float = 1.0,
+               explain: Callable[[], str] = lambda: "") -> Any:
+    """check() every `interval` s until it returns something true, which is returned; else an
+    AssertionError naming `what`, the last answer and explain() (the tier's logs)."""
+    last = None
+    try:
+        for _ in iterate_timeout(timeout, what, interval=interval):
+            last = check()
+            if last:
+                return last
+    except Expired:
+        pass
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}\n{explain()}")
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float = 15) -> None:

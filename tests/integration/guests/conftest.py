@@ -52,7 +52,7 @@ from typing import Any
 import pytest
 import yaml
 
-from skyctl.polling import Expired, iterate_timeout
+from skyctl.paths import shared_cache_dir
 from skyctl.testing import slurmctl
 
 SKYCTL = str(Path(sys.executable).with_name("skyctl"))
@@ -100,16 +100,6 @@ def site_trust_profile(folder: Path, ca_dir: Path = Path("/usr/local/share/ca-ce
     return path
 
 
-def guest_cache_dir() -> str:
-    """The cache the CI step built the image into (shared by every SKYCTL_HOME of the tier)."""
-    explicit = os.environ.get("SKYCTL_CACHE_DIR")
-    if explicit:
-        return explicit
-    import platformdirs
-
-    return platformdirs.user_cache_dir("skyctl")
-
-
 @dataclass
 class Launch:
     group: str
@@ -155,7 +145,7 @@ class Fleet:
 def fleet() -> Iterator[Fleet]:
     root = Path(tempfile.mkdtemp(prefix="skyctl-guests-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SKYCTL_", "OS_", "ONE_"))}
-    env.update(SKYCTL_HOME=str(root / "home"), SKYCTL_CACHE_DIR=guest_cache_dir(), NO_COLOR="1",
+    env.update(SKYCTL_HOME=str(root / "home"), SKYCTL_CACHE_DIR=str(shared_cache_dir()), NO_COLOR="1",
                HOME=str(root / "user"))
     (root / "user").mkdir()
     spec = root / "spec.yaml"
@@ -281,23 +271,10 @@ class SlurmController:
         return proc.stdout
 
     def wait_for(self, what: str, check: Any, timeout: float = 300) -> Any:
-        last = None
-        try:
-            for _ in iterate_timeout(timeout, what, interval=2.0):
-                last = check()
-                if last:
-                    return last
-        except Expired:
-            pass
-        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}\n{self.diagnostics()}")
+        return slurmctl.wait_until(what, check, timeout, interval=2.0, explain=self.diagnostics)
 
     def diagnostics(self) -> str:
-        parts = []
-        for name in ("log/slurmctld.log", "log/tunnel.out"):
-            p = self.root / name
-            if p.exists():
-                parts.append(f"--- {name} (tail)\n" + "\n".join(p.read_text(errors="replace").splitlines()[-30:]))
-        return "\n".join(parts)
+        return slurmctl.log_tails(self.root, ("log/slurmctld.log", "log/tunnel.out"), lines=30)
 
     def stop(self) -> None:
         for proc in (self.tunnel, self.slurmctld):

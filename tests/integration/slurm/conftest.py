@@ -31,9 +31,8 @@ from typing import Any
 import pytest
 import yaml
 
-from skyctl.polling import Expired, iterate_timeout
-from skyctl.testing.slurmctl import (controller_lines, free_port, missing_tools, start_munged, start_slurmctld,
-                                     stop_group)
+from skyctl.testing.slurmctl import (controller_lines, free_port, log_tails, missing_tools, start_munged,
+                                     start_slurmctld, stop_group, wait_until)
 
 SKYCTL = str(Path(sys.executable).with_name("skyctl"))
 GROUP = "skyb"
@@ -198,22 +197,10 @@ class Cluster:
 
     # --- waiting ----------------------------------------------------------------------------
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
-        last = None
-        try:
-            for _ in iterate_timeout(timeout, what, interval=interval):
-                last = check()
-                if last:
-                    return last
-        except Expired:
-            pass
-        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}\n{self.diagnostics()}")
+        return wait_until(what, check, timeout, interval=interval, explain=self.diagnostics)
 
     def diagnostics(self) -> str:
-        parts = []
-        for name in ("skyctl-slurm.log", "log/slurmctld.log"):
-            p = self.root / name
-            if p.exists():
-                parts.append(f"--- {name} (tail)\n" + "\n".join(p.read_text(errors="replace").splitlines()[-40:]))
+        parts = [log_tails(self.root, ("skyctl-slurm.log", "log/slurmctld.log"))]
         try:
             parts.append("--- sinfo\n" + self.run("sinfo", "-N", "-l", ok=(0, 1)).stdout)
             parts.append("--- squeue\n" + self.run("squeue", ok=(0, 1)).stdout)
